@@ -1,0 +1,192 @@
+//! Who is calling.
+//!
+//! - Platform users send `Authorization: Bearer <JWT>` signed by Lectio with HS256 and
+//!   `CONCIERGE_JWT_SECRET` (`sub`, `name`, `email`, `role` = user|admin, `exp`).
+//! - Anonymous visitors get a visitor token when they open their first conversation and send
+//!   it the same way afterwards.
+//! - SSE clients that cannot set headers (browsers' EventSource) use a short-lived stream
+//!   token in the query string, valid for one conversation only.
+//!
+//! Visitor and stream tokens are signed with keys derived from the platform secret, one per
+//! kind, so no kind of token can pass for another. The algorithm is pinned to HS256.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use concierge_shared::{ConversationId, OwnerKey, Role};
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::{AppState, error::ApiError};
+
+/// Signing and verification keys.
+pub struct Keys {
+    platform: DecodingKey,
+    visitor: (EncodingKey, DecodingKey),
+    stream: (EncodingKey, DecodingKey),
+    visitor_ttl: Duration,
+    stream_ttl: Duration,
+}
+
+const VISITOR_AUDIENCE: &str = "concierge-visitor";
+const STREAM_AUDIENCE: &str = "concierge-stream";
+
+impl Keys {
+    pub fn new(secret: &str, visitor_ttl: Duration, stream_ttl: Duration) -> Self {
+        let derive = |label: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+            mac.update(label.as_bytes());
+            let key = mac.finalize().into_bytes();
+            (EncodingKey::from_secret(&key), DecodingKey::from_secret(&key))
+        };
+        Self {
+            platform: DecodingKey::from_secret(secret.as_bytes()),
+            visitor: derive("concierge visitor token v1"),
+            stream: derive("concierge stream token v1"),
+            visitor_ttl,
+            stream_ttl,
+        }
+    }
+
+    /// A token for a new anonymous visitor, and the owner key it stands for.
+    pub fn issue_visitor(&self) -> anyhow::Result<(String, OwnerKey)> {
+        let id = Uuid::new_v4();
+        let claims = OwnClaims { sub: id.to_string(), aud: VISITOR_AUDIENCE.into(), exp: expiry(self.visitor_ttl), cid: None };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.visitor.0)?;
+        Ok((token, OwnerKey::visitor(id)))
+    }
+
+    /// A token that lets its bearer stream one conversation for a short while.
+    pub fn issue_stream(&self, owner: &OwnerKey, conversation: ConversationId) -> anyhow::Result<StreamToken> {
+        let exp = expiry(self.stream_ttl);
+        let claims =
+            OwnClaims { sub: owner.as_str().into(), aud: STREAM_AUDIENCE.into(), exp, cid: Some(conversation) };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.stream.0)?;
+        Ok(StreamToken { token, expires_in: self.stream_ttl.as_secs() })
+    }
+
+    /// The caller behind a bearer token: a platform user, or a visitor.
+    pub fn verify_bearer(&self, token: &str) -> Result<Caller, ApiError> {
+        let mut platform = Validation::new(Algorithm::HS256);
+        platform.set_required_spec_claims(&["exp", "sub"]);
+        platform.validate_aud = false;
+        if let Ok(data) = jsonwebtoken::decode::<PlatformClaims>(token, &self.platform, &platform) {
+            let claims = data.claims;
+            if claims.sub.trim().is_empty() {
+                return Err(ApiError::Unauthorized("the token's `sub` is empty".into()));
+            }
+            let role = match claims.role.as_deref() {
+                None | Some("user") => Role::User,
+                Some("admin") => Role::Admin,
+                Some(other) => return Err(ApiError::Unauthorized(format!("unknown role {other:?} in the token"))),
+            };
+            return Ok(Caller { owner: OwnerKey::user(&claims.sub), role, name: claims.name, email: claims.email });
+        }
+        let data = jsonwebtoken::decode::<OwnClaims>(token, &self.visitor.1, &own_validation(VISITOR_AUDIENCE))
+            .map_err(|e| ApiError::Unauthorized(format!("invalid or expired token ({e})")))?;
+        let id = Uuid::parse_str(&data.claims.sub)
+            .map_err(|_| ApiError::Unauthorized("invalid visitor token".into()))?;
+        Ok(Caller { owner: OwnerKey::visitor(id), role: Role::Visitor, name: None, email: None })
+    }
+
+    /// The owner a stream token was issued to, if it is valid for `conversation`.
+    pub fn verify_stream(&self, token: &str, conversation: ConversationId) -> Result<OwnerKey, ApiError> {
+        let data = jsonwebtoken::decode::<OwnClaims>(token, &self.stream.1, &own_validation(STREAM_AUDIENCE))
+            .map_err(|e| ApiError::Unauthorized(format!("invalid or expired stream token ({e})")))?;
+        if data.claims.cid != Some(conversation) {
+            // Same answer as for someone else's conversation.
+            return Err(ApiError::NotFound);
+        }
+        OwnerKey::parse(&data.claims.sub).ok_or_else(|| ApiError::Unauthorized("invalid stream token".into()))
+    }
+}
+
+fn own_validation(audience: &str) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+    validation.set_audience(&[audience]);
+    validation
+}
+
+fn expiry(ttl: Duration) -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + ttl.as_secs()
+}
+
+#[derive(Debug, Deserialize)]
+struct PlatformClaims {
+    sub: String,
+    name: Option<String>,
+    email: Option<String>,
+    role: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OwnClaims {
+    sub: String,
+    aud: String,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cid: Option<ConversationId>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StreamToken {
+    pub token: String,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub owner: OwnerKey,
+    pub role: Role,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())),
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match bearer(parts)? {
+            Some(token) => state.keys.verify_bearer(token),
+            None => Err(ApiError::Unauthorized("this route needs `Authorization: Bearer <token>`".into())),
+        }
+    }
+}
+
+/// A caller who may be anonymous (opening a first conversation).
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match bearer(parts)? {
+            Some(token) => state.keys.verify_bearer(token).map(|c| MaybeCaller(Some(c))),
+            None => Ok(MaybeCaller(None)),
+        }
+    }
+}
+
+/// The bearer token of a request, if any, for routes that accept other credentials too.
+pub fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    bearer(parts)
+}

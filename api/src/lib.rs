@@ -1,0 +1,80 @@
+//! Concierge's HTTP API: it authenticates, validates, stores and enqueues, and streams what
+//! the workers write. It never calls the LLM, Telegram or the host platform itself.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod hub;
+mod routes;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::{Router, extract::DefaultBodyLimit, http::Request};
+use concierge_shared::config::Config;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::{auth::Keys, hub::Hub};
+
+/// Largest request body accepted; message content is limited separately, in characters.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
+    pub hub: Hub,
+    /// Cancelled on shutdown; ends SSE streams so the server can drain.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Everything the API needs, with the event listener already listening.
+    pub async fn build(config: Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let secret = config.require_jwt_secret()?;
+        let keys = Keys::new(secret, config.visitor_token_ttl, config.stream_token_ttl);
+        let hub = Hub::default();
+        hub.start(pool.clone(), shutdown.clone()).await.context("cannot LISTEN for events")?;
+        Ok(Self { pool, config: Arc::new(config), keys: Arc::new(keys), hub, shutdown })
+    }
+}
+
+/// The API's routes. Paths are declared without a trailing slash; `serve` strips one.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/concierge", routes::router())
+        .merge(routes::health::router())
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+/// Serve `router` on `listener` until `shutdown` is cancelled, then drain open requests.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+    Ok(())
+}
+
+/// The standalone API process: connect, build, serve on `CONCIERGE_BIND` until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = concierge_shared::db::connect(config.require_database_url()?, config.db_max_connections).await?;
+    let bind = config.bind;
+    let state = AppState::build(config, pool, shutdown.clone()).await?;
+    let listener = TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    tracing::info!("API listening on http://{}", listener.local_addr()?);
+    serve(listener, router(state), shutdown).await
+}

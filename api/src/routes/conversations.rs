@@ -1,0 +1,254 @@
+//! Conversations: open, list, read, close, rate; and stream tokens for the SSE route.
+
+use axum::{
+    Json as JsonOut,
+    extract::State,
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use concierge_shared::{
+    ConversationId, ConversationMode, ConversationStatus, OwnerKey, Role,
+    db::{
+        conversations::{self, CloseOutcome, Conversation, NewConversation},
+        messages,
+    },
+    i18n::Locale,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppState,
+    auth::{Caller, MaybeCaller, StreamToken},
+    error::ApiError,
+    extract::{Json, Path, Query},
+    routes::messages::MessageOut,
+};
+
+/// How many messages the detail view includes.
+const DETAIL_MESSAGES: i64 = 50;
+
+#[derive(Debug, Serialize)]
+pub struct ConversationOut {
+    pub id: ConversationId,
+    pub status: ConversationStatus,
+    pub mode: ConversationMode,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub rating: Option<i16>,
+    pub rating_comment: Option<String>,
+    /// The sequence number of the latest message: resume point for `messages/?after=`.
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Conversation> for ConversationOut {
+    fn from(c: Conversation) -> Self {
+        Self {
+            id: c.id,
+            status: c.status,
+            mode: c.mode,
+            page_url: c.page_url,
+            page_title: c.page_title,
+            rating: c.rating,
+            rating_comment: c.rating_comment,
+            last_seq: c.last_seq,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            closed_at: c.closed_at,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationIn {
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedConversationOut {
+    #[serde(flatten)]
+    pub conversation: ConversationOut,
+    /// Only for anonymous callers: the token that identifies them from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor_token: Option<String>,
+    pub stream_token: StreamToken,
+}
+
+#[tracing::instrument(skip_all, err(level = "debug"))]
+pub async fn create_conversation(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+    Json(input): Json<CreateConversationIn>,
+) -> Result<(StatusCode, JsonOut<CreatedConversationOut>), ApiError> {
+    let page_url = optional_text(input.page_url, "page_url", 2048)?;
+    if let Some(url) = &page_url {
+        let valid = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !valid {
+            return Err(ApiError::validation("invalid_page_url", "page_url", "page_url must be an http(s) URL"));
+        }
+    }
+    let page_title = optional_text(input.page_title, "page_title", 300)?;
+
+    let (caller, visitor_token) = match caller {
+        Some(caller) => (caller, None),
+        None => {
+            let (token, owner) = state.keys.issue_visitor()?;
+            (Caller { owner, role: Role::Visitor, name: None, email: None }, Some(token))
+        }
+    };
+    let conversation = conversations::create(
+        &state.pool,
+        NewConversation {
+            owner: &caller.owner,
+            owner_name: caller.name.as_deref(),
+            owner_email: caller.email.as_deref(),
+            owner_role: caller.role,
+            page_url: page_url.as_deref(),
+            page_title: page_title.as_deref(),
+        },
+    )
+    .await?;
+    tracing::info!(conversation_id = %conversation.id, owner_kind = %caller.owner.kind(), "conversation opened");
+    let stream_token = state.keys.issue_stream(&caller.owner, conversation.id)?;
+    Ok((StatusCode::CREATED, JsonOut(CreatedConversationOut { conversation: conversation.into(), visitor_token, stream_token })))
+}
+
+fn optional_text(value: Option<String>, field: &'static str, max_chars: usize) -> Result<Option<String>, ApiError> {
+    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > max_chars {
+        return Err(ApiError::validation("too_long", field, format!("{field} is longer than {max_chars} characters")));
+    }
+    Ok(Some(value))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConversationPageOut {
+    pub items: Vec<ConversationOut>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<JsonOut<ConversationPageOut>, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("invalid_limit", "limit", "limit must be between 1 and 100"));
+    }
+    let before = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let page = conversations::list_owned(&state.pool, &caller.owner, before, limit + 1).await?;
+    let has_more = page.len() as i64 > limit;
+    let items: Vec<Conversation> = page.into_iter().take(limit as usize).collect();
+    let next_cursor = has_more.then(|| items.last().map(|c| format!("{}_{}", c.created_at.timestamp_micros(), c.id))).flatten();
+    Ok(JsonOut(ConversationPageOut { items: items.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, ConversationId), ApiError> {
+    let invalid = || ApiError::bad_request("invalid_cursor", "cursor is not one this API returned");
+    let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?).ok_or_else(invalid)?;
+    Ok((at, id.parse().map_err(|_| invalid())?))
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConversationDetailOut {
+    #[serde(flatten)]
+    pub conversation: ConversationOut,
+    /// The latest messages, oldest first.
+    pub messages: Vec<MessageOut>,
+    /// Whether older messages exist (page them with `messages/?after=`).
+    pub has_earlier: bool,
+}
+
+pub async fn get_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ConversationId>,
+) -> Result<JsonOut<ConversationDetailOut>, ApiError> {
+    let conversation = owned(&state, id, &caller.owner).await?;
+    let latest = messages::latest(&state.pool, id, DETAIL_MESSAGES).await?;
+    let has_earlier = latest.first().is_some_and(|m| m.seq > 1);
+    Ok(JsonOut(ConversationDetailOut {
+        conversation: conversation.into(),
+        messages: latest.into_iter().map(Into::into).collect(),
+        has_earlier,
+    }))
+}
+
+/// The conversation if the caller owns it; otherwise the same 404 as for a missing id.
+pub async fn owned(state: &AppState, id: ConversationId, owner: &OwnerKey) -> Result<Conversation, ApiError> {
+    conversations::find_owned(&state.pool, id, owner).await?.ok_or(ApiError::NotFound)
+}
+
+#[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+pub async fn close_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ConversationId>,
+) -> Result<JsonOut<ConversationOut>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let conversation = conversations::find_owned(&mut *tx, id, &caller.owner).await?.ok_or(ApiError::NotFound)?;
+    let locale = Locale::from_code(&conversation.locale);
+    match conversations::close(&mut tx, &conversation, locale.texts().conversation_closed).await? {
+        CloseOutcome::Closed(_) => tx.commit().await?,
+        // Closing twice is not an error: the conversation is closed either way.
+        CloseOutcome::AlreadyClosed => tx.rollback().await?,
+    }
+    Ok(JsonOut(owned(&state, id, &caller.owner).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateIn {
+    pub rating: i16,
+    pub comment: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+pub async fn rate_conversation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ConversationId>,
+    Json(input): Json<RateIn>,
+) -> Result<JsonOut<ConversationOut>, ApiError> {
+    if !(1..=5).contains(&input.rating) {
+        return Err(ApiError::validation("invalid_rating", "rating", "rating must be an integer from 1 to 5"));
+    }
+    let comment = optional_text(input.comment, "comment", 2000)?;
+    let conversation = owned(&state, id, &caller.owner).await?;
+    if conversation.rating.is_some() {
+        return Err(ApiError::conflict("already_rated", "this conversation has already been rated"));
+    }
+    if !messages::has_answer(&state.pool, id).await? {
+        return Err(ApiError::conflict("nothing_to_rate", "a conversation can be rated once it has an answer"));
+    }
+    if !conversations::rate(&state.pool, id, input.rating, comment.as_deref()).await? {
+        return Err(ApiError::conflict("already_rated", "this conversation has already been rated"));
+    }
+    Ok(JsonOut(owned(&state, id, &caller.owner).await?.into()))
+}
+
+/// A fresh stream token, for an EventSource whose token expired.
+pub async fn create_stream_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ConversationId>,
+) -> Result<JsonOut<StreamToken>, ApiError> {
+    owned(&state, id, &caller.owner).await?;
+    Ok(JsonOut(state.keys.issue_stream(&caller.owner, id)?))
+}

@@ -1,0 +1,158 @@
+//! Posting and reading messages. A posted message and its process-message job are stored in
+//! one statement; the answer arrives later, over SSE or by polling `?after=`.
+
+use axum::{
+    Json as JsonOut,
+    extract::State,
+    http::{HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use concierge_shared::{
+    ConversationId, MessageId, MessageRole,
+    db::messages::{self, Message, PostOutcome},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppState,
+    auth::Caller,
+    error::ApiError,
+    extract::{Json, Path, Query},
+    routes::conversations::owned,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageOut {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    /// Per-conversation, increasing in commit order; the SSE event id.
+    pub seq: i64,
+    pub role: MessageRole,
+    pub content: String,
+    pub metadata: serde_json::Value,
+    pub client_message_id: Option<String>,
+    pub reply_to: Option<MessageId>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Message> for MessageOut {
+    fn from(m: Message) -> Self {
+        Self {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            role: m.role,
+            content: m.content,
+            metadata: m.metadata,
+            client_message_id: m.client_message_id,
+            reply_to: m.reply_to,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessageIn {
+    pub content: String,
+    /// Chosen by the client; resending the same one returns the first message.
+    pub client_message_id: Option<String>,
+}
+
+const CLIENT_MESSAGE_ID_MAX: usize = 100;
+
+#[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+pub async fn post_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ConversationId>,
+    Json(input): Json<PostMessageIn>,
+) -> Result<Response, ApiError> {
+    let content = input.content.trim();
+    if content.is_empty() {
+        return Err(ApiError::validation("empty_message", "content", "the message is empty"));
+    }
+    let max = state.config.max_message_chars;
+    if content.chars().count() > max {
+        return Err(ApiError::validation(
+            "message_too_long",
+            "content",
+            format!("the message is longer than {max} characters"),
+        ));
+    }
+    if content.contains('\0') {
+        return Err(ApiError::validation("invalid_content", "content", "the message contains a NUL character"));
+    }
+    let client_message_id = match input.client_message_id.as_deref().map(str::trim) {
+        Some("") => return Err(ApiError::validation("invalid_client_message_id", "client_message_id", "must not be empty")),
+        Some(id) if id.chars().count() > CLIENT_MESSAGE_ID_MAX || id.contains('\0') => {
+            return Err(ApiError::validation(
+                "invalid_client_message_id",
+                "client_message_id",
+                format!("must be at most {CLIENT_MESSAGE_ID_MAX} characters"),
+            ));
+        }
+        other => other,
+    };
+
+    let mut conn = state.pool.acquire().await?;
+    let outcome = messages::post_user_message(
+        &mut conn,
+        id,
+        &caller.owner,
+        content,
+        client_message_id,
+        state.config.job_max_attempts,
+    )
+    .await?;
+    match outcome {
+        PostOutcome::Created(message) => Ok((StatusCode::ACCEPTED, JsonOut(MessageOut::from(message))).into_response()),
+        PostOutcome::Duplicate(message) => {
+            let replayed = (HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
+            Ok((StatusCode::ACCEPTED, [replayed], JsonOut(MessageOut::from(message))).into_response())
+        }
+        PostOutcome::NotFound => Err(ApiError::NotFound),
+        PostOutcome::Closed => {
+            Err(ApiError::conflict("conversation_closed", "the conversation is closed; open a new one to continue"))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListMessagesQuery {
+    /// Only messages with a greater sequence number.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MessagePageOut {
+    pub items: Vec<MessageOut>,
+    /// Pass as `after` to get what follows.
+    pub last_seq: i64,
+    pub has_more: bool,
+}
+
+pub async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ConversationId>,
+    Query(query): Query<ListMessagesQuery>,
+) -> Result<JsonOut<MessagePageOut>, ApiError> {
+    let after = query.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::validation("invalid_after", "after", "after must not be negative"));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::validation("invalid_limit", "limit", "limit must be between 1 and 500"));
+    }
+    owned(&state, id, &caller.owner).await?;
+    let mut items = messages::list_after(&state.pool, id, after, limit + 1).await?;
+    let has_more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let last_seq = items.last().map_or(after, |m| m.seq);
+    Ok(JsonOut(MessagePageOut { items: items.into_iter().map(Into::into).collect(), last_seq, has_more }))
+}

@@ -1,0 +1,32 @@
+//! Route table. One module per resource, each exposing its handlers; DTOs are `XxxIn`/`XxxOut`.
+
+pub mod conversations;
+pub mod health;
+pub mod messages;
+pub mod stream;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+
+use crate::{AppState, error::ApiError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", post(conversations::create_conversation).get(conversations::list_conversations))
+        .route("/conversations/{id}", get(conversations::get_conversation))
+        .route("/conversations/{id}/close", post(conversations::close_conversation))
+        .route("/conversations/{id}/rate", post(conversations::rate_conversation))
+        .route("/conversations/{id}/stream-token", post(conversations::create_stream_token))
+        .route("/conversations/{id}/messages", post(messages::post_message).get(messages::list_messages))
+        .route("/conversations/{id}/stream", get(stream::stream_conversation))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

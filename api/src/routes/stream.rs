@@ -1,0 +1,143 @@
+//! `GET /conversations/{id}/stream`: Server-Sent Events.
+//!
+//! Each event is one message, `id:` its sequence number. A client that reconnects with
+//! `Last-Event-ID` (or `?after=`) first gets what it missed, then live events, with no gap
+//! and no duplicate: the stream registers with the hub before its first read, and every read
+//! asks the database for `seq > last sent`. Status changes (closed, handed to a human) are
+//! system messages sent as `status` events. Idle streams get a comment line every
+//! `CONCIERGE_SSE_HEARTBEAT_SECS` so that proxies keep them open.
+
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, request::Parts},
+    response::sse::{Event, KeepAlive, Sse},
+};
+use concierge_shared::{ConversationId, db::messages};
+use futures::Stream;
+use serde::Deserialize;
+
+use crate::{
+    AppState,
+    auth,
+    error::ApiError,
+    extract::{Path, Query},
+    hub::Subscription,
+    routes::{conversations::owned, messages::MessageOut},
+};
+
+/// Rows read per database round trip while catching up.
+const BATCH: i64 = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// A stream token from `POST .../stream-token` or the create response.
+    pub token: Option<String>,
+    /// Resume after this sequence number when no `Last-Event-ID` header is sent.
+    pub after: Option<i64>,
+}
+
+pub async fn stream_conversation(
+    State(state): State<AppState>,
+    Path(id): Path<ConversationId>,
+    Query(query): Query<StreamQuery>,
+    parts: Parts,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let owner = match (&query.token, auth::bearer_token(&parts)?) {
+        (Some(token), _) => state.keys.verify_stream(token, id)?,
+        (None, Some(bearer)) => state.keys.verify_bearer(bearer)?.owner,
+        (None, None) => {
+            return Err(ApiError::Unauthorized("pass `?token=<stream token>` or an Authorization header".into()));
+        }
+    };
+    owned(&state, id, &owner).await?;
+    let after = resume_point(&parts.headers, query.after)?;
+
+    // Register before the first read, so nothing committed in between is missed.
+    let subscription = state.hub.subscribe(id);
+    let stream = futures::stream::unfold(
+        StreamState { state: state.clone(), conversation: id, last_seq: after, pending: VecDeque::new(), subscription, first: true },
+        next_event,
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.sse_heartbeat).text("heartbeat")))
+}
+
+fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError> {
+    let header = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a sequence number"))?,
+        ),
+        None => None,
+    };
+    match header.or(after) {
+        Some(seq) if seq < 0 => Err(ApiError::validation("invalid_after", "after", "after must not be negative")),
+        Some(seq) => Ok(seq),
+        None => Ok(0),
+    }
+}
+
+struct StreamState {
+    state: AppState,
+    conversation: ConversationId,
+    last_seq: i64,
+    pending: VecDeque<Event>,
+    subscription: Subscription,
+    first: bool,
+}
+
+async fn next_event(mut s: StreamState) -> Option<(Result<Event, Infallible>, StreamState)> {
+    loop {
+        if let Some(event) = s.pending.pop_front() {
+            return Some((Ok(event), s));
+        }
+        if s.first {
+            s.first = false;
+            // Tell EventSource how soon to reconnect after a drop.
+            s.pending.push_back(Event::default().retry(Duration::from_secs(2)).comment("connected"));
+        } else {
+            tokio::select! {
+                _ = s.state.shutdown.cancelled() => return None,
+                _ = s.subscription.changed() => {}
+            }
+        }
+        if let Err(error) = catch_up(&mut s).await {
+            tracing::warn!(%error, conversation_id = %s.conversation, "stream read failed; retrying");
+            tokio::select! {
+                _ = s.state.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+/// Queue every message after `last_seq`.
+async fn catch_up(s: &mut StreamState) -> sqlx::Result<()> {
+    loop {
+        let batch = messages::list_after(&s.state.pool, s.conversation, s.last_seq, BATCH).await?;
+        let full = batch.len() as i64 == BATCH;
+        for message in batch {
+            s.last_seq = message.seq;
+            let kind = if message.metadata.get("kind").and_then(|k| k.as_str()) == Some("status") {
+                "status"
+            } else {
+                "message"
+            };
+            let event = Event::default()
+                .id(message.seq.to_string())
+                .event(kind)
+                .json_data(MessageOut::from(message))
+                .expect("messages serialise");
+            s.pending.push_back(event);
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}

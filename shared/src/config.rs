@@ -1,0 +1,91 @@
+//! Configuration read from the environment. Every variable is documented in README.md; the
+//! defaults are those of the single-machine embedded setup.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+
+/// Settings every Concierge process understands. A process ignores the ones it does not use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`; `None` lets the all-in-one binary start its own PostgreSQL.
+    pub database_url: Option<String>,
+    /// `CONCIERGE_BIND`: where the API listens.
+    pub bind: SocketAddr,
+    /// `CONCIERGE_JWT_SECRET`: the host platform's HS256 secret; Concierge derives the keys of
+    /// its own visitor and stream tokens from it.
+    pub jwt_secret: Option<String>,
+    /// `CONCIERGE_DATA_DIR`: the embedded cluster and generated secrets.
+    pub data_dir: PathBuf,
+    /// `CONCIERGE_KNOWLEDGE_DIR`: the Markdown knowledge base.
+    pub knowledge_dir: PathBuf,
+    /// `CONCIERGE_DB_MAX_CONNECTIONS`: pool size of one process.
+    pub db_max_connections: u32,
+    /// `CONCIERGE_MAX_MESSAGE_CHARS`: the longest user message accepted.
+    pub max_message_chars: usize,
+    /// `CONCIERGE_SSE_HEARTBEAT_SECS`: how often idle streams get a comment line.
+    pub sse_heartbeat: Duration,
+    /// `CONCIERGE_STREAM_TOKEN_TTL_SECS`: lifetime of a stream token.
+    pub stream_token_ttl: Duration,
+    /// `CONCIERGE_VISITOR_TOKEN_TTL_DAYS`: lifetime of a visitor token.
+    pub visitor_token_ttl: Duration,
+    /// `CONCIERGE_JOB_MAX_ATTEMPTS`: attempts before a job is given up.
+    pub job_max_attempts: u32,
+    /// `CONCIERGE_WORKER_HEARTBEAT_SECS`: how often workers say they are alive; a job held by a
+    /// worker silent for three heartbeats is handed to another worker.
+    pub worker_heartbeat: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            database_url: var("DATABASE_URL"),
+            bind: parse_var("CONCIERGE_BIND", "127.0.0.1:8080")?,
+            jwt_secret: var("CONCIERGE_JWT_SECRET"),
+            data_dir: var("CONCIERGE_DATA_DIR").unwrap_or_else(|| ".concierge".into()).into(),
+            knowledge_dir: var("CONCIERGE_KNOWLEDGE_DIR").unwrap_or_else(|| "knowledge".into()).into(),
+            db_max_connections: parse_var("CONCIERGE_DB_MAX_CONNECTIONS", "20")?,
+            max_message_chars: parse_var("CONCIERGE_MAX_MESSAGE_CHARS", "4000")?,
+            sse_heartbeat: Duration::from_secs(parse_var("CONCIERGE_SSE_HEARTBEAT_SECS", "15")?),
+            stream_token_ttl: Duration::from_secs(parse_var("CONCIERGE_STREAM_TOKEN_TTL_SECS", "600")?),
+            visitor_token_ttl: Duration::from_secs(
+                86_400 * parse_var::<u64>("CONCIERGE_VISITOR_TOKEN_TTL_DAYS", "30")?,
+            ),
+            job_max_attempts: parse_var("CONCIERGE_JOB_MAX_ATTEMPTS", "5")?,
+            worker_heartbeat: Duration::from_secs(parse_var("CONCIERGE_WORKER_HEARTBEAT_SECS", "2")?),
+        })
+    }
+
+    /// The database URL, or a clear error for the processes that cannot start their own.
+    pub fn require_database_url(&self) -> anyhow::Result<&str> {
+        match &self.database_url {
+            Some(url) => Ok(url),
+            None => bail!(
+                "DATABASE_URL is not set. Point it at PostgreSQL, or run the all-in-one `concierge` \
+                 binary, which starts a private cluster when DATABASE_URL is unset"
+            ),
+        }
+    }
+
+    /// The JWT secret, or a clear error.
+    pub fn require_jwt_secret(&self) -> anyhow::Result<&str> {
+        match &self.jwt_secret {
+            Some(secret) if secret.len() >= 16 => Ok(secret),
+            Some(_) => bail!("CONCIERGE_JWT_SECRET must be at least 16 characters long"),
+            None => bail!("CONCIERGE_JWT_SECRET is not set; the API cannot verify platform tokens"),
+        }
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_var<T>(name: &str, default: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    raw.parse().with_context(|| format!("{name}={raw:?} is not valid"))
+}

@@ -1,0 +1,190 @@
+//! Conversations: creation, the owner-scoped reads every API route goes through, and the
+//! state changes (close, rate, escalate, clarify count).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::{
+    ConversationId, ConversationMode, ConversationStatus, OwnerKey, OwnerKind, Role,
+    db::messages::{self, Message, NewMessage},
+};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Conversation {
+    pub id: ConversationId,
+    #[serde(skip)]
+    pub owner: String,
+    pub owner_kind: OwnerKind,
+    pub owner_name: Option<String>,
+    pub owner_email: Option<String>,
+    pub owner_role: Role,
+    pub status: ConversationStatus,
+    pub mode: ConversationMode,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub locale: String,
+    pub clarify_count: i32,
+    pub rating: Option<i16>,
+    pub rating_comment: Option<String>,
+    pub rated_at: Option<DateTime<Utc>>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub escalation_reason: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, owner, owner_kind, owner_name, owner_email, owner_role, status, mode, page_url, \
+     page_title, locale, clarify_count, rating, rating_comment, rated_at, escalated_at, escalation_reason, \
+     closed_at, last_seq, created_at, updated_at"
+    };
+}
+
+pub struct NewConversation<'a> {
+    pub owner: &'a OwnerKey,
+    pub owner_name: Option<&'a str>,
+    pub owner_email: Option<&'a str>,
+    pub owner_role: Role,
+    pub page_url: Option<&'a str>,
+    pub page_title: Option<&'a str>,
+}
+
+pub async fn create(db: impl PgExecutor<'_>, new: NewConversation<'_>) -> sqlx::Result<Conversation> {
+    sqlx::query_as(concat!("INSERT INTO conversations (id, owner, owner_kind, owner_name, owner_email, owner_role, page_url, page_title)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", columns!(), ""))
+    .bind(ConversationId::new())
+    .bind(new.owner.as_str())
+    .bind(new.owner.kind())
+    .bind(new.owner_name)
+    .bind(new.owner_email)
+    .bind(new.owner_role)
+    .bind(new.page_url)
+    .bind(new.page_title)
+    .fetch_one(db)
+    .await
+}
+
+/// The conversation if `owner` owns it. Callers answer 404 on `None`, whether the id does not
+/// exist or belongs to someone else, so ids cannot be probed.
+pub async fn find_owned(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    owner: &OwnerKey,
+) -> sqlx::Result<Option<Conversation>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM conversations WHERE id = $1 AND owner = $2"))
+        .bind(id)
+        .bind(owner.as_str())
+        .fetch_optional(db)
+        .await
+}
+
+/// For jobs, which act on behalf of the owner recorded in the row.
+pub async fn get(db: impl PgExecutor<'_>, id: ConversationId) -> sqlx::Result<Option<Conversation>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM conversations WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Locks the row for the rest of the transaction, serialising state changes of one
+/// conversation (the same lock that orders its messages).
+pub async fn lock(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<Option<Conversation>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM conversations WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A page of the owner's conversations, newest first, after the `(created_at, id)` cursor.
+pub async fn list_owned(
+    db: impl PgExecutor<'_>,
+    owner: &OwnerKey,
+    before: Option<(DateTime<Utc>, ConversationId)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Conversation>> {
+    let (before_at, before_id) = before.unzip();
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM conversations
+         WHERE owner = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"))
+    .bind(owner.as_str())
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// What closing a conversation did.
+pub enum CloseOutcome {
+    Closed(Message),
+    AlreadyClosed,
+}
+
+/// Close an open conversation and post the closing notice, in the caller's transaction.
+pub async fn close(conn: &mut PgConnection, conversation: &Conversation, text: &str) -> sqlx::Result<CloseOutcome> {
+    let closed = sqlx::query(
+        "UPDATE conversations SET status = 'closed', closed_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'open'",
+    )
+    .bind(conversation.id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if closed == 0 {
+        return Ok(CloseOutcome::AlreadyClosed);
+    }
+    let notice = NewMessage::system(text).with_metadata(serde_json::json!({
+        "kind": "status",
+        "status": ConversationStatus::Closed,
+        "mode": conversation.mode,
+    }));
+    let message = messages::append(conn, conversation.id, notice)
+        .await?
+        .expect("a status notice has no reply_to, so it cannot conflict");
+    Ok(CloseOutcome::Closed(message))
+}
+
+/// Store a rating unless one is there already; returns whether it was stored.
+pub async fn rate(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+    rating: i16,
+    comment: Option<&str>,
+) -> sqlx::Result<bool> {
+    let rated = sqlx::query(
+        "UPDATE conversations SET rating = $2, rating_comment = $3, rated_at = now(), updated_at = now()
+         WHERE id = $1 AND rating IS NULL",
+    )
+    .bind(id)
+    .bind(rating)
+    .bind(comment)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(rated == 1)
+}
+
+/// Switch to human mode (kept if already there) and record why.
+pub async fn set_human_mode(conn: &mut PgConnection, id: ConversationId, reason: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET mode = 'human', escalated_at = COALESCE(escalated_at, now()),
+         escalation_reason = COALESCE(escalation_reason, $2), updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn increment_clarify(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<()> {
+    sqlx::query("UPDATE conversations SET clarify_count = clarify_count + 1, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Messages. Appending one takes the next sequence number of its conversation under the
+//! conversation's row lock, so within a conversation sequence order is commit order.
+//! The `messages` trigger announces every insert on the `concierge_events` channel.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::{
+    ConversationId, MessageId, MessageRole, OwnerKey,
+    jobs::{self, ProcessMessage},
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub role: MessageRole,
+    pub content: String,
+    pub metadata: serde_json::Value,
+    pub client_message_id: Option<String>,
+    pub reply_to: Option<MessageId>,
+    pub created_at: DateTime<Utc>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, created_at"
+    };
+}
+
+/// A message to append on behalf of the system, the assistant or an operator.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub role: MessageRole,
+    pub content: String,
+    pub metadata: serde_json::Value,
+    /// The user message this answers; at most one message may answer each.
+    pub reply_to: Option<MessageId>,
+}
+
+impl NewMessage {
+    pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), metadata: serde_json::json!({}), reply_to: None }
+    }
+
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(MessageRole::System, content)
+    }
+
+    pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    pub fn replying_to(mut self, message: MessageId) -> Self {
+        self.reply_to = Some(message);
+        self
+    }
+}
+
+/// Append a message in the caller's transaction. `None` when `reply_to` already has its reply:
+/// the caller's transaction should then roll back, since the sequence number was spent.
+pub async fn append(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    new: NewMessage,
+) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(concat!("WITH conv AS (
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
+             WHERE id = $1 RETURNING last_seq
+         )
+         INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to)
+         SELECT $2, $1, conv.last_seq, $3, $4, $5, $6 FROM conv
+         ON CONFLICT (reply_to) WHERE reply_to IS NOT NULL DO NOTHING
+         RETURNING ", columns!(), ""))
+    .bind(conversation_id)
+    .bind(MessageId::new())
+    .bind(new.role)
+    .bind(&new.content)
+    .bind(&new.metadata)
+    .bind(new.reply_to)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What posting a user message did.
+#[derive(Debug)]
+pub enum PostOutcome {
+    /// Stored, with its process-message job.
+    Created(Message),
+    /// The same `client_message_id` was posted before: this is the first message.
+    Duplicate(Message),
+    /// No such conversation for this owner.
+    NotFound,
+    /// The conversation is closed.
+    Closed,
+}
+
+/// Store a user message and its process-message job in one statement, hence one transaction
+/// and one round trip: bump the conversation's sequence (only if the owner matches and it is
+/// open), insert the message, insert the job row. When nothing was inserted, a second query
+/// tells the caller why.
+pub async fn post_user_message(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    owner: &OwnerKey,
+    content: &str,
+    client_message_id: Option<&str>,
+    max_attempts: u32,
+) -> sqlx::Result<PostOutcome> {
+    let message_id = MessageId::new();
+    let job = jobs::encode(&ProcessMessage { message_id });
+    let inserted: Option<Message> = sqlx::query_as(concat!("WITH conv AS (
+             UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
+             WHERE id = $1 AND owner = $2 AND status = 'open'
+               AND ($5::text IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM messages WHERE conversation_id = $1 AND client_message_id = $5))
+             RETURNING last_seq
+         ), msg AS (
+             INSERT INTO messages (id, conversation_id, seq, role, content, client_message_id)
+             SELECT $3, $1, conv.last_seq, 'user', $4, $5 FROM conv
+             ON CONFLICT (conversation_id, client_message_id) DO NOTHING
+             RETURNING ", columns!(), "
+         ), job AS (
+             INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+             SELECT $6, $7, $8, 'Pending', 0, $9, now(), 0, ''::hstore, $10 FROM msg
+         )
+         SELECT ", columns!(), " FROM msg"))
+    .bind(conversation_id)
+    .bind(owner.as_str())
+    .bind(message_id)
+    .bind(content)
+    .bind(client_message_id)
+    .bind(&job.id)
+    .bind(job.queue)
+    .bind(&job.payload)
+    .bind(max_attempts as i32)
+    .bind(&job.idempotency_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(message) = inserted {
+        return Ok(PostOutcome::Created(message));
+    }
+
+    // Nothing stored: find out why.
+    let state: Option<(String, Option<Message>)> = sqlx::query_as::<_, (String, Option<sqlx::types::Json<Message>>)>(
+        "SELECT c.status,
+                (SELECT to_jsonb(m) FROM messages m
+                 WHERE m.conversation_id = c.id AND $3::text IS NOT NULL AND m.client_message_id = $3)
+         FROM conversations c WHERE c.id = $1 AND c.owner = $2",
+    )
+    .bind(conversation_id)
+    .bind(owner.as_str())
+    .bind(client_message_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|(status, message)| (status, message.map(|m| m.0)));
+    Ok(match state {
+        None => PostOutcome::NotFound,
+        Some((_, Some(first))) => PostOutcome::Duplicate(first),
+        Some(_) => PostOutcome::Closed,
+    })
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The message that answers `id`, if it was written.
+pub async fn reply_to(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE reply_to = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Messages with `seq > after`, oldest first.
+pub async fn list_after(
+    db: impl PgExecutor<'_>,
+    conversation_id: ConversationId,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Message>> {
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"))
+    .bind(conversation_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The last `limit` messages, oldest first.
+pub async fn latest(db: impl PgExecutor<'_>, conversation_id: ConversationId, limit: i64) -> sqlx::Result<Vec<Message>> {
+    let mut messages: Vec<Message> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"))
+    .bind(conversation_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    messages.reverse();
+    Ok(messages)
+}
+
+/// Whether the conversation has any answer (assistant or operator) yet; rating needs one.
+pub async fn has_answer(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND role IN ('assistant', 'operator'))",
+    )
+    .bind(conversation_id)
+    .fetch_one(db)
+    .await
+}

@@ -1,0 +1,100 @@
+//! Job types and their queues, and the transactional enqueue.
+//!
+//! Payloads carry ids only; a job reloads what it needs, so a job that runs twice or late sees
+//! the current state. Jobs are rows of apalis-postgres' `apalis.jobs` table, written here inside
+//! the caller's transaction so that a state change and the job it causes commit together.
+//! The row format is the one apalis-postgres' own sink writes (ULID text id, the queue name in
+//! `job_type`, JSON bytes in `job`), and its insert trigger wakes the workers.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sqlx::PgConnection;
+
+use crate::MessageId;
+
+/// A kind of job, with the queue it runs on.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+    const QUEUE: Queue;
+
+    /// Two enqueues with the same key store one job (unique per queue).
+    fn idempotency_key(&self) -> Option<String>;
+}
+
+/// The queues a worker process can be told to run (`concierge-worker --queues`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Queue {
+    ProcessMessage,
+}
+
+impl Queue {
+    pub const ALL: &'static [Queue] = &[Queue::ProcessMessage];
+
+    /// The stable name stored in `apalis.jobs.job_type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::ProcessMessage => "concierge::process-message",
+        }
+    }
+
+    /// The short name used on the command line.
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            Queue::ProcessMessage => "process-message",
+        }
+    }
+
+    pub fn from_cli_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|q| q.cli_name() == name)
+    }
+}
+
+/// Answer (or route) one user message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessMessage {
+    pub message_id: MessageId,
+}
+
+impl Job for ProcessMessage {
+    const QUEUE: Queue = Queue::ProcessMessage;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.message_id.to_string())
+    }
+}
+
+/// A job ready to be written by a larger statement (see `db::messages::insert_user_message`).
+pub struct EncodedJob {
+    pub id: String,
+    pub queue: &'static str,
+    pub payload: Vec<u8>,
+    pub idempotency_key: Option<String>,
+}
+
+pub fn encode<J: Job>(job: &J) -> EncodedJob {
+    EncodedJob {
+        id: ulid::Ulid::new().to_string(),
+        queue: J::QUEUE.name(),
+        payload: serde_json::to_vec(job).expect("job payloads are plain data"),
+        idempotency_key: job.idempotency_key(),
+    }
+}
+
+/// Enqueue `job` on the caller's connection (usually inside its transaction). A job with the
+/// same idempotency key already queued makes this a no-op; returns whether a row was written.
+pub async fn enqueue<J: Job>(conn: &mut PgConnection, job: &J, max_attempts: u32) -> sqlx::Result<bool> {
+    let job = encode(job);
+    let written = sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+         VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, ''::hstore, $5)
+         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+    )
+    .bind(&job.id)
+    .bind(job.queue)
+    .bind(&job.payload)
+    .bind(max_attempts as i32)
+    .bind(&job.idempotency_key)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}

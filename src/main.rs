@@ -1,0 +1,87 @@
+//! `concierge`: the whole system on one machine (the default), the API or the workers alone,
+//! and the benchmark.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use concierge::{Database, System};
+use concierge_shared::{config::Config, telemetry};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "Concierge, the Lectio support desk", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process (the default): a private PostgreSQL when DATABASE_URL is
+    /// unset, migrations, the knowledge base, the API and the workers.
+    Run,
+    /// Run the HTTP API only (needs DATABASE_URL).
+    Api,
+    /// Run the job workers only (needs DATABASE_URL).
+    Worker {
+        /// Comma-separated queues (process-message); default all.
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Jobs of each queue run at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Apply database migrations and exit (needs DATABASE_URL).
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    let shutdown = CancellationToken::new();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            tokio::spawn(concierge_shared::shutdown_on_signal(shutdown.clone()));
+            run_all(config, shutdown).await
+        }
+        Command::Api => {
+            tokio::spawn(concierge_shared::shutdown_on_signal(shutdown.clone()));
+            concierge_api::run(config, shutdown).await
+        }
+        Command::Worker { queues, concurrency } => {
+            tokio::spawn(concierge_shared::shutdown_on_signal(shutdown.clone()));
+            let options = concierge_worker::WorkerOptions::parse(&queues, concurrency)?;
+            let pool = concierge_shared::db::connect(config.require_database_url()?, config.db_max_connections).await?;
+            let ctx = concierge_worker::Context::build(&config, pool).await?;
+            concierge_worker::run(&config, ctx, options, shutdown).await
+        }
+        Command::Migrate => {
+            let pool = concierge_shared::db::connect(config.require_database_url()?, 2).await?;
+            concierge_shared::db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let database = Database::open(&config).await?;
+    config.jwt_secret = Some(concierge::jwt_secret(&config)?);
+    let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+    let system = match System::start(config, &database.url, listener, shutdown.clone()).await {
+        Ok(system) => system,
+        Err(error) => {
+            shutdown.cancel();
+            database.close().await?;
+            return Err(error);
+        }
+    };
+    let url = format!("http://{}", system.addr);
+    tracing::info!("Concierge is up: {url}/api/concierge/ (health: {url}/healthz)");
+    println!("\nConcierge is running at {url}\n  try:  curl -s -X POST {url}/api/concierge/conversations/ -H 'content-type: application/json' -d '{{}}'\n  stop: Ctrl-C\n");
+    let result = system.wait().await;
+    database.close().await?;
+    result
+}

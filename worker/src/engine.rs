@@ -1,0 +1,254 @@
+//! The built-in offline engine: decides how to answer a user message with no LLM.
+//!
+//! In order: an explicit request for a human escalates at once; a bare greeting or thanks gets
+//! a short reply; otherwise the knowledge base is searched (with the previous question when
+//! the user is answering a clarifying question) and the best passage, if it covers enough of
+//! the question, becomes the answer with its source. When nothing covers the question it asks
+//! to clarify, at most twice per conversation, then hands the conversation to a human.
+
+use concierge_shared::{
+    MessageRole,
+    db::{conversations::Conversation, messages::Message},
+    i18n::Locale,
+    knowledge::{Hit, KnowledgeIndex},
+};
+use serde::Serialize;
+
+/// How much of the question (rarity-weighted) the best passage must contain to be an answer.
+pub const MIN_COVERAGE: f32 = 0.5;
+/// Clarifying questions allowed per conversation before escalating.
+pub const MAX_CLARIFICATIONS: i32 = 2;
+/// Longest passage quoted in an answer, in characters.
+const MAX_PASSAGE_CHARS: usize = 900;
+
+/// A document an answer is based on, as stored in the message metadata.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Source {
+    pub chunk_id: String,
+    pub path: String,
+    pub title: String,
+    pub heading: String,
+    pub score: f32,
+    pub coverage: f32,
+}
+
+impl From<&Hit> for Source {
+    fn from(hit: &Hit) -> Self {
+        Self {
+            chunk_id: hit.chunk.id.clone(),
+            path: hit.chunk.doc_path.clone(),
+            title: hit.chunk.doc_title.clone(),
+            heading: hit.chunk.heading.clone(),
+            score: hit.score,
+            coverage: hit.coverage,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationReason {
+    /// The user asked for a person.
+    UserRequest,
+    /// Clarifications were used up without a good match.
+    NoAnswer,
+}
+
+impl EscalationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationReason::UserRequest => "user_request",
+            EscalationReason::NoAnswer => "no_answer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Answer { text: String, sources: Vec<Source> },
+    Clarify { text: String, suggestions: Vec<Source> },
+    Escalate { reason: EscalationReason, text: String },
+}
+
+impl Decision {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::Answer { .. } => "answer",
+            Decision::Clarify { .. } => "clarify",
+            Decision::Escalate { .. } => "escalate",
+        }
+    }
+}
+
+/// Decide how to reply to `message`. `history` is the conversation before it, oldest first.
+pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Message], message: &Message) -> Decision {
+    let texts = Locale::from_code(&conversation.locale).texts();
+    let words = words(&message.content);
+
+    if asks_for_human(&words) {
+        return Decision::Escalate { reason: EscalationReason::UserRequest, text: texts.escalated_to_human.into() };
+    }
+    match small_talk(&words) {
+        Some(SmallTalk::Greeting) => return Decision::Answer { text: texts.greeting_reply.into(), sources: vec![] },
+        Some(SmallTalk::Thanks) => return Decision::Answer { text: texts.thanks_reply.into(), sources: vec![] },
+        None => {}
+    }
+
+    let query = query_with_context(history, &message.content);
+    let result = kb.search(&query, 5);
+    if let Some(best) = result.hits.first().filter(|h| h.coverage >= MIN_COVERAGE) {
+        let passage = excerpt(&best.chunk.text, MAX_PASSAGE_CHARS);
+        let citation = if best.chunk.heading == best.chunk.doc_title {
+            format!("{}: «{}».", texts.sources_heading, best.chunk.doc_title)
+        } else {
+            format!("{}: «{}», раздел «{}».", texts.sources_heading, best.chunk.doc_title, best.chunk.heading)
+        };
+        let text = format!("{}\n\n{}\n\n{}", texts.answer_intro, passage, citation);
+        return Decision::Answer { text, sources: vec![Source::from(best)] };
+    }
+
+    if conversation.clarify_count >= MAX_CLARIFICATIONS {
+        return Decision::Escalate { reason: EscalationReason::NoAnswer, text: texts.escalated_after_clarify.into() };
+    }
+    let mut suggestions: Vec<Source> = Vec::new();
+    for hit in result.hits.iter().filter(|h| h.coverage >= MIN_COVERAGE / 2.0) {
+        if suggestions.len() < 3 && !suggestions.iter().any(|s| s.path == hit.chunk.doc_path) {
+            suggestions.push(Source::from(hit));
+        }
+    }
+    let text = if suggestions.is_empty() {
+        texts.clarify_generic.to_owned()
+    } else {
+        let list: Vec<String> = suggestions.iter().map(|s| format!("- {}", s.title)).collect();
+        format!("{}\n\n{}\n\n{}", texts.clarify_did_you_mean, list.join("\n"), texts.clarify_tail)
+    };
+    Decision::Clarify { text, suggestions }
+}
+
+/// When the assistant's last message asked to clarify, the user's answer continues the
+/// previous question: search with both.
+fn query_with_context(history: &[Message], current: &str) -> String {
+    let mut recent = history.iter().rev();
+    let last_assistant_clarified = recent
+        .find(|m| m.role != MessageRole::User)
+        .is_some_and(|m| m.metadata.get("decision").and_then(|d| d.as_str()) == Some("clarify"));
+    if !last_assistant_clarified {
+        return current.to_owned();
+    }
+    match history.iter().rev().find(|m| m.role == MessageRole::User) {
+        Some(previous) => format!("{} {}", previous.content, current),
+        None => current.to_owned(),
+    }
+}
+
+/// Lowercased words with ё folded to е.
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .replace('ё', "е")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn any_starts_with(words: &[String], prefixes: &[&str]) -> bool {
+    words.iter().any(|w| prefixes.iter().any(|p| w.starts_with(p)))
+}
+
+/// "позовите оператора", "хочу поговорить с человеком", "operator", "live agent"...
+fn asks_for_human(words: &[String]) -> bool {
+    if any_starts_with(words, &["оператор", "operator", "human"]) {
+        return true;
+    }
+    let person = any_starts_with(words, &["человек", "человеч", "сотрудник", "специалист", "менеджер", "агент", "agent", "person"]);
+    let wants = any_starts_with(
+        words,
+        &[
+            "позов", "позв", "соедин", "переключ", "поговор", "свяж", "связат", "живо", "живы", "нуже", "нужн", "хочу",
+            "дайте", "переведите", "real", "live", "talk", "speak", "connect",
+        ],
+    );
+    person && wants
+}
+
+enum SmallTalk {
+    Greeting,
+    Thanks,
+}
+
+fn small_talk(words: &[String]) -> Option<SmallTalk> {
+    const GREETING: &[&str] =
+        &["привет", "здравствуйте", "здравствуй", "добрый", "доброе", "день", "вечер", "утро", "хай", "hello", "hi", "hey"];
+    const THANKS: &[&str] = &[
+        "спасибо", "спс", "благодарю", "большое", "огромное", "thanks", "thank", "you", "понятно", "ясно", "отлично",
+        "ок", "ok", "хорошо", "супер", "помогло",
+    ];
+    if words.is_empty() || words.len() > 6 {
+        return None;
+    }
+    if words.iter().all(|w| GREETING.contains(&w.as_str())) {
+        return Some(SmallTalk::Greeting);
+    }
+    if words.iter().all(|w| THANKS.contains(&w.as_str()) || GREETING.contains(&w.as_str())) {
+        return Some(SmallTalk::Thanks);
+    }
+    None
+}
+
+/// The passage cut at a paragraph (else a sentence) boundary to at most `max` characters.
+fn excerpt(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for paragraph in text.split("\n\n") {
+        if out.chars().count() + paragraph.chars().count() + 2 > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(paragraph);
+    }
+    if out.is_empty() {
+        let cut: String = text.chars().take(max).collect();
+        out = match cut.rfind(". ") {
+            Some(end) => cut[..=end].to_owned(),
+            None => cut,
+        };
+    }
+    out.push_str("\n\n…");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(text: &str) -> Vec<String> {
+        words(text)
+    }
+
+    #[test]
+    fn recognises_requests_for_a_human() {
+        for text in ["Позовите оператора!", "хочу поговорить с человеком", "operator please", "соедините с живым человеком"] {
+            assert!(asks_for_human(&w(text)), "{text}");
+        }
+        for text in ["Как оплатить подписку?", "человек не может войти на урок"] {
+            assert!(!asks_for_human(&w(text)), "{text}");
+        }
+    }
+
+    #[test]
+    fn recognises_small_talk_only_when_alone() {
+        assert!(matches!(small_talk(&w("Привет!")), Some(SmallTalk::Greeting)));
+        assert!(matches!(small_talk(&w("спасибо большое")), Some(SmallTalk::Thanks)));
+        assert!(small_talk(&w("привет, не работает зум")).is_none());
+    }
+
+    #[test]
+    fn excerpts_at_paragraphs() {
+        let text = format!("{}\n\n{}", "а".repeat(50), "б".repeat(100));
+        assert_eq!(excerpt(&text, 80), format!("{}\n\n…", "а".repeat(50)));
+    }
+}

@@ -1,0 +1,117 @@
+//! Concierge's job workers. One apalis worker per queue, each reading jobs from PostgreSQL
+//! (woken by the queue's insert notifications) and running up to `concurrency` at once.
+//! A worker process registers under a unique name and heartbeats; jobs held by a worker that
+//! stops heartbeating are handed back to the queue and picked up by another.
+
+pub mod engine;
+pub mod knowledge;
+pub mod process_message;
+
+use std::sync::Arc;
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use concierge_shared::{
+    config::Config,
+    jobs::{Job, ProcessMessage, Queue},
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::knowledge::KnowledgeBase;
+
+/// What every job handler can reach.
+#[derive(Clone)]
+pub struct Context {
+    pub pool: PgPool,
+    pub knowledge: Arc<KnowledgeBase>,
+    /// Attempts a job gets before its failure is final.
+    pub max_attempts: u32,
+}
+
+/// Which queues to run and how many jobs of each at once.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queues: Vec<Queue>,
+    pub concurrency: usize,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self { queues: Queue::ALL.to_vec(), concurrency: 8 }
+    }
+}
+
+impl WorkerOptions {
+    /// From the command line: queue names (empty means all) and a concurrency of at least 1.
+    pub fn parse(queues: &[String], concurrency: usize) -> anyhow::Result<Self> {
+        if concurrency == 0 {
+            anyhow::bail!("--concurrency must be at least 1");
+        }
+        let queues = if queues.is_empty() {
+            Queue::ALL.to_vec()
+        } else {
+            queues
+                .iter()
+                .map(|name| {
+                    Queue::from_cli_name(name.trim()).ok_or_else(|| {
+                        let known: Vec<_> = Queue::ALL.iter().map(|q| q.cli_name()).collect();
+                        anyhow::anyhow!("unknown queue {name:?}; known: {}", known.join(", "))
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        Ok(Self { queues, concurrency })
+    }
+}
+
+impl Context {
+    pub async fn build(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
+        let knowledge = Arc::new(KnowledgeBase::load(&config.knowledge_dir).await?);
+        Ok(Self { pool, knowledge, max_attempts: config.job_max_attempts })
+    }
+}
+
+/// Run the workers until `shutdown`; in-flight jobs finish before this returns.
+pub async fn run(config: &Config, ctx: Context, options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let instance = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut monitor = Monitor::new().shutdown_timeout(std::time::Duration::from_secs(30));
+    for queue in &options.queues {
+        match queue {
+            Queue::ProcessMessage => {
+                let (ctx, config, concurrency, name) =
+                    (ctx.clone(), config.clone(), options.concurrency, format!("{}@{instance}", queue.cli_name()));
+                monitor = monitor.register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(
+                            PostgresStorage::<ProcessMessage>::new(&ctx.pool)
+                                .with_config(storage_config::<ProcessMessage>(&config))
+                                .with_pubsub(),
+                        )
+                        .catch_panic()
+                        .concurrency(concurrency)
+                        .data(ctx.clone())
+                        .build(process_message::handle)
+                });
+            }
+        }
+    }
+    tracing::info!(queues = ?options.queues.iter().map(|q| q.cli_name()).collect::<Vec<_>>(), concurrency = options.concurrency, "workers started");
+    monitor
+        .run_with_signal(async move {
+            shutdown.cancelled().await;
+            Ok(())
+        })
+        .await?;
+    tracing::info!("workers stopped");
+    Ok(())
+}
+
+/// The queue's storage settings: a job whose worker missed three heartbeats is re-queued.
+fn storage_config<J: Job>(config: &Config) -> apalis_postgres::Config {
+    apalis_postgres::Config::default()
+        .queue(J::QUEUE.name())
+        .batch_size(10)
+        .heartbeat_interval(config.worker_heartbeat)
+        .missed_heartbeats(3)
+}
