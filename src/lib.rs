@@ -2,8 +2,7 @@
 //! prepare the schema, and run the API and the workers in one process. The same pieces serve
 //! the tests and the benchmark.
 
-
-
+pub mod bench;
 use std::{net::SocketAddr, path::Path};
 
 use anyhow::Context;
@@ -110,7 +109,8 @@ impl System {
         let worker_config = config.clone();
         let worker_shutdown = shutdown.clone();
         tasks.spawn(async move {
-            concierge_worker::run(&worker_config, ctx, concierge_worker::WorkerOptions::default(), worker_shutdown).await
+            concierge_worker::run(&worker_config, ctx, concierge_worker::WorkerOptions::default(), worker_shutdown)
+                .await
         });
 
         let state = concierge_api::AppState::build(config, pool.clone(), shutdown.clone()).await?;
@@ -123,10 +123,10 @@ impl System {
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
         while let Some(joined) = self.tasks.join_next().await {
-            if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
-                if result.is_ok() {
-                    result = Err(error);
-                }
+            if let Err(error) = joined.map_err(anyhow::Error::from).and_then(|r| r)
+                && result.is_ok()
+            {
+                result = Err(error);
             }
         }
         self.pool.close().await;

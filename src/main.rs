@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use concierge::{Database, System};
+use concierge::{Database, System, bench};
 use concierge_shared::{config::Config, telemetry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,8 @@ enum Command {
     },
     /// Apply database migrations and exit (needs DATABASE_URL).
     Migrate,
+    /// Measure intake throughput, answer latency and idle SSE capacity on a private cluster.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -63,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Bench(args) => bench::run(config, args).await,
     }
 }
 
@@ -80,7 +83,9 @@ async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     };
     let url = format!("http://{}", system.addr);
     tracing::info!("Concierge is up: {url}/api/concierge/ (health: {url}/healthz)");
-    println!("\nConcierge is running at {url}\n  try:  curl -s -X POST {url}/api/concierge/conversations/ -H 'content-type: application/json' -d '{{}}'\n  stop: Ctrl-C\n");
+    println!(
+        "\nConcierge is running at {url}\n  try:  curl -s -X POST {url}/api/concierge/conversations/ -H 'content-type: application/json' -d '{{}}'\n  stop: Ctrl-C\n"
+    );
     let result = system.wait().await;
     database.close().await?;
     result

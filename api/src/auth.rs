@@ -54,7 +54,8 @@ impl Keys {
     /// A token for a new anonymous visitor, and the owner key it stands for.
     pub fn issue_visitor(&self) -> anyhow::Result<(String, OwnerKey)> {
         let id = Uuid::new_v4();
-        let claims = OwnClaims { sub: id.to_string(), aud: VISITOR_AUDIENCE.into(), exp: expiry(self.visitor_ttl), cid: None };
+        let claims =
+            OwnClaims { sub: id.to_string(), aud: VISITOR_AUDIENCE.into(), exp: expiry(self.visitor_ttl), cid: None };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.visitor.0)?;
         Ok((token, OwnerKey::visitor(id)))
     }
@@ -87,8 +88,8 @@ impl Keys {
         }
         let data = jsonwebtoken::decode::<OwnClaims>(token, &self.visitor.1, &own_validation(VISITOR_AUDIENCE))
             .map_err(|e| ApiError::Unauthorized(format!("invalid or expired token ({e})")))?;
-        let id = Uuid::parse_str(&data.claims.sub)
-            .map_err(|_| ApiError::Unauthorized("invalid visitor token".into()))?;
+        let id =
+            Uuid::parse_str(&data.claims.sub).map_err(|_| ApiError::Unauthorized("invalid visitor token".into()))?;
         Ok(Caller { owner: OwnerKey::visitor(id), role: Role::Visitor, name: None, email: None })
     }
 
@@ -102,6 +103,12 @@ impl Keys {
         }
         OwnerKey::parse(&data.claims.sub).ok_or_else(|| ApiError::Unauthorized("invalid stream token".into()))
     }
+}
+
+/// Sign claims as the host platform does (HS256 with its secret): for demo users, tests and
+/// the benchmark.
+pub fn sign_platform_token(secret: &str, claims: &impl Serialize) -> jsonwebtoken::errors::Result<String> {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
 }
 
 fn own_validation(audience: &str) -> Validation {

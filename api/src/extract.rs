@@ -32,7 +32,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(error) => {
             ApiError::validation("invalid_body", "body", strip_prefix(&error.body_text()))
         }
-        JsonRejection::JsonSyntaxError(error) => ApiError::bad_request("invalid_json", strip_prefix(&error.body_text())),
+        JsonRejection::JsonSyntaxError(error) => {
+            ApiError::bad_request("invalid_json", strip_prefix(&error.body_text()))
+        }
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::UnsupportedMediaType("expected a JSON body with `Content-Type: application/json`".into())
         }
@@ -45,10 +47,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// serde_json's messages are clear; axum's generic prefix adds nothing.
 fn strip_prefix(text: &str) -> String {
-    for prefix in [
-        "Failed to deserialize the JSON body into the target type: ",
-        "Failed to parse the request body as JSON: ",
-    ] {
+    for prefix in
+        ["Failed to deserialize the JSON body into the target type: ", "Failed to parse the request body as JSON: "]
+    {
         if let Some(rest) = text.strip_prefix(prefix) {
             return rest.to_owned();
         }

@@ -77,11 +77,7 @@ impl OwnerKey {
     }
 
     pub fn kind(&self) -> OwnerKind {
-        if self.0.starts_with("visitor:") {
-            OwnerKind::Visitor
-        } else {
-            OwnerKind::User
-        }
+        if self.0.starts_with("visitor:") { OwnerKind::Visitor } else { OwnerKind::User }
     }
 }
 

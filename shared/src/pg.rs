@@ -15,7 +15,7 @@ use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc,
+    sync::{Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -39,7 +39,8 @@ pub struct Cluster {
     port: u16,
     password: String,
     data_dir: PathBuf,
-    exited: mpsc::Receiver<()>,
+    /// Signalled by the supervisor thread when the server process has exited.
+    exited: Mutex<mpsc::Receiver<()>>,
 }
 
 const SUPERUSER: &str = "concierge";
@@ -72,6 +73,7 @@ impl Cluster {
             let port = free_port()?;
             match spawn_server(&bin, run_as.as_ref(), &cluster_dir, &data_dir, port, options.ephemeral) {
                 Ok((pid, exited)) => {
+                    let exited = Mutex::new(exited);
                     let cluster = Cluster { pid, port, password: password.clone(), data_dir: data_dir.clone(), exited };
                     match cluster.wait_until_listening(Duration::from_secs(60)) {
                         Ok(()) => return Ok(cluster),
@@ -111,7 +113,7 @@ impl Cluster {
     pub fn stop(self) -> anyhow::Result<()> {
         // SAFETY: kill(2) with a pid we spawned; no memory is touched.
         unsafe { libc::kill(self.pid, libc::SIGINT) };
-        match self.exited.recv_timeout(Duration::from_secs(30)) {
+        match self.exited.into_inner().expect("exit lock").recv_timeout(Duration::from_secs(30)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // SAFETY: as above.
@@ -124,7 +126,7 @@ impl Cluster {
     fn wait_until_listening(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.exited.try_recv().is_ok() {
+            if self.exited.lock().expect("exit lock").try_recv().is_ok() {
                 bail!("PostgreSQL exited during start-up; see {}", self.log_path().display());
             }
             if log_says_ready(&self.log_path()) {
@@ -140,6 +142,19 @@ impl Cluster {
 
 fn log_says_ready(log: &Path) -> bool {
     fs::read_to_string(log).is_ok_and(|text| text.contains("database system is ready to accept connections"))
+}
+
+/// The path of a PostgreSQL client or server tool (`pgbench`, `psql`...), searched like the
+/// server binaries.
+pub fn find_tool(name: &str) -> anyhow::Result<PathBuf> {
+    let bin = find_binaries()?;
+    let beside = bin.postgres.with_file_name(name);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        .ok_or_else(|| anyhow!("{name} was not found beside {} or on PATH", bin.postgres.display()))
 }
 
 /// Where `initdb` and `postgres` are.
@@ -168,7 +183,7 @@ fn find_binaries() -> anyhow::Result<Binaries> {
             .filter_map(|e| e.ok())
             .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
             .collect();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
         dirs.extend(versions.into_iter().map(|(_, dir)| dir));
     }
     for dir in dirs {
@@ -242,7 +257,12 @@ impl RunAs {
     }
 }
 
-fn init_cluster(bin: &Binaries, run_as: Option<&RunAs>, cluster_dir: &Path, password_file: &Path) -> anyhow::Result<()> {
+fn init_cluster(
+    bin: &Binaries,
+    run_as: Option<&RunAs>,
+    cluster_dir: &Path,
+    password_file: &Path,
+) -> anyhow::Result<()> {
     let password: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect();
     fs::create_dir_all(cluster_dir)?;
     fs::set_permissions(cluster_dir, fs::Permissions::from_mode(0o700))?;
@@ -324,16 +344,14 @@ fn spawn_server(
 
     let (started_tx, started_rx) = mpsc::channel();
     let (exited_tx, exited_rx) = mpsc::channel();
-    std::thread::Builder::new().name("postgres-supervisor".into()).spawn(move || {
-        match command.spawn() {
-            Ok(mut child) => {
-                let _ = started_tx.send(Ok(child.id() as i32));
-                let _ = child.wait();
-                let _ = exited_tx.send(());
-            }
-            Err(error) => {
-                let _ = started_tx.send(Err(error));
-            }
+    std::thread::Builder::new().name("postgres-supervisor".into()).spawn(move || match command.spawn() {
+        Ok(mut child) => {
+            let _ = started_tx.send(Ok(child.id() as i32));
+            let _ = child.wait();
+            let _ = exited_tx.send(());
+        }
+        Err(error) => {
+            let _ = started_tx.send(Err(error));
         }
     })?;
     let pid = started_rx

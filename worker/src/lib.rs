@@ -73,7 +73,12 @@ impl Context {
 }
 
 /// Run the workers until `shutdown`; in-flight jobs finish before this returns.
-pub async fn run(config: &Config, ctx: Context, options: WorkerOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    ctx: Context,
+    options: WorkerOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let instance = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut monitor = Monitor::new().shutdown_timeout(std::time::Duration::from_secs(30));
     for queue in &options.queues {
@@ -86,7 +91,8 @@ pub async fn run(config: &Config, ctx: Context, options: WorkerOptions, shutdown
                         .backend(
                             PostgresStorage::<ProcessMessage>::new(&ctx.pool)
                                 .with_config(storage_config::<ProcessMessage>(&config))
-                                .with_pubsub(),
+                                .with_pubsub()
+                                .poll_with_interval(POLL_INTERVAL),
                         )
                         .catch_panic()
                         .concurrency(concurrency)
@@ -106,6 +112,10 @@ pub async fn run(config: &Config, ctx: Context, options: WorkerOptions, shutdown
     tracing::info!("workers stopped");
     Ok(())
 }
+
+/// Inserts wake workers at once (LISTEN); polling at this interval also picks up jobs that
+/// no insert announced: retries, and jobs re-queued from a worker that died.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The queue's storage settings: a job whose worker missed three heartbeats is re-queued.
 fn storage_config<J: Job>(config: &Config) -> apalis_postgres::Config {

@@ -80,7 +80,12 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
 }
 
 /// Write the decision in one transaction under the conversation's lock.
-async fn apply(ctx: &Context, conversation: &Conversation, message: &Message, decision: Decision) -> anyhow::Result<()> {
+async fn apply(
+    ctx: &Context,
+    conversation: &Conversation,
+    message: &Message,
+    decision: Decision,
+) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await?;
     let Some(current) = conversations::lock(&mut tx, conversation.id).await? else {
         return Ok(());

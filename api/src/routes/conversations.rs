@@ -1,10 +1,6 @@
 //! Conversations: open, list, read, close, rate; and stream tokens for the SSE route.
 
-use axum::{
-    Json as JsonOut,
-    extract::State,
-    http::StatusCode,
-};
+use axum::{Json as JsonOut, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, OwnerKey, Role,
@@ -114,7 +110,10 @@ pub async fn create_conversation(
     .await?;
     tracing::info!(conversation_id = %conversation.id, owner_kind = %caller.owner.kind(), "conversation opened");
     let stream_token = state.keys.issue_stream(&caller.owner, conversation.id)?;
-    Ok((StatusCode::CREATED, JsonOut(CreatedConversationOut { conversation: conversation.into(), visitor_token, stream_token })))
+    Ok((
+        StatusCode::CREATED,
+        JsonOut(CreatedConversationOut { conversation: conversation.into(), visitor_token, stream_token }),
+    ))
 }
 
 fn optional_text(value: Option<String>, field: &'static str, max_chars: usize) -> Result<Option<String>, ApiError> {
@@ -154,7 +153,8 @@ pub async fn list_conversations(
     let page = conversations::list_owned(&state.pool, &caller.owner, before, limit + 1).await?;
     let has_more = page.len() as i64 > limit;
     let items: Vec<Conversation> = page.into_iter().take(limit as usize).collect();
-    let next_cursor = has_more.then(|| items.last().map(|c| format!("{}_{}", c.created_at.timestamp_micros(), c.id))).flatten();
+    let next_cursor =
+        has_more.then(|| items.last().map(|c| format!("{}_{}", c.created_at.timestamp_micros(), c.id))).flatten();
     Ok(JsonOut(ConversationPageOut { items: items.into_iter().map(Into::into).collect(), next_cursor }))
 }
 

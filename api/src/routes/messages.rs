@@ -85,7 +85,9 @@ pub async fn post_message(
         return Err(ApiError::validation("invalid_content", "content", "the message contains a NUL character"));
     }
     let client_message_id = match input.client_message_id.as_deref().map(str::trim) {
-        Some("") => return Err(ApiError::validation("invalid_client_message_id", "client_message_id", "must not be empty")),
+        Some("") => {
+            return Err(ApiError::validation("invalid_client_message_id", "client_message_id", "must not be empty"));
+        }
         Some(id) if id.chars().count() > CLIENT_MESSAGE_ID_MAX || id.contains('\0') => {
             return Err(ApiError::validation(
                 "invalid_client_message_id",

@@ -19,8 +19,7 @@ use futures::Stream;
 use serde::Deserialize;
 
 use crate::{
-    AppState,
-    auth,
+    AppState, auth,
     error::ApiError,
     extract::{Path, Query},
     hub::Subscription,
@@ -58,7 +57,14 @@ pub async fn stream_conversation(
     // Register before the first read, so nothing committed in between is missed.
     let subscription = state.hub.subscribe(id);
     let stream = futures::stream::unfold(
-        StreamState { state: state.clone(), conversation: id, last_seq: after, pending: VecDeque::new(), subscription, first: true },
+        StreamState {
+            state: state.clone(),
+            conversation: id,
+            last_seq: after,
+            pending: VecDeque::new(),
+            subscription,
+            first: true,
+        },
         next_event,
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.sse_heartbeat).text("heartbeat")))
@@ -66,14 +72,11 @@ pub async fn stream_conversation(
 
 fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError> {
     let header = match headers.get("last-event-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a sequence number"))?,
-        ),
+        Some(value) => {
+            Some(value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(
+                || ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a sequence number"),
+            )?)
+        }
         None => None,
     };
     match header.or(after) {

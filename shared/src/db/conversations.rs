@@ -54,8 +54,12 @@ pub struct NewConversation<'a> {
 }
 
 pub async fn create(db: impl PgExecutor<'_>, new: NewConversation<'_>) -> sqlx::Result<Conversation> {
-    sqlx::query_as(concat!("INSERT INTO conversations (id, owner, owner_kind, owner_name, owner_email, owner_role, page_url, page_title)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", columns!(), ""))
+    sqlx::query_as(concat!(
+        "INSERT INTO conversations (id, owner, owner_kind, owner_name, owner_email, owner_role, page_url, page_title)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+        columns!(),
+        ""
+    ))
     .bind(ConversationId::new())
     .bind(new.owner.as_str())
     .bind(new.owner.kind())
@@ -107,9 +111,13 @@ pub async fn list_owned(
     limit: i64,
 ) -> sqlx::Result<Vec<Conversation>> {
     let (before_at, before_id) = before.unzip();
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM conversations
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM conversations
          WHERE owner = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
-         ORDER BY created_at DESC, id DESC LIMIT $4"))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    ))
     .bind(owner.as_str())
     .bind(before_at)
     .bind(before_id)

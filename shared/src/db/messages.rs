@@ -67,14 +67,18 @@ pub async fn append(
     conversation_id: ConversationId,
     new: NewMessage,
 ) -> sqlx::Result<Option<Message>> {
-    sqlx::query_as(concat!("WITH conv AS (
+    sqlx::query_as(concat!(
+        "WITH conv AS (
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
              WHERE id = $1 RETURNING last_seq
          )
          INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to)
          SELECT $2, $1, conv.last_seq, $3, $4, $5, $6 FROM conv
          ON CONFLICT (reply_to) WHERE reply_to IS NOT NULL DO NOTHING
-         RETURNING ", columns!(), ""))
+         RETURNING ",
+        columns!(),
+        ""
+    ))
     .bind(conversation_id)
     .bind(MessageId::new())
     .bind(new.role)
@@ -165,10 +169,7 @@ pub async fn post_user_message(
 }
 
 pub async fn get(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<Message>> {
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE id = $1")).bind(id).fetch_optional(db).await
 }
 
 /// The message that answers `id`, if it was written.
@@ -186,7 +187,11 @@ pub async fn list_after(
     after: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<Message>> {
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"))
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    ))
     .bind(conversation_id)
     .bind(after)
     .bind(limit)
@@ -195,8 +200,16 @@ pub async fn list_after(
 }
 
 /// The last `limit` messages, oldest first.
-pub async fn latest(db: impl PgExecutor<'_>, conversation_id: ConversationId, limit: i64) -> sqlx::Result<Vec<Message>> {
-    let mut messages: Vec<Message> = sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"))
+pub async fn latest(
+    db: impl PgExecutor<'_>,
+    conversation_id: ConversationId,
+    limit: i64,
+) -> sqlx::Result<Vec<Message>> {
+    let mut messages: Vec<Message> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
+    ))
     .bind(conversation_id)
     .bind(limit)
     .fetch_all(db)

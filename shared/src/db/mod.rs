@@ -27,9 +27,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 /// Bring the schema up to date: apalis' job tables first (our messages do not depend on
 /// them, but the transactional enqueue writes into them), then ours.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    apalis_postgres::PostgresStorage::setup(pool)
-        .await
-        .context("running the job queue's migrations")?;
+    apalis_postgres::PostgresStorage::setup(pool).await.context("running the job queue's migrations")?;
     MIGRATOR.run(pool).await.context("running Concierge's migrations")?;
     Ok(())
 }

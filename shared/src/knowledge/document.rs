@@ -72,7 +72,10 @@ pub fn parse_document(path: &str, source: &str) -> Result<Document, DocumentErro
         return Err(DocumentError::NoFrontMatter { path: path.into() });
     };
     let Some(end) = rest.find("\n---") else {
-        return Err(DocumentError::BadFrontMatter { path: path.into(), message: "the closing `---` is missing".into() });
+        return Err(DocumentError::BadFrontMatter {
+            path: path.into(),
+            message: "the closing `---` is missing".into(),
+        });
     };
     let yaml = &rest[..end];
     let body = rest[end + 4..].trim_start_matches(['-']).trim();
@@ -99,10 +102,9 @@ fn chunk(path: &str, front: &FrontMatter, body: &str) -> Vec<Chunk> {
             in_fence = !in_fence;
         }
         if !in_fence {
-            if let Some(title) = trimmed.strip_prefix("# ") {
-                if sections.len() == 1 && sections[0].1.trim().is_empty() && title.trim() == front.title.trim() {
-                    continue;
-                }
+            let is_title_line = trimmed.strip_prefix("# ").is_some_and(|title| title.trim() == front.title.trim());
+            if is_title_line && sections.len() == 1 && sections[0].1.trim().is_empty() {
+                continue;
             }
             if let Some(heading) = trimmed.strip_prefix("## ").or_else(|| trimmed.strip_prefix("### ")) {
                 sections.push((heading.trim().to_owned(), String::new()));

@@ -1,0 +1,467 @@
+//! `concierge bench`: the figures behind Concierge's speed and memory goals, measured in one
+//! run on a private PostgreSQL cluster, with the API and the workers as separate processes.
+//!
+//! 1. Intake: user messages accepted per second by one API process under concurrent clients
+//!    (no worker running, so only the write path is measured), beside pgbench running the
+//!    same write (the same one-statement insert of message and job, whose trigger NOTIFYs)
+//!    from as many clients: the database's own ceiling for that work on this machine.
+//! 2. Answer latency: from sending a message to receiving its reply on the conversation's SSE
+//!    stream, with the offline engine, over many concurrent conversations.
+//! 3. Idle streams: how many SSE streams one API process holds, and its memory.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use concierge_shared::{
+    config::Config,
+    pg::{self, Cluster, ClusterOptions},
+};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent clients posting messages in the intake test (and pgbench clients).
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds each intake measurement runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent conversations in the latency test.
+    #[arg(long, default_value_t = 50)]
+    pub conversations: usize,
+    /// Messages each conversation sends in the latency test.
+    #[arg(long, default_value_t = 12)]
+    pub messages: usize,
+    /// Idle SSE streams to open against one API process.
+    #[arg(long, default_value_t = 10_000)]
+    pub streams: usize,
+}
+
+const SECRET: &str = "bench-secret-0123456789-abcdefghij";
+
+/// Questions the knowledge base answers, so that every message gets an assistant reply.
+const QUESTIONS: &[&str] = &[
+    "Как оплатить подписку?",
+    "Нет звука на уроке",
+    "Как подключить Zoom?",
+    "Как сбросить пароль?",
+    "Как отменить подписку?",
+    "Где найти чек об оплате?",
+    "Как скачать запись урока?",
+    "Как перенести урок?",
+];
+
+pub async fn run(_config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let dir = std::env::temp_dir().join(format!("concierge-bench-{}", std::process::id()));
+    let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false };
+    println!("Starting a private PostgreSQL cluster in {}", dir.display());
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options)).await??;
+    let result = run_on(&cluster, &args).await;
+    tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_on(cluster: &Cluster, args: &BenchArgs) -> anyhow::Result<()> {
+    crate::create_database(&cluster.url("postgres"), "bench").await?;
+    let url = cluster.url("bench");
+    let pool = concierge_shared::db::connect(&url, 4).await?;
+    concierge_shared::db::migrate(&pool).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
+
+    // 1. Intake.
+    println!("\n[1/3] Intake: {} clients for {} s, no worker running", args.clients, args.seconds);
+    let api = ApiProcess::spawn(&url).await?;
+    let user = user_token();
+    let mut conversations = Vec::new();
+    for _ in 0..args.clients {
+        conversations.push(api.open(&http, &user).await?);
+    }
+    api.post(&http, &user, &conversations[0], "прогрев").await?;
+    let accepted = intake(&http, &api, &user, &conversations, Duration::from_secs(args.seconds)).await?;
+    let api_rate = accepted as f64 / args.seconds as f64;
+    sqlx::query("CREATE TABLE bench_clients (n int PRIMARY KEY, conversation_id uuid NOT NULL)").execute(&pool).await?;
+    for (n, id) in conversations.iter().enumerate() {
+        sqlx::query("INSERT INTO bench_clients VALUES ($1, $2::uuid)").bind(n as i32).bind(id).execute(&pool).await?;
+    }
+    let pgbench_rate = pgbench(cluster, args.clients, args.seconds).await?;
+    let ratio = api_rate / pgbench_rate;
+    sqlx::query("DELETE FROM apalis.jobs").execute(&pool).await?;
+
+    // 2. Latency.
+    println!(
+        "\n[2/3] Answer latency: {} conversations × {} messages, one worker process",
+        args.conversations, args.messages
+    );
+    let mut worker = spawn_concierge(&url, &["worker", "--concurrency", "16"])?;
+    let latencies = latency(&http, &api, &user, args.conversations, args.messages).await?;
+    worker.kill().await.ok();
+
+    // 3. Idle streams.
+    println!("\n[3/3] Idle SSE streams: {} against one API process", args.streams);
+    api.stop().await;
+    let api = ApiProcess::spawn(&url).await?;
+    let (held, rss_before, rss_after) = idle_streams(&http, &api, &user, args.streams).await?;
+    api.stop().await;
+
+    let p50 = latencies.value_at_quantile(0.50) as f64 / 1000.0;
+    let p99 = latencies.value_at_quantile(0.99) as f64 / 1000.0;
+    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!("\n=== Concierge benchmark ({} cores) ===", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "intake   API {api_rate:>8.0} msg/s   pgbench {pgbench_rate:>8.0} tx/s   ratio {ratio:.2}   (target ≥ 0.60) {}",
+        mark(ratio >= 0.6)
+    );
+    println!(
+        "latency  p50 {p50:>6.1} ms   p99 {p99:>6.1} ms   max {:.1} ms   over {} messages   (target p50 ≤ 15, p99 ≤ 60) {}",
+        latencies.max() as f64 / 1000.0,
+        latencies.len(),
+        mark(p50 <= 15.0 && p99 <= 60.0)
+    );
+    println!(
+        "streams  {held} idle streams held   API RSS {:.0} MB → {:.0} MB   (target 10,000 under 300 MB) {}",
+        rss_before as f64 / 1e6,
+        rss_after as f64 / 1e6,
+        mark(held >= 10_000 && rss_after < 300_000_000)
+    );
+    Ok(())
+}
+
+fn user_token() -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + 86_400;
+    let claims = json!({ "sub": "bench-user", "name": "Bench", "role": "user", "exp": exp });
+    concierge_api::auth::sign_platform_token(SECRET, &claims).expect("signing a token")
+}
+
+fn spawn_concierge(url: &str, args: &[&str]) -> anyhow::Result<Child> {
+    spawn_concierge_command(url, args)?.spawn().context("cannot start a concierge process")
+}
+
+struct ApiProcess {
+    child: Child,
+    base: String,
+}
+
+impl ApiProcess {
+    async fn spawn(url: &str) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut command = spawn_concierge_command(url, &["api"])?;
+        let child = command.env("CONCIERGE_BIND", format!("127.0.0.1:{port}")).spawn()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status().is_success()) {
+            if Instant::now() > deadline {
+                bail!("the API process did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self { child, base: format!("{base}/api/concierge") })
+    }
+
+    async fn open(&self, http: &reqwest::Client, bearer: &str) -> anyhow::Result<String> {
+        let body: Value = http
+            .post(format!("{}/conversations", self.base))
+            .bearer_auth(bearer)
+            .json(&json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(body["id"].as_str().context("no id")?.to_owned())
+    }
+
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        bearer: &str,
+        conversation: &str,
+        content: &str,
+    ) -> anyhow::Result<Value> {
+        Ok(http
+            .post(format!("{}/conversations/{conversation}/messages", self.base))
+            .bearer_auth(bearer)
+            .json(&json!({ "content": content }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    fn rss(&self) -> u64 {
+        let Some(pid) = self.child.id() else { return 0 };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.kill().await;
+    }
+}
+
+fn spawn_concierge_command(url: &str, args: &[&str]) -> anyhow::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("CONCIERGE_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .env("CONCIERGE_DB_MAX_CONNECTIONS", "32")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    Ok(command)
+}
+
+async fn intake(
+    http: &reqwest::Client,
+    api: &ApiProcess,
+    bearer: &str,
+    conversations: &[String],
+    duration: Duration,
+) -> anyhow::Result<u64> {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = conversations
+        .iter()
+        .map(|conversation| {
+            let (http, url, bearer) =
+                (http.clone(), format!("{}/conversations/{conversation}/messages", api.base), bearer.to_owned());
+            let (accepted, failed) = (accepted.clone(), failed.clone());
+            tokio::spawn(async move {
+                let body = serde_json::to_vec(&json!({ "content": "Как оплатить подписку?" })).unwrap();
+                while Instant::now() < deadline {
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(&bearer)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 202 => accepted.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        println!("  {failed} requests failed");
+    }
+    Ok(accepted.load(Ordering::Relaxed))
+}
+
+/// pgbench with one client per conversation, each running the API's own write statement.
+async fn pgbench(cluster: &Cluster, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    let script = std::env::temp_dir().join(format!("concierge-bench-{}.sql", std::process::id()));
+    std::fs::write(&script, PGBENCH_SCRIPT)?;
+    let pgbench: PathBuf = pg::find_tool("pgbench")?;
+    let output = Command::new(pgbench)
+        .args(["-n", "-f"])
+        .arg(&script)
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string(), "-U", cluster.user(), "bench"])
+        .env("PGPASSWORD", cluster.password())
+        .output()
+        .await
+        .context("cannot run pgbench")?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&output.stderr));
+    }
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next()?.parse().ok())
+        .context("no tps in pgbench's output")?;
+    Ok(tps)
+}
+
+/// The statement `db::messages::post_user_message` runs, with pgbench's client id choosing
+/// the conversation.
+const PGBENCH_SCRIPT: &str = r#"WITH conv AS (
+    UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
+    WHERE id = (SELECT conversation_id FROM bench_clients WHERE n = :client_id)
+      AND owner = 'user:bench-user' AND status = 'open'
+    RETURNING id, last_seq
+), msg AS (
+    INSERT INTO messages (id, conversation_id, seq, role, content, client_message_id)
+    SELECT gen_random_uuid(), conv.id, conv.last_seq, 'user', 'Как оплатить подписку?', NULL FROM conv
+    ON CONFLICT (conversation_id, client_message_id) DO NOTHING
+    RETURNING id
+), job AS (
+    INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+    SELECT gen_random_uuid()::text, 'concierge::process-message',
+           convert_to(json_build_object('message_id', msg.id)::text, 'UTF8'),
+           'Pending', 0, 5, now(), 0, ''::hstore, msg.id::text FROM msg
+)
+SELECT id FROM msg;
+"#;
+
+async fn latency(
+    http: &reqwest::Client,
+    api: &ApiProcess,
+    bearer: &str,
+    conversations: usize,
+    messages: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut tasks = Vec::new();
+    for n in 0..conversations {
+        let id = api.open(http, bearer).await?;
+        let (http, base, bearer) = (http.clone(), api.base.clone(), bearer.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new(3).unwrap();
+            let response = http
+                .get(format!("{base}/conversations/{id}/stream"))
+                .bearer_auth(&bearer)
+                .send()
+                .await?
+                .error_for_status()?;
+            let mut events = SseReader::new(response);
+            for i in 0..messages {
+                let question = QUESTIONS[(n + i) % QUESTIONS.len()];
+                let started = Instant::now();
+                let sent: Value = http
+                    .post(format!("{base}/conversations/{id}/messages"))
+                    .bearer_auth(&bearer)
+                    .json(&json!({ "content": question }))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                loop {
+                    let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+                        .await
+                        .context("no reply within 30 s")??;
+                    if event["reply_to"] == sent["id"] {
+                        break;
+                    }
+                }
+                histogram.record(started.elapsed().as_micros() as u64)?;
+            }
+            anyhow::Ok(histogram)
+        }));
+    }
+    let mut total = Histogram::<u64>::new(3)?;
+    for task in tasks {
+        total.add(task.await??)?;
+    }
+    Ok(total)
+}
+
+/// The `data:` of each SSE event, as JSON.
+struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> Self {
+        Self { body: response.bytes_stream().boxed(), buffer: String::new() }
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Value> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return Ok(serde_json::from_str(data.trim_start())?);
+                }
+            }
+            let chunk = self.body.next().await.context("the stream ended")??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Wait for the first bytes: the stream is open.
+    async fn opened(&mut self) -> anyhow::Result<()> {
+        let chunk = self.body.next().await.context("the stream ended")??;
+        self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        Ok(())
+    }
+}
+
+/// Open `count` streams (one per conversation) and keep them open while measuring the API
+/// process's resident memory. Returns (streams held, RSS before, RSS with all open).
+async fn idle_streams(
+    http: &reqwest::Client,
+    api: &ApiProcess,
+    bearer: &str,
+    count: usize,
+) -> anyhow::Result<(usize, u64, u64)> {
+    // Conversations are created through the API in parallel batches.
+    let mut ids = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
+        let batch = futures::future::join_all(chunk.iter().map(|_| api.open(http, bearer))).await;
+        for id in batch {
+            ids.push(id?);
+        }
+    }
+    let rss_before = api.rss();
+    let streams_client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let mut open = Vec::with_capacity(count);
+    for chunk in ids.chunks(500) {
+        let batch = futures::future::join_all(chunk.iter().map(|id| {
+            let (client, url, bearer) =
+                (streams_client.clone(), format!("{}/conversations/{id}/stream", api.base), bearer.to_owned());
+            async move {
+                let response = client.get(url).bearer_auth(bearer).send().await?.error_for_status()?;
+                let mut reader = SseReader::new(response);
+                reader.opened().await?;
+                anyhow::Ok(reader)
+            }
+        }))
+        .await;
+        for stream in batch {
+            open.push(stream?);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = api.rss();
+    let held = open.len();
+    drop(open);
+    Ok((held, rss_before, rss_after))
+}
+
+/// 10,000 sockets need more than the usual 1,024 descriptors; children inherit the limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

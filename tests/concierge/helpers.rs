@@ -1,0 +1,350 @@
+//! Test harness: a private PostgreSQL cluster per test binary (unless
+//! `CONCIERGE_TEST_DATABASE_URL` names a server to use), a fresh database per test cloned from
+//! a migrated template, the API served in-process on port 0, workers in-process or as real
+//! processes, and a small SSE client.
+
+use std::{
+    path::PathBuf,
+    pin::Pin,
+    sync::OnceLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use concierge_shared::{
+    config::Config,
+    pg::{Cluster, ClusterOptions},
+};
+use futures::{Stream, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::OnceCell, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-for-concierge-0123456789";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Where test databases are created: `(admin url, url for a database name)`.
+struct Server {
+    admin_url: String,
+    url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("CONCIERGE_TEST_DATABASE_URL") {
+            let base = url::Url::parse(&url).expect("CONCIERGE_TEST_DATABASE_URL is a URL");
+            return Server {
+                admin_url: url.clone(),
+                url_for: Box::new(move |name| {
+                    let mut url = base.clone();
+                    url.set_path(name);
+                    url.to_string()
+                }),
+            };
+        }
+        remove_stale_clusters();
+        let dir = test_root().join(format!("concierge-test-{}", std::process::id()));
+        let cluster = Cluster::start(&ClusterOptions { data_dir: dir, ephemeral: true }).expect("start a test cluster");
+        let admin_url = cluster.url("postgres");
+        // The cluster lives as long as the test process; the parent-death signal stops it.
+        let cluster: &'static Cluster = Box::leak(Box::new(cluster));
+        Server { admin_url, url_for: Box::new(move |name| cluster.url(name)) }
+    })
+}
+
+fn test_root() -> PathBuf {
+    std::env::temp_dir()
+}
+
+/// Data directories of test clusters whose process is gone.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(test_root()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("concierge-test-").and_then(|p| p.parse::<i32>().ok()) {
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database() -> String {
+    let server = tokio::task::spawn_blocking(server).await.unwrap();
+    let template = TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("concierge_template_{}", std::process::id());
+            concierge::create_database(&server.admin_url, &name).await.unwrap();
+            let pool = concierge_shared::db::connect(&(server.url_for)(&name), 2).await.unwrap();
+            concierge_shared::db::migrate(&pool).await.unwrap();
+            pool.close().await;
+            name
+        })
+        .await;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let admin = concierge_shared::db::connect(&server.admin_url, 1).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    (server.url_for)(&name)
+}
+
+pub fn knowledge_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge")
+}
+
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        database_url: Some(database_url.to_owned()),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        jwt_secret: Some(SECRET.to_owned()),
+        data_dir: std::env::temp_dir(),
+        knowledge_dir: knowledge_dir(),
+        db_max_connections: 10,
+        max_message_chars: 4000,
+        sse_heartbeat: Duration::from_secs(15),
+        stream_token_ttl: Duration::from_secs(600),
+        visitor_token_ttl: Duration::from_secs(86_400),
+        job_max_attempts: 3,
+        worker_heartbeat: Duration::from_secs(1),
+    }
+}
+
+/// A platform user's token, as Lectio would sign it.
+pub fn user_token(sub: &str) -> String {
+    platform_token(
+        json!({ "sub": sub, "name": "Анна", "email": format!("{sub}@example.com"), "role": "user", "exp": now() + 3600 }),
+    )
+}
+
+pub fn platform_token(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The API in-process, optionally with workers in-process too.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub db_url: String,
+    pub pool: PgPool,
+    pub config: Config,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// The API alone: messages are stored and queued, nothing answers them.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let db_url = fresh_database().await;
+        let mut config = test_config(&db_url);
+        adjust(&mut config);
+        let pool = concierge_shared::db::connect(&db_url, 10).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let state = concierge_api::AppState::build(config.clone(), pool.clone(), shutdown.clone()).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { concierge_api::serve(listener, concierge_api::router(state), shutdown).await.unwrap() }
+        });
+        let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+        Self { addr, db_url, pool, config, client, shutdown, tasks: vec![server] }
+    }
+
+    /// The API and the workers, both in-process.
+    pub async fn spawn_with_worker() -> Self {
+        let mut app = Self::spawn().await;
+        app.start_worker().await;
+        app
+    }
+
+    pub async fn start_worker(&mut self) {
+        let ctx = concierge_worker::Context::build(&self.config, self.pool.clone()).await.unwrap();
+        let (config, shutdown) = (self.config.clone(), self.shutdown.clone());
+        self.tasks.push(tokio::spawn(async move {
+            concierge_worker::run(&config, ctx, concierge_worker::WorkerOptions::default(), shutdown).await.unwrap()
+        }));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/api/concierge{}", self.addr, path)
+    }
+
+    /// Open a conversation; `None` opens it as a new visitor. Returns `(id, bearer, stream token)`.
+    pub async fn open(&self, bearer: Option<&str>) -> Conversation {
+        let (status, body) = self
+            .post(bearer, "/conversations/", json!({ "page_url": "https://lectio.ru/app", "page_title": "Lectio" }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let bearer = match bearer {
+            Some(token) => token.to_owned(),
+            None => body["visitor_token"].as_str().expect("a visitor token").to_owned(),
+        };
+        Conversation {
+            id: body["id"].as_str().unwrap().to_owned(),
+            bearer,
+            stream_token: body["stream_token"]["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn post(&self, bearer: Option<&str>, path: &str, body: Value) -> (StatusCode, Value) {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        response(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, bearer: Option<&str>, path: &str) -> (StatusCode, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        response(request.send().await.unwrap()).await
+    }
+
+    /// Post a user message and expect it accepted.
+    pub async fn say(&self, conversation: &Conversation, content: &str) -> Value {
+        let (status, body) = self
+            .post(
+                Some(&conversation.bearer),
+                &format!("/conversations/{}/messages/", conversation.id),
+                json!({ "content": content }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
+    pub async fn stream(&self, conversation: &Conversation, last_event_id: Option<i64>) -> Sse {
+        let url = self.url(&format!("/conversations/{}/stream/?token={}", conversation.id, conversation.stream_token));
+        Sse::connect(&self.client, &url, last_event_id).await
+    }
+
+    /// Messages of the conversation as stored, by sequence.
+    pub async fn stored_messages(&self, conversation: &str) -> Vec<(i64, String, String)> {
+        sqlx::query_as("SELECT seq, role, content FROM messages WHERE conversation_id = $1::uuid ORDER BY seq")
+            .bind(conversation)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+pub struct Conversation {
+    pub id: String,
+    pub bearer: String,
+    pub stream_token: String,
+}
+
+pub async fn response(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, body)
+}
+
+/// A minimal Server-Sent Events client.
+pub struct Sse {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<i64>,
+    pub event: String,
+    pub data: Value,
+}
+
+impl Sse {
+    pub async fn connect(client: &reqwest::Client, url: &str, last_event_id: Option<i64>) -> Self {
+        let mut request = client.get(url).timeout(Duration::from_secs(3600));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+        Self { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    /// The next event (comments and retry hints skipped); panics after `WAIT`.
+    pub async fn next(&mut self) -> SseEvent {
+        tokio::time::timeout(WAIT, self.next_inner()).await.expect("no SSE event in time")
+    }
+
+    /// Whether an event arrives within `within` (for asserting that none does).
+    pub async fn try_next(&mut self, within: Duration) -> Option<SseEvent> {
+        tokio::time::timeout(within, self.next_inner()).await.ok()
+    }
+
+    async fn next_inner(&mut self) -> SseEvent {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (None, "message".to_owned(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().parse().unwrap());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !data.is_empty() {
+                    return SseEvent { id, event, data: serde_json::from_str(&data).unwrap() };
+                }
+            }
+            let chunk = self.body.next().await.expect("the stream ended").unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skip events until one from `role` arrives.
+    pub async fn next_from(&mut self, role: &str) -> SseEvent {
+        loop {
+            let event = self.next().await;
+            if event.data["role"] == role {
+                return event;
+            }
+        }
+    }
+}

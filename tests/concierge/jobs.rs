@@ -1,0 +1,98 @@
+//! The process-message job: one reply per user message however often it runs, and a visible
+//! notice when it fails for good.
+
+use std::time::Duration;
+
+use apalis::prelude::{Attempt, Data};
+use concierge_shared::{MessageId, jobs::ProcessMessage};
+
+use crate::helpers::{TestApp, WAIT};
+
+/// Wait until the message has its reply, and every job has finished.
+async fn wait_for_reply_and_idle_queue(app: &TestApp, message_id: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_to = $1::uuid")
+            .bind(message_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let open = app.count("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed')").await;
+        if replies > 0 && open == 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "replies: {replies}, unfinished jobs: {open}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_duplicated_job_still_produces_exactly_one_reply() {
+    let mut app = TestApp::spawn().await;
+    let conversation = app.open(None).await;
+    let sent = app.say(&conversation, "Как оплатить подписку?").await;
+    let message_id = sent["id"].as_str().unwrap();
+    // A second job for the same message, as if it had been enqueued twice.
+    for _ in 0..2 {
+        sqlx::query(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata)
+             SELECT $1, job_type, job, 'Pending', 0, max_attempts, now(), 0, ''::hstore FROM apalis.jobs LIMIT 1",
+        )
+        .bind(ulid_like())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(app.count("SELECT count(*) FROM apalis.jobs").await, 3);
+    app.start_worker().await;
+    wait_for_reply_and_idle_queue(&app, message_id).await;
+    let roles: Vec<String> = app.stored_messages(&conversation.id).await.into_iter().map(|m| m.1).collect();
+    assert_eq!(roles, ["user", "assistant"]);
+}
+
+#[tokio::test]
+async fn concurrent_runs_of_one_job_write_one_reply() {
+    let app = TestApp::spawn().await;
+    let conversation = app.open(None).await;
+    let sent = app.say(&conversation, "Нет звука на уроке").await;
+    let message_id: MessageId = sent["id"].as_str().unwrap().parse().unwrap();
+    let ctx = concierge_worker::Context::build(&app.config, app.pool.clone()).await.unwrap();
+    let runs = (0..6).map(|_| {
+        concierge_worker::process_message::handle(ProcessMessage { message_id }, Data::new(ctx.clone()), Attempt::new())
+    });
+    for result in futures::future::join_all(runs).await {
+        result.unwrap();
+    }
+    let stored = app.stored_messages(&conversation.id).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[1].1, "assistant");
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_ends_with_a_notice_to_the_user() {
+    let mut app = TestApp::spawn().await;
+    // Make every assistant reply fail, as a broken database would.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_assistant() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.role = 'assistant' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END; $$;
+         CREATE TRIGGER refuse_assistant BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_assistant();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let conversation = app.open(None).await;
+    let mut sse = app.stream(&conversation, None).await;
+    app.start_worker().await;
+    let sent = app.say(&conversation, "Как оплатить подписку?").await;
+    let notice = sse.next_from("system").await;
+    assert_eq!(notice.data["metadata"]["kind"], "error");
+    assert_eq!(notice.data["reply_to"], sent["id"]);
+    assert!(notice.data["content"].as_str().unwrap().contains("оператора"));
+    wait_for_reply_and_idle_queue(&app, sent["id"].as_str().unwrap()).await;
+    assert_eq!(app.stored_messages(&conversation.id).await.len(), 2);
+}
+
+fn ulid_like() -> String {
+    // Job ids are ULID text; any unique text works for the table.
+    format!("01TEST{}", uuid::Uuid::new_v4().simple()).to_uppercase()[..26].to_owned()
+}

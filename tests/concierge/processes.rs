@@ -1,0 +1,141 @@
+//! The API and the workers as separate processes against one database: two API processes
+//! stream each other's writes, and a worker killed in the middle of a job is replaced by
+//! another that finishes it with exactly one reply.
+
+use std::{process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+use crate::helpers::{SECRET, Sse, TestApp, WAIT, knowledge_dir};
+
+fn concierge(database_url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_concierge"));
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("CONCIERGE_JWT_SECRET", SECRET)
+        .env("CONCIERGE_KNOWLEDGE_DIR", knowledge_dir())
+        .env("CONCIERGE_WORKER_HEARTBEAT_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+fn spawn_worker(database_url: &str) -> Child {
+    concierge(database_url, &["worker", "--queues", "process-message", "--concurrency", "4"]).spawn().unwrap()
+}
+
+/// An API process on a free port; returns it with its base URL once it answers.
+async fn spawn_api(app: &TestApp) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = concierge(&app.db_url, &["api"]).env("CONCIERGE_BIND", format!("127.0.0.1:{port}")).spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(tokio::time::Instant::now() < deadline, "the API process did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, format!("{base}/api/concierge"))
+}
+
+#[tokio::test]
+async fn two_api_processes_and_a_worker_process_share_one_database() {
+    // The in-process API only hands out tokens here; the processes do the work.
+    let app = TestApp::spawn().await;
+    let (_api_a, base_a) = spawn_api(&app).await;
+    let (_api_b, base_b) = spawn_api(&app).await;
+    let _worker = spawn_worker(&app.db_url);
+
+    let created: serde_json::Value = app
+        .client
+        .post(format!("{base_a}/conversations/"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let bearer = created["visitor_token"].as_str().unwrap();
+    let token = created["stream_token"]["token"].as_str().unwrap();
+    let mut on_a = Sse::connect(&app.client, &format!("{base_a}/conversations/{id}/stream?token={token}"), None).await;
+    let mut on_b = Sse::connect(&app.client, &format!("{base_b}/conversations/{id}/stream?token={token}"), None).await;
+
+    // Written through B, seen on A (and B); answered by the worker process.
+    let status = app
+        .client
+        .post(format!("{base_b}/conversations/{id}/messages"))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({ "content": "Как подключить Zoom?" }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    for sse in [&mut on_a, &mut on_b] {
+        assert_eq!(sse.next().await.data["role"], "user");
+        let answer = sse.next().await;
+        assert_eq!(answer.data["role"], "assistant");
+        assert!(answer.data["metadata"]["sources"][0]["path"].as_str().unwrap().contains("zoom"));
+    }
+    // And the other way round.
+    app.client
+        .post(format!("{base_a}/conversations/{id}/messages"))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({ "content": "Спасибо" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_b.next().await.id, Some(3));
+    assert_eq!(on_b.next().await.id, Some(4));
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_is_replaced_and_the_message_gets_one_reply() {
+    let app = TestApp::spawn().await;
+    let conversation = app.open(None).await;
+    let sent = app.say(&conversation, "Как оплатить подписку?").await;
+
+    // Hold the conversation's row lock: the worker will block writing its reply.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM conversations WHERE id = $1::uuid FOR UPDATE")
+        .bind(&conversation.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut first = spawn_worker(&app.db_url);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the worker never reached the reply");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE status IN ('Queued', 'Running')").await, 1);
+
+    first.kill().await.unwrap();
+    blocker.rollback().await.unwrap();
+    assert_eq!(app.stored_messages(&conversation.id).await.len(), 1, "no reply yet");
+
+    let _second = spawn_worker(&app.db_url);
+    let mut sse = app.stream(&conversation, Some(1)).await;
+    let reply = sse.next().await;
+    assert_eq!(reply.data["role"], "assistant");
+    assert_eq!(reply.data["reply_to"], sent["id"]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.count("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the job did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sse.try_next(Duration::from_millis(500)).await.is_none());
+    assert_eq!(app.stored_messages(&conversation.id).await.len(), 2);
+}
