@@ -6,8 +6,9 @@
 pub mod engine;
 pub mod knowledge;
 pub mod process_message;
+mod wakeup;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
@@ -91,8 +92,7 @@ pub async fn run(
                         .backend(
                             PostgresStorage::<ProcessMessage>::new(&ctx.pool)
                                 .with_config(storage_config::<ProcessMessage>(&config))
-                                .with_pubsub()
-                                .poll_with_interval(POLL_INTERVAL),
+                                .poll_with_strategy(wakeup::<ProcessMessage>(&ctx.pool)),
                         )
                         .catch_panic()
                         .concurrency(concurrency)
@@ -113,9 +113,11 @@ pub async fn run(
     Ok(())
 }
 
-/// Inserts wake workers at once (LISTEN); polling at this interval also picks up jobs that
-/// no insert announced: retries, and jobs re-queued from a worker that died.
-const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Fetch on each insert notification, again shortly after it, and every second.
+fn wakeup<J: Job>(pool: &PgPool) -> wakeup::Wakeup<apalis_postgres::Pubsub> {
+    let notifications = apalis_postgres::Pubsub::new(pool.clone(), J::QUEUE.name().to_owned());
+    wakeup::Wakeup::new(notifications, Duration::from_millis(10), Duration::from_secs(1))
+}
 
 /// The queue's storage settings: a job whose worker missed three heartbeats is re-queued.
 fn storage_config<J: Job>(config: &Config) -> apalis_postgres::Config {
