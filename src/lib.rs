@@ -3,6 +3,7 @@
 //! the tests and the benchmark.
 
 pub mod bench;
+pub mod eval;
 use std::{net::SocketAddr, path::Path};
 
 use anyhow::Context;
@@ -85,6 +86,24 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Log what a reindex did, naming every broken document.
+pub fn report_reindex(report: &concierge_shared::knowledge::store::ReindexReport) {
+    for broken in &report.errors {
+        tracing::warn!(document = broken.path, error = broken.error, "skipped a broken knowledge document");
+    }
+    tracing::info!(
+        version = report.version,
+        documents = report.documents,
+        chunks = report.chunks,
+        added = report.added.len(),
+        updated = report.updated.len(),
+        removed = report.removed.len(),
+        unchanged = report.unchanged,
+        duration_ms = report.duration_ms,
+        "knowledge base indexed"
+    );
+}
+
 /// A running all-in-one system.
 pub struct System {
     pub addr: SocketAddr,
@@ -102,6 +121,7 @@ impl System {
     ) -> anyhow::Result<Self> {
         let pool = concierge_shared::db::connect(database_url, config.db_max_connections).await?;
         concierge_shared::db::migrate(&pool).await?;
+        report_reindex(&concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?);
         let addr = listener.local_addr()?;
         let mut tasks = tokio::task::JoinSet::new();
 

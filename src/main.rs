@@ -33,8 +33,20 @@ enum Command {
     },
     /// Apply database migrations and exit (needs DATABASE_URL).
     Migrate,
+    /// Index the knowledge directory into the database now and print the report (uses the
+    /// private cluster when DATABASE_URL is unset). Running workers reload within seconds.
+    Reindex,
+    /// Measure answer quality on the labelled sets in fixtures/eval.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Measure intake throughput, answer latency and idle SSE capacity on a private cluster.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Knowledge search: recall@1, recall@5, MRR@10, out-of-scope rejection, and the misses.
+    Retrieval(concierge::eval::RetrievalArgs),
 }
 
 #[tokio::main]
@@ -65,8 +77,30 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Reindex => {
+            let database = Database::open(&config).await?;
+            let result = reindex(&config, &database.url).await;
+            database.close().await?;
+            result
+        }
+        Command::Eval(EvalCommand::Retrieval(args)) => {
+            let figures = concierge::eval::retrieval(&config.knowledge_dir, &args.file)?;
+            concierge::eval::print_retrieval(&figures, args.all_misses);
+            Ok(())
+        }
         Command::Bench(args) => bench::run(config, args).await,
     }
+}
+
+async fn reindex(config: &Config, url: &str) -> anyhow::Result<()> {
+    let pool = concierge_shared::db::connect(url, 2).await?;
+    concierge_shared::db::migrate(&pool).await?;
+    let report = concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.errors.is_empty() {
+        eprintln!("{} broken document(s) were skipped", report.errors.len());
+    }
+    Ok(())
 }
 
 async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {

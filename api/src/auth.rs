@@ -179,6 +179,21 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller with the platform's admin role; anyone else authenticated gets 403.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            return Err(ApiError::Forbidden("this route is for administrators".into()));
+        }
+        Ok(Admin(caller))
+    }
+}
+
 /// A caller who may be anonymous (opening a first conversation).
 pub struct MaybeCaller(pub Option<Caller>);
 

@@ -32,6 +32,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Cancelled on shutdown; ends SSE streams so the server can drain.
     pub shutdown: CancellationToken,
+    /// The search index for admin search, built on first use.
+    pub knowledge: Arc<tokio::sync::OnceCell<Arc<concierge_shared::knowledge::KnowledgeBase>>>,
 }
 
 impl AppState {
@@ -41,7 +43,7 @@ impl AppState {
         let keys = Keys::new(secret, config.visitor_token_ttl, config.stream_token_ttl);
         let hub = Hub::default();
         hub.start(pool.clone(), shutdown.clone()).await.context("cannot LISTEN for events")?;
-        Ok(Self { pool, config: Arc::new(config), keys: Arc::new(keys), hub, shutdown })
+        Ok(Self { pool, config: Arc::new(config), keys: Arc::new(keys), hub, shutdown, knowledge: Default::default() })
     }
 }
 

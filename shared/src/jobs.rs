@@ -24,15 +24,17 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 #[serde(rename_all = "kebab-case")]
 pub enum Queue {
     ProcessMessage,
+    Reindex,
 }
 
 impl Queue {
-    pub const ALL: &'static [Queue] = &[Queue::ProcessMessage];
+    pub const ALL: &'static [Queue] = &[Queue::ProcessMessage, Queue::Reindex];
 
     /// The stable name stored in `apalis.jobs.job_type`.
     pub fn name(self) -> &'static str {
         match self {
             Queue::ProcessMessage => "concierge::process-message",
+            Queue::Reindex => "concierge::reindex",
         }
     }
 
@@ -40,6 +42,7 @@ impl Queue {
     pub fn cli_name(self) -> &'static str {
         match self {
             Queue::ProcessMessage => "process-message",
+            Queue::Reindex => "reindex",
         }
     }
 
@@ -59,6 +62,20 @@ impl Job for ProcessMessage {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.message_id.to_string())
+    }
+}
+
+/// Bring the stored knowledge base in line with the knowledge directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reindex {
+    pub run_id: uuid::Uuid,
+}
+
+impl Job for Reindex {
+    const QUEUE: Queue = Queue::Reindex;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.run_id.to_string())
     }
 }
 

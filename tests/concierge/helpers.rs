@@ -84,6 +84,7 @@ pub async fn fresh_database() -> String {
             concierge::create_database(&server.admin_url, &name).await.unwrap();
             let pool = concierge_shared::db::connect(&(server.url_for)(&name), 2).await.unwrap();
             concierge_shared::db::migrate(&pool).await.unwrap();
+            concierge_shared::knowledge::store::reindex(&pool, &knowledge_dir()).await.unwrap();
             pool.close().await;
             name
         })

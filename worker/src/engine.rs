@@ -10,7 +10,7 @@ use concierge_shared::{
     MessageRole,
     db::{conversations::Conversation, messages::Message},
     i18n::Locale,
-    knowledge::{Hit, KnowledgeIndex},
+    knowledge::{Hit, KnowledgeIndex, SearchResult},
 };
 use serde::Serialize;
 
@@ -96,7 +96,7 @@ pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Messa
 
     let query = query_with_context(history, &message.content);
     let result = kb.search(&query, 5);
-    if let Some(best) = result.hits.first().filter(|h| h.coverage >= MIN_COVERAGE) {
+    if let Some(best) = confident(&result) {
         let passage = excerpt(&best.chunk.text, MAX_PASSAGE_CHARS);
         let citation = if best.chunk.heading == best.chunk.doc_title {
             format!("{}: «{}».", texts.sources_heading, best.chunk.doc_title)
@@ -123,6 +123,11 @@ pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Messa
         format!("{}\n\n{}\n\n{}", texts.clarify_did_you_mean, list.join("\n"), texts.clarify_tail)
     };
     Decision::Clarify { text, suggestions }
+}
+
+/// The hit to answer with, if the best one covers enough of the question.
+pub fn confident(result: &SearchResult) -> Option<&Hit> {
+    result.hits.first().filter(|h| h.coverage >= MIN_COVERAGE)
 }
 
 /// When the assistant's last message asked to clarify, the user's answer continues the

@@ -4,8 +4,8 @@
 //! stops heartbeating are handed back to the queue and picked up by another.
 
 pub mod engine;
-pub mod knowledge;
 pub mod process_message;
+pub mod reindex;
 mod wakeup;
 
 use std::{sync::Arc, time::Duration};
@@ -14,18 +14,20 @@ use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use concierge_shared::{
     config::Config,
-    jobs::{Job, ProcessMessage, Queue},
+    db::worker_instances::{self, Instance},
+    jobs::{Job, ProcessMessage, Queue, Reindex},
+    knowledge::KnowledgeBase,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-
-use crate::knowledge::KnowledgeBase;
 
 /// What every job handler can reach.
 #[derive(Clone)]
 pub struct Context {
     pub pool: PgPool,
     pub knowledge: Arc<KnowledgeBase>,
+    /// The Markdown directory the reindex job reads.
+    pub knowledge_dir: std::path::PathBuf,
     /// Attempts a job gets before its failure is final.
     pub max_attempts: u32,
 }
@@ -68,8 +70,13 @@ impl WorkerOptions {
 
 impl Context {
     pub async fn build(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
-        let knowledge = Arc::new(KnowledgeBase::load(&config.knowledge_dir).await?);
-        Ok(Self { pool, knowledge, max_attempts: config.job_max_attempts })
+        let knowledge = KnowledgeBase::load(pool.clone()).await?;
+        if knowledge.current().is_empty() {
+            tracing::warn!(
+                "the knowledge base is empty: run `concierge reindex` or POST /api/concierge/knowledge/reindex/"
+            );
+        }
+        Ok(Self { pool, knowledge, knowledge_dir: config.knowledge_dir.clone(), max_attempts: config.job_max_attempts })
     }
 }
 
@@ -100,8 +107,27 @@ pub async fn run(
                         .build(process_message::handle)
                 });
             }
+            Queue::Reindex => {
+                let (ctx, config, name) = (ctx.clone(), config.clone(), format!("{}@{instance}", queue.cli_name()));
+                monitor = monitor.register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(
+                            PostgresStorage::<Reindex>::new(&ctx.pool)
+                                .with_config(storage_config::<Reindex>(&config))
+                                .poll_with_strategy(wakeup::<Reindex>(&ctx.pool)),
+                        )
+                        .catch_panic()
+                        .concurrency(1)
+                        .data(ctx.clone())
+                        .build(reindex::handle)
+                });
+            }
         }
     }
+    ctx.knowledge.watch(shutdown.clone());
+    let queue_names: Vec<String> = options.queues.iter().map(|q| q.cli_name().to_owned()).collect();
+    let heartbeat =
+        tokio::spawn(heartbeat(ctx.clone(), instance.clone(), queue_names, config.worker_heartbeat, shutdown.clone()));
     tracing::info!(queues = ?options.queues.iter().map(|q| q.cli_name()).collect::<Vec<_>>(), concurrency = options.concurrency, "workers started");
     monitor
         .run_with_signal(async move {
@@ -109,8 +135,30 @@ pub async fn run(
             Ok(())
         })
         .await?;
+    heartbeat.abort();
+    let _ = worker_instances::remove(&ctx.pool, &instance).await;
     tracing::info!("workers stopped");
     Ok(())
+}
+
+/// Keep this process's `worker_instances` row fresh, and update it at once when the
+/// knowledge base is reloaded.
+async fn heartbeat(ctx: Context, id: String, queues: Vec<String>, every: Duration, shutdown: CancellationToken) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let instance = Instance { id: &id, host: &host, pid: std::process::id() as i32, queues: &queues };
+    let mut versions = ctx.knowledge.subscribe();
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        let version = *versions.borrow_and_update();
+        if let Err(error) = worker_instances::heartbeat(&ctx.pool, &instance, version).await {
+            tracing::warn!(%error, "worker heartbeat failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+            _ = versions.changed() => {}
+        }
+    }
 }
 
 /// Fetch on each insert notification, again shortly after it, and every second.

@@ -2,6 +2,7 @@
 
 pub mod conversations;
 pub mod health;
+pub mod knowledge;
 pub mod messages;
 pub mod stream;
 
@@ -21,6 +22,9 @@ pub fn router() -> Router<AppState> {
         .route("/conversations/{id}/stream-token", post(conversations::create_stream_token))
         .route("/conversations/{id}/messages", post(messages::post_message).get(messages::list_messages))
         .route("/conversations/{id}/stream", get(stream::stream_conversation))
+        .route("/knowledge/reindex", post(knowledge::request_reindex))
+        .route("/knowledge/reindex/{id}", get(knowledge::get_reindex))
+        .route("/knowledge/search", get(knowledge::search_knowledge))
 }
 
 pub async fn not_found() -> ApiError {

@@ -3,6 +3,8 @@
 
 pub mod conversations;
 pub mod messages;
+pub mod reindex_runs;
+pub mod worker_instances;
 
 use std::time::Duration;
 

@@ -25,6 +25,8 @@ pub struct Document {
     pub path: String,
     pub front: FrontMatter,
     pub chunks: Vec<Chunk>,
+    /// SHA-256 of the source text, hex.
+    pub content_hash: String,
 }
 
 /// A section of a document, the unit of retrieval and citation.
@@ -88,7 +90,12 @@ pub fn parse_document(path: &str, source: &str) -> Result<Document, DocumentErro
     if chunks.is_empty() {
         return Err(DocumentError::Empty { path: path.into() });
     }
-    Ok(Document { path: path.into(), front, chunks })
+    Ok(Document { path: path.into(), front, chunks, content_hash: content_hash(source) })
+}
+
+pub fn content_hash(source: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Split at `##`/`###` headings outside code fences. The `#` title line is dropped (the front

@@ -1,8 +1,12 @@
 //! The knowledge base: Markdown documents with front matter, split into chunks at their
-//! headings, and a tantivy index over those chunks with Russian and English stemming.
+//! headings; stored in PostgreSQL with a version; searched through a tantivy index that each
+//! process builds from the stored documents and rebuilds when the version changes.
 
+mod base;
 mod document;
 mod index;
+pub mod store;
 
-pub use document::{Chunk, Document, DocumentError, FrontMatter, load_dir, parse_document};
+pub use base::KnowledgeBase;
+pub use document::{Chunk, Document, DocumentError, FrontMatter, content_hash, load_dir, parse_document};
 pub use index::{Hit, KnowledgeIndex, SearchResult};

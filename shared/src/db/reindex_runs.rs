@@ -1,0 +1,94 @@
+//! Reindex runs: requested by admins (or the command line), executed by the reindex job.
+//! Requests made while a run is still queued join that run (a unique index allows one
+//! queued run), so a burst of requests costs one reindex.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    jobs::{self, Reindex},
+    knowledge::store::ReindexReport,
+};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ReindexRun {
+    pub id: Uuid,
+    pub status: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub report: Option<serde_json::Value>,
+    pub failure: Option<String>,
+}
+
+const COLUMNS: &str = "id, status, requested_by, requested_at, started_at, finished_at, report, failure";
+
+/// The queued run, joined or newly created with its job. Returns the run and whether it is new.
+pub async fn request(pool: &PgPool, requested_by: &str, max_attempts: u32) -> sqlx::Result<(ReindexRun, bool)> {
+    loop {
+        let mut tx = pool.begin().await?;
+        let id = Uuid::new_v4();
+        let created: Option<ReindexRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO reindex_runs (id, status, requested_by) VALUES ($1, 'queued', $2)
+             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .bind(requested_by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(run) = created {
+            jobs::enqueue(&mut tx, &Reindex { run_id: id }, max_attempts).await?;
+            tx.commit().await?;
+            return Ok((run, true));
+        }
+        tx.rollback().await?;
+        let queued: Option<ReindexRun> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM reindex_runs WHERE status = 'queued'")))
+                .fetch_optional(pool)
+                .await?;
+        // None: the queued run started in between; a new request queues a new run.
+        if let Some(run) = queued {
+            return Ok((run, false));
+        }
+    }
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<ReindexRun>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM reindex_runs WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Mark a queued run as running; `false` if it is not queued (already run by an earlier job).
+pub async fn start(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    let started = sqlx::query(
+        "UPDATE reindex_runs SET status = 'running', started_at = now() WHERE id = $1 AND status IN ('queued', 'running')",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(started == 1)
+}
+
+pub async fn succeed(pool: &PgPool, id: Uuid, report: &ReindexReport) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reindex_runs SET status = 'succeeded', finished_at = now(), report = $2 WHERE id = $1")
+        .bind(id)
+        .bind(sqlx::types::Json(report))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn fail(pool: &PgPool, id: Uuid, failure: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reindex_runs SET status = 'failed', finished_at = now(), failure = $2 WHERE id = $1")
+        .bind(id)
+        .bind(failure)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

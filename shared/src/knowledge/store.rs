@@ -1,0 +1,196 @@
+//! The knowledge base in PostgreSQL: reindexing the Markdown directory into it, and reading it
+//! back to build a search index.
+//!
+//! A reindex compares each file's hash with the stored one: new and changed documents are
+//! (re)chunked and written, unchanged ones are left alone, documents whose file is gone are
+//! removed. A broken file is reported by name and skipped; its previous version, if any, stays.
+//! When anything changed the knowledge version goes up by one and `concierge_kb` is notified,
+//! all in one transaction, serialised by an advisory lock.
+
+use std::{collections::HashMap, path::Path, time::Instant};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+
+use super::{Chunk, Document, DocumentError, FrontMatter, load_dir};
+
+/// The channel announcing a new knowledge version (payload: the version).
+pub const CHANNEL: &str = "concierge_kb";
+
+/// Lock key serialising reindex transactions.
+const REINDEX_LOCK: i64 = 0x636f_6e63_6b62; // "concb"
+
+/// What a reindex did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReindexReport {
+    /// The knowledge version after the run.
+    pub version: i64,
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+    /// Documents and chunks in the knowledge base after the run.
+    pub documents: usize,
+    pub chunks: usize,
+    /// Broken files, skipped.
+    pub errors: Vec<BrokenDocument>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BrokenDocument {
+    pub path: String,
+    pub error: String,
+}
+
+impl From<&DocumentError> for BrokenDocument {
+    fn from(error: &DocumentError) -> Self {
+        Self { path: error.path().to_owned(), error: error.to_string() }
+    }
+}
+
+/// Bring the stored knowledge base in line with the files in `dir`.
+pub async fn reindex(pool: &PgPool, dir: &Path) -> anyhow::Result<ReindexReport> {
+    let started = Instant::now();
+    let owned_dir = dir.to_path_buf();
+    let (documents, errors) = tokio::task::spawn_blocking(move || load_dir(&owned_dir))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot read the knowledge directory {}: {e}", dir.display()))?;
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REINDEX_LOCK).execute(&mut *tx).await?;
+    let stored: HashMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT path, content_hash FROM knowledge_documents")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let version: i64 = sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(&mut *tx).await?;
+    let next = version + 1;
+
+    let mut report = ReindexReport { errors: errors.iter().map(BrokenDocument::from).collect(), ..Default::default() };
+    for document in &documents {
+        match stored.get(&document.path) {
+            Some(hash) if *hash == document.content_hash => report.unchanged += 1,
+            Some(_) => {
+                write_document(&mut tx, document, next).await?;
+                report.updated.push(document.path.clone());
+            }
+            None => {
+                write_document(&mut tx, document, next).await?;
+                report.added.push(document.path.clone());
+            }
+        }
+    }
+    let present: std::collections::HashSet<&str> =
+        documents.iter().map(|d| d.path.as_str()).chain(errors.iter().map(|e| e.path())).collect();
+    for path in stored.keys().filter(|p| !present.contains(p.as_str())) {
+        sqlx::query("DELETE FROM knowledge_documents WHERE path = $1").bind(path).execute(&mut *tx).await?;
+        report.removed.push(path.clone());
+    }
+    report.removed.sort();
+
+    let changed = !(report.added.is_empty() && report.updated.is_empty() && report.removed.is_empty());
+    report.version = if changed {
+        sqlx::query("UPDATE knowledge_state SET version = $1, updated_at = now()").bind(next).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(next.to_string()).execute(&mut *tx).await?;
+        next
+    } else {
+        version
+    };
+    (report.documents, report.chunks) = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT (SELECT count(*) FROM knowledge_documents), (SELECT count(*) FROM knowledge_chunks)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map(|(d, c)| (d as usize, c as usize))?;
+    tx.commit().await?;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+async fn write_document(conn: &mut PgConnection, document: &Document, version: i64) -> sqlx::Result<()> {
+    let front = &document.front;
+    sqlx::query(
+        "INSERT INTO knowledge_documents (path, title, category, tags, language, updated, content_hash, version, indexed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+         ON CONFLICT (path) DO UPDATE SET title = $2, category = $3, tags = $4, language = $5, updated = $6,
+             content_hash = $7, version = $8, indexed_at = now()",
+    )
+    .bind(&document.path)
+    .bind(&front.title)
+    .bind(&front.category)
+    .bind(&front.tags)
+    .bind(&front.language)
+    .bind(&front.updated)
+    .bind(&document.content_hash)
+    .bind(version)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM knowledge_chunks WHERE doc_path = $1").bind(&document.path).execute(&mut *conn).await?;
+    let ords: Vec<i32> = (0..document.chunks.len() as i32).collect();
+    let ids: Vec<&str> = document.chunks.iter().map(|c| c.id.as_str()).collect();
+    let headings: Vec<&str> = document.chunks.iter().map(|c| c.heading.as_str()).collect();
+    let bodies: Vec<&str> = document.chunks.iter().map(|c| c.text.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO knowledge_chunks (doc_path, ord, id, heading, body)
+         SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::text[])",
+    )
+    .bind(&document.path)
+    .bind(&ords)
+    .bind(&ids)
+    .bind(&headings)
+    .bind(&bodies)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored knowledge base at its current version.
+pub async fn load(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>)> {
+    let mut tx = pool.begin().await?;
+    // One snapshot for the version and the rows.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    let version: i64 = sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(&mut *tx).await?;
+    let rows: Vec<(String, String, String, Vec<String>, String, String, String)> = sqlx::query_as(
+        "SELECT path, title, category, tags, language, updated, content_hash FROM knowledge_documents ORDER BY path",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let chunk_rows: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT doc_path, id, heading, body FROM knowledge_chunks ORDER BY doc_path, ord")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+
+    let mut chunks_by_doc: HashMap<String, Vec<(String, String, String)>> = HashMap::new();
+    for (path, id, heading, body) in chunk_rows {
+        chunks_by_doc.entry(path).or_default().push((id, heading, body));
+    }
+    let documents = rows
+        .into_iter()
+        .map(|(path, title, category, tags, language, updated, content_hash)| {
+            let chunks = chunks_by_doc
+                .remove(&path)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, heading, text)| Chunk {
+                    id,
+                    doc_path: path.clone(),
+                    doc_title: title.clone(),
+                    heading,
+                    text,
+                    tags: tags.clone(),
+                    category: category.clone(),
+                })
+                .collect();
+            Document { path, front: FrontMatter { title, category, tags, language, updated }, chunks, content_hash }
+        })
+        .collect();
+    Ok((version, documents))
+}
+
+/// The knowledge version currently stored.
+pub async fn version(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(pool).await
+}
