@@ -3,6 +3,7 @@
 //! the tests and the benchmark.
 
 pub mod bench;
+pub mod bench_knowledge;
 pub mod eval;
 use std::{net::SocketAddr, path::Path};
 

@@ -39,8 +39,22 @@ enum Command {
     /// Measure answer quality on the labelled sets in fixtures/eval.
     #[command(subcommand)]
     Eval(EvalCommand),
-    /// Measure intake throughput, answer latency and idle SSE capacity on a private cluster.
-    Bench(bench::BenchArgs),
+    /// Benchmarks: the system (intake, answer latency, idle streams, on a private cluster) or
+    /// the knowledge search (build time, latency, memory for a synthetic base).
+    Bench {
+        #[arg(value_enum, default_value = "system")]
+        what: BenchTarget,
+        #[command(flatten)]
+        system: bench::BenchArgs,
+        #[command(flatten)]
+        knowledge: concierge::bench_knowledge::KnowledgeBenchArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchTarget {
+    System,
+    Knowledge,
 }
 
 #[derive(Subcommand)]
@@ -88,7 +102,10 @@ async fn main() -> anyhow::Result<()> {
             concierge::eval::print_retrieval(&figures, args.all_misses);
             Ok(())
         }
-        Command::Bench(args) => bench::run(config, args).await,
+        Command::Bench { what, system, knowledge } => match what {
+            BenchTarget::System => bench::run(config, system).await,
+            BenchTarget::Knowledge => concierge::bench_knowledge::run(&config.knowledge_dir, &knowledge),
+        },
     }
 }
 

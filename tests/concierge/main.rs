@@ -4,6 +4,7 @@ mod bad_input;
 mod conversations;
 mod helpers;
 mod jobs;
+mod knowledge;
 mod messaging;
 mod ownership;
 mod processes;

@@ -23,7 +23,16 @@ fn concierge(database_url: &str, args: &[&str]) -> Command {
 }
 
 fn spawn_worker(database_url: &str) -> Child {
-    concierge(database_url, &["worker", "--queues", "process-message", "--concurrency", "4"]).spawn().unwrap()
+    spawn_worker_with(database_url, &knowledge_dir(), &["--queues", "process-message"])
+}
+
+/// A worker process reading the knowledge directory `knowledge`, with extra arguments.
+pub fn spawn_worker_with(database_url: &str, knowledge: &std::path::Path, args: &[&str]) -> Child {
+    concierge(database_url, &["worker", "--concurrency", "4"])
+        .args(args)
+        .env("CONCIERGE_KNOWLEDGE_DIR", knowledge)
+        .spawn()
+        .unwrap()
 }
 
 /// An API process on a free port; returns it with its base URL once it answers.

@@ -152,7 +152,7 @@ pub async fn load(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>)> {
     // One snapshot for the version and the rows.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
     let version: i64 = sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(&mut *tx).await?;
-    let rows: Vec<(String, String, String, Vec<String>, String, String, String)> = sqlx::query_as(
+    let rows: Vec<DocumentRow> = sqlx::query_as(
         "SELECT path, title, category, tags, language, updated, content_hash FROM knowledge_documents ORDER BY path",
     )
     .fetch_all(&mut *tx)
@@ -169,7 +169,7 @@ pub async fn load(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>)> {
     }
     let documents = rows
         .into_iter()
-        .map(|(path, title, category, tags, language, updated, content_hash)| {
+        .map(|DocumentRow { path, title, category, tags, language, updated, content_hash }| {
             let chunks = chunks_by_doc
                 .remove(&path)
                 .unwrap_or_default()
@@ -188,6 +188,17 @@ pub async fn load(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>)> {
         })
         .collect();
     Ok((version, documents))
+}
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    path: String,
+    title: String,
+    category: String,
+    tags: Vec<String>,
+    language: String,
+    updated: String,
+    content_hash: String,
 }
 
 /// The knowledge version currently stored.
