@@ -5,6 +5,8 @@
 //! `seq > last sent` from the database itself. Reading rather than trusting payloads is what
 //! makes streams gapless: notifications coalesce, and when the listener's connection drops,
 //! every stream is woken on reconnect and catches up from its own position.
+//! Ephemeral events (typing, streamed answer text) are not stored: they are passed on as they
+//! come, and a stream that misses one loses nothing, since the final message follows.
 
 use std::{
     collections::HashMap,
@@ -14,29 +16,63 @@ use std::{
 
 use concierge_shared::{ConversationId, events};
 use sqlx::{PgPool, postgres::PgListener};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
 pub struct Hub {
-    conversations: Arc<Mutex<HashMap<ConversationId, watch::Sender<u64>>>>,
+    conversations: Arc<Mutex<HashMap<ConversationId, Channels>>>,
 }
+
+/// What the streams of one conversation listen to.
+struct Channels {
+    /// Bumped when messages may have been committed.
+    wake: watch::Sender<u64>,
+    /// Typing and streamed text, passed on as they come.
+    live: broadcast::Sender<Arc<events::Event>>,
+}
+
+/// Ephemeral events a stream may fall behind on before it skips some.
+const LIVE_CAPACITY: usize = 64;
 
 /// A stream's registration; dropping it unregisters.
 pub struct Subscription {
     hub: Hub,
     conversation: ConversationId,
-    receiver: Option<watch::Receiver<u64>>,
+    wake: Option<watch::Receiver<u64>>,
+    live: broadcast::Receiver<Arc<events::Event>>,
+}
+
+/// What woke a stream.
+pub enum Signal {
+    /// Read the messages after the last one sent.
+    CatchUp,
+    /// Pass this on.
+    Live(Arc<events::Event>),
 }
 
 impl Subscription {
     /// Wait until something may have happened in the conversation.
-    pub async fn changed(&mut self) {
-        let receiver = self.receiver.as_mut().expect("present until drop");
-        if receiver.changed().await.is_err() {
-            // The sender is only removed once no receiver is left, so this cannot happen
-            // while we hold one; never spin if it does.
-            std::future::pending::<()>().await;
+    pub async fn next(&mut self) -> Signal {
+        let wake = self.wake.as_mut().expect("present until drop");
+        loop {
+            tokio::select! {
+                changed = wake.changed() => {
+                    if changed.is_err() {
+                        // The sender is only removed once no receiver is left, so this cannot
+                        // happen while we hold one; never spin if it does.
+                        std::future::pending::<()>().await;
+                    }
+                    return Signal::CatchUp;
+                }
+                event = self.live.recv() => match event {
+                    Ok(event) => return Signal::Live(event),
+                    // Skipped ephemeral events are harmless; a closed channel cannot be while
+                    // we are registered.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                },
+            }
         }
     }
 }
@@ -44,8 +80,8 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut map = self.hub.conversations.lock().expect("hub lock");
-        drop(self.receiver.take());
-        if map.get(&self.conversation).is_some_and(|sender| sender.receiver_count() == 0) {
+        drop(self.wake.take());
+        if map.get(&self.conversation).is_some_and(|channels| channels.wake.receiver_count() == 0) {
             map.remove(&self.conversation);
         }
     }
@@ -54,24 +90,36 @@ impl Drop for Subscription {
 impl Hub {
     pub fn subscribe(&self, conversation: ConversationId) -> Subscription {
         let mut map = self.conversations.lock().expect("hub lock");
-        let receiver = map.entry(conversation).or_insert_with(|| watch::channel(0).0).subscribe();
-        Subscription { hub: self.clone(), conversation, receiver: Some(receiver) }
+        let channels = map
+            .entry(conversation)
+            .or_insert_with(|| Channels { wake: watch::channel(0).0, live: broadcast::channel(LIVE_CAPACITY).0 });
+        Subscription {
+            hub: self.clone(),
+            conversation,
+            wake: Some(channels.wake.subscribe()),
+            live: channels.live.subscribe(),
+        }
     }
 
     /// Streams currently registered in this process.
     pub fn stream_count(&self) -> usize {
-        self.conversations.lock().expect("hub lock").values().map(|s| s.receiver_count()).sum()
+        self.conversations.lock().expect("hub lock").values().map(|c| c.wake.receiver_count()).sum()
     }
 
-    fn wake(&self, conversation: ConversationId) {
-        if let Some(sender) = self.conversations.lock().expect("hub lock").get(&conversation) {
-            sender.send_modify(|generation| *generation += 1);
+    fn dispatch(&self, event: events::Event) {
+        let map = self.conversations.lock().expect("hub lock");
+        let Some(channels) = map.get(&event.conversation_id()) else { return };
+        match event {
+            events::Event::Message { .. } => channels.wake.send_modify(|generation| *generation += 1),
+            live => {
+                let _ = channels.live.send(Arc::new(live));
+            }
         }
     }
 
     fn wake_all(&self) {
-        for sender in self.conversations.lock().expect("hub lock").values() {
-            sender.send_modify(|generation| *generation += 1);
+        for channels in self.conversations.lock().expect("hub lock").values() {
+            channels.wake.send_modify(|generation| *generation += 1);
         }
     }
 
@@ -92,7 +140,7 @@ impl Hub {
                     Ok(Some(notification)) => {
                         backoff = Duration::from_millis(100);
                         match serde_json::from_str::<events::Event>(notification.payload()) {
-                            Ok(event) => hub.wake(event.conversation_id()),
+                            Ok(event) => hub.dispatch(event),
                             Err(error) => tracing::warn!(%error, payload = notification.payload(), "unreadable event"),
                         }
                     }

@@ -34,6 +34,104 @@ pub struct Config {
     /// `CONCIERGE_WORKER_HEARTBEAT_SECS`: how often workers say they are alive; a job held by a
     /// worker silent for three heartbeats is handed to another worker.
     pub worker_heartbeat: Duration,
+    /// The language model that decides, if any.
+    pub ai: AiConfig,
+}
+
+/// Which LLM answers, and its limits.
+#[derive(Debug, Clone)]
+pub struct AiConfig {
+    /// `CONCIERGE_AI_PROVIDER`: deepseek | openai | offline; default: the provider whose key is
+    /// set (`DEEPSEEK_API_KEY`, then `OPENAI_API_KEY`), else offline.
+    pub provider: Provider,
+    /// `CONCIERGE_LLM_BASE_URL`: any OpenAI-compatible server (vLLM, Ollama, llama.cpp...).
+    pub base_url: String,
+    /// `CONCIERGE_LLM_MODEL`.
+    pub model: String,
+    /// The provider's key; local servers may need none.
+    pub api_key: Option<String>,
+    /// `CONCIERGE_LLM_TIMEOUT_SECS`: one request, including a streamed answer.
+    pub timeout: Duration,
+    /// `CONCIERGE_LLM_MAX_RETRIES`: retries of a 429/5xx/transport failure.
+    pub max_retries: u32,
+    /// `CONCIERGE_LLM_STREAM`: stream answers token by token to the widget.
+    pub stream: bool,
+    /// `CONCIERGE_LLM_CONVERSATION_TOKENS`: tokens one conversation may spend.
+    pub conversation_token_budget: i64,
+    /// `CONCIERGE_LLM_DAILY_TOKENS`: tokens all conversations may spend per UTC day.
+    pub daily_token_budget: i64,
+    /// `CONCIERGE_PROMPTS_DIR`: the versioned prompts.
+    pub prompts_dir: PathBuf,
+    /// `CONCIERGE_LLM_BREAKER_COOLDOWN_SECS`: after 3 failed calls in a row, how long new
+    /// messages are answered offline before the provider is tried again.
+    pub breaker_cooldown: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Deepseek,
+    Openai,
+    Offline,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Deepseek => "deepseek",
+            Provider::Openai => "openai",
+            Provider::Offline => "offline",
+        }
+    }
+}
+
+impl AiConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let deepseek_key = var("DEEPSEEK_API_KEY");
+        let openai_key = var("OPENAI_API_KEY");
+        let provider = match var("CONCIERGE_AI_PROVIDER").as_deref() {
+            Some("deepseek") => Provider::Deepseek,
+            Some("openai") => Provider::Openai,
+            Some("offline") => Provider::Offline,
+            Some(other) => bail!("CONCIERGE_AI_PROVIDER={other:?}: expected deepseek, openai or offline"),
+            None if deepseek_key.is_some() => Provider::Deepseek,
+            None if openai_key.is_some() => Provider::Openai,
+            None => Provider::Offline,
+        };
+        let (default_url, default_model, api_key) = match provider {
+            Provider::Deepseek => ("https://api.deepseek.com/v1", "deepseek-chat", deepseek_key),
+            Provider::Openai | Provider::Offline => ("https://api.openai.com/v1", "gpt-4o-mini", openai_key),
+        };
+        Ok(Self {
+            provider,
+            base_url: var("CONCIERGE_LLM_BASE_URL").unwrap_or_else(|| default_url.into()).trim_end_matches('/').into(),
+            model: var("CONCIERGE_LLM_MODEL").unwrap_or_else(|| default_model.into()),
+            api_key,
+            timeout: Duration::from_secs(parse_var("CONCIERGE_LLM_TIMEOUT_SECS", "30")?),
+            max_retries: parse_var("CONCIERGE_LLM_MAX_RETRIES", "2")?,
+            stream: parse_var("CONCIERGE_LLM_STREAM", "true")?,
+            conversation_token_budget: parse_var("CONCIERGE_LLM_CONVERSATION_TOKENS", "60000")?,
+            daily_token_budget: parse_var("CONCIERGE_LLM_DAILY_TOKENS", "5000000")?,
+            prompts_dir: var("CONCIERGE_PROMPTS_DIR").unwrap_or_else(|| "prompts".into()).into(),
+            breaker_cooldown: Duration::from_secs(parse_var("CONCIERGE_LLM_BREAKER_COOLDOWN_SECS", "30")?),
+        })
+    }
+
+    /// No model: the offline engine decides.
+    pub fn offline() -> Self {
+        Self {
+            provider: Provider::Offline,
+            base_url: String::new(),
+            model: String::new(),
+            api_key: None,
+            timeout: Duration::from_secs(30),
+            max_retries: 2,
+            stream: true,
+            conversation_token_budget: 60_000,
+            daily_token_budget: 5_000_000,
+            prompts_dir: "prompts".into(),
+            breaker_cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Config {
@@ -53,6 +151,7 @@ impl Config {
             ),
             job_max_attempts: parse_var("CONCIERGE_JOB_MAX_ATTEMPTS", "5")?,
             worker_heartbeat: Duration::from_secs(parse_var("CONCIERGE_WORKER_HEARTBEAT_SECS", "2")?),
+            ai: AiConfig::from_env()?,
         })
     }
 

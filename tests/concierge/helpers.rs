@@ -117,6 +117,10 @@ pub fn test_config(database_url: &str) -> Config {
         visitor_token_ttl: Duration::from_secs(86_400),
         job_max_attempts: 3,
         worker_heartbeat: Duration::from_secs(1),
+        ai: concierge_shared::config::AiConfig {
+            prompts_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+            ..concierge_shared::config::AiConfig::offline()
+        },
     }
 }
 

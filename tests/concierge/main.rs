@@ -2,9 +2,11 @@
 
 mod bad_input;
 mod conversations;
+mod fake_llm;
 mod helpers;
 mod jobs;
 mod knowledge;
+mod llm;
 mod messaging;
 mod ownership;
 mod processes;

@@ -52,6 +52,10 @@ pub enum EscalationReason {
     UserRequest,
     /// Clarifications were used up without a good match.
     NoAnswer,
+    /// The problem needs a person's decision or access (refunds, billing errors, hacked accounts).
+    NeedsHuman,
+    /// The user tried to reach data or instructions that are not theirs to reach.
+    Security,
 }
 
 impl EscalationReason {
@@ -59,15 +63,28 @@ impl EscalationReason {
         match self {
             EscalationReason::UserRequest => "user_request",
             EscalationReason::NoAnswer => "no_answer",
+            EscalationReason::NeedsHuman => "needs_human",
+            EscalationReason::Security => "security",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Answer { text: String, sources: Vec<Source> },
-    Clarify { text: String, suggestions: Vec<Source> },
-    Escalate { reason: EscalationReason, text: String },
+    Answer {
+        text: String,
+        sources: Vec<Source>,
+    },
+    Clarify {
+        text: String,
+        suggestions: Vec<Source>,
+    },
+    /// `summary`: a short description of the problem for operators, when known.
+    Escalate {
+        reason: EscalationReason,
+        text: String,
+        summary: Option<String>,
+    },
 }
 
 impl Decision {
@@ -86,7 +103,11 @@ pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Messa
     let words = words(&message.content);
 
     if asks_for_human(&words) {
-        return Decision::Escalate { reason: EscalationReason::UserRequest, text: texts.escalated_to_human.into() };
+        return Decision::Escalate {
+            reason: EscalationReason::UserRequest,
+            text: texts.escalated_to_human.into(),
+            summary: None,
+        };
     }
     match small_talk(&words) {
         Some(SmallTalk::Greeting) => return Decision::Answer { text: texts.greeting_reply.into(), sources: vec![] },
@@ -108,7 +129,11 @@ pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Messa
     }
 
     if conversation.clarify_count >= MAX_CLARIFICATIONS {
-        return Decision::Escalate { reason: EscalationReason::NoAnswer, text: texts.escalated_after_clarify.into() };
+        return Decision::Escalate {
+            reason: EscalationReason::NoAnswer,
+            text: texts.escalated_after_clarify.into(),
+            summary: None,
+        };
     }
     let mut suggestions: Vec<Source> = Vec::new();
     for hit in result.hits.iter().filter(|h| h.coverage >= MIN_COVERAGE / 2.0) {
@@ -132,7 +157,7 @@ pub fn confident(result: &SearchResult) -> Option<&Hit> {
 
 /// When the assistant's last message asked to clarify, the user's answer continues the
 /// previous question: search with both.
-fn query_with_context(history: &[Message], current: &str) -> String {
+pub fn query_with_context(history: &[Message], current: &str) -> String {
     let mut recent = history.iter().rev();
     let last_assistant_clarified = recent
         .find(|m| m.role != MessageRole::User)
@@ -147,7 +172,7 @@ fn query_with_context(history: &[Message], current: &str) -> String {
 }
 
 /// Lowercased words with ё folded to е.
-fn words(text: &str) -> Vec<String> {
+pub fn words(text: &str) -> Vec<String> {
     text.to_lowercase()
         .replace('ё', "е")
         .split(|c: char| !c.is_alphanumeric())
@@ -161,7 +186,7 @@ fn any_starts_with(words: &[String], prefixes: &[&str]) -> bool {
 }
 
 /// "позовите оператора", "хочу поговорить с человеком", "operator", "live agent"...
-fn asks_for_human(words: &[String]) -> bool {
+pub fn asks_for_human(words: &[String]) -> bool {
     if any_starts_with(words, &["оператор", "operator", "human"]) {
         return true;
     }

@@ -4,6 +4,7 @@
 //! stops heartbeating are handed back to the queue and picked up by another.
 
 pub mod engine;
+pub mod llm;
 pub mod process_message;
 pub mod reindex;
 mod wakeup;
@@ -30,6 +31,8 @@ pub struct Context {
     pub knowledge_dir: std::path::PathBuf,
     /// Attempts a job gets before its failure is final.
     pub max_attempts: u32,
+    /// The language model, when one is configured; the offline engine otherwise.
+    pub llm: Option<Arc<llm::Llm>>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -76,7 +79,23 @@ impl Context {
                 "the knowledge base is empty: run `concierge reindex` or POST /api/concierge/knowledge/reindex/"
             );
         }
-        Ok(Self { pool, knowledge, knowledge_dir: config.knowledge_dir.clone(), max_attempts: config.job_max_attempts })
+        let llm = llm::Llm::from_config(&config.ai)?;
+        match &llm {
+            Some(llm) => tracing::info!(
+                provider = llm.provider,
+                model = llm.client.model(),
+                prompt = llm.prompt.version,
+                "decisions by a language model"
+            ),
+            None => tracing::info!("decisions by the offline engine"),
+        }
+        Ok(Self {
+            pool,
+            knowledge,
+            knowledge_dir: config.knowledge_dir.clone(),
+            max_attempts: config.job_max_attempts,
+            llm,
+        })
     }
 }
 

@@ -11,11 +11,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationMode, ConversationStatus, MessageRole,
+    ConversationId, ConversationMode, ConversationStatus, MessageId, MessageRole,
     db::{
         conversations::{self, Conversation},
         messages::{self, Message, NewMessage},
     },
+    events::{self, Event},
     i18n::Locale,
     jobs::ProcessMessage,
 };
@@ -24,6 +25,7 @@ use serde_json::json;
 use crate::{
     Context,
     engine::{self, Decision},
+    llm::{self, DecisionInfo},
 };
 
 /// Messages of context the engine sees.
@@ -75,8 +77,88 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         .filter(|m| m.seq < message.seq)
         .collect::<Vec<_>>();
     let kb = ctx.knowledge.current();
-    let decision = engine::decide(&kb, &conversation, &history, &message);
-    apply(ctx, &conversation, &message, decision).await
+    let (decision, info) = match &ctx.llm {
+        // A request for a person needs no model.
+        Some(_) if engine::asks_for_human(&engine::words(&message.content)) => {
+            (engine::decide(&kb, &conversation, &history, &message), DecisionInfo::offline(None))
+        }
+        Some(llm) => {
+            Event::Typing { conversation_id: conversation.id, reply_to: message.id }.publish(&ctx.pool).await?;
+            let deltas = Deltas::start(ctx.pool.clone(), conversation.id, message.id);
+            let turn = llm::Turn { conversation: &conversation, history: &history, message: &message, kb: &kb };
+            let sender = deltas.sender();
+            let mut on_delta = move |text: &str| {
+                let _ = sender.send(text.to_owned());
+            };
+            let decided = llm::decide(llm, &ctx.pool, &turn, &mut on_delta).await;
+            drop(on_delta);
+            deltas.finish().await;
+            decided?
+        }
+        None => (engine::decide(&kb, &conversation, &history, &message), DecisionInfo::offline(None)),
+    };
+    apply(ctx, &conversation, &message, decision, &info).await
+}
+
+/// Streamed answer text, sent to the widget in pieces of at most every 100 ms so that
+/// PostgreSQL is not flooded with one NOTIFY per token.
+struct Deltas {
+    sender: tokio::sync::mpsc::UnboundedSender<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Deltas {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn start(pool: sqlx::PgPool, conversation_id: ConversationId, reply_to: MessageId) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let task = tokio::spawn(async move {
+            let mut pending = String::new();
+            let mut ticks = tokio::time::interval(Self::EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut open = true;
+            while open {
+                tokio::select! {
+                    piece = receiver.recv() => match piece {
+                        Some(piece) => {
+                            pending.push_str(&piece);
+                            continue;
+                        }
+                        None => open = false,
+                    },
+                    _ = ticks.tick() => {}
+                }
+                // Every tick, and once more when the answer is complete: send what came.
+                while !pending.is_empty() {
+                    let cut = floor_char_boundary(&pending, events::MAX_DELTA_BYTES);
+                    let text: String = pending.drain(..cut).collect();
+                    let event = Event::Delta { conversation_id, reply_to, text };
+                    if let Err(error) = event.publish(&pool).await {
+                        tracing::debug!(%error, "a streamed delta was not sent");
+                    }
+                }
+            }
+        });
+        Self { sender, task }
+    }
+
+    fn sender(&self) -> tokio::sync::mpsc::UnboundedSender<String> {
+        self.sender.clone()
+    }
+
+    /// Send what is left and stop.
+    async fn finish(self) {
+        drop(self.sender);
+        let _ = self.task.await;
+    }
+}
+
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    let mut cut = max.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }
 
 /// Write the decision in one transaction under the conversation's lock.
@@ -85,6 +167,7 @@ async fn apply(
     conversation: &Conversation,
     message: &Message,
     decision: Decision,
+    info: &DecisionInfo,
 ) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await?;
     let Some(current) = conversations::lock(&mut tx, conversation.id).await? else {
@@ -94,26 +177,29 @@ async fn apply(
         return Ok(());
     }
     let kind = decision.kind();
+    let mut metadata = info.to_json();
+    metadata["decision"] = json!(kind);
     let reply = match decision {
-        Decision::Answer { text, sources } => NewMessage::new(MessageRole::Assistant, text)
-            .with_metadata(json!({ "decision": kind, "engine": "offline", "sources": sources })),
+        Decision::Answer { text, sources } => {
+            metadata["sources"] = json!(sources);
+            NewMessage::new(MessageRole::Assistant, text)
+        }
         Decision::Clarify { text, suggestions } => {
             conversations::increment_clarify(&mut tx, conversation.id).await?;
+            metadata["suggestions"] = json!(suggestions);
             NewMessage::new(MessageRole::Assistant, text)
-                .with_metadata(json!({ "decision": kind, "engine": "offline", "suggestions": suggestions }))
         }
-        Decision::Escalate { reason, text } => {
+        Decision::Escalate { reason, text, summary } => {
             conversations::set_human_mode(&mut tx, conversation.id, reason.as_str()).await?;
-            NewMessage::system(text).with_metadata(json!({
-                "kind": "status",
-                "decision": kind,
-                "engine": "offline",
-                "reason": reason,
-                "status": ConversationStatus::Open,
-                "mode": ConversationMode::Human,
-            }))
+            metadata["kind"] = json!("status");
+            metadata["reason"] = json!(reason);
+            metadata["summary"] = json!(summary);
+            metadata["status"] = json!(ConversationStatus::Open);
+            metadata["mode"] = json!(ConversationMode::Human);
+            NewMessage::system(text)
         }
     };
+    let reply = reply.with_metadata(metadata);
     match messages::append(&mut tx, conversation.id, reply.replying_to(message.id)).await? {
         Some(reply) => {
             tx.commit().await?;

@@ -4,7 +4,9 @@
 //! `Last-Event-ID` (or `?after=`) first gets what it missed, then live events, with no gap
 //! and no duplicate: the stream registers with the hub before its first read, and every read
 //! asks the database for `seq > last sent`. Status changes (closed, handed to a human) are
-//! system messages sent as `status` events. Idle streams get a comment line every
+//! system messages sent as `status` events. While a reply is being written, `typing` and
+//! `delta` events (no id; `delta` carries the next piece of the answer text) come before the
+//! final message, which replaces them. Idle streams get a comment line every
 //! `CONCIERGE_SSE_HEARTBEAT_SECS` so that proxies keep them open.
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
@@ -14,7 +16,7 @@ use axum::{
     http::{HeaderMap, request::Parts},
     response::sse::{Event, KeepAlive, Sse},
 };
-use concierge_shared::{ConversationId, db::messages};
+use concierge_shared::{ConversationId, db::messages, events};
 use futures::Stream;
 use serde::Deserialize;
 
@@ -22,7 +24,7 @@ use crate::{
     AppState, auth,
     error::ApiError,
     extract::{Path, Query},
-    hub::Subscription,
+    hub::{Signal, Subscription},
     routes::{conversations::owned, messages::MessageOut},
 };
 
@@ -105,9 +107,15 @@ async fn next_event(mut s: StreamState) -> Option<(Result<Event, Infallible>, St
             // Tell EventSource how soon to reconnect after a drop.
             s.pending.push_back(Event::default().retry(Duration::from_secs(2)).comment("connected"));
         } else {
-            tokio::select! {
+            let signal = tokio::select! {
                 _ = s.state.shutdown.cancelled() => return None,
-                _ = s.subscription.changed() => {}
+                signal = s.subscription.next() => signal,
+            };
+            if let Signal::Live(event) = signal {
+                if let Some(event) = live_event(&event) {
+                    return Some((Ok(event), s));
+                }
+                continue;
             }
         }
         if let Err(error) = catch_up(&mut s).await {
@@ -117,6 +125,22 @@ async fn next_event(mut s: StreamState) -> Option<(Result<Event, Infallible>, St
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+    }
+}
+
+/// The SSE form of an ephemeral event.
+fn live_event(event: &events::Event) -> Option<Event> {
+    match event {
+        events::Event::Typing { reply_to, .. } => {
+            Some(Event::default().event("typing").json_data(serde_json::json!({ "reply_to": reply_to })).ok()?)
+        }
+        events::Event::Delta { reply_to, text, .. } => Some(
+            Event::default()
+                .event("delta")
+                .json_data(serde_json::json!({ "reply_to": reply_to, "text": text }))
+                .ok()?,
+        ),
+        events::Event::Message { .. } => None,
     }
 }
 
