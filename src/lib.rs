@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_knowledge;
+pub mod demo_platform;
 pub mod eval;
 use std::{net::SocketAddr, path::Path};
 
@@ -123,6 +124,9 @@ impl System {
         let pool = concierge_shared::db::connect(database_url, config.db_max_connections).await?;
         concierge_shared::db::migrate(&pool).await?;
         report_reindex(&concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?);
+        let actions = config.fixtures_dir.join("initial_actions.json");
+        let loaded = concierge_shared::actions::load_fixtures(&pool, &actions).await?;
+        tracing::info!(actions = loaded, "action definitions loaded");
         let addr = listener.local_addr()?;
         let mut tasks = tokio::task::JoinSet::new();
 

@@ -33,6 +33,9 @@ enum Command {
     },
     /// Apply database migrations and exit (needs DATABASE_URL).
     Migrate,
+    /// Load the action definitions from fixtures/initial_actions.json (idempotent; admins'
+    /// on/off switches are kept). Uses the private cluster when DATABASE_URL is unset.
+    LoadFixtures,
     /// Index the knowledge directory into the database now and print the report (uses the
     /// private cluster when DATABASE_URL is unset). Running workers reload within seconds.
     Reindex,
@@ -91,6 +94,21 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::LoadFixtures => {
+            let database = Database::open(&config).await?;
+            let result = async {
+                let pool = concierge_shared::db::connect(&database.url, 2).await?;
+                concierge_shared::db::migrate(&pool).await?;
+                let loaded =
+                    concierge_shared::actions::load_fixtures(&pool, &config.fixtures_dir.join("initial_actions.json"))
+                        .await?;
+                println!("{loaded} action definitions loaded");
+                anyhow::Ok(())
+            }
+            .await;
+            database.close().await?;
+            result
+        }
         Command::Reindex => {
             let database = Database::open(&config).await?;
             let result = reindex(&config, &database.url).await;
@@ -123,6 +141,18 @@ async fn reindex(config: &Config, url: &str) -> anyhow::Result<()> {
 async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let database = Database::open(&config).await?;
     config.jwt_secret = Some(concierge::jwt_secret(&config)?);
+    let demo = match config.platform_url {
+        Some(_) => None,
+        None => {
+            let data = concierge::demo_platform::DemoData::load(&config.fixtures_dir.join("demo_platform.json"))?;
+            let (url, token) = concierge::demo_platform::serve(data.clone(), shutdown.clone()).await?;
+            tracing::info!(%url, "no CONCIERGE_PLATFORM_URL: actions read the demo platform");
+            config.platform_url = Some(url);
+            config.platform_token = Some(token);
+            Some(data)
+        }
+    };
+    let secret = config.jwt_secret.clone().unwrap_or_default();
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
     let system = match System::start(config, &database.url, listener, shutdown.clone()).await {
         Ok(system) => system,
@@ -137,6 +167,18 @@ async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     println!(
         "\nConcierge is running at {url}\n  try:  curl -s -X POST {url}/api/concierge/conversations/ -H 'content-type: application/json' -d '{{}}'\n  stop: Ctrl-C\n"
     );
+    if let Some(demo) = demo {
+        println!("Demo users of the demo platform (tokens valid 30 days):");
+        for (sub, user) in &demo.users {
+            let claims = serde_json::json!({
+                "sub": sub, "name": user["name"], "email": user["email"], "role": user["role"],
+                "exp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 30 * 86_400,
+            });
+            let token = concierge_api::auth::sign_platform_token(&secret, &claims)?;
+            println!("  {sub:<6} {}\n         {token}", user["about"].as_str().unwrap_or(""));
+        }
+        println!();
+    }
     let result = system.wait().await;
     database.close().await?;
     result

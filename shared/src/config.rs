@@ -36,6 +36,15 @@ pub struct Config {
     pub worker_heartbeat: Duration,
     /// The language model that decides, if any.
     pub ai: AiConfig,
+    /// `CONCIERGE_PLATFORM_URL`: the host platform's API, which actions read. Unset: the
+    /// all-in-one binary serves a demo platform built from `fixtures/demo_platform.json`.
+    pub platform_url: Option<String>,
+    /// `CONCIERGE_PLATFORM_TOKEN`: sent as a bearer token to the platform.
+    pub platform_token: Option<String>,
+    /// `CONCIERGE_PLATFORM_TIMEOUT_SECS`: one platform request.
+    pub platform_timeout: Duration,
+    /// `CONCIERGE_FIXTURES_DIR`: action definitions and demo data.
+    pub fixtures_dir: PathBuf,
 }
 
 /// Which LLM answers, and its limits.
@@ -152,6 +161,10 @@ impl Config {
             job_max_attempts: parse_var("CONCIERGE_JOB_MAX_ATTEMPTS", "5")?,
             worker_heartbeat: Duration::from_secs(parse_var("CONCIERGE_WORKER_HEARTBEAT_SECS", "2")?),
             ai: AiConfig::from_env()?,
+            platform_url: var("CONCIERGE_PLATFORM_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            platform_token: var("CONCIERGE_PLATFORM_TOKEN"),
+            platform_timeout: Duration::from_secs(parse_var("CONCIERGE_PLATFORM_TIMEOUT_SECS", "5")?),
+            fixtures_dir: var("CONCIERGE_FIXTURES_DIR").unwrap_or_else(|| "fixtures".into()).into(),
         })
     }
 

@@ -33,8 +33,18 @@ impl Locale {
     }
 }
 
-/// The sentences of one language. `{}`-free: callers compose with the pieces.
+/// Replace `{name}` placeholders in a template.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
+}
+
+/// The sentences of one language. Templates have `{name}` placeholders, filled with [`fill`].
 pub struct Texts {
+    pub actions: ActionTexts,
     /// Opens an answer built from a knowledge-base passage.
     pub answer_intro: &'static str,
     /// Heading of the list of documents an answer is based on.
@@ -59,7 +69,81 @@ pub struct Texts {
     pub conversation_closed: &'static str,
 }
 
+/// What actions tell the user.
+pub struct ActionTexts {
+    pub zoom_ok: &'static str,
+    pub zoom_basic_limit: &'static str,
+    pub zoom_token_expired: &'static str,
+    pub zoom_not_connected: &'static str,
+    pub zoom_last_error: &'static str,
+    pub subscription_none: &'static str,
+    pub subscription_status: &'static str,
+    pub subscription_states: [(&'static str, &'static str); 4],
+    pub auto_renewal_on: &'static str,
+    pub auto_renewal_off: &'static str,
+    pub last_payment_ok: &'static str,
+    pub last_payment_failed: &'static str,
+    pub recordings_none: &'static str,
+    pub recordings_heading: &'static str,
+    pub recording_states: [(&'static str, &'static str); 4],
+    pub lesson_line: &'static str,
+    pub lesson_not_found: &'static str,
+    pub lesson_none_next: &'static str,
+    pub lesson_none_last: &'static str,
+    pub lesson_details: &'static str,
+    pub yes: &'static str,
+    pub no: &'static str,
+    pub system_ok: &'static str,
+    pub system_problems: &'static str,
+    pub needs_sign_in: &'static str,
+    pub unavailable: &'static str,
+    pub platform_down: &'static str,
+    pub platform_malformed: &'static str,
+    pub offer_escalation: &'static str,
+}
+
 static RU: Texts = Texts {
+    actions: ActionTexts {
+        zoom_ok: "Zoom подключён к Lectio, доступ действует. Лицензия: {licence}.",
+        zoom_basic_limit: "На бесплатной лицензии Basic встречи ограничены {minutes} минутами — для длинных уроков нужна лицензия Pro.",
+        zoom_token_expired: "Zoom подключён, но доступ к нему истёк. Переподключите аккаунт: **Настройки → Интеграции → Zoom** → «Переподключить».",
+        zoom_not_connected: "Zoom не подключён к Lectio. Подключите его в **Настройки → Интеграции → Zoom** — без этого уроки не смогут начаться.",
+        zoom_last_error: "Последняя ошибка: {error}",
+        subscription_none: "У вас нет подписки Lectio.",
+        subscription_status: "Ваш тариф — «{plan}», статус: {status}. Оплачено до {paid_until}. {renewal}",
+        subscription_states: [
+            ("active", "активна"),
+            ("past_due", "платёж просрочен"),
+            ("cancelled", "отменена"),
+            ("trial", "пробный период"),
+        ],
+        auto_renewal_on: "Автопродление включено.",
+        auto_renewal_off: "Автопродление выключено.",
+        last_payment_ok: "Последний платёж {amount} ₽ {date} прошёл успешно.",
+        last_payment_failed: "Последний платёж {amount} ₽ {date} не прошёл: {reason}. Проверьте карту в **Настройки → Подписка и оплата** или оплатите другим способом.",
+        recordings_none: "Не нашёл ваших уроков за этот период.",
+        recordings_heading: "Записи ваших последних уроков:",
+        recording_states: [
+            ("ready", "запись готова: {url}"),
+            ("processing", "запись обрабатывается — обычно это 15–30 минут, иногда до 2 часов"),
+            ("failed", "запись не удалась при обработке — мы можем передать это оператору"),
+            ("missing", "записи нет (урок не проводился, был короче 5 минут или запись была выключена)"),
+        ],
+        lesson_line: "- {title}, {when}: {state}",
+        lesson_not_found: "Не нашёл такого урока среди ваших уроков.",
+        lesson_none_next: "У вас нет запланированных уроков.",
+        lesson_none_last: "У вас ещё не было уроков.",
+        lesson_details: "Урок «{title}» {when}. Участники: {participants}. Встреча в Zoom создана: {meeting}. Урок начался: {started}. Запись: {recording}.",
+        yes: "да",
+        no: "нет",
+        system_ok: "Lectio работает штатно: все сервисы отвечают.",
+        system_problems: "Сейчас есть проблемы: {problems}. Мы уже знаем о них.",
+        needs_sign_in: "Чтобы проверить это, войдите в свой аккаунт Lectio и откройте чат снова.",
+        unavailable: "Эта проверка сейчас недоступна.",
+        platform_down: "Не удалось получить данные с платформы: сервис сейчас не отвечает. Попробуйте ещё раз через несколько минут.",
+        platform_malformed: "Платформа вернула неожиданный ответ, и проверить это автоматически не получилось.",
+        offer_escalation: "Если это мешает вам, напишите «позовите оператора» — подключим человека.",
+    },
     answer_intro: "Вот что говорится об этом в справке Lectio:",
     sources_heading: "Источник",
     clarify_generic: "Уточните, пожалуйста, вопрос: что именно вы пытаетесь сделать и что происходит? \

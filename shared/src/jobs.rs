@@ -24,16 +24,18 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 #[serde(rename_all = "kebab-case")]
 pub enum Queue {
     ProcessMessage,
+    ExecuteAction,
     Reindex,
 }
 
 impl Queue {
-    pub const ALL: &'static [Queue] = &[Queue::ProcessMessage, Queue::Reindex];
+    pub const ALL: &'static [Queue] = &[Queue::ProcessMessage, Queue::ExecuteAction, Queue::Reindex];
 
     /// The stable name stored in `apalis.jobs.job_type`.
     pub fn name(self) -> &'static str {
         match self {
             Queue::ProcessMessage => "concierge::process-message",
+            Queue::ExecuteAction => "concierge::execute-action",
             Queue::Reindex => "concierge::reindex",
         }
     }
@@ -42,6 +44,7 @@ impl Queue {
     pub fn cli_name(self) -> &'static str {
         match self {
             Queue::ProcessMessage => "process-message",
+            Queue::ExecuteAction => "execute-action",
             Queue::Reindex => "reindex",
         }
     }
@@ -62,6 +65,20 @@ impl Job for ProcessMessage {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.message_id.to_string())
+    }
+}
+
+/// Run one logged action and post its result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecuteAction {
+    pub run_id: uuid::Uuid,
+}
+
+impl Job for ExecuteAction {
+    const QUEUE: Queue = Queue::ExecuteAction;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.run_id.to_string())
     }
 }
 

@@ -4,6 +4,7 @@
 //! Nothing here knows about HTTP or about the worker runtime: the `api` crate parses and
 //! authorises requests, the `worker` crate runs jobs, and both call into this crate.
 
+pub mod actions;
 pub mod config;
 pub mod db;
 pub mod domain;

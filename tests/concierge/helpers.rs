@@ -85,6 +85,8 @@ pub async fn fresh_database() -> String {
             let pool = concierge_shared::db::connect(&(server.url_for)(&name), 2).await.unwrap();
             concierge_shared::db::migrate(&pool).await.unwrap();
             concierge_shared::knowledge::store::reindex(&pool, &knowledge_dir()).await.unwrap();
+            let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/initial_actions.json");
+            concierge_shared::actions::load_fixtures(&pool, &fixtures).await.unwrap();
             pool.close().await;
             name
         })
@@ -121,6 +123,10 @@ pub fn test_config(database_url: &str) -> Config {
             prompts_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompts"),
             ..concierge_shared::config::AiConfig::offline()
         },
+        platform_url: None,
+        platform_token: None,
+        platform_timeout: Duration::from_secs(2),
+        fixtures_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
     }
 }
 

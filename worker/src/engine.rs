@@ -8,6 +8,7 @@
 
 use concierge_shared::{
     MessageRole,
+    actions::{ActionDefinition, triggered},
     db::{conversations::Conversation, messages::Message},
     i18n::Locale,
     knowledge::{Hit, KnowledgeIndex, SearchResult},
@@ -85,6 +86,11 @@ pub enum Decision {
         text: String,
         summary: Option<String>,
     },
+    /// Run a read-only action for the conversation's owner; its result is the reply.
+    Action {
+        name: String,
+        params: serde_json::Value,
+    },
 }
 
 impl Decision {
@@ -93,12 +99,20 @@ impl Decision {
             Decision::Answer { .. } => "answer",
             Decision::Clarify { .. } => "clarify",
             Decision::Escalate { .. } => "escalate",
+            Decision::Action { .. } => "action",
         }
     }
 }
 
-/// Decide how to reply to `message`. `history` is the conversation before it, oldest first.
-pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Message], message: &Message) -> Decision {
+/// Decide how to reply to `message`. `history` is the conversation before it, oldest first;
+/// `actions` are those the owner may run.
+pub fn decide(
+    kb: &KnowledgeIndex,
+    conversation: &Conversation,
+    history: &[Message],
+    message: &Message,
+    actions: &[ActionDefinition],
+) -> Decision {
     let texts = Locale::from_code(&conversation.locale).texts();
     let words = words(&message.content);
 
@@ -113,6 +127,14 @@ pub fn decide(kb: &KnowledgeIndex, conversation: &Conversation, history: &[Messa
         Some(SmallTalk::Greeting) => return Decision::Answer { text: texts.greeting_reply.into(), sources: vec![] },
         Some(SmallTalk::Thanks) => return Decision::Answer { text: texts.thanks_reply.into(), sources: vec![] },
         None => {}
+    }
+
+    // A trigger phrase of an action that needs no parameters: check rather than explain.
+    let no_required =
+        |a: &&ActionDefinition| a.schema().get("required").and_then(|r| r.as_array()).is_none_or(|r| r.is_empty());
+    if let Some(action) = actions.iter().filter(no_required).find(|a| triggered(&a.trigger_keywords, &message.content))
+    {
+        return Decision::Action { name: action.name.clone(), params: serde_json::json!({}) };
     }
 
     let query = query_with_context(history, &message.content);

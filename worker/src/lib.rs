@@ -3,8 +3,11 @@
 //! A worker process registers under a unique name and heartbeats; jobs held by a worker that
 //! stops heartbeating are handed back to the queue and picked up by another.
 
+pub mod actions;
 pub mod engine;
+pub mod execute_action;
 pub mod llm;
+pub mod platform;
 pub mod process_message;
 pub mod reindex;
 mod wakeup;
@@ -16,7 +19,7 @@ use apalis_postgres::PostgresStorage;
 use concierge_shared::{
     config::Config,
     db::worker_instances::{self, Instance},
-    jobs::{Job, ProcessMessage, Queue, Reindex},
+    jobs::{ExecuteAction, Job, ProcessMessage, Queue, Reindex},
     knowledge::KnowledgeBase,
 };
 use sqlx::PgPool;
@@ -33,6 +36,9 @@ pub struct Context {
     pub max_attempts: u32,
     /// The language model, when one is configured; the offline engine otherwise.
     pub llm: Option<Arc<llm::Llm>>,
+    /// The host platform's API, which actions read.
+    pub platform: Arc<platform::PlatformClient>,
+    pub status_cache: Arc<actions::StatusCache>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -95,6 +101,12 @@ impl Context {
             knowledge_dir: config.knowledge_dir.clone(),
             max_attempts: config.job_max_attempts,
             llm,
+            platform: Arc::new(platform::PlatformClient::new(
+                config.platform_url.as_deref(),
+                config.platform_token.clone(),
+                config.platform_timeout,
+            )?),
+            status_cache: Default::default(),
         })
     }
 }
@@ -124,6 +136,22 @@ pub async fn run(
                         .concurrency(concurrency)
                         .data(ctx.clone())
                         .build(process_message::handle)
+                });
+            }
+            Queue::ExecuteAction => {
+                let (ctx, config, concurrency, name) =
+                    (ctx.clone(), config.clone(), options.concurrency, format!("{}@{instance}", queue.cli_name()));
+                monitor = monitor.register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(
+                            PostgresStorage::<ExecuteAction>::new(&ctx.pool)
+                                .with_config(storage_config::<ExecuteAction>(&config))
+                                .poll_with_strategy(wakeup::<ExecuteAction>(&ctx.pool)),
+                        )
+                        .catch_panic()
+                        .concurrency(concurrency)
+                        .data(ctx.clone())
+                        .build(execute_action::handle)
                 });
             }
             Queue::Reindex => {

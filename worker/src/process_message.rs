@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId, ConversationMode, ConversationStatus, MessageId, MessageRole,
+    ConversationId, ConversationMode, ConversationStatus, MessageId, MessageRole, OwnerKind, actions,
     db::{
         conversations::{self, Conversation},
         messages::{self, Message, NewMessage},
@@ -60,7 +60,10 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         tracing::warn!("message no longer exists; nothing to do");
         return Ok(());
     };
-    if message.role != MessageRole::User || messages::reply_to(&ctx.pool, message.id).await?.is_some() {
+    if message.role != MessageRole::User
+        || messages::reply_to(&ctx.pool, message.id).await?.is_some()
+        || actions::run_for_message(&ctx.pool, message.id).await?
+    {
         return Ok(());
     }
     let conversation = conversations::get(&ctx.pool, message.conversation_id)
@@ -77,15 +80,22 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         .filter(|m| m.seq < message.seq)
         .collect::<Vec<_>>();
     let kb = ctx.knowledge.current();
+    let available = actions::available(&ctx.pool, conversation.owner_kind == OwnerKind::User).await?;
     let (decision, info) = match &ctx.llm {
         // A request for a person needs no model.
         Some(_) if engine::asks_for_human(&engine::words(&message.content)) => {
-            (engine::decide(&kb, &conversation, &history, &message), DecisionInfo::offline(None))
+            (engine::decide(&kb, &conversation, &history, &message, &available), DecisionInfo::offline(None))
         }
         Some(llm) => {
             Event::Typing { conversation_id: conversation.id, reply_to: message.id }.publish(&ctx.pool).await?;
             let deltas = Deltas::start(ctx.pool.clone(), conversation.id, message.id);
-            let turn = llm::Turn { conversation: &conversation, history: &history, message: &message, kb: &kb };
+            let turn = llm::Turn {
+                conversation: &conversation,
+                history: &history,
+                message: &message,
+                kb: &kb,
+                actions: &available,
+            };
             let sender = deltas.sender();
             let mut on_delta = move |text: &str| {
                 let _ = sender.send(text.to_owned());
@@ -95,7 +105,7 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
             deltas.finish().await;
             decided?
         }
-        None => (engine::decide(&kb, &conversation, &history, &message), DecisionInfo::offline(None)),
+        None => (engine::decide(&kb, &conversation, &history, &message, &available), DecisionInfo::offline(None)),
     };
     apply(ctx, &conversation, &message, decision, &info).await
 }
@@ -177,6 +187,25 @@ async fn apply(
         return Ok(());
     }
     let kind = decision.kind();
+    if let Decision::Action { name, params } = &decision {
+        // The reply is the action's result, posted by the execute-action job.
+        let requested_by = if info.engine == "llm" { "llm" } else { "offline" };
+        let queued = actions::queue_run(
+            &mut tx,
+            conversation.id,
+            Some(message.id),
+            name,
+            params,
+            requested_by,
+            ctx.max_attempts,
+        )
+        .await?;
+        if queued.is_some() {
+            tx.commit().await?;
+            tracing::info!(conversation_id = %conversation.id, action = name, "action queued");
+        }
+        return Ok(());
+    }
     let mut metadata = info.to_json();
     metadata["decision"] = json!(kind);
     let reply = match decision {
@@ -198,6 +227,7 @@ async fn apply(
             metadata["mode"] = json!(ConversationMode::Human);
             NewMessage::system(text)
         }
+        Decision::Action { .. } => unreachable!("handled above"),
     };
     let reply = reply.with_metadata(metadata);
     match messages::append(&mut tx, conversation.id, reply.replying_to(message.id)).await? {

@@ -1,5 +1,6 @@
 //! Route table. One module per resource, each exposing its handlers; DTOs are `XxxIn`/`XxxOut`.
 
+pub mod actions;
 pub mod conversations;
 pub mod health;
 pub mod knowledge;
@@ -22,6 +23,11 @@ pub fn router() -> Router<AppState> {
         .route("/conversations/{id}/stream-token", post(conversations::create_stream_token))
         .route("/conversations/{id}/messages", post(messages::post_message).get(messages::list_messages))
         .route("/conversations/{id}/stream", get(stream::stream_conversation))
+        .route("/conversations/{id}/actions", get(actions::list_conversation_actions))
+        .route("/conversations/{id}/actions/{name}/execute", post(actions::execute_action))
+        .route("/admin/actions", get(actions::admin_list_actions))
+        .route("/admin/actions/{name}", axum::routing::patch(actions::admin_patch_action))
+        .route("/admin/action-runs", get(actions::admin_list_runs))
         .route("/knowledge/reindex", post(knowledge::request_reindex))
         .route("/knowledge/reindex/{id}", get(knowledge::get_reindex))
         .route("/knowledge/search", get(knowledge::search_knowledge))

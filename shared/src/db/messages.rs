@@ -21,12 +21,14 @@ pub struct Message {
     pub metadata: serde_json::Value,
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
+    /// The action run this message reports, if any.
+    pub action_run_id: Option<uuid::Uuid>,
     pub created_at: DateTime<Utc>,
 }
 
 macro_rules! columns {
     () => {
-        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, created_at"
+        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at"
     };
 }
 
@@ -38,11 +40,13 @@ pub struct NewMessage {
     pub metadata: serde_json::Value,
     /// The user message this answers; at most one message may answer each.
     pub reply_to: Option<MessageId>,
+    /// The action run this reports; at most one message may report each.
+    pub action_run_id: Option<uuid::Uuid>,
 }
 
 impl NewMessage {
     pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), metadata: serde_json::json!({}), reply_to: None }
+        Self { role, content: content.into(), metadata: serde_json::json!({}), reply_to: None, action_run_id: None }
     }
 
     pub fn system(content: impl Into<String>) -> Self {
@@ -58,9 +62,15 @@ impl NewMessage {
         self.reply_to = Some(message);
         self
     }
+
+    pub fn reporting(mut self, run: uuid::Uuid) -> Self {
+        self.action_run_id = Some(run);
+        self
+    }
 }
 
-/// Append a message in the caller's transaction. `None` when `reply_to` already has its reply:
+/// Append a message in the caller's transaction. `None` when `reply_to` already has its reply
+/// (or `action_run_id` its report):
 /// the caller's transaction should then roll back, since the sequence number was spent.
 pub async fn append(
     conn: &mut PgConnection,
@@ -72,9 +82,9 @@ pub async fn append(
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
              WHERE id = $1 RETURNING last_seq
          )
-         INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to)
-         SELECT $2, $1, conv.last_seq, $3, $4, $5, $6 FROM conv
-         ON CONFLICT (reply_to) WHERE reply_to IS NOT NULL DO NOTHING
+         INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to, action_run_id)
+         SELECT $2, $1, conv.last_seq, $3, $4, $5, $6, $7 FROM conv
+         ON CONFLICT DO NOTHING
          RETURNING ",
         columns!(),
         ""
@@ -85,6 +95,7 @@ pub async fn append(
     .bind(&new.content)
     .bind(&new.metadata)
     .bind(new.reply_to)
+    .bind(new.action_run_id)
     .fetch_optional(conn)
     .await
 }
