@@ -1,5 +1,6 @@
 //! Integration tests of the whole system against a real PostgreSQL.
 
+mod actions;
 mod bad_input;
 mod conversations;
 mod fake_llm;

@@ -33,6 +33,8 @@ pub struct MessageOut {
     pub metadata: serde_json::Value,
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
+    /// The action run this message reports.
+    pub action_run_id: Option<uuid::Uuid>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -47,6 +49,7 @@ impl From<Message> for MessageOut {
             metadata: m.metadata,
             client_message_id: m.client_message_id,
             reply_to: m.reply_to,
+            action_run_id: m.action_run_id,
             created_at: m.created_at,
         }
     }
