@@ -64,6 +64,9 @@ enum BenchTarget {
 enum EvalCommand {
     /// Knowledge search: recall@1, recall@5, MRR@10, out-of-scope rejection, and the misses.
     Retrieval(concierge::eval::RetrievalArgs),
+    /// Decisions (answer, clarify, action, escalate) of the configured engine on labelled
+    /// conversations: accuracy, citation accuracy, action accuracy, and the misses.
+    Decisions(concierge::eval::DecisionArgs),
 }
 
 #[tokio::main]
@@ -114,6 +117,11 @@ async fn main() -> anyhow::Result<()> {
             let result = reindex(&config, &database.url).await;
             database.close().await?;
             result
+        }
+        Command::Eval(EvalCommand::Decisions(args)) => {
+            let figures = concierge::eval::decisions(&config, &args).await?;
+            concierge::eval::print_decisions(&figures);
+            Ok(())
         }
         Command::Eval(EvalCommand::Retrieval(args)) => {
             let figures = concierge::eval::retrieval(&config.knowledge_dir, &args.file)?;
