@@ -67,6 +67,8 @@ pub struct Texts {
     pub processing_failed: &'static str,
     /// Posted when the user closes the conversation.
     pub conversation_closed: &'static str,
+    /// Posted when an operator hands the conversation back to the AI.
+    pub back_to_ai: &'static str,
 }
 
 /// What actions tell the user.
@@ -159,5 +161,6 @@ static RU: Texts = Texts {
     thanks_reply: "Пожалуйста! Если появятся ещё вопросы — пишите.",
     processing_failed: "Не получилось обработать сообщение из-за технической ошибки. Мы уже разбираемся. \
 Попробуйте написать ещё раз чуть позже или попросите позвать оператора.",
-    conversation_closed: "Разговор закрыт. Спасибо, что обратились в поддержку Lectio!",
+    conversation_closed: "Разговор закрыт. Спасибо, что обратились в поддержку Lectio! Оцените, пожалуйста, помощь от 1 до 5.",
+    back_to_ai: "Оператор передал разговор обратно помощнику Lectio. Задайте вопрос — я отвечу.",
 };

@@ -5,6 +5,7 @@ mod bad_input;
 mod conversations;
 mod fake_llm;
 mod helpers;
+mod human;
 mod jobs;
 mod knowledge;
 mod llm;

@@ -158,7 +158,7 @@ pub async fn list_conversations(
     Ok(JsonOut(ConversationPageOut { items: items.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, ConversationId), ApiError> {
+pub fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, ConversationId), ApiError> {
     let invalid = || ApiError::bad_request("invalid_cursor", "cursor is not one this API returned");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?).ok_or_else(invalid)?;

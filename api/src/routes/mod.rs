@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod conversations;
 pub mod health;
+pub mod human;
 pub mod knowledge;
 pub mod messages;
 pub mod stream;
@@ -25,6 +26,12 @@ pub fn router() -> Router<AppState> {
         .route("/conversations/{id}/stream", get(stream::stream_conversation))
         .route("/conversations/{id}/actions", get(actions::list_conversation_actions))
         .route("/conversations/{id}/actions/{name}/execute", post(actions::execute_action))
+        .route("/conversations/{id}/escalate", post(human::escalate_conversation))
+        .route("/admin/conversations", get(human::admin_list_conversations))
+        .route("/admin/conversations/{id}", get(human::admin_get_conversation))
+        .route("/admin/conversations/{id}/reply", post(human::admin_reply))
+        .route("/admin/conversations/{id}/ai", post(human::admin_hand_back))
+        .route("/admin/conversations/{id}/close", post(human::admin_close))
         .route("/admin/actions", get(actions::admin_list_actions))
         .route("/admin/actions/{name}", axum::routing::patch(actions::admin_patch_action))
         .route("/admin/action-runs", get(actions::admin_list_runs))

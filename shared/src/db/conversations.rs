@@ -189,6 +189,41 @@ pub async fn set_human_mode(conn: &mut PgConnection, id: ConversationId, reason:
     Ok(())
 }
 
+/// A page of all conversations for operators, newest activity first, optionally filtered.
+pub async fn list_all(
+    db: impl PgExecutor<'_>,
+    mode: Option<ConversationMode>,
+    status: Option<ConversationStatus>,
+    before: Option<(DateTime<Utc>, ConversationId)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Conversation>> {
+    let (before_at, before_id) = before.unzip();
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM conversations
+         WHERE ($1::text IS NULL OR mode = $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (updated_at, id) < ($3, $4))
+         ORDER BY updated_at DESC, id DESC LIMIT $5"
+    ))
+    .bind(mode)
+    .bind(status)
+    .bind(before_at)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Hand a conversation back to the AI.
+pub async fn set_ai_mode(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<()> {
+    sqlx::query("UPDATE conversations SET mode = 'ai', clarify_count = 0, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn increment_clarify(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<()> {
     sqlx::query("UPDATE conversations SET clarify_count = clarify_count + 1, updated_at = now() WHERE id = $1")
         .bind(id)
