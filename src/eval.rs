@@ -166,6 +166,9 @@ struct DecisionCase {
 struct Turn {
     role: String,
     content: String,
+    /// For assistant turns: the decision they were (`clarify` counts towards the limit).
+    #[serde(default)]
+    decision: Option<String>,
 }
 
 /// The figures of one decision evaluation.
@@ -243,15 +246,24 @@ pub async fn decisions(
             .await?;
             let mut stored = Vec::new();
             let mut tx = pool.begin().await?;
+            let mut clarifications = 0;
             for turn in &case.turns {
                 let role = if turn.role == "user" { MessageRole::User } else { MessageRole::Assistant };
-                let message =
-                    messages::append(&mut tx, conversation.id, messages::NewMessage::new(role, turn.content.clone()))
-                        .await?
-                        .context("appending a turn")?;
+                let mut new = messages::NewMessage::new(role, turn.content.clone());
+                if let Some(decision) = &turn.decision {
+                    new = new.with_metadata(serde_json::json!({ "decision": decision }));
+                    clarifications += i32::from(decision == "clarify");
+                }
+                let message = messages::append(&mut tx, conversation.id, new).await?.context("appending a turn")?;
                 stored.push(message);
             }
+            sqlx::query("UPDATE conversations SET clarify_count = $2 WHERE id = $1")
+                .bind(conversation.id)
+                .bind(clarifications)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
+            let conversation = conversations::get(&pool, conversation.id).await?.context("the case's conversation")?;
             let message = stored.pop().context("a case without turns")?;
             anyhow::ensure!(message.role == MessageRole::User, "{}: the last turn must be the user's", case.id);
             let decision = match &llm {

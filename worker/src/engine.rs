@@ -10,7 +10,7 @@ use concierge_shared::{
     MessageRole,
     actions::{ActionDefinition, triggered},
     db::{conversations::Conversation, messages::Message},
-    i18n::Locale,
+    i18n::{Locale, Texts},
     knowledge::{Hit, KnowledgeIndex, SearchResult},
 };
 use serde::Serialize;
@@ -131,6 +131,11 @@ pub fn decide(
         None => {}
     }
 
+    // Nothing but "it does not work": any passage would be a guess.
+    if is_vague(&words) {
+        return clarify_or_escalate(conversation, texts, Vec::new());
+    }
+
     // A trigger phrase of an action that needs no parameters: check rather than explain.
     let no_required =
         |a: &&ActionDefinition| a.schema().get("required").and_then(|r| r.as_array()).is_none_or(|r| r.is_empty());
@@ -152,18 +157,23 @@ pub fn decide(
         return Decision::Answer { text, sources: vec![Source::from(best)] };
     }
 
+    let mut suggestions: Vec<Source> = Vec::new();
+    for hit in result.hits.iter().filter(|h| h.coverage >= MIN_COVERAGE / 2.0) {
+        if suggestions.len() < 3 && !suggestions.iter().any(|s| s.path == hit.chunk.doc_path) {
+            suggestions.push(Source::from(hit));
+        }
+    }
+    clarify_or_escalate(conversation, texts, suggestions)
+}
+
+/// Ask to clarify, naming near matches if any; after two clarifications, hand over.
+fn clarify_or_escalate(conversation: &Conversation, texts: &Texts, suggestions: Vec<Source>) -> Decision {
     if conversation.clarify_count >= MAX_CLARIFICATIONS {
         return Decision::Escalate {
             reason: EscalationReason::NoAnswer,
             text: texts.escalated_after_clarify.into(),
             summary: None,
         };
-    }
-    let mut suggestions: Vec<Source> = Vec::new();
-    for hit in result.hits.iter().filter(|h| h.coverage >= MIN_COVERAGE / 2.0) {
-        if suggestions.len() < 3 && !suggestions.iter().any(|s| s.path == hit.chunk.doc_path) {
-            suggestions.push(Source::from(hit));
-        }
     }
     let text = if suggestions.is_empty() {
         texts.clarify_generic.to_owned()
@@ -172,6 +182,48 @@ pub fn decide(
         format!("{}\n\n{}\n\n{}", texts.clarify_did_you_mean, list.join("\n"), texts.clarify_tail)
     };
     Decision::Clarify { text, suggestions }
+}
+
+/// Whether every word is one that says something is wrong without saying what.
+fn is_vague(words: &[String]) -> bool {
+    const VAGUE: &[&str] = &[
+        "не",
+        "нет",
+        "работ",
+        "проблем",
+        "ошибк",
+        "помог",
+        "помощ",
+        "могу",
+        "можете",
+        "вопрос",
+        "есть",
+        "получа",
+        "сломал",
+        "что",
+        "почему",
+        "так",
+        "ничего",
+        "все",
+        "всё",
+        "у",
+        "меня",
+        "мне",
+        "с",
+        "опять",
+        "снова",
+        "help",
+        "error",
+        "problem",
+        "просто",
+        "ну",
+        "какая",
+        "то",
+        "это",
+    ];
+    // Short entries are whole words ("с" must not match "сайт"); longer ones are stems.
+    let vague = |w: &String| VAGUE.iter().any(|v| if v.chars().count() <= 4 { w == v } else { w.starts_with(v) });
+    !words.is_empty() && words.iter().all(vague)
 }
 
 /// The hit to answer with, if the best one covers enough of the question.
@@ -347,6 +399,17 @@ mod tests {
         assert!(matches!(small_talk(&w("Привет!")), Some(SmallTalk::Greeting)));
         assert!(matches!(small_talk(&w("спасибо большое")), Some(SmallTalk::Thanks)));
         assert!(small_talk(&w("привет, не работает зум")).is_none());
+    }
+
+    #[test]
+    fn vague_messages_are_recognised_by_whole_words() {
+        for text in ["не работает", "у меня проблема", "ошибка", "помогите", "не могу"]
+        {
+            assert!(is_vague(&w(text)), "{text}");
+        }
+        for text in ["сайт не работает", "нет звука", "не работает зум"] {
+            assert!(!is_vague(&w(text)), "{text}");
+        }
     }
 
     #[test]
