@@ -101,11 +101,6 @@ impl Hub {
         }
     }
 
-    /// Streams currently registered in this process.
-    pub fn stream_count(&self) -> usize {
-        self.conversations.lock().expect("hub lock").values().map(|c| c.wake.receiver_count()).sum()
-    }
-
     fn dispatch(&self, event: events::Event) {
         let map = self.conversations.lock().expect("hub lock");
         let Some(channels) = map.get(&event.conversation_id()) else { return };

@@ -222,7 +222,8 @@ pub fn triggered(keywords: &[String], text: &str) -> bool {
     })
 }
 
-fn split_words(text: &str) -> Vec<String> {
+/// Lowercased words with ё folded to е: how phrases are compared with what users type.
+pub fn split_words(text: &str) -> Vec<String> {
     text.to_lowercase()
         .replace('ё', "е")
         .split(|c: char| !c.is_alphanumeric())

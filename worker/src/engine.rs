@@ -247,15 +247,7 @@ pub fn query_with_context(history: &[Message], current: &str) -> String {
     }
 }
 
-/// Lowercased words with ё folded to е.
-pub fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .replace('ё', "е")
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
+pub use concierge_shared::actions::split_words as words;
 
 fn any_starts_with(words: &[String], prefixes: &[&str]) -> bool {
     words.iter().any(|w| prefixes.iter().any(|p| w.starts_with(p)))
