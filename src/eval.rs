@@ -274,6 +274,7 @@ pub async fn decisions(
                         message: &message,
                         kb: &index,
                         actions: &available,
+                        plan: None,
                     };
                     concierge_worker::llm::decide(llm, &pool, &turn, &mut |_| {}).await?.0
                 }

@@ -421,3 +421,44 @@ async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome {
     let summary = if problems.is_empty() { "all ok".to_owned() } else { problems.join("; ") };
     Outcome::success(message, summary, Value::Object(report))
 }
+
+/// Users' subscription plans, for the model's context: looked up on the platform at most every
+/// five minutes per user, and given up on quickly, since an answer must not wait for them.
+#[derive(Default)]
+pub struct PlanCache {
+    plans: Mutex<std::collections::HashMap<String, (Instant, Option<String>)>>,
+}
+
+const PLAN_TTL: Duration = Duration::from_secs(300);
+const PLAN_TIMEOUT: Duration = Duration::from_millis(800);
+
+impl PlanCache {
+    /// "Профи (active)", or `None` for visitors, users without a plan, or a slow platform.
+    pub async fn plan(
+        &self,
+        platform: &crate::platform::PlatformClient,
+        conversation: &Conversation,
+    ) -> Option<String> {
+        let user = conversation.owner.strip_prefix("user:").filter(|_| conversation.owner_kind == OwnerKind::User)?;
+        if !platform.configured() {
+            return None;
+        }
+        if let Some((at, plan)) = self.plans.lock().expect("plan cache").get(user)
+            && at.elapsed() < PLAN_TTL
+        {
+            return plan.clone();
+        }
+        let path = format!("users/{}/subscription", segment(user));
+        let plan = match tokio::time::timeout(PLAN_TIMEOUT, platform.get_value(&path)).await {
+            Ok(Ok(value)) => {
+                let name = value.get("plan").and_then(Value::as_str);
+                let status = value.get("status").and_then(Value::as_str).unwrap_or("unknown");
+                name.map(|name| format!("{name} ({status})"))
+            }
+            // Not cached: try again next time.
+            _ => return None,
+        };
+        self.plans.lock().expect("plan cache").insert(user.to_owned(), (Instant::now(), plan.clone()));
+        plan
+    }
+}

@@ -39,6 +39,8 @@ pub struct Context {
     /// The host platform's API, which actions read.
     pub platform: Arc<platform::PlatformClient>,
     pub status_cache: Arc<actions::StatusCache>,
+    /// Users' plans for the model's context.
+    pub plans: Arc<actions::PlanCache>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -107,6 +109,7 @@ impl Context {
                 config.platform_timeout,
             )?),
             status_cache: Default::default(),
+            plans: Default::default(),
         })
     }
 }

@@ -89,12 +89,14 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         Some(llm) => {
             Event::Typing { conversation_id: conversation.id, reply_to: message.id }.publish(&ctx.pool).await?;
             let deltas = Deltas::start(ctx.pool.clone(), conversation.id, message.id);
+            let plan = ctx.plans.plan(&ctx.platform, &conversation).await;
             let turn = llm::Turn {
                 conversation: &conversation,
                 history: &history,
                 message: &message,
                 kb: &kb,
                 actions: &available,
+                plan,
             };
             let sender = deltas.sender();
             let mut on_delta = move |text: &str| {

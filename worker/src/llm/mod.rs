@@ -116,6 +116,8 @@ pub struct Turn<'a> {
     pub kb: &'a KnowledgeIndex,
     /// Actions the owner may run, offered to the model as `run_action`.
     pub actions: &'a [ActionDefinition],
+    /// The owner's subscription plan and its status, when the platform says.
+    pub plan: Option<String>,
 }
 
 /// Decide with the model, falling back to the offline engine. `on_delta` receives streamed
@@ -240,7 +242,11 @@ fn build_messages(llm: &Llm, turn: &Turn<'_>, passages: &[Hit]) -> Vec<ChatMessa
         })
         .collect();
     let context = json!({
-        "user": { "role": conversation.owner_role, "signed_in": conversation.owner_kind.as_str() == "user" },
+        "user": {
+            "role": conversation.owner_role,
+            "signed_in": conversation.owner_kind.as_str() == "user",
+            "plan": turn.plan,
+        },
         "page": { "url": conversation.page_url, "title": conversation.page_title },
         "clarifying_questions_asked": conversation.clarify_count,
         "actions_offered": turn.actions.iter().map(|a| json!({ "name": a.name, "description": a.description, "parameters": a.schema() })).collect::<Vec<_>>(),
