@@ -67,23 +67,26 @@ const QUESTIONS: &[&str] = &[
     "Как перенести урок?",
 ];
 
-pub async fn run(_config: Config, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     raise_fd_limit();
     let dir = std::env::temp_dir().join(format!("concierge-bench-{}", std::process::id()));
     let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false };
     println!("Starting a private PostgreSQL cluster in {}", dir.display());
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options)).await??;
-    let result = run_on(&cluster, &args).await;
+    let result = run_on(&config, &cluster, &args).await;
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run_on(cluster: &Cluster, args: &BenchArgs) -> anyhow::Result<()> {
+async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow::Result<()> {
     crate::create_database(&cluster.url("postgres"), "bench").await?;
     let url = cluster.url("bench");
     let pool = concierge_shared::db::connect(&url, 4).await?;
     concierge_shared::db::migrate(&pool).await?;
+    // The same start as the all-in-one binary: the knowledge base and the actions.
+    concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?;
+    concierge_shared::actions::load_fixtures(&pool, &config.fixtures_dir.join("initial_actions.json")).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
 
     // 1. Intake.
