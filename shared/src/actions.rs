@@ -368,14 +368,6 @@ pub async fn recent_runs(pool: &PgPool, limit: i64, action: Option<&str>) -> sql
     .await
 }
 
-/// Whether the user message already led to a run.
-pub async fn run_for_message(pool: &PgPool, message: MessageId) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM action_runs WHERE message_id = $1)")
-        .bind(message)
-        .fetch_one(pool)
-        .await
-}
-
 pub async fn mark_running(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE action_runs SET status = 'running' WHERE id = $1 AND status = 'queued'")
         .bind(id)

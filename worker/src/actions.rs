@@ -462,3 +462,25 @@ impl PlanCache {
         plan
     }
 }
+
+/// Action definitions, read at most every few seconds: every message consults them, and they
+/// change only when fixtures are loaded or an admin switches one (seen here within seconds).
+#[derive(Default)]
+pub struct DefinitionCache {
+    cached: tokio::sync::Mutex<Option<(Instant, Vec<ActionDefinition>)>>,
+}
+
+const DEFINITIONS_TTL: Duration = Duration::from_secs(5);
+
+impl DefinitionCache {
+    /// Active actions a caller may run (see `actions::available`).
+    pub async fn available(&self, pool: &sqlx::PgPool, signed_in: bool) -> sqlx::Result<Vec<ActionDefinition>> {
+        let mut cached = self.cached.lock().await;
+        let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < DEFINITIONS_TTL);
+        if !fresh {
+            *cached = Some((Instant::now(), concierge_shared::actions::list(pool).await?));
+        }
+        let all = &cached.as_ref().expect("filled above").1;
+        Ok(all.iter().filter(|a| a.active && (signed_in || !a.requires_user)).cloned().collect())
+    }
+}

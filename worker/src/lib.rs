@@ -41,6 +41,8 @@ pub struct Context {
     pub status_cache: Arc<actions::StatusCache>,
     /// Users' plans for the model's context.
     pub plans: Arc<actions::PlanCache>,
+    /// Action definitions, re-read every few seconds.
+    pub definitions: Arc<actions::DefinitionCache>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -110,6 +112,7 @@ impl Context {
             )?),
             status_cache: Default::default(),
             plans: Default::default(),
+            definitions: Default::default(),
         })
     }
 }

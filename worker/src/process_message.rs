@@ -60,10 +60,7 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         tracing::warn!("message no longer exists; nothing to do");
         return Ok(());
     };
-    if message.role != MessageRole::User
-        || messages::reply_to(&ctx.pool, message.id).await?.is_some()
-        || actions::run_for_message(&ctx.pool, message.id).await?
-    {
+    if message.role != MessageRole::User || messages::handled(&ctx.pool, message.id).await? {
         return Ok(());
     }
     let conversation = conversations::get(&ctx.pool, message.conversation_id)
@@ -80,7 +77,7 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         .filter(|m| m.seq < message.seq)
         .collect::<Vec<_>>();
     let kb = ctx.knowledge.current();
-    let available = actions::available(&ctx.pool, conversation.owner_kind == OwnerKind::User).await?;
+    let available = ctx.definitions.available(&ctx.pool, conversation.owner_kind == OwnerKind::User).await?;
     let (decision, info) = match &ctx.llm {
         // A request for a person needs no model.
         Some(_) if engine::asks_for_human(&engine::words(&message.content)) => {

@@ -183,12 +183,14 @@ pub async fn get(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<
     sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE id = $1")).bind(id).fetch_optional(db).await
 }
 
-/// The message that answers `id`, if it was written.
-pub async fn reply_to(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<Message>> {
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE reply_to = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+/// Whether the user message has been dealt with: it has its reply, or an action run answering it.
+pub async fn handled(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE reply_to = $1) OR EXISTS (SELECT 1 FROM action_runs WHERE message_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
 }
 
 /// Messages with `seq > after`, oldest first.
