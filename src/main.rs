@@ -42,6 +42,9 @@ enum Command {
     /// Measure answer quality on the labelled sets in fixtures/eval.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// The support bot: register or remove its webhook, show what Telegram knows of it.
+    #[command(subcommand)]
+    Telegram(TelegramCommand),
     /// Benchmarks: the system (intake, answer latency, idle streams, on a private cluster) or
     /// the knowledge search (build time, latency, memory for a synthetic base).
     Bench {
@@ -58,6 +61,23 @@ enum Command {
 enum BenchTarget {
     System,
     Knowledge,
+}
+
+#[derive(Subcommand)]
+enum TelegramCommand {
+    /// Point Telegram at this installation's webhook, with CONCIERGE_WEBHOOK_SECRET.
+    SetWebhook {
+        /// The public HTTPS URL of `/api/concierge/telegram/webhook/`.
+        #[arg(long)]
+        url: String,
+        /// Drop the updates Telegram is holding for the bot.
+        #[arg(long)]
+        drop_pending: bool,
+    },
+    /// Remove the webhook (before switching to polling elsewhere).
+    DeleteWebhook,
+    /// The bot, and Telegram's view of its webhook.
+    Info,
 }
 
 #[derive(Subcommand)]
@@ -128,11 +148,46 @@ async fn main() -> anyhow::Result<()> {
             concierge::eval::print_retrieval(&figures, args.all_misses);
             Ok(())
         }
+        Command::Telegram(command) => telegram(&config, command).await,
         Command::Bench { what, system, knowledge } => match what {
             BenchTarget::System => bench::run(config, system).await,
             BenchTarget::Knowledge => concierge::bench_knowledge::run(&config.knowledge_dir, &knowledge),
         },
     }
+}
+
+async fn telegram(config: &Config, command: TelegramCommand) -> anyhow::Result<()> {
+    use teloxide::{payloads::SetWebhookSetters, prelude::Requester};
+    let settings = config.telegram.as_ref().context("SUPPORT_BOT_TOKEN is not set")?;
+    let bot = concierge_worker::telegram::Telegram::new(settings)?.bot;
+    match command {
+        TelegramCommand::SetWebhook { url, drop_pending } => {
+            let secret = config.webhook_secret.clone().context(
+                "CONCIERGE_WEBHOOK_SECRET is not set; the API refuses updates without it (generate one, e.g. `openssl rand -hex 32`)",
+            )?;
+            let parsed: reqwest::Url = url.parse().with_context(|| format!("--url {url:?} is not a URL"))?;
+            if parsed.scheme() != "https" {
+                anyhow::bail!("Telegram only calls HTTPS webhooks; --url must start with https://");
+            }
+            bot.set_webhook(parsed)
+                .secret_token(secret)
+                .allowed_updates(concierge_worker::telegram::poller::allowed_updates())
+                .drop_pending_updates(drop_pending)
+                .await?;
+            println!("webhook set: {url}");
+        }
+        TelegramCommand::DeleteWebhook => {
+            bot.delete_webhook().await?;
+            println!("webhook removed");
+        }
+        TelegramCommand::Info => {
+            let me = bot.get_me().await?;
+            let info = bot.get_webhook_info().await?;
+            println!("bot: @{} ({})", me.username(), me.id);
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+    }
+    Ok(())
 }
 
 async fn reindex(config: &Config, url: &str) -> anyhow::Result<()> {

@@ -368,6 +368,16 @@ pub async fn recent_runs(pool: &PgPool, limit: i64, action: Option<&str>) -> sql
     .await
 }
 
+/// The runs of one conversation, oldest first.
+pub async fn conversation_runs(pool: &PgPool, conversation_id: ConversationId) -> sqlx::Result<Vec<ActionRun>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM action_runs WHERE conversation_id = $1 ORDER BY created_at LIMIT 50"
+    )))
+    .bind(conversation_id)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn mark_running(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE action_runs SET status = 'running' WHERE id = $1 AND status = 'queued'")
         .bind(id)

@@ -45,6 +45,89 @@ pub struct Config {
     pub platform_timeout: Duration,
     /// `CONCIERGE_FIXTURES_DIR`: action definitions and demo data.
     pub fixtures_dir: PathBuf,
+    /// The support group in Telegram, when a bot is configured.
+    pub telegram: Option<TelegramConfig>,
+    /// `CONCIERGE_WEBHOOK_SECRET`: what Telegram sends in `X-Telegram-Bot-Api-Secret-Token`;
+    /// the webhook refuses every update while it is unset.
+    pub webhook_secret: Option<String>,
+}
+
+/// The support bot and its group. Escalated conversations get a forum topic in the group.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    /// `SUPPORT_BOT_TOKEN`.
+    pub bot_token: String,
+    /// `SUPPORT_NOTIFICATIONS_CHAT_ID`: the forum supergroup (`-100...`).
+    pub chat_id: i64,
+    /// `CONCIERGE_TELEGRAM_API_URL`: another Bot API server (self-hosted, or a test's).
+    pub api_url: Option<String>,
+    /// `CONCIERGE_TELEGRAM_MODE`: `webhook` (updates arrive at the API) or `polling` (a worker
+    /// asks Telegram with getUpdates). Default: webhook when a webhook secret is set.
+    pub mode: TelegramMode,
+    /// `CONCIERGE_TELEGRAM_OPERATORS`: Telegram user ids allowed to answer, comma-separated.
+    /// Empty: the group's administrators.
+    pub operators: Vec<u64>,
+    /// `CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE`: posts per minute to the group, all workers
+    /// together (Telegram allows about 20).
+    pub messages_per_minute: u32,
+    /// `CONCIERGE_TELEGRAM_TIMEOUT_SECS`: one Bot API request.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TelegramMode {
+    Webhook,
+    Polling,
+}
+
+impl TelegramConfig {
+    /// `None` when `SUPPORT_BOT_TOKEN` is unset.
+    pub fn from_env(webhook_secret: Option<&str>) -> anyhow::Result<Option<Self>> {
+        let Some(bot_token) = var("SUPPORT_BOT_TOKEN") else { return Ok(None) };
+        let chat_id = var("SUPPORT_NOTIFICATIONS_CHAT_ID")
+            .context("SUPPORT_BOT_TOKEN is set but SUPPORT_NOTIFICATIONS_CHAT_ID is not")?;
+        let chat_id = chat_id
+            .trim()
+            .parse()
+            .with_context(|| format!("SUPPORT_NOTIFICATIONS_CHAT_ID={chat_id:?} is not a chat id"))?;
+        let mode = match var("CONCIERGE_TELEGRAM_MODE").as_deref() {
+            Some("webhook") => TelegramMode::Webhook,
+            Some("polling") => TelegramMode::Polling,
+            Some(other) => bail!("CONCIERGE_TELEGRAM_MODE={other:?}: expected webhook or polling"),
+            None if webhook_secret.is_some() => TelegramMode::Webhook,
+            None => TelegramMode::Polling,
+        };
+        let operators = var("CONCIERGE_TELEGRAM_OPERATORS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse().with_context(|| format!("CONCIERGE_TELEGRAM_OPERATORS: {id:?} is not a user id")))
+            .collect::<anyhow::Result<_>>()?;
+        let messages_per_minute: u32 = parse_var("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", "20")?;
+        if messages_per_minute == 0 {
+            bail!("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE must be at least 1");
+        }
+        Ok(Some(Self {
+            bot_token,
+            chat_id,
+            api_url: var("CONCIERGE_TELEGRAM_API_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            mode,
+            operators,
+            messages_per_minute,
+            timeout: Duration::from_secs(parse_var("CONCIERGE_TELEGRAM_TIMEOUT_SECS", "30")?),
+        }))
+    }
+
+    /// The pause between two posts to the group.
+    pub fn send_interval(&self) -> Duration {
+        Duration::from_secs(60) / self.messages_per_minute
+    }
+}
+
+/// Telegram accepts 1 to 256 characters `A-Z`, `a-z`, `0-9`, `_` and `-` as a webhook secret.
+fn valid_webhook_secret(secret: &str) -> bool {
+    (1..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Which LLM answers, and its limits.
@@ -145,6 +228,12 @@ impl AiConfig {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
+        let webhook_secret = var("CONCIERGE_WEBHOOK_SECRET");
+        if let Some(secret) = &webhook_secret
+            && !valid_webhook_secret(secret)
+        {
+            bail!("CONCIERGE_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -");
+        }
         Ok(Self {
             database_url: var("DATABASE_URL"),
             bind: parse_var("CONCIERGE_BIND", "127.0.0.1:8080")?,
@@ -165,6 +254,8 @@ impl Config {
             platform_token: var("CONCIERGE_PLATFORM_TOKEN"),
             platform_timeout: Duration::from_secs(parse_var("CONCIERGE_PLATFORM_TIMEOUT_SECS", "5")?),
             fixtures_dir: var("CONCIERGE_FIXTURES_DIR").unwrap_or_else(|| "fixtures".into()).into(),
+            telegram: TelegramConfig::from_env(webhook_secret.as_deref())?,
+            webhook_secret,
         })
     }
 

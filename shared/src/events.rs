@@ -20,6 +20,8 @@ pub enum Event {
     Typing { conversation_id: ConversationId, reply_to: MessageId },
     /// More of a reply being written; the final message replaces it. Not stored.
     Delta { conversation_id: ConversationId, reply_to: MessageId, text: String },
+    /// A stored message was edited (an operator edited their reply in Telegram).
+    Edited { conversation_id: ConversationId, message_id: MessageId },
 }
 
 impl Event {
@@ -27,7 +29,8 @@ impl Event {
         match self {
             Event::Message { conversation_id, .. }
             | Event::Typing { conversation_id, .. }
-            | Event::Delta { conversation_id, .. } => *conversation_id,
+            | Event::Delta { conversation_id, .. }
+            | Event::Edited { conversation_id, .. } => *conversation_id,
         }
     }
 

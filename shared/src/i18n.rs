@@ -33,6 +33,11 @@ impl Locale {
     }
 }
 
+/// The text of `code` in a table of `(code, text)` pairs, or the code itself.
+pub fn lookup<'a>(table: &[(&'a str, &'a str)], code: &'a str) -> &'a str {
+    table.iter().find(|(key, _)| *key == code).map_or(code, |(_, text)| text)
+}
+
 /// Replace `{name}` placeholders in a template.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
     let mut out = template.to_owned();
@@ -45,6 +50,7 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// The sentences of one language. Templates have `{name}` placeholders, filled with [`fill`].
 pub struct Texts {
     pub actions: ActionTexts,
+    pub operators: OperatorTexts,
     /// Opens an answer built from a knowledge-base passage.
     pub answer_intro: &'static str,
     /// Heading of the list of documents an answer is based on.
@@ -69,6 +75,48 @@ pub struct Texts {
     pub conversation_closed: &'static str,
     /// Posted when an operator hands the conversation back to the AI.
     pub back_to_ai: &'static str,
+}
+
+/// What the support group reads in Telegram: the card of an escalated conversation, forwarded
+/// messages and confirmations of operators' commands.
+pub struct OperatorTexts {
+    pub card_title: &'static str,
+    pub card_title_again: &'static str,
+    pub user_line: &'static str,
+    pub visitor_line: &'static str,
+    pub plan_line: &'static str,
+    pub plan_unknown: &'static str,
+    pub page_line: &'static str,
+    pub reason_line: &'static str,
+    /// Escalation reasons by their stored code.
+    pub reasons: [(&'static str, &'static str); 5],
+    pub summary_line: &'static str,
+    pub actions_heading: &'static str,
+    pub action_line: &'static str,
+    pub actions_none: &'static str,
+    pub conversation_line: &'static str,
+    pub commands_hint: &'static str,
+    pub transcript_heading: &'static str,
+    pub transcript_empty: &'static str,
+    /// Speaker labels by message role.
+    pub roles: [(&'static str, &'static str); 4],
+    pub role_labels: [(&'static str, &'static str); 3],
+    pub button_close: &'static str,
+    pub button_ai: &'static str,
+    pub user_message: &'static str,
+    pub closed: &'static str,
+    pub closed_by_user: &'static str,
+    pub already_closed: &'static str,
+    pub handed_back: &'static str,
+    pub already_with_ai: &'static str,
+    pub rated: &'static str,
+    pub note_saved: &'static str,
+    pub note_empty: &'static str,
+    pub console_reply: &'static str,
+    pub attachment_refused: &'static str,
+    pub unknown_command: &'static str,
+    pub not_an_operator: &'static str,
+    pub topic_name_visitor: &'static str,
 }
 
 /// What actions tell the user.
@@ -105,6 +153,49 @@ pub struct ActionTexts {
 }
 
 static RU: Texts = Texts {
+    operators: OperatorTexts {
+        card_title: "🆘 Новое обращение в поддержку",
+        card_title_again: "🔁 Повторное обращение в этом разговоре",
+        user_line: "Пользователь: {name} ({role}), {email}",
+        visitor_line: "Гость без входа в аккаунт",
+        plan_line: "Тариф: {plan}",
+        plan_unknown: "нет данных с платформы",
+        page_line: "Страница: {page}",
+        reason_line: "Причина: {reason}",
+        reasons: [
+            ("user_request", "пользователь попросил оператора"),
+            ("no_answer", "бот не нашёл ответа после уточнений"),
+            ("needs_human", "вопрос требует решения человека"),
+            ("security", "подозрительный запрос — проверьте"),
+            ("operator_joined", "оператор подключился сам"),
+        ],
+        summary_line: "Суть (по словам ИИ): {summary}",
+        actions_heading: "Проверки, которые уже выполнил бот:",
+        action_line: "• {name} — {status}: {result}",
+        actions_none: "Проверки не запускались.",
+        conversation_line: "Разговор: {id}",
+        commands_hint: "Ответьте в этой теме — ответ увидит пользователь. Команды: /close — закрыть, /ai — вернуть боту, /note текст — заметка для своих.",
+        transcript_heading: "Переписка ({part}/{total}):",
+        transcript_empty: "Переписка пуста.",
+        roles: [("user", "Пользователь"), ("assistant", "Бот"), ("operator", "Оператор"), ("system", "Система")],
+        role_labels: [("user", "пользователь"), ("admin", "администратор"), ("visitor", "гость")],
+        button_close: "✅ Закрыть",
+        button_ai: "🤖 Вернуть боту",
+        user_message: "👤 {name}: {text}",
+        closed: "✅ Разговор закрыт, пользователя попросили оценить помощь.",
+        closed_by_user: "Пользователь закрыл разговор.",
+        already_closed: "Разговор уже закрыт — пользователь это сообщение не увидит.",
+        handed_back: "🤖 Разговор передан боту.",
+        already_with_ai: "Разговор и так у бота.",
+        rated: "⭐ Оценка пользователя: {rating}/5. {comment}",
+        note_saved: "📝 Заметка сохранена. Пользователь её не видит.",
+        note_empty: "Напишите текст заметки после команды: /note текст.",
+        console_reply: "💬 {name} ответил(а) из консоли: {text}",
+        attachment_refused: "Фото и файлы не передаются в чат пользователя. Опишите текстом или пришлите ссылку на файл.",
+        unknown_command: "Неизвестная команда. Доступно: /close — закрыть, /ai — вернуть боту, /note текст — заметка.",
+        not_an_operator: "Эта кнопка только для операторов поддержки.",
+        topic_name_visitor: "Гость",
+    },
     actions: ActionTexts {
         zoom_ok: "Zoom подключён к Lectio, доступ действует. Лицензия: {licence}.",
         zoom_basic_limit: "На бесплатной лицензии Basic встречи ограничены {minutes} минутами — для длинных уроков нужна лицензия Pro.",

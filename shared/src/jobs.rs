@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::PgConnection;
 
-use crate::MessageId;
+use crate::{ConversationId, MessageId};
 
 /// A kind of job, with the queue it runs on.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
@@ -26,10 +26,20 @@ pub enum Queue {
     ProcessMessage,
     ExecuteAction,
     Reindex,
+    Escalate,
+    TelegramSend,
+    TelegramUpdate,
 }
 
 impl Queue {
-    pub const ALL: &'static [Queue] = &[Queue::ProcessMessage, Queue::ExecuteAction, Queue::Reindex];
+    pub const ALL: &'static [Queue] = &[
+        Queue::ProcessMessage,
+        Queue::ExecuteAction,
+        Queue::Reindex,
+        Queue::Escalate,
+        Queue::TelegramSend,
+        Queue::TelegramUpdate,
+    ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
     pub fn name(self) -> &'static str {
@@ -37,6 +47,9 @@ impl Queue {
             Queue::ProcessMessage => "concierge::process-message",
             Queue::ExecuteAction => "concierge::execute-action",
             Queue::Reindex => "concierge::reindex",
+            Queue::Escalate => "concierge::escalate",
+            Queue::TelegramSend => "concierge::telegram-send",
+            Queue::TelegramUpdate => "concierge::telegram-update",
         }
     }
 
@@ -46,6 +59,9 @@ impl Queue {
             Queue::ProcessMessage => "process-message",
             Queue::ExecuteAction => "execute-action",
             Queue::Reindex => "reindex",
+            Queue::Escalate => "escalate",
+            Queue::TelegramSend => "telegram-send",
+            Queue::TelegramUpdate => "telegram-update",
         }
     }
 
@@ -93,6 +109,52 @@ impl Job for Reindex {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.run_id.to_string())
+    }
+}
+
+/// Bring operators in: open (or reuse) the conversation's Telegram topic and post the card.
+/// `escalation_id` is the notice that announced the hand-over; each escalation posts one card.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Escalate {
+    pub conversation_id: ConversationId,
+    pub escalation_id: MessageId,
+}
+
+impl Job for Escalate {
+    const QUEUE: Queue = Queue::Escalate;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.escalation_id.to_string())
+    }
+}
+
+/// Send the pending posts of a conversation's topic, in order. `cause` makes the job unique
+/// (the outbox row that asked for it); any run sends everything pending.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TelegramSend {
+    pub conversation_id: ConversationId,
+    pub cause: String,
+}
+
+impl Job for TelegramSend {
+    const QUEUE: Queue = Queue::TelegramSend;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.cause.clone())
+    }
+}
+
+/// Handle one stored Telegram update.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TelegramUpdate {
+    pub update_id: i64,
+}
+
+impl Job for TelegramUpdate {
+    const QUEUE: Queue = Queue::TelegramUpdate;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.update_id.to_string())
     }
 }
 

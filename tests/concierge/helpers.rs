@@ -127,6 +127,8 @@ pub fn test_config(database_url: &str) -> Config {
         platform_token: None,
         platform_timeout: Duration::from_secs(2),
         fixtures_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        telegram: None,
+        webhook_secret: None,
     }
 }
 

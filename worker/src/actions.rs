@@ -377,7 +377,26 @@ async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome {
         Some(_) => "ok",
     };
     report.insert("llm".into(), json!(llm));
-    report.insert("telegram".into(), json!("not configured"));
+    let telegram = match &ctx.telegram {
+        None => "not configured",
+        Some(_) => {
+            let stuck: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM telegram_outbox
+                 WHERE (state = 'pending' AND created_at < now() - interval '5 minutes')
+                    OR (state = 'failed' AND created_at > now() - interval '1 hour')",
+            )
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap_or(0);
+            if stuck > 0 {
+                problems.push("сообщения операторам в Telegram задерживаются".into());
+                "delayed"
+            } else {
+                "ok"
+            }
+        }
+    };
+    report.insert("telegram".into(), json!(telegram));
 
     let platform = {
         let cached = ctx.status_cache.cached.lock().expect("status cache").clone();

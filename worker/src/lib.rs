@@ -10,6 +10,7 @@ pub mod llm;
 pub mod platform;
 pub mod process_message;
 pub mod reindex;
+pub mod telegram;
 mod wakeup;
 
 use std::{sync::Arc, time::Duration};
@@ -17,9 +18,9 @@ use std::{sync::Arc, time::Duration};
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use concierge_shared::{
-    config::Config,
+    config::{Config, TelegramMode},
     db::worker_instances::{self, Instance},
-    jobs::{ExecuteAction, Job, ProcessMessage, Queue, Reindex},
+    jobs::{Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend, TelegramUpdate},
     knowledge::KnowledgeBase,
 };
 use sqlx::PgPool;
@@ -43,6 +44,8 @@ pub struct Context {
     pub plans: Arc<actions::PlanCache>,
     /// Action definitions, re-read every few seconds.
     pub definitions: Arc<actions::DefinitionCache>,
+    /// The support group, when a bot is configured; escalations then open Telegram topics.
+    pub telegram: Option<Arc<telegram::Telegram>>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -113,8 +116,28 @@ impl Context {
             status_cache: Default::default(),
             plans: Default::default(),
             definitions: Default::default(),
+            telegram: config.telegram.as_ref().map(telegram::Telegram::new).transpose()?.map(Arc::new),
         })
     }
+}
+
+/// Register one apalis worker for the queue of `$job`, with the shared storage settings.
+macro_rules! register {
+    ($monitor:expr, $job:ty, $ctx:expr, $config:expr, $name:expr, $concurrency:expr, $handler:path) => {{
+        let (ctx, config, name, concurrency) = ($ctx.clone(), $config.clone(), $name, $concurrency);
+        $monitor.register(move |_| {
+            WorkerBuilder::new(name.clone())
+                .backend(
+                    PostgresStorage::<$job>::new(&ctx.pool)
+                        .with_config(storage_config::<$job>(&config))
+                        .poll_with_strategy(wakeup::<$job>(&ctx.pool)),
+                )
+                .catch_panic()
+                .concurrency(concurrency)
+                .data(ctx.clone())
+                .build($handler)
+        })
+    }};
 }
 
 /// Run the workers until `shutdown`; in-flight jobs finish before this returns.
@@ -127,54 +150,32 @@ pub async fn run(
     let instance = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut monitor = Monitor::new().shutdown_timeout(std::time::Duration::from_secs(30));
     for queue in &options.queues {
-        match queue {
+        let name = format!("{}@{instance}", queue.cli_name());
+        let concurrency = options.concurrency;
+        monitor = match queue {
             Queue::ProcessMessage => {
-                let (ctx, config, concurrency, name) =
-                    (ctx.clone(), config.clone(), options.concurrency, format!("{}@{instance}", queue.cli_name()));
-                monitor = monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(
-                            PostgresStorage::<ProcessMessage>::new(&ctx.pool)
-                                .with_config(storage_config::<ProcessMessage>(&config))
-                                .poll_with_strategy(wakeup::<ProcessMessage>(&ctx.pool)),
-                        )
-                        .catch_panic()
-                        .concurrency(concurrency)
-                        .data(ctx.clone())
-                        .build(process_message::handle)
-                });
+                register!(monitor, ProcessMessage, ctx, config, name, concurrency, process_message::handle)
             }
             Queue::ExecuteAction => {
-                let (ctx, config, concurrency, name) =
-                    (ctx.clone(), config.clone(), options.concurrency, format!("{}@{instance}", queue.cli_name()));
-                monitor = monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(
-                            PostgresStorage::<ExecuteAction>::new(&ctx.pool)
-                                .with_config(storage_config::<ExecuteAction>(&config))
-                                .poll_with_strategy(wakeup::<ExecuteAction>(&ctx.pool)),
-                        )
-                        .catch_panic()
-                        .concurrency(concurrency)
-                        .data(ctx.clone())
-                        .build(execute_action::handle)
-                });
+                register!(monitor, ExecuteAction, ctx, config, name, concurrency, execute_action::handle)
             }
-            Queue::Reindex => {
-                let (ctx, config, name) = (ctx.clone(), config.clone(), format!("{}@{instance}", queue.cli_name()));
-                monitor = monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(
-                            PostgresStorage::<Reindex>::new(&ctx.pool)
-                                .with_config(storage_config::<Reindex>(&config))
-                                .poll_with_strategy(wakeup::<Reindex>(&ctx.pool)),
-                        )
-                        .catch_panic()
-                        .concurrency(1)
-                        .data(ctx.clone())
-                        .build(reindex::handle)
-                });
+            // One reindex at a time: each one rebuilds the whole index.
+            Queue::Reindex => register!(monitor, Reindex, ctx, config, name, 1, reindex::handle),
+            Queue::Escalate => register!(monitor, Escalate, ctx, config, name, concurrency, telegram::escalate::handle),
+            Queue::TelegramSend => {
+                register!(monitor, TelegramSend, ctx, config, name, concurrency, telegram::outbox::handle)
             }
+            Queue::TelegramUpdate => {
+                register!(monitor, TelegramUpdate, ctx, config, name, concurrency, telegram::updates::handle)
+            }
+        };
+    }
+    if let Some(telegram) = ctx.telegram.clone() {
+        if options.queues.contains(&Queue::TelegramSend) {
+            tokio::spawn(sweep_outbox(ctx.clone(), shutdown.clone()));
+        }
+        if telegram.mode == TelegramMode::Polling && options.queues.contains(&Queue::TelegramUpdate) {
+            tokio::spawn(telegram::poller::run(ctx.clone(), telegram, shutdown.clone()));
         }
     }
     ctx.knowledge.watch(shutdown.clone());
@@ -210,6 +211,20 @@ async fn heartbeat(ctx: Context, id: String, queues: Vec<String>, every: Duratio
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
             _ = versions.changed() => {}
+        }
+    }
+}
+
+/// Every minute, queue the topics whose posts are waiting with nobody sending them.
+async fn sweep_outbox(ctx: Context, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = telegram::outbox::sweep(&ctx).await {
+            tracing::warn!(error = format!("{error:#}"), "the Telegram outbox sweep failed");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The process-message job: route one user message. In AI mode the engine decides, and the
 //! reply (answer, clarifying question, or the hand-over notice) is written with
 //! `reply_to = message`, which the database keeps unique: however often the job runs, the
-//! message gets one reply. In human mode the message waits for an operator.
+//! message gets one reply; a hand-over also queues the escalate job. In human mode the message
+//! waits for an operator, and is queued for the conversation's Telegram topic.
 //!
 //! Transient failures (the database) are retried with exponential backoff within the job's
 //! attempt budget; when the budget is spent the user gets a system message instead of silence.
@@ -15,10 +16,11 @@ use concierge_shared::{
     db::{
         conversations::{self, Conversation},
         messages::{self, Message, NewMessage},
+        telegram,
     },
     events::{self, Event},
-    i18n::Locale,
-    jobs::ProcessMessage,
+    i18n::{self, Locale},
+    jobs::{self, Escalate, ProcessMessage},
 };
 use serde_json::json;
 
@@ -66,9 +68,12 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
     let conversation = conversations::get(&ctx.pool, message.conversation_id)
         .await?
         .context("the message's conversation is missing")?;
-    if conversation.mode == ConversationMode::Human || conversation.status == ConversationStatus::Closed {
-        // Operators answer human-mode conversations; closed ones take no replies.
+    if conversation.status == ConversationStatus::Closed {
         return Ok(());
+    }
+    if conversation.mode == ConversationMode::Human {
+        // Operators answer; those in Telegram read it in the conversation's topic.
+        return forward_to_operators(ctx, &message).await;
     }
 
     let history = messages::latest(&ctx.pool, conversation.id, HISTORY)
@@ -107,6 +112,24 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         None => (engine::decide(&kb, &conversation, &history, &message, &available), DecisionInfo::offline(None)),
     };
     apply(ctx, &conversation, &message, decision, &info).await
+}
+
+/// Queue the message for the conversation's Telegram topic, in order with everything else
+/// posted there. Without Telegram, operators read it in the console API.
+async fn forward_to_operators(ctx: &Context, message: &Message) -> anyhow::Result<()> {
+    if ctx.telegram.is_none() {
+        return Ok(());
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let Some(conversation) = conversations::lock(&mut tx, message.conversation_id).await? else {
+        return Ok(());
+    };
+    let texts = &Locale::from_code(&conversation.locale).texts().operators;
+    let name = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
+    let text = i18n::fill(texts.user_message, &[("name", name), ("text", &message.content)]);
+    telegram::forward_user_message(&mut tx, message, text, ctx.max_attempts).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Streamed answer text, sent to the widget in pieces of at most every 100 ms so that
@@ -186,6 +209,7 @@ async fn apply(
         return Ok(());
     }
     let kind = decision.kind();
+    let escalates = matches!(decision, Decision::Escalate { .. });
     if let Decision::Action { name, params } = &decision {
         // The reply is the action's result, posted by the execute-action job.
         let requested_by = if info.engine == "llm" { "llm" } else { "offline" };
@@ -231,6 +255,10 @@ async fn apply(
     let reply = reply.with_metadata(metadata);
     match messages::append(&mut tx, conversation.id, reply.replying_to(message.id)).await? {
         Some(reply) => {
+            if escalates {
+                let job = Escalate { conversation_id: conversation.id, escalation_id: reply.id };
+                jobs::enqueue(&mut tx, &job, ctx.max_attempts).await?;
+            }
             tx.commit().await?;
             tracing::info!(conversation_id = %conversation.id, decision = kind, reply_seq = reply.seq, "replied");
         }

@@ -6,9 +6,9 @@ use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, OwnerKey, Role,
     db::{
         conversations::{self, CloseOutcome, Conversation, NewConversation},
-        messages,
+        messages, telegram,
     },
-    i18n::Locale,
+    i18n::{Locale, fill},
 };
 use serde::{Deserialize, Serialize};
 
@@ -205,7 +205,11 @@ pub async fn close_conversation(
     let conversation = conversations::find_owned(&mut *tx, id, &caller.owner).await?.ok_or(ApiError::NotFound)?;
     let locale = Locale::from_code(&conversation.locale);
     match conversations::close(&mut tx, &conversation, locale.texts().conversation_closed).await? {
-        CloseOutcome::Closed(_) => tx.commit().await?,
+        CloseOutcome::Closed(_) => {
+            let text = locale.texts().operators.closed_by_user.to_owned();
+            telegram::notify_topic(&mut tx, id, format!("closed:{id}"), text, state.config.job_max_attempts).await?;
+            tx.commit().await?
+        }
         // Closing twice is not an error: the conversation is closed either way.
         CloseOutcome::AlreadyClosed => tx.rollback().await?,
     }
@@ -237,9 +241,22 @@ pub async fn rate_conversation(
     if !messages::has_answer(&state.pool, id).await? {
         return Err(ApiError::conflict("nothing_to_rate", "a conversation can be rated once it has an answer"));
     }
-    if !conversations::rate(&state.pool, id, input.rating, comment.as_deref()).await? {
+    let mut tx = state.pool.begin().await?;
+    if !conversations::rate(&mut *tx, id, input.rating, comment.as_deref()).await? {
         return Err(ApiError::conflict("already_rated", "this conversation has already been rated"));
     }
+    let texts = &Locale::from_code(&conversation.locale).texts().operators;
+    let rating = input.rating.to_string();
+    let text = fill(texts.rated, &[("rating", &rating), ("comment", comment.as_deref().unwrap_or(""))]);
+    telegram::notify_topic(
+        &mut tx,
+        id,
+        format!("rated:{id}"),
+        text.trim_end().to_owned(),
+        state.config.job_max_attempts,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(JsonOut(owned(&state, id, &caller.owner).await?.into()))
 }
 

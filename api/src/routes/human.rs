@@ -6,12 +6,15 @@
 use axum::{Json as JsonOut, extract::State};
 use chrono::{DateTime, Utc};
 use concierge_shared::{
-    ConversationId, ConversationMode, ConversationStatus, MessageRole,
+    ConversationId, ConversationMode, ConversationStatus,
     db::{
-        conversations::{self, CloseOutcome, Conversation},
+        conversations::{self, Conversation},
         messages::{self, NewMessage},
+        telegram::{self, Note},
     },
-    i18n::Locale,
+    human::{self, HumanError, Operator},
+    i18n::{Locale, OperatorTexts, fill},
+    jobs::{self, Escalate},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -46,7 +49,11 @@ pub async fn escalate_conversation(
             "kind": "status", "decision": "escalate", "reason": "user_request", "engine": "button",
             "status": ConversationStatus::Open, "mode": ConversationMode::Human,
         }));
-        messages::append(&mut tx, id, notice).await?;
+        let notice = messages::append(&mut tx, id, notice)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a status notice cannot conflict"))?;
+        let job = Escalate { conversation_id: id, escalation_id: notice.id };
+        jobs::enqueue(&mut tx, &job, state.config.job_max_attempts).await?;
     }
     tx.commit().await?;
     Ok(JsonOut(owned(&state, id, &caller.owner).await?.into()))
@@ -128,6 +135,10 @@ pub struct AdminDetailOut {
     #[serde(flatten)]
     pub conversation: AdminConversationOut,
     pub messages: Vec<MessageOut>,
+    /// Operators' internal notes; never shown to the user.
+    pub notes: Vec<Note>,
+    /// The conversation's Telegram topic, if it has one.
+    pub telegram_topic: Option<telegram::Topic>,
 }
 
 pub async fn admin_get_conversation(
@@ -140,6 +151,8 @@ pub async fn admin_get_conversation(
     Ok(JsonOut(AdminDetailOut {
         conversation: conversation.into(),
         messages: messages.into_iter().map(Into::into).collect(),
+        notes: telegram::notes(&state.pool, id).await?,
+        telegram_topic: telegram::topic(&state.pool, id).await?,
     }))
 }
 
@@ -149,36 +162,47 @@ pub struct ReplyIn {
     pub content: String,
 }
 
+impl From<HumanError> for ApiError {
+    fn from(error: HumanError) -> Self {
+        match error {
+            HumanError::NotFound => ApiError::NotFound,
+            HumanError::Closed => ApiError::conflict("conversation_closed", "the conversation is closed"),
+            HumanError::Database(error) => error.into(),
+        }
+    }
+}
+
+fn operator_texts(conversation: &Conversation) -> &'static OperatorTexts {
+    &Locale::from_code(&conversation.locale).texts().operators
+}
+
+fn checked_content<'a>(state: &AppState, content: &'a str) -> Result<&'a str, ApiError> {
+    let content = content.trim();
+    if content.is_empty() || content.chars().count() > state.config.max_message_chars {
+        return Err(ApiError::validation(
+            "invalid_content",
+            "content",
+            format!("the text must be 1 to {} characters", state.config.max_message_chars),
+        ));
+    }
+    Ok(content)
+}
+
 /// Reply as an operator: the message reaches the user's stream; the conversation is (or
-/// becomes) human-handled.
+/// becomes) human-handled. Operators following the conversation in Telegram see it too.
 pub async fn admin_reply(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(id): Path<ConversationId>,
     Json(input): Json<ReplyIn>,
 ) -> Result<(axum::http::StatusCode, JsonOut<MessageOut>), ApiError> {
-    let content = input.content.trim();
-    if content.is_empty() || content.chars().count() > state.config.max_message_chars {
-        return Err(ApiError::validation(
-            "invalid_content",
-            "content",
-            format!("the reply must be 1 to {} characters", state.config.max_message_chars),
-        ));
-    }
+    let content = checked_content(&state, &input.content)?;
+    let name = Operator::first_name(admin.name.as_deref());
     let mut tx = state.pool.begin().await?;
-    let conversation = conversations::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
-    if conversation.status == ConversationStatus::Closed {
-        return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
-    }
-    if conversation.mode == ConversationMode::Ai {
-        conversations::set_human_mode(&mut tx, id, "operator_joined").await?;
-    }
-    let first_name = admin.name.as_deref().and_then(|n| n.split_whitespace().next()).unwrap_or("Оператор").to_owned();
-    let reply = NewMessage::new(MessageRole::Operator, content)
-        .with_metadata(json!({ "operator": { "name": first_name, "via": "console" } }));
-    let message = messages::append(&mut tx, id, reply)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("an operator reply cannot conflict"))?;
+    let message = human::reply(&mut tx, id, &Operator { name: &name, via: "console" }, content).await?;
+    let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
+    let text = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", content)]);
+    telegram::notify_topic(&mut tx, id, format!("console:{}", message.id), text, state.config.job_max_attempts).await?;
     tx.commit().await?;
     Ok((axum::http::StatusCode::CREATED, JsonOut(message.into())))
 }
@@ -190,17 +214,11 @@ pub async fn admin_hand_back(
     Path(id): Path<ConversationId>,
 ) -> Result<JsonOut<AdminConversationOut>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let conversation = conversations::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
-    if conversation.status == ConversationStatus::Closed {
-        return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
-    }
-    if conversation.mode == ConversationMode::Human {
-        conversations::set_ai_mode(&mut tx, id).await?;
-        let text = Locale::from_code(&conversation.locale).texts().back_to_ai;
-        let notice = NewMessage::system(text).with_metadata(json!({
-            "kind": "status", "status": ConversationStatus::Open, "mode": ConversationMode::Ai,
-        }));
-        messages::append(&mut tx, id, notice).await?;
+    if human::hand_back(&mut tx, id).await? {
+        let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
+        let text = operator_texts(&conversation).handed_back.to_owned();
+        let key = format!("ai:{}:{}", id, conversation.last_seq);
+        telegram::notify_topic(&mut tx, id, key, text, state.config.job_max_attempts).await?;
     }
     tx.commit().await?;
     Ok(JsonOut(conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?.into()))
@@ -213,11 +231,31 @@ pub async fn admin_close(
     Path(id): Path<ConversationId>,
 ) -> Result<JsonOut<AdminConversationOut>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let conversation = conversations::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
-    let text = Locale::from_code(&conversation.locale).texts().conversation_closed;
-    match conversations::close(&mut tx, &conversation, text).await? {
-        CloseOutcome::Closed(_) => tx.commit().await?,
-        CloseOutcome::AlreadyClosed => tx.rollback().await?,
+    if human::close(&mut tx, id).await? {
+        let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
+        let text = operator_texts(&conversation).closed.to_owned();
+        telegram::notify_topic(&mut tx, id, format!("closed:{id}"), text, state.config.job_max_attempts).await?;
     }
+    tx.commit().await?;
     Ok(JsonOut(conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteIn {
+    pub content: String,
+}
+
+/// An internal note: operators see it in the console and the transcript, the user never does.
+pub async fn admin_add_note(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<ConversationId>,
+    Json(input): Json<NoteIn>,
+) -> Result<(axum::http::StatusCode, JsonOut<Vec<Note>>), ApiError> {
+    let content = checked_content(&state, &input.content)?;
+    conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    let author = admin.name.clone().unwrap_or_else(|| admin.owner.as_str().to_owned());
+    telegram::add_note(&state.pool, id, &author, content, "console", None).await?;
+    Ok((axum::http::StatusCode::CREATED, JsonOut(telegram::notes(&state.pool, id).await?)))
 }

@@ -7,6 +7,7 @@ pub mod human;
 pub mod knowledge;
 pub mod messages;
 pub mod stream;
+pub mod telegram;
 
 use axum::{
     Router,
@@ -32,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/conversations/{id}/reply", post(human::admin_reply))
         .route("/admin/conversations/{id}/ai", post(human::admin_hand_back))
         .route("/admin/conversations/{id}/close", post(human::admin_close))
+        .route("/admin/conversations/{id}/notes", post(human::admin_add_note))
+        .route("/telegram/webhook", post(telegram::webhook))
         .route("/admin/actions", get(actions::admin_list_actions))
         .route("/admin/actions/{name}", axum::routing::patch(actions::admin_patch_action))
         .route("/admin/action-runs", get(actions::admin_list_runs))

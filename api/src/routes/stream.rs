@@ -6,7 +6,8 @@
 //! asks the database for `seq > last sent`. Status changes (closed, handed to a human) are
 //! system messages sent as `status` events. While a reply is being written, `typing` and
 //! `delta` events (no id; `delta` carries the next piece of the answer text) come before the
-//! final message, which replaces them. Idle streams get a comment line every
+//! final message, which replaces them. An `edit` event (no id) carries a message sent earlier
+//! in its new form, when an operator edits a reply. Idle streams get a comment line every
 //! `CONCIERGE_SSE_HEARTBEAT_SECS` so that proxies keep them open.
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
@@ -16,7 +17,7 @@ use axum::{
     http::{HeaderMap, request::Parts},
     response::sse::{Event, KeepAlive, Sse},
 };
-use concierge_shared::{ConversationId, db::messages, events};
+use concierge_shared::{ConversationId, MessageId, db::messages, events};
 use futures::Stream;
 use serde::Deserialize;
 
@@ -112,7 +113,11 @@ async fn next_event(mut s: StreamState) -> Option<(Result<Event, Infallible>, St
                 signal = s.subscription.next() => signal,
             };
             if let Signal::Live(event) = signal {
-                if let Some(event) = live_event(&event) {
+                if let events::Event::Edited { message_id, .. } = *event {
+                    if let Some(event) = edit_event(&s, message_id).await {
+                        return Some((Ok(event), s));
+                    }
+                } else if let Some(event) = live_event(&event) {
                     return Some((Ok(event), s));
                 }
                 continue;
@@ -140,8 +145,18 @@ fn live_event(event: &events::Event) -> Option<Event> {
                 .json_data(serde_json::json!({ "reply_to": reply_to, "text": text }))
                 .ok()?,
         ),
-        events::Event::Message { .. } => None,
+        events::Event::Message { .. } | events::Event::Edited { .. } => None,
     }
+}
+
+/// An `edit` event: the edited message as it now reads. Only messages the stream has already
+/// sent are edited; a later one will be sent in its current form anyway.
+async fn edit_event(s: &StreamState, message_id: MessageId) -> Option<Event> {
+    let message = messages::get(&s.state.pool, message_id).await.ok().flatten()?;
+    if message.conversation_id != s.conversation || message.seq > s.last_seq {
+        return None;
+    }
+    Event::default().event("edit").json_data(MessageOut::from(message)).ok()
 }
 
 /// Queue every message after `last_seq`.

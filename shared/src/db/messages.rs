@@ -231,6 +231,21 @@ pub async fn latest(
     Ok(messages)
 }
 
+/// Replace a message's text (an operator edited their reply); `metadata.edited_at` says when.
+pub async fn edit(conn: &mut PgConnection, id: MessageId, content: &str) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(concat!(
+        "UPDATE messages SET content = $2,
+             metadata = metadata || jsonb_build_object('edited_at', now())
+         WHERE id = $1 RETURNING ",
+        columns!(),
+        ""
+    ))
+    .bind(id)
+    .bind(content)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Whether the conversation has any answer (assistant or operator) yet; rating needs one.
 pub async fn has_answer(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> sqlx::Result<bool> {
     sqlx::query_scalar(

@@ -4,6 +4,7 @@
 pub mod conversations;
 pub mod messages;
 pub mod reindex_runs;
+pub mod telegram;
 pub mod worker_instances;
 
 use std::time::Duration;

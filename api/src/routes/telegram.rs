@@ -1,0 +1,52 @@
+//! `POST /telegram/webhook`: updates from Telegram's Bot API.
+//!
+//! The secret Telegram was given at `setWebhook` comes back in
+//! `X-Telegram-Bot-Api-Secret-Token`; it is compared in constant time and anything else is
+//! refused with 403 before the body is read. Each update is stored once by `update_id` with
+//! the job that handles it, and Telegram gets its 200 at once; a replayed update is
+//! acknowledged and ignored.
+
+use axum::{
+    Json as JsonOut,
+    body::Bytes,
+    extract::{State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode},
+};
+use concierge_shared::db::telegram;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::{AppState, error::ApiError};
+
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<JsonOut<Value>, ApiError> {
+    let Some(secret) = state.config.webhook_secret.as_deref() else {
+        return Err(ApiError::Forbidden("the Telegram webhook is not configured".into()));
+    };
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !bool::from(given.ct_eq(secret.as_bytes())) {
+        return Err(ApiError::Forbidden("wrong or missing X-Telegram-Bot-Api-Secret-Token".into()));
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::bad_request("invalid_body", rejection.body_text()),
+    })?;
+    let update: Value =
+        serde_json::from_slice(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let update_id = update
+        .get("update_id")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::validation("invalid_update", "update_id", "an update needs an integer update_id"))?;
+    let mut tx = state.pool.begin().await?;
+    let stored = telegram::store_update(&mut tx, update_id, &update, state.config.job_max_attempts).await?;
+    tx.commit().await?;
+    if !stored {
+        tracing::debug!(update_id, "replayed Telegram update ignored");
+    }
+    Ok(JsonOut(json!({ "ok": true })))
+}

@@ -1,0 +1,272 @@
+//! The escalate job: bring operators into a conversation that was handed to a person.
+//!
+//! The conversation gets one forum topic in the support group, whatever the number of
+//! escalations or of runs of this job: a row claims the creation before Telegram is asked,
+//! the claim is renewed while Telegram answers, and the topic's id is stored the moment it is
+//! known. Each escalation then queues a card (who the user is, where they were, why, what the
+//! bot already checked, the transcript) in the topic's outbox, ahead of any later message.
+
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{BoxDynError, Data};
+use chrono::{DateTime, FixedOffset, Utc};
+use concierge_shared::{
+    MessageRole, OwnerKind, actions,
+    db::{
+        conversations::{self, Conversation},
+        messages::{self, Message},
+        telegram::{self as store, TopicClaim},
+    },
+    i18n::{Locale, OperatorTexts, fill, lookup},
+    jobs::Escalate,
+};
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
+
+use crate::{
+    Context,
+    telegram::{SendError, Telegram, outbox, split_text},
+};
+
+/// How long a creation claim lasts without renewal (a job that died frees it this soon).
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// Telegram's limit for one message, minus room for a heading.
+const PART_CHARS: usize = 3900;
+/// Telegram's limit for a topic name.
+const TOPIC_NAME_CHARS: usize = 128;
+/// Support works on Moscow time; transcripts show it.
+const SUPPORT_UTC_OFFSET_SECS: i32 = 3 * 3600;
+
+#[tracing::instrument(skip_all, fields(conversation_id = %job.conversation_id))]
+pub async fn handle(job: Escalate, ctx: Data<Context>) -> Result<(), BoxDynError> {
+    let Some(telegram) = ctx.telegram.clone() else {
+        // Without Telegram the conversation waits for operators in the console API.
+        return Ok(());
+    };
+    let mut delay = Duration::from_secs(1);
+    for try_number in 1..=ctx.max_attempts.max(1) {
+        match escalate(&ctx, &telegram, &job).await {
+            Ok(()) => return Ok(()),
+            Err(SendError::Refused(error)) => {
+                tracing::error!(%error, "Telegram refused the escalation");
+                return Err(error.into());
+            }
+            Err(error) if try_number < ctx.max_attempts => {
+                tracing::warn!(%error, try_number, ?delay, "escalating to Telegram failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => return Err(error.to_string().into()),
+        }
+    }
+    Ok(())
+}
+
+/// Open (or find) the topic, queue this escalation's card, send what is pending.
+pub async fn escalate(ctx: &Context, telegram: &Telegram, job: &Escalate) -> Result<(), SendError> {
+    let Some(conversation) = conversations::get(&ctx.pool, job.conversation_id).await? else {
+        return Ok(());
+    };
+    let history = messages::list_after(&ctx.pool, conversation.id, 0, 1000).await?;
+    let thread_id = ensure_topic(ctx, telegram, &conversation, &history).await?;
+    tracing::debug!(thread_id, "topic ready");
+    let card_key = format!("card:{}:0", job.escalation_id);
+    let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_outbox WHERE key = $1)")
+        .bind(&card_key)
+        .fetch_one(&ctx.pool)
+        .await?;
+    if !queued {
+        queue_card(ctx, &conversation, job).await?;
+    }
+    outbox::deliver(ctx, telegram, conversation.id).await
+}
+
+async fn ensure_topic(
+    ctx: &Context,
+    telegram: &Telegram,
+    conversation: &Conversation,
+    history: &[Message],
+) -> Result<i32, SendError> {
+    let texts = &Locale::from_code(&conversation.locale).texts().operators;
+    let name = topic_name(conversation, history, texts);
+    let give_up = Instant::now() + CLAIM_LEASE * 4;
+    loop {
+        match store::claim_topic(&ctx.pool, conversation.id, telegram.chat_id, &name, CLAIM_LEASE).await? {
+            TopicClaim::Ready(thread_id) => return Ok(thread_id),
+            TopicClaim::Claimed => {
+                let created = {
+                    let create = telegram.create_topic(&ctx.pool, &name);
+                    tokio::pin!(create);
+                    let mut renew = tokio::time::interval(CLAIM_LEASE / 3);
+                    renew.tick().await;
+                    loop {
+                        tokio::select! {
+                            created = &mut create => break created,
+                            _ = renew.tick() => store::renew_claim(&ctx.pool, conversation.id, CLAIM_LEASE).await?,
+                        }
+                    }
+                };
+                return match created {
+                    Ok(thread_id) => {
+                        store::set_thread(&ctx.pool, conversation.id, thread_id).await?;
+                        tracing::info!(thread_id, "Telegram topic created");
+                        Ok(thread_id)
+                    }
+                    Err(error) => {
+                        store::release_claim(&ctx.pool, conversation.id).await?;
+                        Err(error)
+                    }
+                };
+            }
+            TopicClaim::Busy if Instant::now() > give_up => {
+                return Err(SendError::Transient("another job is still creating the topic".into()));
+            }
+            TopicClaim::Busy => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// "Анна Петрова · Списали деньги дважды": who and about what, within Telegram's limit.
+fn topic_name(conversation: &Conversation, history: &[Message], texts: &OperatorTexts) -> String {
+    let who = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
+    let subject = history
+        .iter()
+        .find(|m| m.role == MessageRole::User)
+        .map(|m| m.content.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let name = if subject.is_empty() { who.to_owned() } else { format!("{who} · {subject}") };
+    truncate(&name, TOPIC_NAME_CHARS)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Build the card under the conversation's lock, so that the transcript and the user messages
+/// forwarded after it neither overlap nor leave a gap.
+async fn queue_card(ctx: &Context, conversation: &Conversation, job: &Escalate) -> Result<(), SendError> {
+    let plan = ctx.plans.plan(&ctx.platform, conversation).await;
+    let runs = actions::conversation_runs(&ctx.pool, conversation.id).await?;
+    let escalation = messages::get(&ctx.pool, job.escalation_id).await?;
+    let mut tx = ctx.pool.begin().await?;
+    let Some(current) = conversations::lock(&mut tx, conversation.id).await? else {
+        return Ok(());
+    };
+    let first = store::topic(&mut *tx, conversation.id).await?.is_none_or(|topic| topic.card_queued_at.is_none());
+    let transcript = messages::list_after(&mut *tx, conversation.id, 0, 1000).await?;
+    let card = Card { conversation: &current, first, plan, runs: &runs, escalation: escalation.as_ref() };
+    let parts = card.render(&transcript);
+    store::queue_card(&mut tx, conversation.id, job.escalation_id, parts, current.last_seq, ctx.max_attempts).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+struct Card<'a> {
+    conversation: &'a Conversation,
+    first: bool,
+    plan: Option<String>,
+    runs: &'a [actions::ActionRun],
+    escalation: Option<&'a Message>,
+}
+
+impl Card<'_> {
+    /// The card's messages: the summary with the buttons, then the transcript in parts.
+    fn render(&self, transcript: &[Message]) -> Vec<(String, Option<serde_json::Value>)> {
+        let c = self.conversation;
+        let texts = &Locale::from_code(&c.locale).texts().operators;
+        let mut lines = vec![if self.first { texts.card_title } else { texts.card_title_again }.to_owned()];
+        lines.push(match c.owner_kind {
+            OwnerKind::User => fill(
+                texts.user_line,
+                &[
+                    ("name", c.owner_name.as_deref().unwrap_or("—")),
+                    ("role", lookup(&texts.role_labels, c.owner_role.as_str())),
+                    ("email", c.owner_email.as_deref().unwrap_or("—")),
+                ],
+            ),
+            OwnerKind::Visitor => texts.visitor_line.to_owned(),
+        });
+        if c.owner_kind == OwnerKind::User {
+            lines.push(fill(texts.plan_line, &[("plan", self.plan.as_deref().unwrap_or(texts.plan_unknown))]));
+        }
+        let page = match (&c.page_title, &c.page_url) {
+            (Some(title), Some(url)) => Some(format!("{title} — {url}")),
+            (title, url) => title.clone().or(url.clone()),
+        };
+        if let Some(page) = page {
+            lines.push(fill(texts.page_line, &[("page", &page)]));
+        }
+        let metadata = self.escalation.map(|m| &m.metadata);
+        let reason = metadata
+            .and_then(|m| m.get("reason"))
+            .and_then(|r| r.as_str())
+            .or(c.escalation_reason.as_deref())
+            .unwrap_or("user_request");
+        lines.push(fill(texts.reason_line, &[("reason", lookup(&texts.reasons, reason))]));
+        let summary = metadata
+            .and_then(|m| m.get("summary"))
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned)
+            .or_else(|| {
+                // No model summary (the button, the offline engine): the user's last words.
+                transcript.iter().rev().find(|m| m.role == MessageRole::User).map(|m| truncate(&m.content, 300))
+            });
+        if let Some(summary) = summary {
+            lines.push(fill(texts.summary_line, &[("summary", &summary)]));
+        }
+        lines.push(String::new());
+        if self.runs.is_empty() {
+            lines.push(texts.actions_none.to_owned());
+        } else {
+            lines.push(texts.actions_heading.to_owned());
+            for run in self.runs {
+                let result = run.result_summary.as_deref().or(run.error.as_deref()).unwrap_or("—");
+                lines.push(fill(
+                    texts.action_line,
+                    &[("name", &run.action), ("status", &run.status), ("result", &truncate(result, 300))],
+                ));
+            }
+        }
+        lines.push(String::new());
+        lines.push(fill(texts.conversation_line, &[("id", &c.id.to_string())]));
+        lines.push(texts.commands_hint.to_owned());
+        let header = truncate(&lines.join("\n"), 4000);
+        let buttons = InlineKeyboardMarkup::new([[
+            InlineKeyboardButton::callback(texts.button_close, format!("close:{}", c.id)),
+            InlineKeyboardButton::callback(texts.button_ai, format!("ai:{}", c.id)),
+        ]]);
+        let mut parts = vec![(header, serde_json::to_value(buttons).ok())];
+
+        let offset = FixedOffset::east_opt(SUPPORT_UTC_OFFSET_SECS).expect("a valid offset");
+        let body: String = transcript
+            .iter()
+            .map(|m| {
+                format!(
+                    "[{}] {}: {}\n",
+                    local_time(m.created_at, offset),
+                    lookup(&texts.roles, m.role.as_str()),
+                    m.content.trim()
+                )
+            })
+            .collect();
+        let pieces = split_text(&body, PART_CHARS);
+        if pieces.is_empty() {
+            parts.push((texts.transcript_empty.to_owned(), None));
+        }
+        let total = pieces.len().to_string();
+        for (index, piece) in pieces.iter().enumerate() {
+            let heading = fill(texts.transcript_heading, &[("part", &(index + 1).to_string()), ("total", &total)]);
+            parts.push((format!("{heading}\n{piece}"), None));
+        }
+        parts
+    }
+}
+
+fn local_time(at: DateTime<Utc>, offset: FixedOffset) -> String {
+    at.with_timezone(&offset).format("%d.%m %H:%M").to_string()
+}

@@ -1,0 +1,110 @@
+//! The telegram-send job: send a topic's pending posts, oldest first.
+//!
+//! One sender per topic at a time (a lease on the topic's row, renewed per post) keeps the
+//! order; any number of send jobs may be queued for a topic, and whichever holds the lease
+//! sends everything pending. A post stays pending until Telegram has accepted it: a transient
+//! failure is retried with backoff, and when the job's attempts are spent the sweep queues the
+//! topic again a minute later, and only a post Telegram refused outright is marked failed.
+
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data};
+use concierge_shared::{ConversationId, db::telegram as store, jobs::TelegramSend};
+use teloxide::types::InlineKeyboardMarkup;
+
+use crate::{
+    Context,
+    telegram::{SendError, Telegram},
+};
+
+/// How long a sender holds a topic without renewing; longer than any wait it may do.
+const LEASE: Duration = Duration::from_secs(120);
+
+#[tracing::instrument(skip_all, fields(conversation_id = %job.conversation_id))]
+pub async fn handle(job: TelegramSend, ctx: Data<Context>) -> Result<(), BoxDynError> {
+    let Some(telegram) = ctx.telegram.clone() else {
+        tracing::warn!("a Telegram post is queued but Telegram is not configured; it stays queued");
+        return Ok(());
+    };
+    let mut delay = Duration::from_secs(1);
+    for try_number in 1..=ctx.max_attempts.max(1) {
+        match deliver(&ctx, &telegram, job.conversation_id).await {
+            Ok(()) => return Ok(()),
+            Err(error) if try_number < ctx.max_attempts => {
+                tracing::warn!(%error, try_number, ?delay, "sending to Telegram failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => {
+                // The posts stay pending; the sweep queues this topic again in a minute.
+                tracing::error!(%error, "sending to Telegram keeps failing; the sweep will try again");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Send what is pending for the conversation's topic, unless another job is doing it.
+pub async fn deliver(ctx: &Context, telegram: &Telegram, conversation_id: ConversationId) -> Result<(), SendError> {
+    let sender = uuid::Uuid::new_v4();
+    loop {
+        let Some((_chat, thread_id)) = store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await? else {
+            // No topic yet (the escalate job sends once it has one), or another job is sending.
+            return Ok(());
+        };
+        let sent = send_pending(ctx, telegram, conversation_id, thread_id, sender).await;
+        store::release_sender(&ctx.pool, conversation_id, sender).await?;
+        sent?;
+        // A post queued while we released the lease found it held and left it to us.
+        if store::next_post(&ctx.pool, conversation_id).await?.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+async fn send_pending(
+    ctx: &Context,
+    telegram: &Telegram,
+    conversation_id: ConversationId,
+    thread_id: i32,
+    sender: uuid::Uuid,
+) -> Result<(), SendError> {
+    while let Some(post) = store::next_post(&ctx.pool, conversation_id).await? {
+        if store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await?.is_none() {
+            return Ok(());
+        }
+        let markup =
+            post.reply_markup.as_ref().and_then(|m| serde_json::from_value::<InlineKeyboardMarkup>(m.clone()).ok());
+        match telegram.post(&ctx.pool, thread_id, &post.text, markup.as_ref()).await {
+            Ok(message_id) => store::mark_sent(&ctx.pool, post.id, message_id).await?,
+            Err(SendError::Refused(error)) => {
+                tracing::error!(post = post.key, %error, "Telegram refused a post; it is marked failed");
+                store::mark_attempt(&ctx.pool, post.id, &error, true).await?;
+            }
+            Err(SendError::Transient(error)) => {
+                tracing::warn!(post = post.key, %error, "a Telegram post failed; it will be retried");
+                store::mark_attempt(&ctx.pool, post.id, &error, false).await?;
+                return Err(SendError::Transient(error));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queue a send job for topics whose posts have waited with nobody sending them.
+pub async fn sweep(ctx: &Context) -> anyhow::Result<()> {
+    let stranded = store::stranded(&ctx.pool, Duration::from_secs(60)).await?;
+    if stranded.is_empty() {
+        return Ok(());
+    }
+    let minute = chrono::Utc::now().timestamp() / 60;
+    let mut tx = ctx.pool.begin().await?;
+    for conversation_id in &stranded {
+        let job =
+            TelegramSend { conversation_id: *conversation_id, cause: format!("sweep:{conversation_id}:{minute}") };
+        concierge_shared::jobs::enqueue(&mut tx, &job, ctx.max_attempts).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(topics = stranded.len(), "re-queued Telegram posts that were waiting");
+    Ok(())
+}
