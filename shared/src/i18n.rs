@@ -33,6 +33,14 @@ impl Locale {
     }
 }
 
+impl Texts {
+    /// A hand-over notice: `lead` and the honest wait at `now`.
+    pub fn handover(&self, lead: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+        let wait = if crate::human::on_duty(now) { self.wait_on_duty } else { self.wait_off_duty };
+        format!("{lead} {wait}")
+    }
+}
+
 /// The text of `code` in a table of `(code, text)` pairs, or the code itself.
 pub fn lookup<'a>(table: &[(&'a str, &'a str)], code: &'a str) -> &'a str {
     table.iter().find(|(key, _)| *key == code).map_or(code, |(_, text)| text)
@@ -65,6 +73,10 @@ pub struct Texts {
     pub escalated_to_human: &'static str,
     /// Said when the conversation is handed to a human after failed clarifications.
     pub escalated_after_clarify: &'static str,
+    /// Follows a hand-over while operators are on duty.
+    pub wait_on_duty: &'static str,
+    /// Follows a hand-over outside operators' hours.
+    pub wait_off_duty: &'static str,
     /// Answers a greeting.
     pub greeting_reply: &'static str,
     /// Answers thanks.
@@ -243,10 +255,11 @@ static RU: Texts = Texts {
 Например: «не приходит чек после оплаты», «нет звука на уроке в Zoom», «где найти запись вчерашнего урока».",
     clarify_did_you_mean: "Я не уверен, что правильно понял вопрос. Возможно, речь об одном из этих разделов справки:",
     clarify_tail: "Опишите, пожалуйста, подробнее, что у вас происходит, — и я подскажу точнее.",
-    escalated_to_human: "Передаю разговор оператору поддержки. Операторы отвечают ежедневно с 9:00 до 21:00 по Москве, \
-обычно в течение 15 минут; ночью ответ придёт утром. Ответ появится здесь, в этом чате.",
-    escalated_after_clarify: "Похоже, в справке нет готового ответа на ваш вопрос. Передаю разговор оператору поддержки: \
-операторы отвечают ежедневно с 9:00 до 21:00 по Москве, обычно в течение 15 минут. Ответ появится здесь, в этом чате.",
+    escalated_to_human: "Передаю разговор оператору поддержки.",
+    escalated_after_clarify: "Похоже, в справке нет готового ответа на ваш вопрос. Передаю разговор оператору поддержки.",
+    wait_on_duty: "Операторы сейчас на связи и обычно отвечают в течение 15 минут. Ответ появится здесь, в этом чате.",
+    wait_off_duty: "Операторы работают ежедневно с 9:00 до 21:00 по Москве, поэтому ответ придёт утром. \
+Он появится здесь, в этом чате, даже если вы закроете страницу.",
     greeting_reply: "Здравствуйте! Я помощник Lectio. Спросите меня об оплате и подписке, подключении Zoom, \
 записях уроков, расписании или входе в аккаунт.",
     thanks_reply: "Пожалуйста! Если появятся ещё вопросы — пишите.",

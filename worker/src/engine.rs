@@ -121,14 +121,14 @@ pub fn decide(
     if tries_injection(&words) {
         return Decision::Escalate {
             reason: EscalationReason::Security,
-            text: texts.escalated_to_human.into(),
+            text: texts.handover(texts.escalated_to_human, chrono::Utc::now()),
             summary: Some("Попытка получить системные инструкции или чужие данные.".into()),
         };
     }
     if asks_for_human(&words) {
         return Decision::Escalate {
             reason: EscalationReason::UserRequest,
-            text: texts.escalated_to_human.into(),
+            text: texts.handover(texts.escalated_to_human, chrono::Utc::now()),
             summary: None,
         };
     }
@@ -178,7 +178,7 @@ fn clarify_or_escalate(conversation: &Conversation, texts: &Texts, suggestions: 
     if conversation.clarify_count >= MAX_CLARIFICATIONS {
         return Decision::Escalate {
             reason: EscalationReason::NoAnswer,
-            text: texts.escalated_after_clarify.into(),
+            text: texts.handover(texts.escalated_after_clarify, chrono::Utc::now()),
             summary: None,
         };
     }

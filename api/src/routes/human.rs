@@ -44,7 +44,8 @@ pub async fn escalate_conversation(
     let current = conversations::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     if current.mode == ConversationMode::Ai {
         conversations::set_human_mode(&mut tx, id, "user_request").await?;
-        let text = Locale::from_code(&current.locale).texts().escalated_to_human;
+        let texts = Locale::from_code(&current.locale).texts();
+        let text = texts.handover(texts.escalated_to_human, chrono::Utc::now());
         let notice = NewMessage::system(text).with_metadata(json!({
             "kind": "status", "decision": "escalate", "reason": "user_request", "engine": "button",
             "status": ConversationStatus::Open, "mode": ConversationMode::Human,

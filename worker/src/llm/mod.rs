@@ -420,7 +420,7 @@ fn parse_decision(response: &ChatResponse, passages: &[Hit], turn: &Turn<'_>) ->
             if turn.conversation.clarify_count >= engine::MAX_CLARIFICATIONS {
                 return Ok(Decision::Escalate {
                     reason: EscalationReason::NoAnswer,
-                    text: texts.escalated_after_clarify.into(),
+                    text: texts.handover(texts.escalated_after_clarify, chrono::Utc::now()),
                     summary: None,
                 });
             }
@@ -438,7 +438,7 @@ fn parse_decision(response: &ChatResponse, passages: &[Hit], turn: &Turn<'_>) ->
             };
             Ok(Decision::Escalate {
                 reason,
-                text: texts.escalated_to_human.into(),
+                text: texts.handover(texts.escalated_to_human, chrono::Utc::now()),
                 summary: Some(args.summary.trim().to_owned()),
             })
         }
