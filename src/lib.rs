@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod bench_knowledge;
 pub mod demo_platform;
+pub mod demo_site;
 pub mod eval;
 use std::{net::SocketAddr, path::Path};
 
@@ -121,6 +122,17 @@ impl System {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        Self::start_with(config, database_url, listener, shutdown, axum::Router::new()).await
+    }
+
+    /// [`System::start`], with more routes served beside the API's (the demo site).
+    pub async fn start_with(
+        config: Config,
+        database_url: &str,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        extra: axum::Router,
+    ) -> anyhow::Result<Self> {
         let pool = concierge_shared::db::connect(database_url, config.db_max_connections).await?;
         concierge_shared::db::migrate(&pool).await?;
         report_reindex(&concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?);
@@ -139,7 +151,7 @@ impl System {
         });
 
         let state = concierge_api::AppState::build(config, pool.clone(), shutdown.clone()).await?;
-        let router = concierge_api::router(state);
+        let router = extra.merge(concierge_api::router(state));
         tasks.spawn(concierge_api::serve(listener, router, shutdown));
         Ok(Self { addr, pool, tasks })
     }

@@ -24,7 +24,8 @@ enum Command {
     Api,
     /// Run the job workers only (needs DATABASE_URL).
     Worker {
-        /// Comma-separated queues (process-message); default all.
+        /// Comma-separated queues (process-message, execute-action, reindex, escalate,
+        /// telegram-send, telegram-update, metrics); default all.
         #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
         /// Jobs of each queue run at once.
@@ -216,8 +217,13 @@ async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         }
     };
     let secret = config.jwt_secret.clone().unwrap_or_default();
+    let users = match &demo {
+        Some(data) => concierge::demo_site::users(data, &secret)?,
+        None => Vec::new(),
+    };
+    let site = if demo.is_some() { concierge::demo_site::router(users.clone()) } else { axum::Router::new() };
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
-    let system = match System::start(config, &database.url, listener, shutdown.clone()).await {
+    let system = match System::start_with(config, &database.url, listener, shutdown.clone(), site).await {
         Ok(system) => system,
         Err(error) => {
             shutdown.cancel();
@@ -227,18 +233,21 @@ async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     };
     let url = format!("http://{}", system.addr);
     tracing::info!("Concierge is up: {url}/api/concierge/ (health: {url}/healthz)");
-    println!(
-        "\nConcierge is running at {url}\n  try:  curl -s -X POST {url}/api/concierge/conversations/ -H 'content-type: application/json' -d '{{}}'\n  stop: Ctrl-C\n"
-    );
-    if let Some(demo) = demo {
-        println!("Demo users of the demo platform (tokens valid 30 days):");
-        for (sub, user) in &demo.users {
-            let claims = serde_json::json!({
-                "sub": sub, "name": user["name"], "email": user["email"], "role": user["role"],
-                "exp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 30 * 86_400,
-            });
-            let token = concierge_api::auth::sign_platform_token(&secret, &claims)?;
-            println!("  {sub:<6} {}\n         {token}", user["about"].as_str().unwrap_or(""));
+    if demo.is_some() {
+        println!("\nConcierge is running. Open the demo site: {url}/");
+    } else {
+        println!("\nConcierge is running at {url}/api/concierge/");
+    }
+    println!("  admin console: {url}/admin/    API description: {url}/api/concierge/openapi.json\n  stop: Ctrl-C\n");
+    if !users.is_empty() {
+        println!("Demo users of the demo platform (tokens valid 30 days; the console takes admin's):");
+        for user in &users {
+            println!(
+                "  {:<6} {}\n         {}",
+                user["sub"].as_str().unwrap_or(""),
+                user["about"].as_str().unwrap_or(""),
+                user["token"].as_str().unwrap_or("")
+            );
         }
         println!();
     }

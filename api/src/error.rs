@@ -94,17 +94,21 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// Every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `not_found`, `invalid_content`, `conversation_closed`...
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The input at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -118,10 +122,10 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let field = match &self {
-            ApiError::Validation { field, .. } => Some(*field),
+            ApiError::Validation { field, .. } => Some((*field).to_owned()),
             _ => None,
         };
-        let body = ErrorBody { error: ErrorDetail { code: self.code(), message, field } };
+        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message, field } };
         (status, Json(body)).into_response()
     }
 }

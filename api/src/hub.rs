@@ -19,10 +19,21 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     conversations: Arc<Mutex<HashMap<ConversationId, Channels>>>,
+    /// Every committed message of every conversation, for the admin console.
+    activity: broadcast::Sender<(ConversationId, i64)>,
 }
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self { conversations: Default::default(), activity: broadcast::channel(ACTIVITY_CAPACITY).0 }
+    }
+}
+
+/// Activity events a console may fall behind on before it skips some (it then reloads).
+const ACTIVITY_CAPACITY: usize = 1024;
 
 /// What the streams of one conversation listen to.
 struct Channels {
@@ -101,7 +112,15 @@ impl Hub {
         }
     }
 
+    /// Every conversation's new messages, as `(conversation, seq)`.
+    pub fn activity(&self) -> broadcast::Receiver<(ConversationId, i64)> {
+        self.activity.subscribe()
+    }
+
     fn dispatch(&self, event: events::Event) {
+        if let events::Event::Message { conversation_id, seq } = event {
+            let _ = self.activity.send((conversation_id, seq));
+        }
         let map = self.conversations.lock().expect("hub lock");
         let Some(channels) = map.get(&event.conversation_id()) else { return };
         match event {

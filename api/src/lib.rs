@@ -39,6 +39,7 @@ pub struct AppState {
 impl AppState {
     /// Everything the API needs, with the event listener already listening.
     pub async fn build(config: Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        concierge_shared::telemetry::prometheus();
         let secret = config.require_jwt_secret()?;
         let keys = Keys::new(secret, config.visitor_token_ttl, config.stream_token_ttl);
         let hub = Hub::default();
@@ -49,18 +50,66 @@ impl AppState {
 
 /// The API's routes. Paths are declared without a trailing slash; `serve` strips one.
 pub fn router(state: AppState) -> Router {
+    let (api, _) = routes::router();
     Router::new()
-        .nest("/api/concierge", routes::router())
+        .nest("/api/concierge", api.layer(cors()))
+        .merge(routes::pages())
         .merge(routes::health::router())
+        .route("/metrics", axum::routing::get(prometheus_metrics))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(record_request))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
             }),
         )
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn prometheus_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        concierge_shared::telemetry::render_prometheus(&state.pool).await,
+    )
+}
+
+/// Count requests and time them, by route pattern (not by path, which holds ids).
+async fn record_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("concierge_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("concierge_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The OpenAPI description of `/api/concierge`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::router().1
+}
+
+/// The widget runs on the host platform's pages, another origin. Credentials are bearer
+/// tokens, never cookies, so any origin may call.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
+        .expose_headers([HeaderName::from_static("idempotent-replayed")])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Serve `router` on `listener` until `shutdown` is cancelled, then drain open requests.

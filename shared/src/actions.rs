@@ -25,17 +25,20 @@ use crate::{
 };
 
 /// One action as written in `fixtures/initial_actions.json` and stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionDefinition {
     pub name: String,
     pub display_name: String,
     pub description: String,
+    /// A JSON Schema of the parameters.
+    #[schema(value_type = Object)]
     pub parameters: sqlx::types::Json<Value>,
     #[serde(default)]
     pub trigger_keywords: Vec<String>,
     pub handler: String,
     #[serde(default)]
+    #[schema(value_type = Option<HttpAction>)]
     pub http: Option<sqlx::types::Json<HttpAction>>,
     #[serde(default = "yes")]
     pub requires_user: bool,
@@ -50,7 +53,7 @@ fn yes() -> bool {
 }
 
 /// A declarative action.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAction {
     /// A path on the platform API, e.g. `/users/{user_id}/homework`.
@@ -301,17 +304,19 @@ pub async fn set_active(pool: &PgPool, name: &str, active: bool) -> sqlx::Result
 }
 
 /// One logged run.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ActionRun {
     pub id: Uuid,
     pub conversation_id: ConversationId,
     pub message_id: Option<MessageId>,
     pub action: String,
+    #[schema(value_type = Object)]
     pub params: sqlx::types::Json<Value>,
     pub requested_by: String,
     pub status: String,
     pub duration_ms: Option<i32>,
     pub result_summary: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub result: Option<sqlx::types::Json<Value>>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,

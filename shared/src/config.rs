@@ -47,6 +47,12 @@ pub struct Config {
     pub fixtures_dir: PathBuf,
     /// The support group in Telegram, when a bot is configured.
     pub telegram: Option<TelegramConfig>,
+    /// `CONCIERGE_METRICS_BIND`: where a worker process serves Prometheus `/metrics` (the API
+    /// serves its own on `CONCIERGE_BIND`).
+    pub metrics_bind: Option<SocketAddr>,
+    /// `CONCIERGE_ADMIN_TOKEN`: a static bearer token accepted as an administrator (for the
+    /// console where the platform issues no admin tokens); at least 24 characters.
+    pub admin_token: Option<String>,
     /// `CONCIERGE_WEBHOOK_SECRET`: what Telegram sends in `X-Telegram-Bot-Api-Secret-Token`;
     /// the webhook refuses every update while it is unset.
     pub webhook_secret: Option<String>,
@@ -240,7 +246,7 @@ impl Config {
             jwt_secret: var("CONCIERGE_JWT_SECRET"),
             data_dir: var("CONCIERGE_DATA_DIR").unwrap_or_else(|| ".concierge".into()).into(),
             knowledge_dir: var("CONCIERGE_KNOWLEDGE_DIR").unwrap_or_else(|| "knowledge".into()).into(),
-            db_max_connections: parse_var("CONCIERGE_DB_MAX_CONNECTIONS", "20")?,
+            db_max_connections: parse_var("CONCIERGE_DB_MAX_CONNECTIONS", "30")?,
             max_message_chars: parse_var("CONCIERGE_MAX_MESSAGE_CHARS", "4000")?,
             sse_heartbeat: Duration::from_secs(parse_var("CONCIERGE_SSE_HEARTBEAT_SECS", "15")?),
             stream_token_ttl: Duration::from_secs(parse_var("CONCIERGE_STREAM_TOKEN_TTL_SECS", "600")?),
@@ -256,6 +262,13 @@ impl Config {
             fixtures_dir: var("CONCIERGE_FIXTURES_DIR").unwrap_or_else(|| "fixtures".into()).into(),
             telegram: TelegramConfig::from_env(webhook_secret.as_deref())?,
             webhook_secret,
+            metrics_bind: var("CONCIERGE_METRICS_BIND")
+                .map(|bind| bind.parse().with_context(|| format!("CONCIERGE_METRICS_BIND={bind:?} is not host:port")))
+                .transpose()?,
+            admin_token: match var("CONCIERGE_ADMIN_TOKEN") {
+                Some(token) if token.len() < 24 => bail!("CONCIERGE_ADMIN_TOKEN must be at least 24 characters long"),
+                token => token,
+            },
         })
     }
 

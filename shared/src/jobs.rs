@@ -29,6 +29,7 @@ pub enum Queue {
     Escalate,
     TelegramSend,
     TelegramUpdate,
+    Metrics,
 }
 
 impl Queue {
@@ -39,6 +40,7 @@ impl Queue {
         Queue::Escalate,
         Queue::TelegramSend,
         Queue::TelegramUpdate,
+        Queue::Metrics,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -50,6 +52,7 @@ impl Queue {
             Queue::Escalate => "concierge::escalate",
             Queue::TelegramSend => "concierge::telegram-send",
             Queue::TelegramUpdate => "concierge::telegram-update",
+            Queue::Metrics => "concierge::metrics",
         }
     }
 
@@ -62,6 +65,7 @@ impl Queue {
             Queue::Escalate => "escalate",
             Queue::TelegramSend => "telegram-send",
             Queue::TelegramUpdate => "telegram-update",
+            Queue::Metrics => "metrics",
         }
     }
 
@@ -155,6 +159,22 @@ impl Job for TelegramUpdate {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.update_id.to_string())
+    }
+}
+
+/// Compute and store one day's conversation metrics. `cause` makes the job unique (the
+/// schedule slot or the admin's request).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ComputeMetrics {
+    pub day: chrono::NaiveDate,
+    pub cause: String,
+}
+
+impl Job for ComputeMetrics {
+    const QUEUE: Queue = Queue::Metrics;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("{}:{}", self.day, self.cause))
     }
 }
 

@@ -112,7 +112,7 @@ pub fn test_config(database_url: &str) -> Config {
         jwt_secret: Some(SECRET.to_owned()),
         data_dir: std::env::temp_dir(),
         knowledge_dir: knowledge_dir(),
-        db_max_connections: 10,
+        db_max_connections: 20,
         max_message_chars: 4000,
         sse_heartbeat: Duration::from_secs(15),
         stream_token_ttl: Duration::from_secs(600),
@@ -129,6 +129,8 @@ pub fn test_config(database_url: &str) -> Config {
         fixtures_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
         telegram: None,
         webhook_secret: None,
+        admin_token: None,
+        metrics_bind: None,
     }
 }
 
@@ -173,7 +175,7 @@ impl TestApp {
         let db_url = fresh_database().await;
         let mut config = test_config(&db_url);
         adjust(&mut config);
-        let pool = concierge_shared::db::connect(&db_url, 10).await.unwrap();
+        let pool = concierge_shared::db::connect(&db_url, 20).await.unwrap();
         let shutdown = CancellationToken::new();
         let state = concierge_api::AppState::build(config.clone(), pool.clone(), shutdown.clone()).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,7 +1,9 @@
 //! Integration tests of the whole system against a real PostgreSQL.
 
 mod actions;
+mod api_doc;
 mod bad_input;
+mod browser;
 mod conversations;
 mod fake_llm;
 mod fake_telegram;
@@ -11,6 +13,7 @@ mod jobs;
 mod knowledge;
 mod llm;
 mod messaging;
+mod metrics;
 mod ownership;
 mod processes;
 mod telegram;

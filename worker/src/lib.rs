@@ -6,7 +6,9 @@
 pub mod actions;
 pub mod engine;
 pub mod execute_action;
+mod job_metrics;
 pub mod llm;
+pub mod metrics;
 pub mod platform;
 pub mod process_message;
 pub mod reindex;
@@ -20,7 +22,9 @@ use apalis_postgres::PostgresStorage;
 use concierge_shared::{
     config::{Config, TelegramMode},
     db::worker_instances::{self, Instance},
-    jobs::{Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend, TelegramUpdate},
+    jobs::{
+        ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend, TelegramUpdate,
+    },
     knowledge::KnowledgeBase,
 };
 use sqlx::PgPool;
@@ -86,6 +90,7 @@ impl WorkerOptions {
 
 impl Context {
     pub async fn build(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
+        concierge_shared::telemetry::prometheus();
         let knowledge = KnowledgeBase::load(pool.clone()).await?;
         if knowledge.current().is_empty() {
             tracing::warn!(
@@ -133,6 +138,7 @@ macro_rules! register {
                         .poll_with_strategy(wakeup::<$job>(&ctx.pool)),
                 )
                 .catch_panic()
+                .layer(job_metrics::JobMetricsLayer::new(<$job as Job>::QUEUE.cli_name()))
                 .concurrency(concurrency)
                 .data(ctx.clone())
                 .build($handler)
@@ -168,7 +174,19 @@ pub async fn run(
             Queue::TelegramUpdate => {
                 register!(monitor, TelegramUpdate, ctx, config, name, concurrency, telegram::updates::handle)
             }
+            Queue::Metrics => register!(monitor, ComputeMetrics, ctx, config, name, 1, metrics::handle),
         };
+    }
+    if let Some(bind) = config.metrics_bind {
+        let (pool, shutdown) = (ctx.pool.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = serve_metrics(bind, pool, shutdown).await {
+                tracing::error!(error = format!("{error:#}"), "the metrics endpoint stopped");
+            }
+        });
+    }
+    if options.queues.contains(&Queue::Metrics) {
+        tokio::spawn(metrics::schedule(ctx.clone(), shutdown.clone()));
     }
     if let Some(telegram) = ctx.telegram.clone() {
         if options.queues.contains(&Queue::TelegramSend) {
@@ -242,4 +260,23 @@ fn storage_config<J: Job>(config: &Config) -> apalis_postgres::Config {
         .batch_size(10)
         .heartbeat_interval(config.worker_heartbeat)
         .missed_heartbeats(3)
+}
+
+/// Serve Prometheus `/metrics` for a worker process until `shutdown`.
+pub async fn serve_metrics(
+    bind: std::net::SocketAddr,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let pool = pool.clone();
+            async move { concierge_shared::telemetry::render_prometheus(&pool).await }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    tracing::info!("worker metrics on http://{}/metrics", listener.local_addr()?);
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+    Ok(())
 }

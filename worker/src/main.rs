@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(about = "Concierge job workers")]
 struct Args {
-    /// Comma-separated queues to run (process-message); default all.
+    /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
+    /// telegram-send, telegram-update, metrics); default all.
     #[arg(long, value_delimiter = ',')]
     queues: Vec<String>,
     /// Jobs of each queue run at once.

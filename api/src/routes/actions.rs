@@ -12,16 +12,17 @@ use serde_json::Value;
 use crate::{
     AppState,
     auth::{Admin, Caller},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
     routes::conversations::owned,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ActionOut {
     pub name: String,
     pub display_name: String,
     pub description: String,
+    #[schema(value_type = Object)]
     pub parameters: Value,
 }
 
@@ -31,6 +32,7 @@ impl From<ActionDefinition> for ActionOut {
     }
 }
 
+#[utoipa::path(get, path = "/conversations/{id}/actions", tag = "actions", summary = "The actions the caller may run here", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = Vec<ActionOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn list_conversation_actions(
     State(state): State<AppState>,
     caller: Caller,
@@ -41,14 +43,16 @@ pub async fn list_conversation_actions(
     Ok(JsonOut(available.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteIn {
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<Value>,
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id, action = %name), err(level = "debug"))]
+#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn execute_action(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,12 +76,13 @@ pub async fn execute_action(
     Ok((StatusCode::ACCEPTED, JsonOut(run)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminActionOut {
     #[serde(flatten)]
     pub definition: ActionDefinition,
 }
 
+#[utoipa::path(get, path = "/admin/actions", tag = "actions", summary = "Admin: every action definition", responses((status = 200, body = Vec<AdminActionOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
 pub async fn admin_list_actions(
     State(state): State<AppState>,
     _admin: Admin,
@@ -85,12 +90,13 @@ pub async fn admin_list_actions(
     Ok(JsonOut(actions::list(&state.pool).await?.into_iter().map(|definition| AdminActionOut { definition }).collect()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchActionIn {
     pub active: bool,
 }
 
+#[utoipa::path(patch, path = "/admin/actions/{name}", tag = "actions", summary = "Admin: switch an action on or off", params(("name" = String, Path, description = "The action")), request_body = PatchActionIn, responses((status = 200, body = AdminActionOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such action", body = ErrorBody)))]
 pub async fn admin_patch_action(
     State(state): State<AppState>,
     _admin: Admin,
@@ -104,13 +110,15 @@ pub async fn admin_patch_action(
     Ok(JsonOut(AdminActionOut { definition }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     pub limit: Option<i64>,
     pub action: Option<String>,
 }
 
+#[utoipa::path(get, path = "/admin/action-runs", tag = "actions", summary = "Admin: the action log", params(RunsQuery), responses((status = 200, body = Vec<ActionRun>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn admin_list_runs(
     State(state): State<AppState>,
     _admin: Admin,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     auth::{Caller, MaybeCaller, StreamToken},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
     routes::messages::MessageOut,
 };
@@ -23,7 +23,7 @@ use crate::{
 /// How many messages the detail view includes.
 const DETAIL_MESSAGES: i64 = 50;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationOut {
     pub id: ConversationId,
     pub status: ConversationStatus,
@@ -57,14 +57,14 @@ impl From<Conversation> for ConversationOut {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversationIn {
     pub page_url: Option<String>,
     pub page_title: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedConversationOut {
     #[serde(flatten)]
     pub conversation: ConversationOut,
@@ -75,6 +75,7 @@ pub struct CreatedConversationOut {
 }
 
 #[tracing::instrument(skip_all, err(level = "debug"))]
+#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn create_conversation(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -126,20 +127,22 @@ fn optional_text(value: Option<String>, field: &'static str, max_chars: usize) -
     Ok(Some(value))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationPageOut {
     pub items: Vec<ConversationOut>,
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/conversations", tag = "conversations", summary = "The caller's conversations, newest first", params(ListQuery), responses((status = 200, body = ConversationPageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn list_conversations(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,7 +168,7 @@ pub fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, ConversationId), Api
     Ok((at, id.parse().map_err(|_| invalid())?))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConversationDetailOut {
     #[serde(flatten)]
     pub conversation: ConversationOut,
@@ -175,6 +178,7 @@ pub struct ConversationDetailOut {
     pub has_earlier: bool,
 }
 
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", summary = "A conversation with its latest messages", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationDetailOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn get_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -196,6 +200,7 @@ pub async fn owned(state: &AppState, id: ConversationId, owner: &OwnerKey) -> Re
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+#[utoipa::path(post, path = "/conversations/{id}/close", tag = "conversations", summary = "Close the conversation (idempotent)", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn close_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -216,7 +221,7 @@ pub async fn close_conversation(
     Ok(JsonOut(owned(&state, id, &caller.owner).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateIn {
     pub rating: i16,
@@ -224,6 +229,7 @@ pub struct RateIn {
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+#[utoipa::path(post, path = "/conversations/{id}/rate", tag = "conversations", summary = "Rate the help, once", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = RateIn, responses((status = 200, body = ConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "Already rated, or nothing to rate yet", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn rate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -261,6 +267,7 @@ pub async fn rate_conversation(
 }
 
 /// A fresh stream token, for an EventSource whose token expired.
+#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn create_stream_token(
     State(state): State<AppState>,
     caller: Caller,

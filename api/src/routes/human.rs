@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::{
     AppState,
     auth::{Admin, Caller},
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
     routes::{
         conversations::{ConversationOut, owned},
@@ -31,6 +31,7 @@ use crate::{
 };
 
 /// `POST /conversations/{id}/escalate`: the user asks for a person.
+#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody)))]
 pub async fn escalate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,7 +61,7 @@ pub async fn escalate_conversation(
     Ok(JsonOut(owned(&state, id, &caller.owner).await?.into()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminConversationOut {
     #[serde(flatten)]
     pub conversation: ConversationOut,
@@ -86,21 +87,38 @@ impl From<Conversation> for AdminConversationOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AdminListQuery {
     pub mode: Option<String>,
     pub status: Option<String>,
+    pub rating: Option<i16>,
+    /// First day (YYYY-MM-DD, UTC) of creation.
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD, UTC) of creation, inclusive.
+    pub to: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A `YYYY-MM-DD` query parameter.
+pub fn parse_day(value: &str, field: &'static str) -> Result<chrono::NaiveDate, ApiError> {
+    chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|_| ApiError::validation("invalid_date", field, format!("{field} must be a date, YYYY-MM-DD")))
+}
+
+fn day_start(day: chrono::NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminPageOut {
     pub items: Vec<AdminConversationOut>,
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/admin/conversations", tag = "operators", summary = "Admin: conversations by latest activity, filtered", params(AdminListQuery), responses((status = 200, body = AdminPageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn admin_list_conversations(
     State(state): State<AppState>,
     _admin: Admin,
@@ -118,12 +136,24 @@ pub async fn admin_list_conversations(
         .map(str::parse::<ConversationStatus>)
         .transpose()
         .map_err(|_| ApiError::validation("invalid_status", "status", "status must be open or closed"))?;
+    if query.rating.is_some_and(|r| !(1..=5).contains(&r)) {
+        return Err(ApiError::validation("invalid_rating", "rating", "rating must be from 1 to 5"));
+    }
+    let from = query.from.as_deref().map(|d| parse_day(d, "from")).transpose()?;
+    let to = query.to.as_deref().map(|d| parse_day(d, "to")).transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::validation("invalid_limit", "limit", "limit must be between 1 and 200"));
     }
+    let filter = conversations::Filter {
+        mode,
+        status,
+        rating: query.rating,
+        from: from.map(day_start),
+        to: to.and_then(|d| d.succ_opt()).map(day_start),
+    };
     let before = query.cursor.as_deref().map(crate::routes::conversations::parse_cursor).transpose()?;
-    let mut page = conversations::list_all(&state.pool, mode, status, before, limit + 1).await?;
+    let mut page = conversations::list_all(&state.pool, &filter, before, limit + 1).await?;
     let has_more = page.len() as i64 > limit;
     page.truncate(limit as usize);
     let next_cursor =
@@ -131,7 +161,7 @@ pub async fn admin_list_conversations(
     Ok(JsonOut(AdminPageOut { items: page.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminDetailOut {
     #[serde(flatten)]
     pub conversation: AdminConversationOut,
@@ -140,8 +170,28 @@ pub struct AdminDetailOut {
     pub notes: Vec<Note>,
     /// The conversation's Telegram topic, if it has one.
     pub telegram_topic: Option<telegram::Topic>,
+    pub action_runs: Vec<concierge_shared::actions::ActionRun>,
+    /// The language-model calls made for the conversation (tokens, latency, outcome).
+    pub llm_calls: Vec<LlmCallOut>,
 }
 
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct LlmCallOut {
+    pub id: uuid::Uuid,
+    pub message_id: Option<uuid::Uuid>,
+    pub provider: String,
+    pub model: String,
+    pub purpose: String,
+    pub prompt_version: String,
+    pub prompt_tokens: i32,
+    pub completion_tokens: i32,
+    pub latency_ms: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/admin/conversations/{id}", tag = "operators", summary = "Admin: transcript, notes, topic, action runs and model calls", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminDetailOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn admin_get_conversation(
     State(state): State<AppState>,
     _admin: Admin,
@@ -154,10 +204,19 @@ pub async fn admin_get_conversation(
         messages: messages.into_iter().map(Into::into).collect(),
         notes: telegram::notes(&state.pool, id).await?,
         telegram_topic: telegram::topic(&state.pool, id).await?,
+        action_runs: concierge_shared::actions::conversation_runs(&state.pool, id).await?,
+        llm_calls: sqlx::query_as(
+            "SELECT id, message_id, provider, model, purpose, prompt_version, prompt_tokens, completion_tokens,
+                    latency_ms, outcome, error, created_at
+             FROM llm_calls WHERE conversation_id = $1 ORDER BY created_at LIMIT 500",
+        )
+        .bind(id)
+        .fetch_all(&state.pool)
+        .await?,
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyIn {
     pub content: String,
@@ -191,6 +250,7 @@ fn checked_content<'a>(state: &AppState, content: &'a str) -> Result<&'a str, Ap
 
 /// Reply as an operator: the message reaches the user's stream; the conversation is (or
 /// becomes) human-handled. Operators following the conversation in Telegram see it too.
+#[utoipa::path(post, path = "/admin/conversations/{id}/reply", tag = "operators", summary = "Admin: reply as an operator", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = ReplyIn, responses((status = 201, body = MessageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn admin_reply(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -209,6 +269,7 @@ pub async fn admin_reply(
 }
 
 /// Hand the conversation back to the AI.
+#[utoipa::path(post, path = "/admin/conversations/{id}/ai", tag = "operators", summary = "Admin: hand the conversation back to the AI", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody)))]
 pub async fn admin_hand_back(
     State(state): State<AppState>,
     _admin: Admin,
@@ -226,6 +287,7 @@ pub async fn admin_hand_back(
 }
 
 /// Close the conversation; the closing notice asks the user to rate.
+#[utoipa::path(post, path = "/admin/conversations/{id}/close", tag = "operators", summary = "Admin: close and ask the user to rate", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn admin_close(
     State(state): State<AppState>,
     _admin: Admin,
@@ -241,13 +303,14 @@ pub async fn admin_close(
     Ok(JsonOut(conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteIn {
     pub content: String,
 }
 
 /// An internal note: operators see it in the console and the transcript, the user never does.
+#[utoipa::path(post, path = "/admin/conversations/{id}/notes", tag = "operators", summary = "Admin: an internal note the user never sees", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = NoteIn, responses((status = 201, body = Vec<Note>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn admin_add_note(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -10,11 +10,11 @@ use uuid::Uuid;
 use crate::{
     AppState,
     auth::Admin,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{Path, Query},
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReindexRunOut {
     #[serde(flatten)]
     pub run: reindex_runs::ReindexRun,
@@ -24,6 +24,7 @@ pub struct ReindexRunOut {
 }
 
 /// Queue a reindex of the knowledge directory; requests made while one is queued join it.
+#[utoipa::path(post, path = "/knowledge/reindex", tag = "knowledge", summary = "Admin: reindex the knowledge directory", responses((status = 202, body = ReindexRunOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
 pub async fn request_reindex(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -33,6 +34,7 @@ pub async fn request_reindex(
     Ok((StatusCode::ACCEPTED, JsonOut(ReindexRunOut { run, joined: Some(!created) })))
 }
 
+#[utoipa::path(get, path = "/knowledge/reindex/{id}", tag = "knowledge", summary = "Admin: a reindex run and its report", params(("id" = uuid::Uuid, Path, description = "The run")), responses((status = 200, body = ReindexRunOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such run", body = ErrorBody)))]
 pub async fn get_reindex(
     State(state): State<AppState>,
     _admin: Admin,
@@ -42,14 +44,15 @@ pub async fn get_reindex(
     Ok(JsonOut(ReindexRunOut { run, joined: None }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     pub q: String,
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchOut {
     /// The knowledge version searched.
     pub version: i64,
@@ -58,7 +61,7 @@ pub struct SearchOut {
     pub hits: Vec<HitOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HitOut {
     pub chunk_id: String,
     pub path: String,
@@ -69,6 +72,7 @@ pub struct HitOut {
     pub text: String,
 }
 
+#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
     _admin: Admin,
@@ -115,4 +119,33 @@ async fn knowledge(state: &AppState) -> Result<Arc<KnowledgeBase>, ApiError> {
     // A reindex may have finished an instant ago: do not answer from an older version.
     kb.refresh().await?;
     Ok(kb.clone())
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DocumentOut {
+    pub path: String,
+    pub title: String,
+    pub category: String,
+    pub tags: Vec<String>,
+    pub updated: String,
+    pub chunks: i64,
+    pub version: i64,
+    pub indexed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The indexed documents, by path.
+#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<DocumentOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<JsonOut<Vec<DocumentOut>>, ApiError> {
+    Ok(JsonOut(
+        sqlx::query_as(
+            "SELECT d.path, d.title, d.category, d.tags, d.updated, d.version, d.indexed_at,
+                    (SELECT count(*) FROM knowledge_chunks c WHERE c.doc_path = d.path) AS chunks
+             FROM knowledge_documents d ORDER BY d.path",
+        )
+        .fetch_all(&state.pool)
+        .await?,
+    ))
 }

@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     auth::Caller,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
     routes::conversations::owned,
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageOut {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -30,6 +30,7 @@ pub struct MessageOut {
     pub seq: i64,
     pub role: MessageRole,
     pub content: String,
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
@@ -55,7 +56,7 @@ impl From<Message> for MessageOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessageIn {
     pub content: String,
@@ -66,6 +67,7 @@ pub struct PostMessageIn {
 const CLIENT_MESSAGE_ID_MAX: usize = 100;
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,15 +126,16 @@ pub async fn post_message(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
     /// Only messages with a greater sequence number.
     pub after: Option<i64>,
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessagePageOut {
     pub items: Vec<MessageOut>,
     /// Pass as `after` to get what follows.
@@ -140,6 +143,7 @@ pub struct MessagePageOut {
     pub has_more: bool,
 }
 
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "messages", summary = "Messages after a sequence number (polling)", params(("id" = uuid::Uuid, Path, description = "The conversation"), ListMessagesQuery), responses((status = 200, body = MessagePageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,46 +1,99 @@
 //! Route table. One module per resource, each exposing its handlers; DTOs are `XxxIn`/`XxxOut`.
 
 pub mod actions;
+pub mod admin_events;
 pub mod conversations;
 pub mod health;
 pub mod human;
 pub mod knowledge;
 pub mod messages;
+pub mod metrics;
+pub mod pages;
 pub mod stream;
 pub mod telegram;
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
+use axum::{Router, routing::get};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{AppState, error::ApiError};
 
-pub fn router() -> Router<AppState> {
+/// The JSON API and its OpenAPI description, built from the same declarations: each handler's
+/// `#[utoipa::path]` gives both its route and its documentation, so the two cannot drift.
+pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(conversations::create_conversation, conversations::list_conversations))
+        .routes(routes!(conversations::get_conversation))
+        .routes(routes!(conversations::close_conversation))
+        .routes(routes!(conversations::rate_conversation))
+        .routes(routes!(conversations::create_stream_token))
+        .routes(routes!(messages::post_message, messages::list_messages))
+        .routes(routes!(stream::stream_conversation))
+        .routes(routes!(actions::list_conversation_actions))
+        .routes(routes!(actions::execute_action))
+        .routes(routes!(human::escalate_conversation))
+        .routes(routes!(human::admin_list_conversations))
+        .routes(routes!(human::admin_get_conversation))
+        .routes(routes!(human::admin_reply))
+        .routes(routes!(human::admin_hand_back))
+        .routes(routes!(human::admin_close))
+        .routes(routes!(human::admin_add_note))
+        .routes(routes!(admin_events::admin_events))
+        .routes(routes!(metrics::get_metrics))
+        .routes(routes!(metrics::recompute))
+        .routes(routes!(actions::admin_list_actions))
+        .routes(routes!(actions::admin_patch_action))
+        .routes(routes!(actions::admin_list_runs))
+        .routes(routes!(knowledge::request_reindex))
+        .routes(routes!(knowledge::get_reindex))
+        .routes(routes!(knowledge::search_knowledge))
+        .routes(routes!(knowledge::list_documents))
+        .routes(routes!(telegram::webhook))
+        .split_for_parts();
+    openapi.paths.add_path_operation(
+        "/openapi.json",
+        vec![utoipa::openapi::HttpMethod::Get],
+        utoipa::openapi::path::OperationBuilder::new()
+            .tag("meta")
+            .summary(Some("This document"))
+            .response("200", utoipa::openapi::ResponseBuilder::new().description("The OpenAPI document")),
+    );
+    let document = openapi.clone();
+    let router = router.route("/openapi.json", get(move || async move { axum::Json(document) }));
+    (router, openapi)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Concierge",
+        description = "The support desk of Lectio: conversations with the AI and operators, actions, knowledge base, metrics. Authenticate with `Authorization: Bearer <token>`: a platform JWT, a visitor token, or the admin token.",
+    ),
+    servers((url = "/api/concierge")),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// What browsers load outside the JSON API.
+pub fn pages() -> Router<AppState> {
     Router::new()
-        .route("/conversations", post(conversations::create_conversation).get(conversations::list_conversations))
-        .route("/conversations/{id}", get(conversations::get_conversation))
-        .route("/conversations/{id}/close", post(conversations::close_conversation))
-        .route("/conversations/{id}/rate", post(conversations::rate_conversation))
-        .route("/conversations/{id}/stream-token", post(conversations::create_stream_token))
-        .route("/conversations/{id}/messages", post(messages::post_message).get(messages::list_messages))
-        .route("/conversations/{id}/stream", get(stream::stream_conversation))
-        .route("/conversations/{id}/actions", get(actions::list_conversation_actions))
-        .route("/conversations/{id}/actions/{name}/execute", post(actions::execute_action))
-        .route("/conversations/{id}/escalate", post(human::escalate_conversation))
-        .route("/admin/conversations", get(human::admin_list_conversations))
-        .route("/admin/conversations/{id}", get(human::admin_get_conversation))
-        .route("/admin/conversations/{id}/reply", post(human::admin_reply))
-        .route("/admin/conversations/{id}/ai", post(human::admin_hand_back))
-        .route("/admin/conversations/{id}/close", post(human::admin_close))
-        .route("/admin/conversations/{id}/notes", post(human::admin_add_note))
-        .route("/telegram/webhook", post(telegram::webhook))
-        .route("/admin/actions", get(actions::admin_list_actions))
-        .route("/admin/actions/{name}", axum::routing::patch(actions::admin_patch_action))
-        .route("/admin/action-runs", get(actions::admin_list_runs))
-        .route("/knowledge/reindex", post(knowledge::request_reindex))
-        .route("/knowledge/reindex/{id}", get(knowledge::get_reindex))
-        .route("/knowledge/search", get(knowledge::search_knowledge))
+        .route("/widget.js", get(pages::widget_js))
+        .route("/admin", get(pages::admin_console))
+        .route("/kb/{*path}", get(pages::knowledge_page))
 }
 
 pub async fn not_found() -> ApiError {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::{
     AppState, auth,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{Path, Query},
     hub::{Signal, Subscription},
     routes::{conversations::owned, messages::MessageOut},
@@ -32,8 +32,9 @@ use crate::{
 /// Rows read per database round trip while catching up.
 const BATCH: i64 = 200;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// A stream token from `POST .../stream-token` or the create response.
     pub token: Option<String>,
@@ -41,6 +42,7 @@ pub struct StreamQuery {
     pub after: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
 pub async fn stream_conversation(
     State(state): State<AppState>,
     Path(id): Path<ConversationId>,
@@ -61,6 +63,7 @@ pub async fn stream_conversation(
     let subscription = state.hub.subscribe(id);
     let stream = futures::stream::unfold(
         StreamState {
+            _gauge: ClientGauge::new(),
             state: state.clone(),
             conversation: id,
             last_seq: after,
@@ -90,12 +93,29 @@ fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError
 }
 
 struct StreamState {
+    /// Counts this stream in `concierge_sse_clients` while it lives.
+    _gauge: ClientGauge,
     state: AppState,
     conversation: ConversationId,
     last_seq: i64,
     pending: VecDeque<Event>,
     subscription: Subscription,
     first: bool,
+}
+
+struct ClientGauge;
+
+impl ClientGauge {
+    fn new() -> Self {
+        metrics::gauge!("concierge_sse_clients").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("concierge_sse_clients").decrement(1.0);
+    }
 }
 
 async fn next_event(mut s: StreamState) -> Option<(Result<Event, Infallible>, StreamState)> {

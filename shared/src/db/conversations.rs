@@ -189,11 +189,22 @@ pub async fn set_human_mode(conn: &mut PgConnection, id: ConversationId, reason:
     Ok(())
 }
 
-/// A page of all conversations for operators, newest activity first, optionally filtered.
+/// What operators filter conversations by.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub mode: Option<ConversationMode>,
+    pub status: Option<ConversationStatus>,
+    pub rating: Option<i16>,
+    /// Created on or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A page of all conversations for operators, newest activity first, filtered.
 pub async fn list_all(
     db: impl PgExecutor<'_>,
-    mode: Option<ConversationMode>,
-    status: Option<ConversationStatus>,
+    filter: &Filter,
     before: Option<(DateTime<Utc>, ConversationId)>,
     limit: i64,
 ) -> sqlx::Result<Vec<Conversation>> {
@@ -203,11 +214,16 @@ pub async fn list_all(
         columns!(),
         " FROM conversations
          WHERE ($1::text IS NULL OR mode = $1) AND ($2::text IS NULL OR status = $2)
-           AND ($3::timestamptz IS NULL OR (updated_at, id) < ($3, $4))
-         ORDER BY updated_at DESC, id DESC LIMIT $5"
+           AND ($3::smallint IS NULL OR rating = $3)
+           AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)
+           AND ($6::timestamptz IS NULL OR (updated_at, id) < ($6, $7))
+         ORDER BY updated_at DESC, id DESC LIMIT $8"
     ))
-    .bind(mode)
-    .bind(status)
+    .bind(filter.mode)
+    .bind(filter.status)
+    .bind(filter.rating)
+    .bind(filter.from)
+    .bind(filter.to)
     .bind(before_at)
     .bind(before_id)
     .bind(limit)

@@ -12,7 +12,7 @@ use crate::{
     knowledge::store::ReindexReport,
 };
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ReindexRun {
     pub id: Uuid,
     pub status: String,
@@ -20,6 +20,7 @@ pub struct ReindexRun {
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
     pub failure: Option<String>,
 }

@@ -16,7 +16,7 @@ use crate::{
     jobs::{self, TelegramSend, TelegramUpdate},
 };
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Topic {
     pub conversation_id: ConversationId,
     pub chat_id: i64,
@@ -473,7 +473,7 @@ pub async fn linked_message(
         .await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Note {
     pub id: uuid::Uuid,
     pub author: String,

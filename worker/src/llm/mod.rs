@@ -575,6 +575,11 @@ async fn insert_call(
     error: Option<&str>,
     latency_ms: i64,
 ) -> sqlx::Result<()> {
+    metrics::counter!("concierge_llm_calls_total", "purpose" => purpose.to_owned(), "outcome" => outcome.to_owned())
+        .increment(1);
+    metrics::counter!("concierge_llm_tokens_total")
+        .increment(usage.prompt_tokens as u64 + usage.completion_tokens as u64);
+    metrics::histogram!("concierge_llm_call_duration_seconds").record(latency_ms as f64 / 1000.0);
     sqlx::query(
         "INSERT INTO llm_calls (id, message_id, conversation_id, provider, model, purpose, prompt_version,
              prompt_tokens, completion_tokens, latency_ms, outcome, error)

@@ -35,12 +35,13 @@ pub async fn run(ctx: Context, telegram: Arc<Telegram>, shutdown: CancellationTo
 }
 
 /// Wait to be the one poller, then poll until shutdown. The lock lives as long as the
-/// connection holding it.
+/// connection holding it: a connection of its own, so that the pool keeps all of its.
 async fn poll_while_elected(ctx: &Context, telegram: &Telegram, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let mut lock = ctx.pool.acquire().await?;
+    use sqlx::Connection;
+    let mut lock = sqlx::PgConnection::connect_with(&ctx.pool.connect_options()).await?;
     loop {
         let elected: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(POLLER_LOCK).fetch_one(&mut *lock).await?;
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(POLLER_LOCK).fetch_one(&mut lock).await?;
         if elected {
             break;
         }
@@ -73,7 +74,7 @@ async fn poll_while_elected(ctx: &Context, telegram: &Telegram, shutdown: &Cance
                 }
                 tx.commit().await?;
                 // Keep the election connection alive and checked.
-                sqlx::query("SELECT 1").execute(&mut *lock).await?;
+                sqlx::query("SELECT 1").execute(&mut lock).await?;
             }
             Err(RequestError::RetryAfter(seconds)) => {
                 tokio::select! {
@@ -91,6 +92,6 @@ async fn poll_while_elected(ctx: &Context, telegram: &Telegram, shutdown: &Cance
             }
         }
     }
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(POLLER_LOCK).execute(&mut *lock).await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(POLLER_LOCK).execute(&mut lock).await?;
     Ok(())
 }

@@ -1,0 +1,381 @@
+//! The widget and the admin console in headless Chromium, against the all-in-one binary run as
+//! a process (demo site, demo platform, the fake Bot API standing in for Telegram).
+//!
+//! Chromium and chromedriver come from Debian's `chromium` and `chromium-driver`; they are
+//! installed with apt when missing.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::{
+    fake_telegram::{CHAT_ID, FakeTelegram, OPERATOR_ID, TOKEN, operator_user, text_update},
+    helpers::{SECRET, fresh_database, knowledge_dir, user_token},
+};
+
+const WEBHOOK_SECRET: &str = "browser-webhook-secret-42";
+const ADMIN_TOKEN: &str = "browser-admin-token-0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// JavaScript helpers to reach into the widget's shadow root.
+const PRELUDE: &str = r#"
+const root = () => { const host = document.querySelector('#lectio-concierge'); return host && host.shadowRoot; };
+const q = (selector) => { const r = root(); return r ? r.querySelector(selector) : null; };
+const qa = (selector) => { const r = root(); return r ? Array.from(r.querySelectorAll(selector)) : []; };
+const messages = () => qa('[data-testid=message]').map((m) => ({
+  role: m.dataset.role, id: m.dataset.id || null, seq: m.dataset.seq ? Number(m.dataset.seq) : null,
+  text: m.textContent, links: Array.from(m.querySelectorAll('a')).map((a) => a.getAttribute('href')),
+  images: m.querySelectorAll('img').length,
+}));
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn on_path(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Debian's Chromium and its driver, installed on first use.
+fn ensure_chromium() {
+    if on_path("chromedriver") && on_path("chromium") {
+        return;
+    }
+    let status = std::process::Command::new("sh")
+        .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver"])
+        .status()
+        .expect("running apt-get");
+    assert!(status.success() && on_path("chromedriver"), "installing chromium and chromium-driver with apt failed");
+}
+
+struct Browser {
+    client: Client,
+    _driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        // Several TLS backends are linked in; the driver connection (plain HTTP) needs one chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        tokio::task::spawn_blocking(ensure_chromium).await.unwrap();
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting chromedriver");
+        let capabilities: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "goog:chromeOptions": {
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+            }
+        }))
+        .unwrap();
+        let deadline = Instant::now() + WAIT;
+        let client = loop {
+            match ClientBuilder::rustls()
+                .expect("a TLS setup")
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "chromedriver did not start: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        Self { client, _driver: driver }
+    }
+
+    async fn js(&self, body: &str, args: Vec<Value>) -> Value {
+        self.client.execute(&format!("{PRELUDE}\n{body}"), args).await.unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// Wait until `body` returns something truthy; returns it.
+    async fn until(&self, what: &str, body: &str, args: Vec<Value>) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.js(body, args.clone()).await;
+            let truthy = match &value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::Array(a) => !a.is_empty(),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let seen = self.js("return messages();", vec![]).await;
+                panic!("timed out waiting for {what}; the widget shows {seen:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn open_widget(&self) {
+        self.until("the launcher", "return !!q('[data-testid=launcher]');", vec![]).await;
+        self.js(
+            "const panel = q('[data-testid=panel]'); if (panel.hidden) q('[data-testid=launcher]').click(); return true;",
+            vec![],
+        )
+        .await;
+        self.until("the open panel", "return !q('[data-testid=panel]').hidden;", vec![]).await;
+    }
+
+    async fn say(&self, text: &str) {
+        self.js(
+            "const input = q('[data-testid=input]'); input.value = arguments[0];
+             input.dispatchEvent(new Event('input', { bubbles: true })); q('[data-testid=send]').click(); return true;",
+            vec![json!(text)],
+        )
+        .await;
+    }
+
+    async fn messages(&self) -> Vec<Value> {
+        self.js("return messages();", vec![]).await.as_array().cloned().unwrap_or_default()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+/// The all-in-one binary with the demo site, Telegram pointed at the fake.
+async fn start_concierge(fake: &FakeTelegram) -> (Child, String) {
+    let database_url = fresh_database().await;
+    let port = free_port();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-{port}"));
+    let child = Command::new(env!("CARGO_BIN_EXE_concierge"))
+        .env("DATABASE_URL", &database_url)
+        .env("CONCIERGE_BIND", format!("127.0.0.1:{port}"))
+        .env("CONCIERGE_JWT_SECRET", SECRET)
+        .env("CONCIERGE_DATA_DIR", &data_dir)
+        .env("CONCIERGE_KNOWLEDGE_DIR", knowledge_dir())
+        .env("CONCIERGE_FIXTURES_DIR", root.join("fixtures"))
+        .env("CONCIERGE_PROMPTS_DIR", root.join("prompts"))
+        .env("CONCIERGE_AI_PROVIDER", "offline")
+        .env("CONCIERGE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SUPPORT_BOT_TOKEN", TOKEN)
+        .env("SUPPORT_NOTIFICATIONS_CHAT_ID", CHAT_ID.to_string())
+        .env("CONCIERGE_TELEGRAM_API_URL", &fake.url)
+        .env("CONCIERGE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("CONCIERGE_TELEGRAM_OPERATORS", OPERATOR_ID.to_string())
+        .env("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", "6000")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting concierge");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "concierge did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, base)
+}
+
+#[tokio::test]
+async fn the_widget_and_the_console_work_in_chromium() {
+    let fake = FakeTelegram::start().await;
+    let (_concierge, base) = start_concierge(&fake).await;
+    let http = reqwest::Client::new();
+    let browser = Browser::start().await;
+
+    // Signed in as Anna on the demo site.
+    browser.client.goto(&format!("{base}/")).await.unwrap();
+    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
+    browser
+        .js(
+            "const select = document.getElementById('login-as'); select.value = 'anna';
+             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![],
+        )
+        .await;
+    browser.open_widget().await;
+
+    // A question gets an answer that cites its document.
+    browser.say("Как оплатить подписку?").await;
+    browser
+        .until(
+            "a cited answer",
+            "return messages().some((m) => m.role === 'assistant' && m.links.some((href) => href.includes('/kb/')));",
+            vec![],
+        )
+        .await;
+    let answer = browser.messages().await.into_iter().find(|m| m["role"] == "assistant").unwrap();
+    let source =
+        answer["links"].as_array().unwrap().iter().find_map(|l| l.as_str().filter(|l| l.contains("/kb/"))).unwrap();
+    let page = http.get(if source.starts_with("http") { source.to_owned() } else { format!("{base}{source}") });
+    assert_eq!(page.send().await.unwrap().status(), StatusCode::OK, "the cited document opens");
+
+    // An action runs and reports.
+    browser.say("Проверь мой Zoom").await;
+    browser
+        .until(
+            "the Zoom check",
+            "return messages().some((m) => m.role === 'assistant' && m.text.includes('Zoom') && m.text !== '');",
+            vec![],
+        )
+        .await;
+
+    // Markup in a message stays text.
+    let attack = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script>";
+    browser.say(attack).await;
+    browser
+        .until("the attack shown as text", "return messages().some((m) => m.text.includes('<img src=x'));", vec![])
+        .await;
+    let inert = browser
+        .js("return window.__xss === undefined && messages().every((m) => m.images === 0) && !root().querySelector('script');", vec![])
+        .await;
+    assert_eq!(inert, json!(true), "the XSS attempt must stay inert");
+    browser.screenshot("widget.png").await;
+
+    // A reload keeps the conversation.
+    let before = browser.messages().await.len();
+    browser.client.refresh().await.unwrap();
+    browser.open_widget().await;
+    browser
+        .until(
+            "the restored conversation",
+            "return messages().length >= arguments[0] && messages().some((m) => m.text.includes('Как оплатить подписку?'));",
+            vec![json!(before)],
+        )
+        .await;
+
+    // A cut stream loses and doubles nothing.
+    browser.js("window.LectioConcierge.debug.dropStream(); return true;", vec![]).await;
+    browser.say("Спасибо!").await;
+    browser
+        .until(
+            "the reply after the cut",
+            "const all = messages(); const last = all[all.length - 1]; return last && last.role === 'assistant' && all.some((m) => m.text.includes('Спасибо!'));",
+            vec![],
+        )
+        .await;
+    let shown = browser.messages().await;
+    let stored: Vec<&Value> = shown.iter().filter(|m| m["id"].is_string()).collect();
+    let mut ids: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let seqs: Vec<i64> = stored.iter().filter_map(|m| m["seq"].as_i64()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), stored.len(), "no message shown twice: {shown:#?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "messages in order: {seqs:?}");
+    let conversations: Value = http
+        .get(format!("{base}/api/concierge/conversations/"))
+        .bearer_auth(user_token("anna"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conversation_id = conversations["items"][0]["id"].as_str().unwrap().to_owned();
+    let last_seq = conversations["items"][0]["last_seq"].as_i64().unwrap();
+    assert_eq!(stored.len() as i64, last_seq, "every stored message is shown once");
+
+    // Calling an operator opens a topic; the operator's reply appears live.
+    browser.js("q('[data-testid=escalate]').click(); return true;", vec![]).await;
+    browser
+        .until(
+            "the hand-over notice",
+            "return messages().some((m) => m.role === 'system' && m.text.includes('оператор'));",
+            vec![],
+        )
+        .await;
+    fake.wait_for("the topic", |f| !f.accepted("createForumTopic").is_empty()).await;
+    let thread: i64 = {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(thread) = fake.accepted("sendMessage").iter().find_map(|m| m["message_thread_id"].as_i64()) {
+                break thread;
+            }
+            assert!(Instant::now() < deadline, "no card was posted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let reply = text_update(9001, 7001, thread, operator_user(), "Здравствуйте, Анна! Я Ольга, помогу.");
+    let status = http
+        .post(format!("{base}/api/concierge/telegram/webhook/"))
+        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+        .json(&reply)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    browser
+        .until(
+            "the operator's reply",
+            "return messages().some((m) => m.role === 'operator' && m.text.includes('Я Ольга, помогу') && m.text.includes('Ольга'));",
+            vec![],
+        )
+        .await;
+
+    // The console lists the conversation and shows the metrics.
+    let recompute = http
+        .post(format!("{base}/api/concierge/admin/metrics/recompute/"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "from": chrono::Utc::now().date_naive().to_string(), "to": chrono::Utc::now().date_naive().to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recompute.status(), StatusCode::ACCEPTED);
+    browser.client.goto(&format!("{base}/admin/?token={ADMIN_TOKEN}")).await.unwrap();
+    browser
+        .until(
+            "the conversation in the console",
+            "return !!document.querySelector(`[data-testid=conversation-row][data-id=\"${arguments[0]}\"]`);",
+            vec![json!(conversation_id)],
+        )
+        .await;
+    browser.screenshot("console.png").await;
+    browser
+        .js(
+            "const tab = Array.from(document.querySelectorAll('button, a, [role=tab]')).find((el) => /Метрики/.test(el.textContent)); tab.click(); return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .until("the metric cards", "return document.querySelectorAll('[data-testid=metric-card]').length > 0;", vec![])
+        .await;
+    browser.screenshot("metrics.png").await;
+    let metrics: Value = http
+        .get(format!("{base}/api/concierge/admin/metrics/"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(metrics["totals"]["conversations"].as_i64().unwrap() >= 1, "{metrics:#}");
+    assert!(metrics["totals"]["escalated"].as_i64().unwrap() >= 1, "{metrics:#}");
+    let prometheus = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(prometheus.contains("concierge_http_requests_total"), "{prometheus}");
+    assert!(prometheus.contains("concierge_jobs_total"), "{prometheus}");
+    browser.client.close().await.unwrap();
+}

@@ -1,0 +1,63 @@
+//! Conversation metrics from real conversations: the job computes a day, the API serves it.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, platform_token, user_token};
+
+#[tokio::test]
+async fn the_metrics_job_counts_what_the_ai_solved_and_what_went_to_people() {
+    let app = TestApp::spawn_with_worker().await;
+    let admin =
+        platform_token(json!({ "sub": "op", "name": "Ольга", "role": "admin", "exp": crate::helpers::now() + 600 }));
+
+    let solved = app.open(Some(&user_token("anna"))).await;
+    let mut sse = app.stream(&solved, None).await;
+    app.say(&solved, "Как оплатить подписку?").await;
+    sse.next_from("assistant").await;
+    let (status, _) =
+        app.post(Some(&solved.bearer), &format!("/conversations/{}/rate", solved.id), json!({ "rating": 5 })).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let escalated = app.open(None).await;
+    let mut sse = app.stream(&escalated, None).await;
+    app.say(&escalated, "Позовите оператора").await;
+    sse.next_from("system").await;
+    let (status, _) = app
+        .post(
+            Some(&admin),
+            &format!("/admin/conversations/{}/reply", escalated.id),
+            json!({ "content": "Здравствуйте!" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (status, queued) =
+        app.post(Some(&admin), "/admin/metrics/recompute", json!({ "from": today, "to": today })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let day = loop {
+        let (_, metrics) = app.get(Some(&admin), &format!("/admin/metrics?from={today}&to={today}")).await;
+        if let Some(day) = metrics["days"].as_array().and_then(|days| days.first()).filter(|d| d["conversations"] == 2)
+        {
+            break day.clone();
+        }
+        assert!(Instant::now() < deadline, "the day was not computed: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(day["ai_resolved"], 1, "{day}");
+    assert_eq!(day["escalated"], 1, "{day}");
+    assert_eq!(day["rated"], 1);
+    assert_eq!(day["avg_rating"], 5.0);
+    assert_eq!(day["messages"], 2);
+    assert!(day["first_reply_p50_ms"].as_f64().unwrap() > 0.0, "{day}");
+    assert!(day["first_human_reply_p50_ms"].as_f64().is_some(), "{day}");
+
+    let (status, body) = app.get(Some(&admin), "/admin/metrics?from=2026-13-01").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = app.get(Some(&user_token("anna")), "/admin/metrics").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
