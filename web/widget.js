@@ -34,6 +34,7 @@
   const REQUEST_TIMEOUT_MS = 15000;
   const POLL_INTERVAL_MS = 2000;
   const POLL_PAGE_SIZE = 100;
+  const MAX_HISTORY = 1000;
   const STREAM_RETRY_MS = 30000;
   const STREAM_MAX_FAILURES = 3;
   const BACKOFF_BASE_MS = 1000;
@@ -1167,10 +1168,24 @@
         return;
       }
       this.adopt(detail);
-      (detail.messages || []).forEach((message) => this.acceptMessage(message, false));
+      const latest = detail.messages || [];
+      if (detail.has_earlier && latest.length) await this.loadEarlier(detail.id, latest[0].seq);
+      latest.forEach((message) => this.acceptMessage(message, false));
       if (this.conversation.status === 'open') this.startFeed(null);
       this.forceScroll = true;
       this.render();
+    }
+
+    // The history before the latest messages, page by page, up to MAX_HISTORY messages.
+    async loadEarlier(id, beforeSeq) {
+      let after = Math.max(0, beforeSeq - 1 - MAX_HISTORY);
+      while (after < beforeSeq - 1) {
+        const page = await this.api.listMessages(id, after);
+        const items = (page.items || []).filter((message) => message.seq < beforeSeq);
+        items.forEach((message) => this.acceptMessage(message, false));
+        if (!page.has_more || items.length === 0 || page.last_seq <= after) return;
+        after = page.last_seq;
+      }
     }
 
     async create() {

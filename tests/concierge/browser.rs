@@ -335,6 +335,63 @@ async fn the_widget_and_the_console_work_in_chromium() {
         )
         .await;
 
+    // A long conversation comes back whole, not only its latest page.
+    let long = http
+        .post(format!("{base}/api/concierge/conversations/"))
+        .bearer_auth(user_token("boris"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let long_id = long["id"].as_str().unwrap().to_owned();
+    for n in 0..30 {
+        let status = http
+            .post(format!("{base}/api/concierge/conversations/{long_id}/messages/"))
+            .bearer_auth(user_token("boris"))
+            .json(&json!({ "content": "Спасибо!", "client_message_id": format!("thanks-{n}") }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let deadline = Instant::now() + WAIT;
+    let long_seq = loop {
+        let detail: Value = http
+            .get(format!("{base}/api/concierge/conversations/{long_id}/"))
+            .bearer_auth(user_token("boris"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["last_seq"].as_i64().unwrap() >= 60 {
+            break detail["last_seq"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the long conversation was not answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    browser
+        .js(
+            "localStorage.setItem(`lectio-concierge:${location.origin}/api/concierge:user:boris`, JSON.stringify({ conversation_id: arguments[0] }));
+             const select = document.getElementById('login-as'); select.value = 'boris';
+             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![json!(long_id)],
+        )
+        .await;
+    browser.open_widget().await;
+    browser
+        .until(
+            "the whole long conversation",
+            "return messages().filter((m) => m.id).length === arguments[0];",
+            vec![json!(long_seq)],
+        )
+        .await;
+
     // The console lists the conversation and shows the metrics.
     let recompute = http
         .post(format!("{base}/api/concierge/admin/metrics/recompute/"))
