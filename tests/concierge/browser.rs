@@ -409,6 +409,19 @@ async fn the_widget_and_the_console_work_in_chromium() {
             vec![json!(conversation_id)],
         )
         .await;
+    browser
+        .js(
+            "document.querySelector(`[data-testid=conversation-row][data-id=\"${arguments[0]}\"]`).click(); return true;",
+            vec![json!(conversation_id)],
+        )
+        .await;
+    browser
+        .until(
+            "the transcript in the console",
+            "const detail = document.querySelector('[data-testid=conversation-detail]'); return !!detail && detail.textContent.includes('Я Ольга, помогу');",
+            vec![],
+        )
+        .await;
     browser.screenshot("console.png").await;
     browser
         .js(
