@@ -392,6 +392,36 @@ async fn the_widget_and_the_console_work_in_chromium() {
         )
         .await;
 
+    // Written offline, sent once when the connection is back.
+    browser
+        .js(
+            "window.__fetch = window.fetch; window.fetch = () => Promise.reject(new TypeError('Failed to fetch'));
+             window.dispatchEvent(new Event('offline')); return true;",
+            vec![],
+        )
+        .await;
+    browser.say("Написано без сети").await;
+    browser.until("the offline banner", "const s = q('[data-testid=status]'); return !!s && !s.hidden;", vec![]).await;
+    browser.js("window.fetch = window.__fetch; window.dispatchEvent(new Event('online')); return true;", vec![]).await;
+    browser
+        .until(
+            "the offline message delivered",
+            "return messages().some((m) => m.id && m.role === 'user' && m.text.includes('Написано без сети'));",
+            vec![],
+        )
+        .await;
+    let history: Value = http
+        .get(format!("{base}/api/concierge/conversations/{long_id}/messages/?after=0&limit=200"))
+        .bearer_auth(user_token("boris"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let copies = history["items"].as_array().unwrap().iter().filter(|m| m["content"] == "Написано без сети").count();
+    assert_eq!(copies, 1, "sent once");
+
     // The console lists the conversation and shows the metrics.
     let recompute = http
         .post(format!("{base}/api/concierge/admin/metrics/recompute/"))
