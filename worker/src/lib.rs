@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod platform;
 pub mod process_message;
 pub mod reindex;
+mod retry;
 pub mod telegram;
 mod wakeup;
 

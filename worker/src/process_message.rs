@@ -28,6 +28,7 @@ use crate::{
     Context,
     engine::{self, Decision},
     llm::{self, DecisionInfo},
+    retry::Backoff,
 };
 
 /// Messages of context the engine sees.
@@ -38,21 +39,10 @@ pub async fn handle(job: ProcessMessage, ctx: Data<Context>, attempt: Attempt) -
     // Attempts already spent by earlier runs of this job (a worker that died holding it).
     let spent = attempt.current() as u32;
     let budget = ctx.max_attempts.saturating_sub(spent).max(1);
-    let mut delay = Duration::from_millis(200);
-    for try_number in 1..=budget {
-        match process(&ctx, &job).await {
-            Ok(()) => return Ok(()),
-            Err(error) if try_number < budget => {
-                tracing::warn!(error = format!("{error:#}"), try_number, ?delay, "processing failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "processing failed for good");
-                report_failure(&ctx, &job).await.context("posting the failure notice")?;
-                return Ok(());
-            }
-        }
+    let backoff = Backoff { tries: budget, first: Duration::from_millis(200), max: Duration::from_secs(10) };
+    if let Err(error) = backoff.run("processing", |_| false, || process(&ctx, &job)).await {
+        tracing::error!(error = format!("{error:#}"), "processing failed for good");
+        report_failure(&ctx, &job).await.context("posting the failure notice")?;
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 use crate::{
     Context,
+    retry::Backoff,
     telegram::{SendError, Telegram, outbox, split_text},
 };
 
@@ -42,23 +43,16 @@ pub async fn handle(job: Escalate, ctx: Data<Context>) -> Result<(), BoxDynError
         // Without Telegram the conversation waits for operators in the console API.
         return Ok(());
     };
-    let mut delay = Duration::from_secs(1);
-    for try_number in 1..=ctx.max_attempts.max(1) {
-        match escalate(&ctx, &telegram, &job).await {
-            Ok(()) => return Ok(()),
-            Err(SendError::Refused(error)) => {
-                tracing::error!(%error, "Telegram refused the escalation");
-                return Err(error.into());
-            }
-            Err(error) if try_number < ctx.max_attempts => {
-                tracing::warn!(%error, try_number, ?delay, "escalating to Telegram failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-            Err(error) => return Err(error.to_string().into()),
+    let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_secs(1), max: Duration::from_secs(30) };
+    let refused = |error: &SendError| matches!(error, SendError::Refused(_));
+    match backoff.run("escalating to Telegram", refused, || escalate(&ctx, &telegram, &job)).await {
+        Ok(()) => Ok(()),
+        Err(SendError::Refused(error)) => {
+            tracing::error!(%error, "Telegram refused the escalation");
+            Err(error.into())
         }
+        Err(error) => Err(error.to_string().into()),
     }
-    Ok(())
 }
 
 /// Open (or find) the topic, queue this escalation's card, send what is pending.

@@ -14,6 +14,7 @@ use teloxide::types::InlineKeyboardMarkup;
 
 use crate::{
     Context,
+    retry::Backoff,
     telegram::{SendError, Telegram},
 };
 
@@ -26,20 +27,12 @@ pub async fn handle(job: TelegramSend, ctx: Data<Context>) -> Result<(), BoxDynE
         tracing::warn!("a Telegram post is queued but Telegram is not configured; it stays queued");
         return Ok(());
     };
-    let mut delay = Duration::from_secs(1);
-    for try_number in 1..=ctx.max_attempts.max(1) {
-        match deliver(&ctx, &telegram, job.conversation_id).await {
-            Ok(()) => return Ok(()),
-            Err(error) if try_number < ctx.max_attempts => {
-                tracing::warn!(%error, try_number, ?delay, "sending to Telegram failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-            Err(error) => {
-                // The posts stay pending; the sweep queues this topic again in a minute.
-                tracing::error!(%error, "sending to Telegram keeps failing; the sweep will try again");
-            }
-        }
+    let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_secs(1), max: Duration::from_secs(30) };
+    if let Err(error) =
+        backoff.run("sending to Telegram", |_| false, || deliver(&ctx, &telegram, job.conversation_id)).await
+    {
+        // The posts stay pending; the sweep queues this topic again in a minute.
+        tracing::error!(%error, "sending to Telegram keeps failing; the sweep will try again");
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ use teloxide::{
 
 use crate::{
     Context,
+    retry::Backoff,
     telegram::{SendError, Telegram},
 };
 
@@ -39,21 +40,12 @@ pub async fn handle(job: TelegramUpdate, ctx: Data<Context>) -> Result<(), BoxDy
         store::finish_update(&ctx.pool, job.update_id, "ignored: Telegram is not configured").await?;
         return Ok(());
     };
-    let mut delay = Duration::from_millis(500);
-    for try_number in 1..=ctx.max_attempts.max(1) {
-        match process(&ctx, &telegram, job.update_id).await {
-            Ok(()) => return Ok(()),
-            Err(error) if try_number < ctx.max_attempts => {
-                tracing::warn!(%error, try_number, ?delay, "handling a Telegram update failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(error) => {
-                tracing::error!(%error, "handling a Telegram update failed for good");
-                store::finish_update(&ctx.pool, job.update_id, &format!("failed: {error}")).await?;
-                return Ok(());
-            }
-        }
+    let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_millis(500), max: Duration::from_secs(10) };
+    if let Err(error) =
+        backoff.run("handling a Telegram update", |_| false, || process(&ctx, &telegram, job.update_id)).await
+    {
+        tracing::error!(%error, "handling a Telegram update failed for good");
+        store::finish_update(&ctx.pool, job.update_id, &format!("failed: {error}")).await?;
     }
     Ok(())
 }

@@ -1,0 +1,40 @@
+//! Retrying a job's work in place, with exponential backoff, before the job gives up.
+
+use std::{fmt::Display, future::Future, time::Duration};
+
+/// How often a job tries its work, and how long it waits in between.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// At least one try is made.
+    pub tries: u32,
+    /// The first wait; each later one is twice as long, at most `max`.
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Run `work` until it succeeds, fails in a way `hopeless` says no retry can mend, or the
+    /// tries are spent. Returns the last error.
+    pub async fn run<T, E, F, Fut>(self, what: &str, hopeless: impl Fn(&E) -> bool, mut work: F) -> Result<T, E>
+    where
+        E: Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let tries = self.tries.max(1);
+        let mut delay = self.first;
+        let mut try_number = 1;
+        loop {
+            match work().await {
+                Ok(value) => return Ok(value),
+                Err(error) if try_number < tries && !hopeless(&error) => {
+                    tracing::warn!(error = format!("{error:#}"), try_number, ?delay, "{what} failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.max);
+                    try_number += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
