@@ -15,6 +15,7 @@ use concierge_shared::{
     human::{self, HumanError, Operator},
     i18n::{Locale, OperatorTexts, fill},
     jobs::{self, Escalate},
+    metrics,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -108,10 +109,6 @@ pub fn parse_day(value: &str, field: &'static str) -> Result<chrono::NaiveDate, 
         .map_err(|_| ApiError::validation("invalid_date", field, format!("{field} must be a date, YYYY-MM-DD")))
 }
 
-fn day_start(day: chrono::NaiveDate) -> DateTime<Utc> {
-    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminPageOut {
     pub items: Vec<AdminConversationOut>,
@@ -149,8 +146,8 @@ pub async fn admin_list_conversations(
         mode,
         status,
         rating: query.rating,
-        from: from.map(day_start),
-        to: to.and_then(|d| d.succ_opt()).map(day_start),
+        from: from.map(metrics::day_start),
+        to: to.and_then(|d| d.succ_opt()).map(metrics::day_start),
     };
     let before = query.cursor.as_deref().map(crate::routes::conversations::parse_cursor).transpose()?;
     let mut page = conversations::list_all(&state.pool, &filter, before, limit + 1).await?;
