@@ -193,6 +193,21 @@ pub async fn handled(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<boo
     .await
 }
 
+/// The conversation's first user message, if any.
+pub async fn first_user_message(
+    db: impl PgExecutor<'_>,
+    conversation_id: ConversationId,
+) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE conversation_id = $1 AND role = 'user' ORDER BY seq LIMIT 1"
+    ))
+    .bind(conversation_id)
+    .fetch_optional(db)
+    .await
+}
+
 /// Messages with `seq > after`, oldest first.
 pub async fn list_after(
     db: impl PgExecutor<'_>,

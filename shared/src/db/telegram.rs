@@ -192,6 +192,11 @@ pub async fn queue_post(
     Ok(inserted)
 }
 
+/// Whether a post with this key was ever queued.
+pub async fn post_queued(db: impl PgExecutor<'_>, key: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_outbox WHERE key = $1)").bind(key).fetch_one(db).await
+}
+
 /// Post a notice to the conversation's topic if it has one; returns whether it does.
 pub async fn notify_topic(
     conn: &mut PgConnection,

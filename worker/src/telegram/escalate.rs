@@ -60,15 +60,10 @@ pub async fn escalate(ctx: &Context, telegram: &Telegram, job: &Escalate) -> Res
     let Some(conversation) = conversations::get(&ctx.pool, job.conversation_id).await? else {
         return Ok(());
     };
-    let history = messages::list_after(&ctx.pool, conversation.id, 0, 1000).await?;
-    let thread_id = ensure_topic(ctx, telegram, &conversation, &history).await?;
+    let first_question = messages::first_user_message(&ctx.pool, conversation.id).await?;
+    let thread_id = ensure_topic(ctx, telegram, &conversation, first_question.as_ref()).await?;
     tracing::debug!(thread_id, "topic ready");
-    let card_key = format!("card:{}:0", job.escalation_id);
-    let queued: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_outbox WHERE key = $1)")
-        .bind(&card_key)
-        .fetch_one(&ctx.pool)
-        .await?;
-    if !queued {
+    if !store::post_queued(&ctx.pool, &format!("card:{}:0", job.escalation_id)).await? {
         queue_card(ctx, &conversation, job).await?;
     }
     outbox::deliver(ctx, telegram, conversation.id).await
@@ -78,10 +73,10 @@ async fn ensure_topic(
     ctx: &Context,
     telegram: &Telegram,
     conversation: &Conversation,
-    history: &[Message],
+    first_question: Option<&Message>,
 ) -> Result<i32, SendError> {
     let texts = &Locale::from_code(&conversation.locale).texts().operators;
-    let name = topic_name(conversation, history, texts);
+    let name = topic_name(conversation, first_question, texts);
     let give_up = Instant::now() + CLAIM_LEASE * 4;
     loop {
         match store::claim_topic(&ctx.pool, conversation.id, telegram.chat_id, &name, CLAIM_LEASE).await? {
@@ -120,13 +115,10 @@ async fn ensure_topic(
 }
 
 /// "Анна Петрова · Списали деньги дважды": who and about what, within Telegram's limit.
-fn topic_name(conversation: &Conversation, history: &[Message], texts: &OperatorTexts) -> String {
+fn topic_name(conversation: &Conversation, first_question: Option<&Message>, texts: &OperatorTexts) -> String {
     let who = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
-    let subject = history
-        .iter()
-        .find(|m| m.role == MessageRole::User)
-        .map(|m| m.content.split_whitespace().collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let subject =
+        first_question.map(|m| m.content.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default();
     let name = if subject.is_empty() { who.to_owned() } else { format!("{who} · {subject}") };
     truncate(&name, TOPIC_NAME_CHARS)
 }
