@@ -160,6 +160,11 @@ impl Browser {
     }
 }
 
+/// A JSON document from the API, as `token`'s holder sees it.
+async fn get_json(http: &reqwest::Client, url: String, token: impl std::fmt::Display) -> Value {
+    http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 /// The all-in-one binary with the demo site, Telegram pointed at the fake.
 async fn start_concierge(fake: &FakeTelegram) -> (Child, String) {
     let database_url = fresh_database().await;
@@ -284,15 +289,8 @@ async fn the_widget_and_the_console_work_in_chromium() {
     ids.dedup();
     assert_eq!(ids.len(), stored.len(), "no message shown twice: {shown:#?}");
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "messages in order: {seqs:?}");
-    let conversations: Value = http
-        .get(format!("{base}/api/concierge/conversations/"))
-        .bearer_auth(user_token("anna"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversations: Value =
+        get_json(&http, format!("{base}/api/concierge/conversations/"), user_token("anna")).await;
     let conversation_id = conversations["items"][0]["id"].as_str().unwrap().to_owned();
     let last_seq = conversations["items"][0]["last_seq"].as_i64().unwrap();
     assert_eq!(stored.len() as i64, last_seq, "every stored message is shown once");
@@ -360,15 +358,8 @@ async fn the_widget_and_the_console_work_in_chromium() {
     }
     let deadline = Instant::now() + WAIT;
     let long_seq = loop {
-        let detail: Value = http
-            .get(format!("{base}/api/concierge/conversations/{long_id}/"))
-            .bearer_auth(user_token("boris"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail: Value =
+            get_json(&http, format!("{base}/api/concierge/conversations/{long_id}/"), user_token("boris")).await;
         if detail["last_seq"].as_i64().unwrap() >= 60 {
             break detail["last_seq"].as_i64().unwrap();
         }
@@ -410,15 +401,12 @@ async fn the_widget_and_the_console_work_in_chromium() {
             vec![],
         )
         .await;
-    let history: Value = http
-        .get(format!("{base}/api/concierge/conversations/{long_id}/messages/?after=0&limit=200"))
-        .bearer_auth(user_token("boris"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(
+        &http,
+        format!("{base}/api/concierge/conversations/{long_id}/messages/?after=0&limit=200"),
+        user_token("boris"),
+    )
+    .await;
     let copies = history["items"].as_array().unwrap().iter().filter(|m| m["content"] == "Написано без сети").count();
     assert_eq!(copies, 1, "sent once");
 
@@ -463,15 +451,7 @@ async fn the_widget_and_the_console_work_in_chromium() {
         .until("the metric cards", "return document.querySelectorAll('[data-testid=metric-card]').length > 0;", vec![])
         .await;
     browser.screenshot("metrics.png").await;
-    let metrics: Value = http
-        .get(format!("{base}/api/concierge/admin/metrics/"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metrics = get_json(&http, format!("{base}/api/concierge/admin/metrics/"), ADMIN_TOKEN).await;
     assert!(metrics["totals"]["conversations"].as_i64().unwrap() >= 1, "{metrics:#}");
     assert!(metrics["totals"]["escalated"].as_i64().unwrap() >= 1, "{metrics:#}");
     let prometheus = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
