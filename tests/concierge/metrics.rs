@@ -35,19 +35,27 @@ async fn the_metrics_job_counts_what_the_ai_solved_and_what_went_to_people() {
     assert_eq!(status, StatusCode::CREATED);
 
     let today = chrono::Utc::now().date_naive().to_string();
+    // The schedule may have computed the day earlier, mid-test: wait for the requested run.
+    let requested_at = chrono::Utc::now();
     let (status, queued) =
         app.post(Some(&admin), "/admin/metrics/recompute", json!({ "from": today, "to": today })).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let day = loop {
         let (_, metrics) = app.get(Some(&admin), &format!("/admin/metrics?from={today}&to={today}")).await;
-        if let Some(day) = metrics["days"].as_array().and_then(|days| days.first()).filter(|d| d["conversations"] == 2)
-        {
+        let fresh = |day: &&serde_json::Value| {
+            day["computed_at"]
+                .as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .is_some_and(|at| at >= requested_at)
+        };
+        if let Some(day) = metrics["days"].as_array().and_then(|days| days.first()).filter(fresh) {
             break day.clone();
         }
         assert!(Instant::now() < deadline, "the day was not computed: {metrics}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_eq!(day["conversations"], 2, "{day}");
     assert_eq!(day["ai_resolved"], 1, "{day}");
     assert_eq!(day["escalated"], 1, "{day}");
     assert_eq!(day["rated"], 1);
