@@ -23,6 +23,8 @@
   const API_PATH = '/api/concierge';
   const STORAGE_PREFIX = 'lectio-concierge';
   const DEFAULT_LANG = 'ru';
+  // How long "the operator is typing" lasts without a renewal (the console renews every 3 s).
+  const OPERATOR_TYPING_MS = 7000;
   const AUTO_INIT_ATTRIBUTES = ['data-api', 'data-token', 'data-auto'];
 
   const MAX_MESSAGE_CHARS = 4000;
@@ -72,6 +74,7 @@
       queued: 'Ждёт отправки',
       failed: 'Не отправлено. {reason}',
       typing: 'Ассистент печатает…',
+      operatorTyping: '{name} печатает…',
       inputLabel: 'Ваше сообщение',
       placeholder: 'Напишите вопрос…',
       placeholderClosed: 'Разговор завершён',
@@ -126,6 +129,7 @@
       queued: 'Waiting to send',
       failed: 'Not sent. {reason}',
       typing: 'The assistant is typing…',
+      operatorTyping: '{name} is typing…',
       inputLabel: 'Your message',
       placeholder: 'Type your question…',
       placeholderClosed: 'Conversation ended',
@@ -310,6 +314,7 @@
     .typing__dot { width: 6px; height: 6px; border-radius: 50%; background: #9CA3AF; animation: lc-bounce 1.2s infinite ease-in-out; }
     .typing__dot:nth-child(2) { animation-delay: .15s; }
     .typing__dot:nth-child(3) { animation-delay: .3s; }
+    .typing__label { margin-left: 6px; color: #4B5563; font-size: 13px; }
     @keyframes lc-bounce { 0%, 80%, 100% { opacity: .35; transform: none; } 40% { opacity: 1; transform: translateY(-3px); } }
 
     .closed { display: flex; flex-direction: column; gap: 10px; }
@@ -1015,6 +1020,8 @@
       this.pending = new Map(); // client_message_id → { content, state: queued|sending|failed, error }
       this.drafts = new Map(); // reply_to → the reply written so far
       this.typing = new Set(); // reply_to of replies being written
+      this.operatorTyping = ''; // the name of an operator writing in the console
+      this.operatorTypingTimer = 0;
       this.answered = new Set(); // reply_to of replies that have arrived
       this.lastSeq = 0;
       this.feed = null;
@@ -1074,6 +1081,7 @@
     destroy() {
       this.stopFeed();
       clearTimeout(this.flushTimer);
+      clearTimeout(this.operatorTypingTimer);
       this.api.abortAll();
       window.removeEventListener('online', this.handlers.online);
       window.removeEventListener('offline', this.handlers.offline);
@@ -1235,6 +1243,7 @@
       this.messages.clear();
       this.drafts.clear();
       this.typing.clear();
+      this.stopOperatorTyping();
       this.answered.clear();
       this.pending.forEach((entry, clientMessageId) => {
         if (entry.state === 'failed') this.pending.delete(clientMessageId);
@@ -1258,6 +1267,7 @@
     onFeedEvent(type, data) {
       if (type === 'message' || type === 'status') this.acceptMessage(data, true);
       else if (type === 'edit') this.applyEdit(data);
+      else if (type === 'typing' && typeof data.operator === 'string') this.startOperatorTyping(data.operator);
       else if (type === 'typing') this.startTyping(data.reply_to);
       else if (type === 'delta') this.appendDelta(data.reply_to, data.text);
       this.render();
@@ -1284,7 +1294,10 @@
 
     onNewMessage(message) {
       const meta = message.metadata || {};
-      if (message.role === 'operator') this.conversation.mode = 'human';
+      if (message.role === 'operator') {
+        this.conversation.mode = 'human';
+        this.stopOperatorTyping();
+      }
       if (meta.kind === 'status') this.applyStatus(meta);
       if (message.role !== 'user' && !this.isOpen) this.unread = true;
     }
@@ -1296,6 +1309,7 @@
         this.stopFeed();
         this.confirmingEnd = false;
         this.typing.clear();
+        this.stopOperatorTyping();
         this.drafts.clear();
       }
     }
@@ -1306,6 +1320,21 @@
 
     startTyping(replyTo) {
       if (replyTo && !this.answered.has(replyTo)) this.typing.add(replyTo);
+    }
+
+    startOperatorTyping(name) {
+      if (this.isClosed()) return;
+      this.operatorTyping = name.trim() || this.t('operator');
+      clearTimeout(this.operatorTypingTimer);
+      this.operatorTypingTimer = setTimeout(() => {
+        this.stopOperatorTyping();
+        this.render();
+      }, OPERATOR_TYPING_MS);
+    }
+
+    stopOperatorTyping() {
+      clearTimeout(this.operatorTypingTimer);
+      this.operatorTyping = '';
     }
 
     appendDelta(replyTo, text) {
@@ -1640,7 +1669,7 @@
         h('span', { class: 'typing__dot', 'aria-hidden': 'true' }),
         h('span', { class: 'typing__dot', 'aria-hidden': 'true' }),
         h('span', { class: 'typing__dot', 'aria-hidden': 'true' }),
-        h('span', { class: 'sr-only' }, this.t('typing')),
+        h('span', { class: 'sr-only', 'data-testid': 'typing-label' }, this.t('typing')),
       ]);
       this.el.newConversation = this.button(
         this.t('newConversation'),
@@ -1753,10 +1782,21 @@
       this.renderToolbar();
       this.renderStatus();
       this.renderMessages();
-      this.el.typing.hidden = this.typing.size === 0;
+      this.renderTyping();
       this.renderClosed();
       this.renderComposer();
       if (stick) this.scrollToBottom();
+    }
+
+    // Dots while the assistant writes (the words are for screen readers); "Anna is typing…"
+    // in plain sight while an operator does.
+    renderTyping() {
+      const label = this.el.typing.querySelector('[data-testid=typing-label]');
+      const operator = this.typing.size === 0 ? this.operatorTyping : '';
+      const text = operator ? this.t('operatorTyping', { name: operator }) : this.t('typing');
+      if (label.textContent !== text) label.textContent = text;
+      label.className = operator ? 'typing__label' : 'sr-only';
+      this.el.typing.hidden = this.typing.size === 0 && !operator;
     }
 
     renderLauncher() {

@@ -22,6 +22,8 @@ pub enum Event {
     Delta { conversation_id: ConversationId, reply_to: MessageId, text: String },
     /// A stored message was edited (an operator edited their reply in Telegram).
     Edited { conversation_id: ConversationId, message_id: MessageId },
+    /// An operator is writing a reply in the console (renewed every few seconds while they type).
+    OperatorTyping { conversation_id: ConversationId, name: String },
 }
 
 impl Event {
@@ -30,7 +32,8 @@ impl Event {
             Event::Message { conversation_id, .. }
             | Event::Typing { conversation_id, .. }
             | Event::Delta { conversation_id, .. }
-            | Event::Edited { conversation_id, .. } => *conversation_id,
+            | Event::Edited { conversation_id, .. }
+            | Event::OperatorTyping { conversation_id, .. } => *conversation_id,
         }
     }
 

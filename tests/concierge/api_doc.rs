@@ -18,6 +18,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/conversations/{id}/close"),
     ("post", "/admin/conversations/{id}/notes"),
     ("post", "/admin/conversations/{id}/reply"),
+    ("post", "/admin/conversations/{id}/typing"),
     ("get", "/admin/events"),
     ("get", "/admin/metrics"),
     ("post", "/admin/metrics/recompute"),

@@ -315,6 +315,22 @@ async fn the_widget_and_the_console_work_in_chromium() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
+    // An operator typing in the console shows in the widget until a reply arrives.
+    let typing = http
+        .post(format!("{base}/api/concierge/admin/conversations/{conversation_id}/typing/"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(typing, StatusCode::NO_CONTENT);
+    browser
+        .until(
+            "the operator typing",
+            "const t = q('[data-testid=typing]'); return !!t && !t.hidden && t.textContent.includes('Администратор печатает');",
+            vec![],
+        )
+        .await;
     let reply = text_update(9001, 7001, thread, operator_user(), "Здравствуйте, Анна! Я Ольга, помогу.");
     let status = http
         .post(format!("{base}/api/concierge/telegram/webhook/"))
@@ -332,6 +348,7 @@ async fn the_widget_and_the_console_work_in_chromium() {
             vec![],
         )
         .await;
+    browser.until("the typing indicator gone", "return q('[data-testid=typing]').hidden;", vec![]).await;
 
     // A long conversation comes back whole, not only its latest page.
     let long = http

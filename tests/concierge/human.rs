@@ -44,6 +44,13 @@ async fn the_whole_human_loop_works_through_the_admin_api() {
             .iter()
             .any(|m| m["content"] == "С меня дважды списали деньги за подписку")
     );
+    // While the operator types, the user sees who is writing.
+    let typing_path = format!("/admin/conversations/{}/typing", conversation.id);
+    let (status, _) = app.post(Some(&operator()), &typing_path, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let typing = sse.next().await;
+    assert_eq!((typing.event.as_str(), typing.id), ("typing", None));
+    assert_eq!(typing.data, json!({ "operator": "Ольга" }));
     let (status, reply) = app
         .post(
             Some(&operator()),
@@ -64,6 +71,8 @@ async fn the_whole_human_loop_works_through_the_admin_api() {
     let notice = sse.next_from("system").await;
     assert_eq!(notice.event, "status");
     assert_eq!(notice.data["metadata"]["status"], "closed");
+    let (status, body) = app.post(Some(&operator()), &typing_path, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, rated) = app
         .post(Some(&conversation.bearer), &format!("/conversations/{}/rate", conversation.id), json!({ "rating": 5 }))
         .await;
@@ -100,6 +109,9 @@ async fn only_operators_use_the_console_api() {
         let (status, _) = app
             .post(Some(&token), &format!("/admin/conversations/{}/reply", conversation.id), json!({ "content": "x" }))
             .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) =
+            app.post(Some(&token), &format!("/admin/conversations/{}/typing", conversation.id), json!({})).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
     let (status, body) = app.get(Some(&operator()), "/admin/conversations?mode=robot").await;

@@ -12,6 +12,7 @@ use concierge_shared::{
         messages::{self, NewMessage},
         telegram::{self, Note},
     },
+    events::Event,
     human::{self, HumanError, Operator},
     i18n::{Locale, OperatorTexts, fill},
     jobs::{self, Escalate},
@@ -263,6 +264,23 @@ pub async fn admin_reply(
     telegram::notify_topic(&mut tx, id, format!("console:{}", message.id), text, state.config.job_max_attempts).await?;
     tx.commit().await?;
     Ok((axum::http::StatusCode::CREATED, JsonOut(message.into())))
+}
+
+/// The operator is writing: the user's widget shows "{name} is typing" for a few seconds. The
+/// console calls this every few seconds while its reply box is being typed in.
+#[utoipa::path(post, path = "/admin/conversations/{id}/typing", tag = "operators", summary = "Admin: show the user that an operator is typing", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 204, description = "The user's streams were told"), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody)))]
+pub async fn admin_typing(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<ConversationId>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let conversation = conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    if conversation.status == ConversationStatus::Closed {
+        return Err(HumanError::Closed.into());
+    }
+    let name = Operator::first_name(admin.name.as_deref());
+    Event::OperatorTyping { conversation_id: id, name }.publish(&state.pool).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Hand the conversation back to the AI.

@@ -35,6 +35,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(human::admin_list_conversations))
         .routes(routes!(human::admin_get_conversation))
         .routes(routes!(human::admin_reply))
+        .routes(routes!(human::admin_typing))
         .routes(routes!(human::admin_hand_back))
         .routes(routes!(human::admin_close))
         .routes(routes!(human::admin_add_note))

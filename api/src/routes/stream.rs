@@ -6,7 +6,9 @@
 //! asks the database for `seq > last sent`. Status changes (closed, handed to a human) are
 //! system messages sent as `status` events. While a reply is being written, `typing` and
 //! `delta` events (no id; `delta` carries the next piece of the answer text) come before the
-//! final message, which replaces them. An `edit` event (no id) carries a message sent earlier
+//! final message, which replaces them. `typing` with `{"operator": name}` instead of
+//! `reply_to` says an operator is writing in the console; it lapses after a few seconds unless
+//! renewed, and the operator's message ends it. An `edit` event (no id) carries a message sent earlier
 //! in its new form, when an operator edits a reply. Idle streams get a comment line every
 //! `CONCIERGE_SSE_HEARTBEAT_SECS` so that proxies keep them open.
 
@@ -165,6 +167,9 @@ fn live_event(event: &events::Event) -> Option<Event> {
                 .json_data(serde_json::json!({ "reply_to": reply_to, "text": text }))
                 .ok()?,
         ),
+        events::Event::OperatorTyping { name, .. } => {
+            Some(Event::default().event("typing").json_data(serde_json::json!({ "operator": name })).ok()?)
+        }
         events::Event::Message { .. } | events::Event::Edited { .. } => None,
     }
 }
