@@ -129,14 +129,15 @@ impl Context {
 
 /// Register one apalis worker for the queue of `$job`, with the shared storage settings.
 macro_rules! register {
-    ($monitor:expr, $job:ty, $ctx:expr, $config:expr, $name:expr, $concurrency:expr, $handler:path) => {{
-        let (ctx, config, name, concurrency) = ($ctx.clone(), $config.clone(), $name, $concurrency);
+    ($monitor:expr, $job:ty, $ctx:expr, $inserts:expr, $config:expr, $name:expr, $concurrency:expr, $handler:path) => {{
+        let (ctx, inserts, config, name, concurrency) =
+            ($ctx.clone(), $inserts.clone(), $config.clone(), $name, $concurrency);
         $monitor.register(move |_| {
             WorkerBuilder::new(name.clone())
                 .backend(
                     PostgresStorage::<$job>::new(&ctx.pool)
                         .with_config(storage_config::<$job>(&config))
-                        .poll_with_strategy(wakeup::<$job>(&ctx.pool)),
+                        .poll_with_strategy(wakeup::<$job>(&inserts)),
                 )
                 .catch_panic()
                 .layer(job_metrics::JobMetricsLayer::new(<$job as Job>::QUEUE.cli_name()))
@@ -156,26 +157,30 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let instance = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut monitor = Monitor::new().shutdown_timeout(std::time::Duration::from_secs(30));
+    let names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
+    let inserts = wakeup::Inserts::start(&ctx.pool, &names, shutdown.clone()).await?;
     for queue in &options.queues {
         let name = format!("{}@{instance}", queue.cli_name());
         let concurrency = options.concurrency;
         monitor = match queue {
             Queue::ProcessMessage => {
-                register!(monitor, ProcessMessage, ctx, config, name, concurrency, process_message::handle)
+                register!(monitor, ProcessMessage, ctx, inserts, config, name, concurrency, process_message::handle)
             }
             Queue::ExecuteAction => {
-                register!(monitor, ExecuteAction, ctx, config, name, concurrency, execute_action::handle)
+                register!(monitor, ExecuteAction, ctx, inserts, config, name, concurrency, execute_action::handle)
             }
             // One reindex at a time: each one rebuilds the whole index.
-            Queue::Reindex => register!(monitor, Reindex, ctx, config, name, 1, reindex::handle),
-            Queue::Escalate => register!(monitor, Escalate, ctx, config, name, concurrency, telegram::escalate::handle),
+            Queue::Reindex => register!(monitor, Reindex, ctx, inserts, config, name, 1, reindex::handle),
+            Queue::Escalate => {
+                register!(monitor, Escalate, ctx, inserts, config, name, concurrency, telegram::escalate::handle)
+            }
             Queue::TelegramSend => {
-                register!(monitor, TelegramSend, ctx, config, name, concurrency, telegram::outbox::handle)
+                register!(monitor, TelegramSend, ctx, inserts, config, name, concurrency, telegram::outbox::handle)
             }
             Queue::TelegramUpdate => {
-                register!(monitor, TelegramUpdate, ctx, config, name, concurrency, telegram::updates::handle)
+                register!(monitor, TelegramUpdate, ctx, inserts, config, name, concurrency, telegram::updates::handle)
             }
-            Queue::Metrics => register!(monitor, ComputeMetrics, ctx, config, name, 1, metrics::handle),
+            Queue::Metrics => register!(monitor, ComputeMetrics, ctx, inserts, config, name, 1, metrics::handle),
         };
     }
     if let Some(bind) = config.metrics_bind {
@@ -249,9 +254,8 @@ async fn sweep_outbox(ctx: Context, shutdown: CancellationToken) {
 }
 
 /// Fetch on each insert notification, again shortly after it, and every second.
-fn wakeup<J: Job>(pool: &PgPool) -> wakeup::Wakeup<apalis_postgres::Pubsub> {
-    let notifications = apalis_postgres::Pubsub::new(pool.clone(), J::QUEUE.name().to_owned());
-    wakeup::Wakeup::new(notifications, Duration::from_millis(10), Duration::from_secs(1))
+fn wakeup<J: Job>(inserts: &wakeup::Inserts) -> wakeup::Wakeup<tokio_stream::wrappers::WatchStream<u64>> {
+    wakeup::Wakeup::new(inserts.subscribe(J::QUEUE.name()), Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// The queue's storage settings: a job whose worker missed three heartbeats is re-queued.

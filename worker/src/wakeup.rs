@@ -6,17 +6,102 @@
 //! nothing, and the job would wait for the next poll. A second fetch a few milliseconds after
 //! every notification always starts after the commit. The interval picks up what no insert
 //! announces: jobs re-queued from a dead worker and retries.
+//!
+//! A worker process listens for inserts on one connection, whatever the number of its queues
+//! ([`Inserts`]), and wakes only the queue a job was inserted into.
 
 use std::{
+    collections::HashMap,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use futures::{Stream, StreamExt};
-use tokio::time::{Instant, Interval, Sleep, interval_at, sleep};
+use serde::Deserialize;
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::{
+    sync::watch,
+    time::{Instant, Interval, Sleep, interval_at, sleep},
+};
+use tokio_stream::wrappers::WatchStream;
+use tokio_util::sync::CancellationToken;
+
+/// The channel of apalis-postgres' insert trigger on `apalis.jobs`.
+const INSERT_CHANNEL: &str = "apalis::job::insert";
+
+/// Insert notifications for the queues of one worker process, from one LISTEN connection.
+#[derive(Clone)]
+pub struct Inserts {
+    queues: Arc<HashMap<String, watch::Sender<u64>>>,
+}
+
+#[derive(Deserialize)]
+struct InsertEvent {
+    job_type: String,
+}
+
+impl Inserts {
+    /// Listen for `queues` until `shutdown`, reconnecting with backoff. Returns once listening
+    /// has begun.
+    pub async fn start(pool: &PgPool, queues: &[&str], shutdown: CancellationToken) -> sqlx::Result<Self> {
+        let inserts =
+            Self { queues: Arc::new(queues.iter().map(|&queue| (queue.to_owned(), watch::channel(0).0)).collect()) };
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(INSERT_CHANNEL).await?;
+        let this = inserts.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let received = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
+                    Ok(Some(notification)) => {
+                        backoff = Duration::from_millis(100);
+                        if let Ok(event) = serde_json::from_str::<InsertEvent>(notification.payload()) {
+                            this.wake(&event.job_type);
+                        }
+                    }
+                    // The connection was lost and re-established: inserts may have been missed.
+                    Ok(None) => this.wake_all(),
+                    Err(error) => {
+                        tracing::warn!(%error, ?backoff, "job insert listener failed; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        this.wake_all();
+                    }
+                }
+            }
+        });
+        Ok(inserts)
+    }
+
+    /// A stream that yields after each insert into `queue` (several close together may yield once).
+    pub fn subscribe(&self, queue: &str) -> WatchStream<u64> {
+        let sender = self.queues.get(queue).unwrap_or_else(|| panic!("queue {queue} is not listened for"));
+        WatchStream::from_changes(sender.subscribe())
+    }
+
+    fn wake(&self, queue: &str) {
+        if let Some(sender) = self.queues.get(queue) {
+            sender.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
+    }
+
+    fn wake_all(&self) {
+        for sender in self.queues.values() {
+            sender.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
+    }
+}
 
 pub struct Wakeup<S> {
     notifications: S,
