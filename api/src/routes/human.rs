@@ -9,6 +9,7 @@ use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus,
     db::{
         conversations::{self, Conversation},
+        llm_calls,
         messages::{self, NewMessage},
         telegram::{self, Note},
     },
@@ -170,23 +171,7 @@ pub struct AdminDetailOut {
     pub telegram_topic: Option<telegram::Topic>,
     pub action_runs: Vec<concierge_shared::actions::ActionRun>,
     /// The language-model calls made for the conversation (tokens, latency, outcome).
-    pub llm_calls: Vec<LlmCallOut>,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct LlmCallOut {
-    pub id: uuid::Uuid,
-    pub message_id: Option<uuid::Uuid>,
-    pub provider: String,
-    pub model: String,
-    pub purpose: String,
-    pub prompt_version: String,
-    pub prompt_tokens: i32,
-    pub completion_tokens: i32,
-    pub latency_ms: i32,
-    pub outcome: String,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
+    pub llm_calls: Vec<llm_calls::LlmCall>,
 }
 
 #[utoipa::path(get, path = "/admin/conversations/{id}", tag = "operators", summary = "Admin: transcript, notes, topic, action runs and model calls", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminDetailOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
@@ -203,14 +188,7 @@ pub async fn admin_get_conversation(
         notes: telegram::notes(&state.pool, id).await?,
         telegram_topic: telegram::topic(&state.pool, id).await?,
         action_runs: concierge_shared::actions::conversation_runs(&state.pool, id).await?,
-        llm_calls: sqlx::query_as(
-            "SELECT id, message_id, provider, model, purpose, prompt_version, prompt_tokens, completion_tokens,
-                    latency_ms, outcome, error, created_at
-             FROM llm_calls WHERE conversation_id = $1 ORDER BY created_at LIMIT 500",
-        )
-        .bind(id)
-        .fetch_all(&state.pool)
-        .await?,
+        llm_calls: llm_calls::for_conversation(&state.pool, id, 500).await?,
     }))
 }
 

@@ -2,7 +2,10 @@
 //! index the way the engine does, with scores, to debug answers.
 
 use axum::{Json as JsonOut, extract::State, http::StatusCode};
-use concierge_shared::{db::reindex_runs, knowledge::KnowledgeBase};
+use concierge_shared::{
+    db::reindex_runs,
+    knowledge::{KnowledgeBase, store},
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -121,31 +124,11 @@ async fn knowledge(state: &AppState) -> Result<Arc<KnowledgeBase>, ApiError> {
     Ok(kb.clone())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct DocumentOut {
-    pub path: String,
-    pub title: String,
-    pub category: String,
-    pub tags: Vec<String>,
-    pub updated: String,
-    pub chunks: i64,
-    pub version: i64,
-    pub indexed_at: chrono::DateTime<chrono::Utc>,
-}
-
 /// The indexed documents, by path.
-#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<DocumentOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<store::DocumentSummary>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
 pub async fn list_documents(
     State(state): State<AppState>,
     _admin: Admin,
-) -> Result<JsonOut<Vec<DocumentOut>>, ApiError> {
-    Ok(JsonOut(
-        sqlx::query_as(
-            "SELECT d.path, d.title, d.category, d.tags, d.updated, d.version, d.indexed_at,
-                    (SELECT count(*) FROM knowledge_chunks c WHERE c.doc_path = d.path) AS chunks
-             FROM knowledge_documents d ORDER BY d.path",
-        )
-        .fetch_all(&state.pool)
-        .await?,
-    ))
+) -> Result<JsonOut<Vec<store::DocumentSummary>>, ApiError> {
+    Ok(JsonOut(store::documents(&state.pool).await?))
 }

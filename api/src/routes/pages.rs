@@ -6,6 +6,7 @@ use axum::{
     http::{HeaderValue, header},
     response::{Html, IntoResponse, Response},
 };
+use concierge_shared::knowledge::store;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use crate::{AppState, error::ApiError, extract::Path};
@@ -38,17 +39,8 @@ pub async fn admin_console() -> Response {
 
 /// `GET /kb/{path}`: one knowledge document as a page.
 pub async fn knowledge_page(State(state): State<AppState>, Path(path): Path<String>) -> Result<Html<String>, ApiError> {
-    let document: Option<(String, String)> =
-        sqlx::query_as("SELECT title, category FROM knowledge_documents WHERE path = $1")
-            .bind(&path)
-            .fetch_optional(&state.pool)
-            .await?;
-    let (title, category) = document.ok_or(ApiError::NotFound)?;
-    let sections: Vec<(String, String)> =
-        sqlx::query_as("SELECT heading, body FROM knowledge_chunks WHERE doc_path = $1 ORDER BY ord")
-            .bind(&path)
-            .fetch_all(&state.pool)
-            .await?;
+    let store::DocumentPage { title, category, sections } =
+        store::page(&state.pool, &path).await?.ok_or(ApiError::NotFound)?;
     let mut body = String::new();
     for (index, (heading, text)) in sections.iter().enumerate() {
         if index > 0 || heading != &title {

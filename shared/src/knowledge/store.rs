@@ -205,3 +205,55 @@ struct DocumentRow {
 pub async fn version(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(pool).await
 }
+
+/// One stored document, for the admin console's list.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DocumentSummary {
+    pub path: String,
+    pub title: String,
+    pub category: String,
+    pub tags: Vec<String>,
+    pub updated: String,
+    pub chunks: i64,
+    /// The knowledge version that last wrote it.
+    pub version: i64,
+    pub indexed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every stored document, by path.
+pub async fn documents(pool: &PgPool) -> sqlx::Result<Vec<DocumentSummary>> {
+    sqlx::query_as(
+        "SELECT d.path, d.title, d.category, d.tags, d.updated, d.version, d.indexed_at,
+                (SELECT count(*) FROM knowledge_chunks c WHERE c.doc_path = d.path) AS chunks
+         FROM knowledge_documents d ORDER BY d.path",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A stored document as readers see it: its title, category and sections in order.
+#[derive(Debug, Clone)]
+pub struct DocumentPage {
+    pub title: String,
+    pub category: String,
+    /// `(heading, Markdown body)`.
+    pub sections: Vec<(String, String)>,
+}
+
+/// The document at `path`, if there is one.
+pub async fn page(pool: &PgPool, path: &str) -> sqlx::Result<Option<DocumentPage>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    let document: Option<(String, String)> =
+        sqlx::query_as("SELECT title, category FROM knowledge_documents WHERE path = $1")
+            .bind(path)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((title, category)) = document else { return Ok(None) };
+    let sections = sqlx::query_as("SELECT heading, body FROM knowledge_chunks WHERE doc_path = $1 ORDER BY ord")
+        .bind(path)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(DocumentPage { title, category, sections }))
+}

@@ -22,7 +22,11 @@ use concierge_shared::{
     ConversationId, MessageId, MessageRole,
     actions::{ActionDefinition, validate_params},
     config::AiConfig,
-    db::{conversations::Conversation, messages::Message},
+    db::{
+        conversations::Conversation,
+        llm_calls::{self, NewLlmCall},
+        messages::Message,
+    },
     knowledge::{Hit, KnowledgeIndex},
 };
 use serde::Deserialize;
@@ -210,14 +214,7 @@ async fn budget_spent(
     config: &AiConfig,
     conversation: &Conversation,
 ) -> sqlx::Result<Option<&'static str>> {
-    let (conversation_tokens, day_tokens): (i64, i64) = sqlx::query_as(
-        "SELECT
-             COALESCE((SELECT sum(prompt_tokens + completion_tokens) FROM llm_calls WHERE conversation_id = $1), 0)::bigint,
-             COALESCE((SELECT sum(prompt_tokens + completion_tokens) FROM llm_calls WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0)::bigint",
-    )
-    .bind(conversation.id)
-    .fetch_one(pool)
-    .await?;
+    let (conversation_tokens, day_tokens) = llm_calls::tokens_spent(pool, conversation.id).await?;
     Ok(if conversation_tokens >= config.conversation_token_budget {
         Some("conversation_budget")
     } else if day_tokens >= config.daily_token_budget {
@@ -580,24 +577,18 @@ async fn insert_call(
     metrics::counter!("concierge_llm_tokens_total")
         .increment(usage.prompt_tokens as u64 + usage.completion_tokens as u64);
     metrics::histogram!("concierge_llm_call_duration_seconds").record(latency_ms as f64 / 1000.0);
-    sqlx::query(
-        "INSERT INTO llm_calls (id, message_id, conversation_id, provider, model, purpose, prompt_version,
-             prompt_tokens, completion_tokens, latency_ms, outcome, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(uuid::Uuid::new_v4())
-    .bind(turn.1)
-    .bind(turn.0)
-    .bind(llm.provider)
-    .bind(llm.client.model())
-    .bind(purpose)
-    .bind(&llm.prompt.version)
-    .bind(usage.prompt_tokens as i32)
-    .bind(usage.completion_tokens as i32)
-    .bind(latency_ms as i32)
-    .bind(outcome)
-    .bind(error)
-    .execute(pool)
-    .await?;
-    Ok(())
+    let call = NewLlmCall {
+        conversation_id: turn.0,
+        message_id: turn.1,
+        provider: llm.provider,
+        model: llm.client.model(),
+        purpose,
+        prompt_version: &llm.prompt.version,
+        prompt_tokens: usage.prompt_tokens as i32,
+        completion_tokens: usage.completion_tokens as i32,
+        latency_ms: latency_ms as i32,
+        outcome,
+        error,
+    };
+    llm_calls::insert(pool, &call).await
 }
