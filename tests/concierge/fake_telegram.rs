@@ -1,9 +1,10 @@
 //! A fake Telegram Bot API on loopback: it records every call, creates topics, accepts
 //! messages, serves queued updates to getUpdates, and can answer 429 (in alternating windows,
-//! like flood control), 500, or slowly.
+//! like flood control), 500, or slowly. Like Telegram, it refuses messages over 4096 UTF-16
+//! units and posts to a topic that was closed.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
@@ -28,6 +29,8 @@ pub const STRANGER_ID: u64 = 777;
 
 const KNOWN: &[&str] = &[
     "createForumTopic",
+    "reopenForumTopic",
+    "deleteForumTopic",
     "sendMessage",
     "getChatAdministrators",
     "getUpdates",
@@ -52,6 +55,8 @@ pub struct Behaviour {
     pub fail_sends: AtomicUsize,
     /// Delay createForumTopic by this many milliseconds.
     pub create_delay_ms: AtomicUsize,
+    /// Topics an operator closed by hand: sendMessage there is refused until reopenForumTopic.
+    pub closed_threads: Mutex<HashSet<i64>>,
 }
 
 #[derive(Clone)]
@@ -168,6 +173,24 @@ async fn handle(
         )
             .into_response();
     }
+    let refusal = match method.as_str() {
+        "sendMessage" if body["text"].as_str().unwrap_or_default().encode_utf16().count() > 4096 => {
+            Some("Bad Request: message is too long")
+        }
+        "sendMessage"
+            if body["message_thread_id"]
+                .as_i64()
+                .is_some_and(|thread| fake.behaviour.closed_threads.lock().unwrap().contains(&thread)) =>
+        {
+            Some("Bad Request: TOPIC_CLOSED")
+        }
+        _ => None,
+    };
+    if let Some(description) = refusal {
+        fake.record(&method, body, 400);
+        return (StatusCode::BAD_REQUEST, Json(json!({ "ok": false, "error_code": 400, "description": description })))
+            .into_response();
+    }
     let result = match method.as_str() {
         "createForumTopic" => {
             let delay = fake.behaviour.create_delay_ms.load(Ordering::SeqCst);
@@ -192,7 +215,15 @@ async fn handle(
             fake.record(&method, body, 200);
             return Json(json!({ "ok": true, "result": pending })).into_response();
         }
-        "answerCallbackQuery" | "setWebhook" | "deleteWebhook" => json!(true),
+        "reopenForumTopic" => {
+            fake.behaviour
+                .closed_threads
+                .lock()
+                .unwrap()
+                .remove(&body["message_thread_id"].as_i64().unwrap_or_default());
+            json!(true)
+        }
+        "answerCallbackQuery" | "setWebhook" | "deleteWebhook" | "deleteForumTopic" => json!(true),
         other => unreachable!("{other} is known but not answered"),
     };
     fake.record(&method, body, 200);

@@ -170,6 +170,63 @@ async fn the_whole_human_loop_runs_through_a_telegram_topic() {
 }
 
 #[tokio::test]
+async fn operator_updates_apply_in_order_and_long_posts_reach_a_closed_topic() {
+    let fake = FakeTelegram::start().await;
+    let app = spawn(&fake, TelegramMode::Webhook).await;
+    let conversation = app.open(Some(&user_token("anna"))).await;
+    let mut sse = app.stream(&conversation, None).await;
+    escalate(&app, &conversation).await;
+    sse.next_from("system").await;
+    let thread = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
+
+    // An operator closed the topic by hand; a message longer than Telegram takes (emoji count
+    // twice) still arrives, whole, in parts, once the bot has reopened the topic.
+    fake.behaviour.closed_threads.lock().unwrap().insert(thread);
+    let long = "🙂".repeat(3000);
+    app.say(&conversation, &long).await;
+    fake.wait_for("the long message", |f| f.posts_in(thread).concat().matches('🙂').count() == 3000).await;
+    assert!(fake.posts_in(thread).iter().all(|post| post.encode_utf16().count() <= 4096));
+    assert_eq!(fake.accepted("reopenForumTopic").len(), 1);
+
+    // Replies, an edit, a renamed topic and /close arrive back to back; they apply in order.
+    let mut edited = text_update(13, 6001, thread, operator_user(), "Первый ответ, исправленный");
+    edited["edited_message"] = edited.as_object_mut().unwrap().remove("message").unwrap();
+    let mut renamed = crate::fake_telegram::group_message(6004, Some(thread), operator_user());
+    renamed["forum_topic_edited"] = json!({ "name": "Анна · возврат" });
+    let updates = [
+        text_update(11, 6001, thread, operator_user(), "Первый ответ"),
+        text_update(12, 6002, thread, operator_user(), "Второй ответ"),
+        edited,
+        json!({ "update_id": 14, "message": renamed }),
+        text_update(15, 6003, thread, operator_user(), "/close"),
+    ];
+    for update in &updates {
+        assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), update).await, StatusCode::OK);
+    }
+    let mut seen = Vec::new();
+    loop {
+        let event = sse.next().await;
+        if event.data["role"] == "operator" || event.event != "message" {
+            seen.push((event.event.clone(), event.data["content"].as_str().unwrap_or_default().to_owned()));
+        }
+        if event.event == "status" && event.data["metadata"]["status"] == "closed" {
+            break;
+        }
+    }
+    let contents: Vec<&str> = seen.iter().filter(|(event, _)| event == "message").map(|(_, c)| c.as_str()).collect();
+    assert_eq!(contents, ["Первый ответ", "Второй ответ"], "{seen:?}");
+    let stored = app.stored_messages(&conversation.id).await;
+    assert!(stored.iter().any(|(_, role, content)| role == "operator" && content == "Первый ответ, исправленный"));
+    let outcome: Option<String> = sqlx::query_scalar("SELECT outcome FROM telegram_updates WHERE update_id = 14")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(outcome.as_deref(), Some("ignored: a service message"));
+    assert!(!fake.posts_in(thread).iter().any(|p| p.contains("Фото и файлы")), "no refusal for a service message");
+}
+
+#[tokio::test]
 async fn the_webhook_checks_the_secret_and_ignores_replays_strangers_and_unknown_topics() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, pool::PoolConnection};
 
 use crate::{
     ConversationId, MessageId,
@@ -107,14 +107,28 @@ pub async fn claim_topic(
     })
 }
 
-/// Record the topic Telegram created; done the moment its id is known.
-pub async fn set_thread(db: impl PgExecutor<'_>, conversation_id: ConversationId, thread_id: i32) -> sqlx::Result<()> {
-    sqlx::query("UPDATE telegram_topics SET thread_id = $2, claimed_until = NULL WHERE conversation_id = $1")
-        .bind(conversation_id)
-        .bind(thread_id)
-        .execute(db)
-        .await?;
-    Ok(())
+/// Record the topic Telegram created; done the moment its id is known. Returns the topic the
+/// conversation has: this one, or one another job recorded first (then this one is spare).
+pub async fn set_thread(conn: &mut PgConnection, conversation_id: ConversationId, thread_id: i32) -> sqlx::Result<i32> {
+    let recorded: Option<i32> = sqlx::query_scalar(
+        "UPDATE telegram_topics SET thread_id = $2, claimed_until = NULL
+         WHERE conversation_id = $1 AND thread_id IS NULL RETURNING thread_id",
+    )
+    .bind(conversation_id)
+    .bind(thread_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match recorded {
+        Some(thread_id) => Ok(thread_id),
+        None => {
+            sqlx::query_scalar(
+                "SELECT thread_id FROM telegram_topics WHERE conversation_id = $1 AND thread_id IS NOT NULL",
+            )
+            .bind(conversation_id)
+            .fetch_one(&mut *conn)
+            .await
+        }
+    }
 }
 
 /// Extend a creation claim while Telegram is being asked.
@@ -172,24 +186,81 @@ pub async fn queue_post(
     post: NewPost<'_>,
     max_attempts: u32,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO telegram_outbox (conversation_id, key, kind, message_id, text, reply_markup)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
-    )
-    .bind(conversation_id)
-    .bind(&post.key)
-    .bind(post.kind)
-    .bind(post.message_id)
-    .bind(&post.text)
-    .bind(&post.reply_markup)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
+    // Longer than Telegram takes in one message: several posts, in order, the buttons on the last.
+    let mut parts = split_post(&post.text, MESSAGE_LIMIT);
+    if parts.is_empty() {
+        parts.push(post.text.clone());
+    }
+    let last = parts.len() - 1;
+    let mut inserted = false;
+    for (index, text) in parts.into_iter().enumerate() {
+        let key = if index == 0 { post.key.clone() } else { format!("{}#{}", post.key, index + 1) };
+        let markup = if index == last { post.reply_markup.as_ref() } else { None };
+        let added = sqlx::query(
+            "INSERT INTO telegram_outbox (conversation_id, key, kind, message_id, text, reply_markup)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(conversation_id)
+        .bind(&key)
+        .bind(post.kind)
+        .bind(post.message_id)
+        .bind(text)
+        .bind(markup)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        inserted |= added && index == 0;
+    }
     if inserted {
         jobs::enqueue(conn, &TelegramSend { conversation_id, cause: post.key }, max_attempts).await?;
     }
     Ok(inserted)
+}
+
+/// The longest message Telegram takes, in UTF-16 code units (how it counts).
+pub const MESSAGE_LIMIT: usize = 4096;
+
+/// `text` cut into pieces of at most `limit` UTF-16 code units, at line breaks where possible.
+pub fn split_post(text: &str, limit: usize) -> Vec<String> {
+    let units = |s: &str| s.chars().map(char::len_utf16).sum::<usize>();
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut current_len = 0;
+    for line in text.split_inclusive('\n') {
+        let mut line = line;
+        loop {
+            let line_len = units(line);
+            if current_len + line_len <= limit {
+                current.push_str(line);
+                current_len += line_len;
+                break;
+            }
+            if current_len > 0 {
+                parts.push(std::mem::take(&mut current));
+                current_len = 0;
+                continue;
+            }
+            // A single line longer than the limit: cut it.
+            let mut taken = 0;
+            let cut = line
+                .char_indices()
+                .find(|(_, c)| {
+                    taken += c.len_utf16();
+                    taken > limit
+                })
+                .map_or(line.len(), |(index, _)| index);
+            parts.push(line[..cut].to_owned());
+            line = &line[cut..];
+            if line.is_empty() {
+                break;
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        parts.push(current);
+    }
+    parts.into_iter().map(|part| part.trim_end().to_owned()).filter(|part| !part.is_empty()).collect()
 }
 
 /// Whether a post with this key was ever queued.
@@ -441,6 +512,28 @@ pub async fn finish_update(db: impl PgExecutor<'_>, update_id: i64, outcome: &st
     Ok(())
 }
 
+/// Lock key serialising the handling of Telegram updates.
+const UPDATES_LOCK: i64 = 0x636f_6e63_7475; // "conctu"
+
+/// Wait for the right to handle updates; held until the connection is dropped, which closes
+/// it, so the lock is released whatever becomes of the job that holds it.
+pub async fn lock_updates(pool: &PgPool) -> sqlx::Result<PoolConnection<Postgres>> {
+    let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(UPDATES_LOCK).execute(&mut *conn).await?;
+    Ok(conn)
+}
+
+/// The updates not handled yet, up to and including `update_id`, oldest first.
+pub async fn pending_updates_through(db: impl PgExecutor<'_>, update_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT update_id FROM telegram_updates WHERE processed_at IS NULL AND update_id <= $1 ORDER BY update_id",
+    )
+    .bind(update_id)
+    .fetch_all(db)
+    .await
+}
+
 /// The highest update id stored; polling asks Telegram for the ones after it.
 pub async fn last_update_id(db: impl PgExecutor<'_>) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar("SELECT max(update_id) FROM telegram_updates").fetch_one(db).await
@@ -519,4 +612,22 @@ pub async fn notes(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> 
     .bind(conversation_id)
     .fetch_all(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_post;
+
+    #[test]
+    fn splits_at_lines_and_cuts_long_lines_in_utf16_units() {
+        assert_eq!(split_post("ab\ncd\nef", 5), vec!["ab", "cd\nef"]);
+        assert_eq!(split_post("абвгдеж", 3), vec!["абв", "где", "ж"]);
+        // An emoji is two UTF-16 units, as Telegram counts.
+        assert_eq!(split_post("😀😀😀", 4), vec!["😀😀", "😀"]);
+        assert!(split_post("", 10).is_empty());
+        let long = "строка 😀\n".repeat(2000);
+        let parts = split_post(&long, 4096);
+        assert!(parts.iter().all(|part| part.encode_utf16().count() <= 4096));
+        assert_eq!(parts.concat().matches("строка").count(), 2000);
+    }
 }

@@ -25,13 +25,13 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use crate::{
     Context,
     retry::Backoff,
-    telegram::{SendError, Telegram, outbox, split_text},
+    telegram::{SendError, Telegram, outbox},
 };
 
 /// How long a creation claim lasts without renewal (a job that died frees it this soon).
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
-/// Telegram's limit for one message, minus room for a heading.
-const PART_CHARS: usize = 3900;
+/// Telegram's limit for one message (UTF-16 units), minus room for a heading.
+const PART_UNITS: usize = 3900;
 /// Telegram's limit for a topic name.
 const TOPIC_NAME_CHARS: usize = 128;
 /// Support works on Moscow time; transcripts show it.
@@ -95,9 +95,16 @@ async fn ensure_topic(
                     }
                 };
                 return match created {
-                    Ok(thread_id) => {
-                        store::set_thread(&ctx.pool, conversation.id, thread_id).await?;
-                        tracing::info!(thread_id, "Telegram topic created");
+                    Ok(created) => {
+                        let thread_id =
+                            store::set_thread(&mut *ctx.pool.acquire().await?, conversation.id, created).await?;
+                        if thread_id == created {
+                            tracing::info!(thread_id, "Telegram topic created");
+                        } else {
+                            // Another job's topic was recorded first (its claim had lapsed).
+                            tracing::warn!(thread_id, spare = created, "a second topic was created; deleting it");
+                            telegram.delete_topic(&ctx.pool, created).await;
+                        }
                         Ok(thread_id)
                     }
                     Err(error) => {
@@ -240,7 +247,7 @@ impl Card<'_> {
                 )
             })
             .collect();
-        let pieces = split_text(&body, PART_CHARS);
+        let pieces = store::split_post(&body, PART_UNITS);
         if pieces.is_empty() {
             parts.push((texts.transcript_empty.to_owned(), None));
         }

@@ -129,6 +129,23 @@ impl Telegram {
         Ok(message.id.0)
     }
 
+    /// Reopen a topic an operator closed by hand, so that posts reach it again.
+    pub async fn reopen_topic(&self, pool: &PgPool, thread_id: i32) -> Result<(), SendError> {
+        let thread = ThreadId(MessageId(thread_id));
+        self.paced(pool, || async move { self.bot.reopen_forum_topic(self.chat(), thread).await }).await?;
+        Ok(())
+    }
+
+    /// Delete a topic nobody uses, best effort.
+    pub async fn delete_topic(&self, pool: &PgPool, thread_id: i32) {
+        let thread = ThreadId(MessageId(thread_id));
+        if let Err(error) =
+            self.paced(pool, || async move { self.bot.delete_forum_topic(self.chat(), thread).await }).await
+        {
+            tracing::warn!(%error, thread_id, "deleting a spare topic failed");
+        }
+    }
+
     /// Create a forum topic; returns its thread id.
     pub async fn create_topic(&self, pool: &PgPool, name: &str) -> Result<i32, SendError> {
         let topic = self.paced(pool, || async move { self.bot.create_forum_topic(self.chat(), name).await }).await?;
@@ -155,62 +172,28 @@ impl Telegram {
 }
 
 fn classify(error: RequestError) -> SendError {
-    match error {
+    match &error {
         RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
             SendError::Transient(error.to_string())
         }
-        // Telegram's own failures (5xx) come back as errors it does not name.
-        RequestError::Api(teloxide::ApiError::Unknown(_)) => SendError::Transient(error.to_string()),
+        // teloxide names only some of Telegram's refusals; the others ("Bad Request: message
+        // thread not found", "Bad Request: TOPIC_CLOSED", "Forbidden: …") come back as unknown,
+        // like Telegram's own failures (5xx), which are worth another try.
+        RequestError::Api(teloxide::ApiError::Unknown(description)) if !refusal(description) => {
+            SendError::Transient(error.to_string())
+        }
         RequestError::RetryAfter(_) | RequestError::Api(_) | RequestError::MigrateToChatId(_) => {
             SendError::Refused(error.to_string())
         }
     }
 }
 
-/// `text` cut into pieces of at most `limit` characters, at line breaks where possible.
-pub fn split_text(text: &str, limit: usize) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut current_len = 0;
-    for line in text.split_inclusive('\n') {
-        let mut line = line;
-        loop {
-            let line_len = line.chars().count();
-            if current_len + line_len <= limit {
-                current.push_str(line);
-                current_len += line_len;
-                break;
-            }
-            if current_len > 0 {
-                parts.push(std::mem::take(&mut current));
-                current_len = 0;
-                continue;
-            }
-            // A single line longer than the limit: cut it.
-            let cut = line.char_indices().nth(limit).map_or(line.len(), |(index, _)| index);
-            parts.push(line[..cut].to_owned());
-            line = &line[cut..];
-            if line.is_empty() {
-                break;
-            }
-        }
-    }
-    if !current.trim().is_empty() {
-        parts.push(current);
-    }
-    parts.into_iter().map(|part| part.trim_end().to_owned()).filter(|part| !part.is_empty()).collect()
+/// Whether Telegram's description of an error says the request itself was refused.
+fn refusal(description: &str) -> bool {
+    ["Bad Request", "Forbidden", "Unauthorized", "Not Found"].iter().any(|prefix| description.starts_with(prefix))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::split_text;
-
-    #[test]
-    fn splits_at_lines_and_cuts_long_lines() {
-        assert_eq!(split_text("ab\ncd\nef", 5), vec!["ab", "cd\nef"]);
-        assert_eq!(split_text("абвгдеж", 3), vec!["абв", "где", "ж"]);
-        assert!(split_text("", 10).is_empty());
-        let long = "строка\n".repeat(2000);
-        assert!(split_text(&long, 4096).iter().all(|part| part.chars().count() <= 4096));
-    }
+/// Whether a refusal says the topic was closed (an operator can close a topic by hand).
+pub fn topic_closed(error: &str) -> bool {
+    error.contains("TOPIC_CLOSED")
 }

@@ -1,6 +1,6 @@
 //! The telegram-send job: send a topic's pending posts, oldest first.
 //!
-//! One sender per topic at a time (a lease on the topic's row, renewed per post) keeps the
+//! One sender per topic at a time (a lease on the topic's row, renewed while it sends) keeps the
 //! order; any number of send jobs may be queued for a topic, and whichever holds the lease
 //! sends everything pending. A post stays pending until Telegram has accepted it: a transient
 //! failure is retried with backoff, and when the job's attempts are spent the sweep queues the
@@ -18,7 +18,7 @@ use crate::{
     telegram::{SendError, Telegram},
 };
 
-/// How long a sender holds a topic without renewing; longer than any wait it may do.
+/// How long a sender holds a topic without renewing it (it renews every quarter of this).
 const LEASE: Duration = Duration::from_secs(120);
 
 #[tracing::instrument(skip_all, fields(conversation_id = %job.conversation_id))]
@@ -68,7 +68,25 @@ async fn send_pending(
         }
         let markup =
             post.reply_markup.as_ref().and_then(|m| serde_json::from_value::<InlineKeyboardMarkup>(m.clone()).ok());
-        match telegram.post(&ctx.pool, thread_id, &post.text, markup.as_ref()).await {
+        let posted = holding_lease(ctx, conversation_id, sender, async {
+            let posted = telegram.post(&ctx.pool, thread_id, &post.text, markup.as_ref()).await;
+            match &posted {
+                Err(SendError::Refused(error)) if super::topic_closed(error) => {
+                    tracing::info!(thread_id, "the topic was closed in Telegram; reopening it");
+                    match telegram.reopen_topic(&ctx.pool, thread_id).await {
+                        Err(SendError::Transient(error)) => return Err(SendError::Transient(error)),
+                        Err(SendError::Refused(error)) => {
+                            tracing::warn!(%error, "Telegram refused to reopen the topic")
+                        }
+                        Ok(()) => {}
+                    }
+                    telegram.post(&ctx.pool, thread_id, &post.text, markup.as_ref()).await
+                }
+                _ => posted,
+            }
+        })
+        .await;
+        match posted {
             Ok(message_id) => store::mark_sent(&ctx.pool, post.id, message_id).await?,
             Err(SendError::Refused(error)) => {
                 tracing::error!(post = post.key, %error, "Telegram refused a post; it is marked failed");
@@ -82,6 +100,30 @@ async fn send_pending(
         }
     }
     Ok(())
+}
+
+/// Run one post while renewing the sender's lease: waiting for a send slot or sitting out a
+/// 429 can take longer than the lease, and another sender must not take the topic meanwhile.
+async fn holding_lease<T>(
+    ctx: &Context,
+    conversation_id: ConversationId,
+    sender: uuid::Uuid,
+    work: impl Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(LEASE / 4);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = renew.tick() => match store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await {
+                Ok(Some(_)) => {}
+                // Keep waiting for the request in flight: dropping it could send the post twice.
+                Ok(None) => tracing::warn!("lost the topic's sender lease while posting"),
+                Err(error) => tracing::warn!(%error, "renewing the topic's sender lease failed"),
+            },
+        }
+    }
 }
 
 /// Queue a send job for topics whose posts have waited with nobody sending them.

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
     ConversationId,
     db::{
@@ -25,7 +25,7 @@ use concierge_shared::{
 use teloxide::{
     payloads::AnswerCallbackQuerySetters,
     prelude::Requester,
-    types::{CallbackQuery, Message, Update, UpdateKind, User},
+    types::{CallbackQuery, Message, MessageKind, Update, UpdateKind, User},
 };
 
 use crate::{
@@ -34,18 +34,30 @@ use crate::{
     telegram::{SendError, Telegram},
 };
 
+/// Handle the job's update, and before it any earlier one still waiting: updates are handled
+/// one at a time, oldest first, whichever job runs them, so an edit comes after the message it
+/// edits and a `/close` after the reply typed before it. An update that keeps failing is
+/// retried with the job, and marked failed only when the job's last attempt fails too.
 #[tracing::instrument(skip_all, fields(update_id = job.update_id))]
-pub async fn handle(job: TelegramUpdate, ctx: Data<Context>) -> Result<(), BoxDynError> {
+pub async fn handle(job: TelegramUpdate, ctx: Data<Context>, attempt: Attempt) -> Result<(), BoxDynError> {
     let Some(telegram) = ctx.telegram.clone() else {
         store::finish_update(&ctx.pool, job.update_id, "ignored: Telegram is not configured").await?;
         return Ok(());
     };
-    let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_millis(500), max: Duration::from_secs(10) };
-    if let Err(error) =
-        backoff.run("handling a Telegram update", |_| false, || process(&ctx, &telegram, job.update_id)).await
-    {
-        tracing::error!(%error, "handling a Telegram update failed for good");
-        store::finish_update(&ctx.pool, job.update_id, &format!("failed: {error}")).await?;
+    let last_attempt = attempt.current() as u32 + 1 >= ctx.max_attempts;
+    let backoff = Backoff { tries: 3, first: Duration::from_millis(500), max: Duration::from_secs(5) };
+    let _lock = store::lock_updates(&ctx.pool).await?;
+    for update_id in store::pending_updates_through(&ctx.pool, job.update_id).await? {
+        let handled =
+            backoff.run("handling a Telegram update", |_| false, || process(&ctx, &telegram, update_id)).await;
+        match handled {
+            Ok(()) => {}
+            Err(error) if last_attempt => {
+                tracing::error!(update_id, %error, "handling a Telegram update failed for good");
+                store::finish_update(&ctx.pool, update_id, &format!("failed: {error}")).await?;
+            }
+            Err(error) => return Err(format!("update {update_id}: {error}").into()),
+        }
     }
     Ok(())
 }
@@ -100,6 +112,10 @@ async fn on_message(
     update_id: i64,
     message: &Message,
 ) -> Result<String, SendError> {
+    if !matches!(message.kind, MessageKind::Common(_)) {
+        // A topic renamed, closed or pinned to: nothing for the user.
+        return Ok("ignored: a service message".into());
+    }
     let (topic, from) = match operator_topic(ctx, telegram, message).await? {
         Ok(found) => found,
         Err(ignored) => return Ok(ignored),
@@ -267,17 +283,21 @@ async fn on_button(
         return Ok("ignored: conversation deleted".into());
     };
     let texts = &Locale::from_code(&conversation.locale).texts().operators;
-    if !telegram.is_operator(query.from.id.0).await? {
-        answer(Some(texts.not_an_operator)).await;
-        return Ok("ignored: not an operator".into());
-    }
-    let outcome = match action {
-        "close" => close(ctx, update_id, id, texts).await?,
-        "ai" => hand_back(ctx, update_id, id, texts).await?,
-        _ => "ignored: unknown button".into(),
+    let outcome = match telegram.is_operator(query.from.id.0).await {
+        Ok(false) => {
+            answer(Some(texts.not_an_operator)).await;
+            return Ok("ignored: not an operator".into());
+        }
+        Ok(true) => match action {
+            "close" => close(ctx, update_id, id, texts).await,
+            "ai" => hand_back(ctx, update_id, id, texts).await,
+            _ => Ok("ignored: unknown button".into()),
+        },
+        Err(error) => Err(error),
     };
+    // Telegram waits for an answer to stop the button's spinner, even when handling failed.
     answer(None).await;
-    Ok(outcome)
+    outcome
 }
 
 async fn texts_of(ctx: &Context, id: ConversationId) -> Result<&'static OperatorTexts, SendError> {
