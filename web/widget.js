@@ -25,6 +25,11 @@
   const DEFAULT_LANG = 'ru';
   // How long "the operator is typing" lasts without a renewal (the console renews every 3 s).
   const OPERATOR_TYPING_MS = 7000;
+  // An operator's typing notice this soon after one of their messages was sent before it.
+  const LATE_TYPING_MS = 1500;
+  // How long the assistant's dots and draft last without a typing or delta event: a reply
+  // the worker dropped never arrives to end them.
+  const ASSISTANT_TYPING_MS = 60000;
   const AUTO_INIT_ATTRIBUTES = ['data-api', 'data-token', 'data-auto'];
 
   const MAX_MESSAGE_CHARS = 4000;
@@ -73,6 +78,7 @@
       sending: 'Отправляется…',
       queued: 'Ждёт отправки',
       failed: 'Не отправлено. {reason}',
+      dismiss: 'Убрать',
       typing: 'Ассистент печатает…',
       operatorTyping: '{name} печатает…',
       inputLabel: 'Ваше сообщение',
@@ -128,6 +134,7 @@
       sending: 'Sending…',
       queued: 'Waiting to send',
       failed: 'Not sent. {reason}',
+      dismiss: 'Dismiss',
       typing: 'The assistant is typing…',
       operatorTyping: '{name} is typing…',
       inputLabel: 'Your message',
@@ -277,6 +284,11 @@
     .msg--failed .msg__bubble { opacity: 1; background: #FEE2E2; color: #991B1B; }
     .msg__meta { margin: 3px 4px 0; font-size: 12px; color: #6B7280; }
     .msg__meta--error { color: #B91C1C; }
+    .msg__dismiss {
+      min-width: 24px; min-height: 24px; margin-left: 4px; padding: 0 6px; border: 0; border-radius: 6px;
+      background: transparent; color: inherit; font-size: 16px; line-height: 1; vertical-align: middle;
+    }
+    .msg__dismiss:hover { background: #FEE2E2; }
 
     .msg__bubble p, .msg__bubble ul, .msg__bubble ol { margin: 0; }
     .msg__bubble > * + * { margin-top: 6px; }
@@ -362,6 +374,8 @@
         border: 0; border-radius: 0;
       }
       .shell--open .launcher { display: none; }
+      /* iOS zooms into a field whose text is smaller than 16px. */
+      .composer__input, .rating textarea { font-size: 16px; }
     }
     @media (prefers-reduced-motion: reduce) {
       *, *::before, *::after { animation: none !important; transition: none !important; }
@@ -458,6 +472,17 @@
     } catch {
       return null;
     }
+  }
+
+  // A short, non-cryptographic digest of a string (32-bit FNV-1a, in hex): it only names the
+  // storage slot of a token whose subject cannot be read.
+  function shortHash(text) {
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < text.length; i += 1) {
+      hash ^= text.charCodeAt(i);
+      hash = Math.imul(hash, 0x01000193);
+    }
+    return (hash >>> 0).toString(16).padStart(8, '0');
   }
 
   // localStorage that never throws: when it is full or disabled the widget works from memory.
@@ -820,9 +845,9 @@
 
   // ---------------------------------------------------------------------------------------
   // The live feed of one conversation: an EventSource that resumes after the highest seq the
-  // widget has rendered. After repeated failures (or without EventSource) it polls every 2 s
-  // and tries the stream again every 30 s. Stream tokens are renewed before they expire and
-  // whenever the server refuses the stream.
+  // feed (or the restored history) has delivered. After repeated failures (or without
+  // EventSource) it polls every 2 s and tries the stream again every 30 s. Stream tokens are
+  // renewed before they expire and whenever the server refuses the stream.
 
   class LiveFeed {
     constructor(options) {
@@ -859,7 +884,7 @@
       clearTimeout(this.timers.token);
     }
 
-    // A fresh connection now, resuming after the highest seq rendered.
+    // A fresh connection now, resuming after the highest seq the feed delivered.
     reconnect() {
       if (this.stopped || !sseSupported()) return;
       this.failures = 0;
@@ -1004,7 +1029,8 @@
       this.lang = Object.prototype.hasOwnProperty.call(STRINGS, options.lang) ? options.lang : DEFAULT_LANG;
       this.strings = STRINGS[this.lang];
 
-      const identity = this.token ? `user:${jwtSubject(this.token) || 'unknown'}` : 'visitor';
+      // A token without a readable subject gets a slot of its own, named after the token.
+      const identity = this.token ? `user:${jwtSubject(this.token) || `h${shortHash(this.token)}`}` : 'visitor';
       this.recordKey = `${STORAGE_PREFIX}:${this.apiBase}:${identity}`;
       this.outbox = new Outbox(`${this.recordKey}:outbox`);
       const record = this.readRecord();
@@ -1020,10 +1046,14 @@
       this.pending = new Map(); // client_message_id → { content, state: queued|sending|failed, error }
       this.drafts = new Map(); // reply_to → the reply written so far
       this.typing = new Set(); // reply_to of replies being written
+      this.typingTimer = 0; // ends the assistant's dots and drafts when their events stop
       this.operatorTyping = ''; // the name of an operator writing in the console
       this.operatorTypingTimer = 0;
-      this.answered = new Set(); // reply_to of replies that have arrived
-      this.lastSeq = 0;
+      this.operatorMessageAt = 0; // when the latest operator message arrived (Date.now())
+      this.answered = new Set(); // reply_to of replies that have arrived or were abandoned
+      // Where the feed resumes: the highest seq delivered by the feed or the restored history.
+      // Messages in POST responses do not raise it: a reply stored before them could be skipped.
+      this.feedSeq = 0;
       this.feed = null;
       this.restoring = null;
       this.creating = null;
@@ -1081,6 +1111,7 @@
     destroy() {
       this.stopFeed();
       clearTimeout(this.flushTimer);
+      clearTimeout(this.typingTimer);
       clearTimeout(this.operatorTypingTimer);
       this.api.abortAll();
       window.removeEventListener('online', this.handlers.online);
@@ -1178,7 +1209,7 @@
       this.adopt(detail);
       const latest = detail.messages || [];
       if (detail.has_earlier && latest.length) await this.loadEarlier(detail.id, latest[0].seq);
-      latest.forEach((message) => this.acceptMessage(message, false));
+      latest.forEach((message) => this.acceptInSequence(message, false));
       if (this.conversation.status === 'open') this.startFeed(null);
       this.forceScroll = true;
       this.render();
@@ -1222,7 +1253,7 @@
       this.feed = new LiveFeed({
         api: this.api,
         conversationId: this.conversation.id,
-        afterSeq: () => this.lastSeq,
+        afterSeq: () => this.feedSeq,
         isGone: (error) => this.isGone(error),
         onEvent: (type, data) => this.onFeedEvent(type, data),
         onGone: () => this.startOver(this.t('gone')),
@@ -1241,14 +1272,14 @@
       this.forgetRecord();
       this.conversation = null;
       this.messages.clear();
-      this.drafts.clear();
-      this.typing.clear();
+      this.stopTyping();
       this.stopOperatorTyping();
+      this.operatorMessageAt = 0;
       this.answered.clear();
       this.pending.forEach((entry, clientMessageId) => {
         if (entry.state === 'failed') this.pending.delete(clientMessageId);
       });
-      this.lastSeq = 0;
+      this.feedSeq = 0;
       this.rating = { value: 0, state: 'idle' };
       this.el.ratingComment.value = '';
       this.confirmingEnd = false;
@@ -1265,7 +1296,7 @@
     // --- incoming messages ----------------------------------------------------------------
 
     onFeedEvent(type, data) {
-      if (type === 'message' || type === 'status') this.acceptMessage(data, true);
+      if (type === 'message' || type === 'status') this.acceptInSequence(data, true);
       else if (type === 'edit') this.applyEdit(data);
       else if (type === 'typing' && typeof data.operator === 'string') this.startOperatorTyping(data.operator);
       else if (type === 'typing') this.startTyping(data.reply_to);
@@ -1274,12 +1305,13 @@
     }
 
     // Every stored message goes through here, whatever brought it: restore, the POST
-    // response, the stream or polling. Keyed by id, so nothing is shown twice.
+    // response, the stream or polling. Keyed by id, so nothing is shown twice. True when the
+    // message belongs to the conversation shown.
     acceptMessage(message, live) {
-      if (!isMessage(message) || !this.conversation || message.conversation_id !== this.conversation.id) return;
+      if (!isMessage(message) || !this.conversation) return false;
+      if (message.conversation_id !== this.conversation.id) return false;
       const known = this.messages.get(message.id);
       if (!known || !sameMessage(known, message)) this.messages.set(message.id, message);
-      this.lastSeq = Math.max(this.lastSeq, message.seq);
       if (message.client_message_id) {
         this.pending.delete(message.client_message_id);
         this.outbox.remove(message.client_message_id);
@@ -1290,14 +1322,25 @@
         this.drafts.delete(message.reply_to);
       }
       if (live && !known) this.onNewMessage(message);
+      return true;
+    }
+
+    // A message from the feed or the restored history: both come in seq order, so the feed
+    // can resume after it.
+    acceptInSequence(message, live) {
+      if (this.acceptMessage(message, live)) this.feedSeq = Math.max(this.feedSeq, message.seq);
     }
 
     onNewMessage(message) {
       const meta = message.metadata || {};
       if (message.role === 'operator') {
         this.conversation.mode = 'human';
+        this.operatorMessageAt = Date.now();
         this.stopOperatorTyping();
       }
+      // The worker drops a reply it was writing once a person answers: its dots and draft
+      // would stay forever.
+      if (message.role === 'operator' || (meta.kind === 'status' && meta.mode === 'human')) this.abandonReplies();
       if (meta.kind === 'status') this.applyStatus(meta);
       if (message.role !== 'user' && !this.isOpen) this.unread = true;
     }
@@ -1308,9 +1351,8 @@
       if (this.isClosed()) {
         this.stopFeed();
         this.confirmingEnd = false;
-        this.typing.clear();
+        this.stopTyping();
         this.stopOperatorTyping();
-        this.drafts.clear();
       }
     }
 
@@ -1319,11 +1361,37 @@
     }
 
     startTyping(replyTo) {
-      if (replyTo && !this.answered.has(replyTo)) this.typing.add(replyTo);
+      if (!replyTo || this.answered.has(replyTo)) return;
+      this.typing.add(replyTo);
+      this.keepTyping();
+    }
+
+    // The assistant is still writing: its dots and drafts last ASSISTANT_TYPING_MS more.
+    keepTyping() {
+      clearTimeout(this.typingTimer);
+      this.typingTimer = setTimeout(() => {
+        this.stopTyping();
+        this.render();
+      }, ASSISTANT_TYPING_MS);
+    }
+
+    stopTyping() {
+      clearTimeout(this.typingTimer);
+      this.typing.clear();
+      this.drafts.clear();
+    }
+
+    // End the replies being written and ignore their later typing and delta events.
+    abandonReplies() {
+      this.typing.forEach((replyTo) => this.answered.add(replyTo));
+      this.drafts.forEach((text, replyTo) => this.answered.add(replyTo));
+      this.stopTyping();
     }
 
     startOperatorTyping(name) {
       if (this.isClosed()) return;
+      // Sent before the message that just arrived, but delivered after it.
+      if (Date.now() - this.operatorMessageAt < LATE_TYPING_MS) return;
       this.operatorTyping = name.trim() || this.t('operator');
       clearTimeout(this.operatorTypingTimer);
       this.operatorTypingTimer = setTimeout(() => {
@@ -1340,6 +1408,17 @@
     appendDelta(replyTo, text) {
       if (!replyTo || this.answered.has(replyTo) || typeof text !== 'string') return;
       this.drafts.set(replyTo, (this.drafts.get(replyTo) || '') + text);
+      this.keepTyping();
+    }
+
+    // A message that failed for good leaves the log when the user dismisses it.
+    dismissFailed(clientMessageId) {
+      const entry = this.pending.get(clientMessageId);
+      if (!entry || entry.state !== 'failed') return;
+      this.pending.delete(clientMessageId);
+      this.render();
+      // The focused dismiss button is gone: keep the focus in the widget.
+      if (this.isOpen && this.root.activeElement === null) this.focusComposer();
     }
 
     // --- sending --------------------------------------------------------------------------
@@ -1789,10 +1868,10 @@
     }
 
     // Dots while the assistant writes (the words are for screen readers); "Anna is typing…"
-    // in plain sight while an operator does.
+    // in plain sight while an operator does, even if the assistant writes too.
     renderTyping() {
       const label = this.el.typing.querySelector('[data-testid=typing-label]');
-      const operator = this.typing.size === 0 ? this.operatorTyping : '';
+      const operator = this.operatorTyping;
       const text = operator ? this.t('operatorTyping', { name: operator }) : this.t('typing');
       if (label.textContent !== text) label.textContent = text;
       label.className = operator ? 'typing__label' : 'sr-only';
@@ -1883,14 +1962,23 @@
     entries() {
       const stored = Array.from(this.messages.values()).sort((a, b) => a.seq - b.seq);
       const latest = stored[stored.length - 1];
+      // A failed message will not be answered; only messages still to be sent make the
+      // latest answer (and its suggestions) stale.
+      const unsent = Array.from(this.pending.values()).some((entry) => entry.state !== 'failed');
       const entries = stored.map((message) => ({
         key: message.client_message_id ? `c:${message.client_message_id}` : `m:${message.id}`,
         data: message,
-        stale: message !== latest || this.pending.size > 0 || this.isClosed(),
+        stale: message !== latest || unsent || this.isClosed(),
         build: () => this.buildMessage(message),
       }));
       this.drafts.forEach((text, replyTo) => {
-        entries.push({ key: `d:${replyTo}`, data: text, stale: true, build: () => this.buildDraft(text) });
+        entries.push({
+          key: `d:${replyTo}`,
+          data: text,
+          stale: true,
+          build: () => this.buildDraft(text),
+          update: (node) => this.updateDraft(node, text),
+        });
       });
       this.pending.forEach((entry, clientMessageId) => {
         entries.push({
@@ -1903,8 +1991,8 @@
       return entries;
     }
 
-    // Keep one node per entry, rebuild only entries whose data changed, move nodes only when
-    // out of order.
+    // Keep one node per entry, rebuild (or update in place) only entries whose data changed,
+    // move nodes only when out of order.
     renderMessages() {
       const log = this.el.log;
       const entries = this.entries();
@@ -1913,6 +2001,10 @@
       entries.forEach((entry) => {
         keys.add(entry.key);
         let cached = this.nodes.get(entry.key);
+        if (cached && cached.data !== entry.data && entry.update) {
+          entry.update(cached.node);
+          cached.data = entry.data;
+        }
         if (cached && cached.data !== entry.data) {
           if (cursor === cached.node) cursor = cursor.nextSibling;
           cached.node.remove();
@@ -1966,10 +2058,21 @@
       return name ? this.t('operatorNamed', { name }) : this.t('operator');
     }
 
+    // Hidden from screen readers, so that the live log does not read out every partial
+    // answer: the final message, which replaces the draft, is announced instead.
     buildDraft(text) {
-      const node = this.messageShell('assistant', { 'data-streaming': 'true', 'aria-busy': 'true' });
+      const node = this.messageShell('assistant', {
+        'data-streaming': 'true',
+        'aria-busy': 'true',
+        'aria-hidden': 'true',
+      });
       this.appendText(node, 'assistant', text);
       return node;
+    }
+
+    updateDraft(node, text) {
+      // renderMarkdown escapes every character of the content before adding its own markup.
+      node.querySelector('.msg__bubble').innerHTML = renderMarkdown(text);
     }
 
     buildPending(clientMessageId, entry) {
@@ -1980,7 +2083,14 @@
         ? this.t('failed', { reason: entry.error })
         : this.t(entry.state === 'sending' ? 'sending' : 'queued');
       this.appendText(node, 'user', entry.content);
-      node.append(h('div', { class: failed ? 'msg__meta msg__meta--error' : 'msg__meta' }, status));
+      const meta = h('div', { class: failed ? 'msg__meta msg__meta--error' : 'msg__meta' }, status);
+      if (failed) {
+        const dismiss = this.button('×', 'dismiss', () => this.dismissFailed(clientMessageId), 'msg__dismiss');
+        dismiss.setAttribute('aria-label', this.t('dismiss'));
+        dismiss.setAttribute('title', this.t('dismiss'));
+        meta.append(' ', dismiss);
+      }
+      node.append(meta);
       return node;
     }
 
