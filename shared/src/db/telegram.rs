@@ -83,13 +83,20 @@ pub async fn claim_topic(
     if inserted == 1 {
         return Ok(TopicClaim::Claimed);
     }
+    // A lapsed claim is taken over; so is a topic in another group than the configured one (the
+    // support group moved): the conversation gets a topic, and a card, in the new group, and
+    // its waiting posts follow.
     let taken_over = sqlx::query(
-        "UPDATE telegram_topics SET claimed_until = now() + $2 * interval '1 millisecond', name = $3
-         WHERE conversation_id = $1 AND thread_id IS NULL AND (claimed_until IS NULL OR claimed_until < now())",
+        "UPDATE telegram_topics
+         SET claimed_until = now() + $2 * interval '1 millisecond', name = $3, chat_id = $4,
+             thread_id = NULL, card_queued_at = NULL
+         WHERE conversation_id = $1
+           AND ((thread_id IS NULL AND (claimed_until IS NULL OR claimed_until < now())) OR chat_id <> $4)",
     )
     .bind(conversation_id)
     .bind(lease_ms)
     .bind(name)
+    .bind(chat_id)
     .execute(db)
     .await?
     .rows_affected();
@@ -460,18 +467,33 @@ pub async fn reserve_slot(db: impl PgExecutor<'_>, chat_id: i64, interval: Durat
     Ok(Duration::from_millis(wait_ms as u64))
 }
 
-/// Telegram asked to wait (429 `retry_after`): no slot of the chat starts before then.
+/// Telegram asked to wait (429 `retry_after`): no slot of the chat starts before then, and
+/// slots already reserved inside the pause are not used (see [`held_for`]).
 pub async fn hold_chat(db: impl PgExecutor<'_>, chat_id: i64, pause: Duration) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO telegram_rate AS r (chat_id, next_at) VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond')
+        "INSERT INTO telegram_rate AS r (chat_id, next_at, held_until)
+         VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond', clock_timestamp() + $2 * interval '1 millisecond')
          ON CONFLICT (chat_id) DO UPDATE
-             SET next_at = GREATEST(r.next_at, clock_timestamp() + $2 * interval '1 millisecond')",
+             SET next_at = GREATEST(r.next_at, excluded.next_at),
+                 held_until = GREATEST(r.held_until, excluded.held_until)",
     )
     .bind(chat_id)
     .bind(pause.as_millis() as i64)
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// How much longer the chat is on hold after a 429; zero when it is not.
+pub async fn held_for(db: impl PgExecutor<'_>, chat_id: i64) -> sqlx::Result<Duration> {
+    let wait_ms: Option<f64> = sqlx::query_scalar(
+        "SELECT GREATEST(0, extract(epoch FROM (held_until - clock_timestamp())) * 1000)::float8
+         FROM telegram_rate WHERE chat_id = $1 AND held_until IS NOT NULL",
+    )
+    .bind(chat_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(Duration::from_millis(wait_ms.unwrap_or(0.0) as u64))
 }
 
 /// Store an update once, with the job that handles it; returns whether it was new.
@@ -532,11 +554,6 @@ pub async fn pending_updates_through(db: impl PgExecutor<'_>, update_id: i64) ->
     .bind(update_id)
     .fetch_all(db)
     .await
-}
-
-/// The highest update id stored; polling asks Telegram for the ones after it.
-pub async fn last_update_id(db: impl PgExecutor<'_>) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT max(update_id) FROM telegram_updates").fetch_one(db).await
 }
 
 /// Remember which web message an operator's Telegram message became; false if it is known.

@@ -84,7 +84,8 @@ impl Telegram {
     }
 
     /// Run one request to the group in the group's next send slot. A 429 holds every sender
-    /// of the chat for `retry_after` and the request is made again; nothing is dropped.
+    /// of the chat for `retry_after` (a slot that falls inside the pause is given up for one
+    /// after it) and the request is made again; nothing is dropped.
     pub async fn paced<T, F, Fut>(&self, pool: &PgPool, request: F) -> Result<T, SendError>
     where
         F: Fn() -> Fut,
@@ -94,6 +95,12 @@ impl Telegram {
             let wait = store::reserve_slot(pool, self.chat_id, self.interval).await?;
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
+            }
+            // A 429 came while this slot was waiting: sending now would only earn another.
+            let held = store::held_for(pool, self.chat_id).await?;
+            if !held.is_zero() {
+                tokio::time::sleep(held).await;
+                continue;
             }
             match request().await {
                 Ok(value) => return Ok(value),
@@ -107,18 +114,19 @@ impl Telegram {
         }
     }
 
-    /// Post `text` to a topic; returns the Telegram message id.
+    /// Post `text` to a topic of `chat` (the group the topic was made in); returns the Telegram
+    /// message id.
     pub async fn post(
         &self,
         pool: &PgPool,
-        thread_id: i32,
+        (chat, thread_id): (i64, i32),
         text: &str,
         markup: Option<&InlineKeyboardMarkup>,
     ) -> Result<i32, SendError> {
         let thread = ThreadId(MessageId(thread_id));
         let message = self
             .paced(pool, || {
-                let request = self.bot.send_message(self.chat(), text).message_thread_id(thread);
+                let request = self.bot.send_message(ChatId(chat), text).message_thread_id(thread);
                 let request = match markup {
                     Some(markup) => request.reply_markup(markup.clone()),
                     None => request,
@@ -130,9 +138,9 @@ impl Telegram {
     }
 
     /// Reopen a topic an operator closed by hand, so that posts reach it again.
-    pub async fn reopen_topic(&self, pool: &PgPool, thread_id: i32) -> Result<(), SendError> {
+    pub async fn reopen_topic(&self, pool: &PgPool, (chat, thread_id): (i64, i32)) -> Result<(), SendError> {
         let thread = ThreadId(MessageId(thread_id));
-        self.paced(pool, || async move { self.bot.reopen_forum_topic(self.chat(), thread).await }).await?;
+        self.paced(pool, || async move { self.bot.reopen_forum_topic(ChatId(chat), thread).await }).await?;
         Ok(())
     }
 

@@ -41,11 +41,11 @@ pub async fn handle(job: TelegramSend, ctx: Data<Context>) -> Result<(), BoxDynE
 pub async fn deliver(ctx: &Context, telegram: &Telegram, conversation_id: ConversationId) -> Result<(), SendError> {
     let sender = uuid::Uuid::new_v4();
     loop {
-        let Some((_chat, thread_id)) = store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await? else {
+        let Some(topic) = store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await? else {
             // No topic yet (the escalate job sends once it has one), or another job is sending.
             return Ok(());
         };
-        let sent = send_pending(ctx, telegram, conversation_id, thread_id, sender).await;
+        let sent = send_pending(ctx, telegram, conversation_id, topic, sender).await;
         store::release_sender(&ctx.pool, conversation_id, sender).await?;
         sent?;
         // A post queued while we released the lease found it held and left it to us.
@@ -59,7 +59,7 @@ async fn send_pending(
     ctx: &Context,
     telegram: &Telegram,
     conversation_id: ConversationId,
-    thread_id: i32,
+    topic: (i64, i32),
     sender: uuid::Uuid,
 ) -> Result<(), SendError> {
     while let Some(post) = store::next_post(&ctx.pool, conversation_id).await? {
@@ -69,18 +69,18 @@ async fn send_pending(
         let markup =
             post.reply_markup.as_ref().and_then(|m| serde_json::from_value::<InlineKeyboardMarkup>(m.clone()).ok());
         let posted = holding_lease(ctx, conversation_id, sender, async {
-            let posted = telegram.post(&ctx.pool, thread_id, &post.text, markup.as_ref()).await;
+            let posted = telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await;
             match &posted {
                 Err(SendError::Refused(error)) if super::topic_closed(error) => {
-                    tracing::info!(thread_id, "the topic was closed in Telegram; reopening it");
-                    match telegram.reopen_topic(&ctx.pool, thread_id).await {
+                    tracing::info!(thread_id = topic.1, "the topic was closed in Telegram; reopening it");
+                    match telegram.reopen_topic(&ctx.pool, topic).await {
                         Err(SendError::Transient(error)) => return Err(SendError::Transient(error)),
                         Err(SendError::Refused(error)) => {
                             tracing::warn!(%error, "Telegram refused to reopen the topic")
                         }
                         Ok(()) => {}
                     }
-                    telegram.post(&ctx.pool, thread_id, &post.text, markup.as_ref()).await
+                    telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await
                 }
                 _ => posted,
             }

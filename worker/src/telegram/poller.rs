@@ -56,10 +56,16 @@ async fn poll_while_elected(ctx: &Context, telegram: &Telegram, shutdown: &Cance
         tracing::warn!(%error, "could not remove the Telegram webhook before polling");
     }
     let mut backoff = Duration::from_secs(1);
+    // Telegram keeps what was confirmed: a new poller starts without an offset and gets every
+    // update not confirmed yet (those already stored are ignored). Update ids are not always
+    // increasing (after a week without updates the next one is random), so the offset is never
+    // taken from the stored ones.
+    let mut offset: Option<i32> = None;
     loop {
-        let offset = store::last_update_id(&ctx.pool).await?.map_or(0, |id| id + 1);
-        let request =
-            telegram.bot.get_updates().offset(offset as i32).timeout(LONG_POLL_SECS).allowed_updates(allowed_updates());
+        let mut request = telegram.bot.get_updates().timeout(LONG_POLL_SECS).allowed_updates(allowed_updates());
+        if let Some(offset) = offset {
+            request = request.offset(offset);
+        }
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
             received = request.into_future() => received,
@@ -73,6 +79,9 @@ async fn poll_while_elected(ctx: &Context, telegram: &Telegram, shutdown: &Cance
                     store::store_update(&mut tx, update.id.0 as i64, &payload, ctx.max_attempts).await?;
                 }
                 tx.commit().await?;
+                if let Some(last) = updates.last() {
+                    offset = Some(last.id.0 as i32 + 1);
+                }
                 // Keep the election connection alive and checked.
                 sqlx::query("SELECT 1").execute(&mut lock).await?;
             }
