@@ -46,6 +46,10 @@ pub async fn escalate_conversation(
     }
     let mut tx = state.pool.begin().await?;
     let current = conversations::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
+    if current.status == ConversationStatus::Closed {
+        // Closed while this request waited for the lock.
+        return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
+    }
     if current.mode == ConversationMode::Ai {
         conversations::set_human_mode(&mut tx, id, "user_request").await?;
         let texts = Locale::from_code(&current.locale).texts();

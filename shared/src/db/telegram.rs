@@ -398,11 +398,12 @@ pub async fn release_sender(
     Ok(())
 }
 
-/// The oldest pending post of the conversation.
+/// The next pending post of the conversation: card parts first (a notice queued while the
+/// topic was being created waits for the card), then the oldest.
 pub async fn next_post(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> sqlx::Result<Option<Post>> {
     sqlx::query_as(
         "SELECT id, conversation_id, key, kind, text, reply_markup, attempts FROM telegram_outbox
-         WHERE conversation_id = $1 AND state = 'pending' ORDER BY id LIMIT 1",
+         WHERE conversation_id = $1 AND state = 'pending' ORDER BY kind = 'card' DESC, id LIMIT 1",
     )
     .bind(conversation_id)
     .fetch_optional(db)

@@ -32,6 +32,8 @@ use crate::{
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// Telegram's limit for one message (UTF-16 units), minus room for a heading.
 const PART_UNITS: usize = 3900;
+/// The most messages a card's transcript shows (the latest ones).
+const TRANSCRIPT_MESSAGES: i64 = 500;
 /// Telegram's limit for a topic name.
 const TOPIC_NAME_CHARS: usize = 128;
 /// Support works on Moscow time; transcripts show it.
@@ -150,7 +152,8 @@ async fn queue_card(ctx: &Context, conversation: &Conversation, job: &Escalate) 
         return Ok(());
     };
     let first = store::topic(&mut *tx, conversation.id).await?.is_none_or(|topic| topic.card_queued_at.is_none());
-    let transcript = messages::list_after(&mut *tx, conversation.id, 0, 1000).await?;
+    // The latest messages: everything up to `last_seq` is covered by the card, not forwarded.
+    let transcript = messages::latest(&mut *tx, conversation.id, TRANSCRIPT_MESSAGES).await?;
     let card = Card { conversation: &current, first, plan, runs: &runs, escalation: escalation.as_ref() };
     let parts = card.render(&transcript);
     store::queue_card(&mut tx, conversation.id, job.escalation_id, parts, current.last_seq, ctx.max_attempts).await?;
