@@ -33,6 +33,7 @@ pub struct Keys {
 
 const VISITOR_AUDIENCE: &str = "concierge-visitor";
 const STREAM_AUDIENCE: &str = "concierge-stream";
+const ADMIN_STREAM_AUDIENCE: &str = "concierge-admin-stream";
 
 impl Keys {
     pub fn new(secret: &str, visitor_ttl: Duration, stream_ttl: Duration) -> Self {
@@ -67,6 +68,23 @@ impl Keys {
             OwnClaims { sub: owner.as_str().into(), aud: STREAM_AUDIENCE.into(), exp, cid: Some(conversation) };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.stream.0)?;
         Ok(StreamToken { token, expires_in: self.stream_ttl.as_secs() })
+    }
+
+    /// A token that lets an administrator follow the console's live feed for a short while, so
+    /// that the long-lived admin credential never travels in a URL (`EventSource` cannot send
+    /// headers).
+    pub fn issue_admin_stream(&self, owner: &OwnerKey) -> anyhow::Result<StreamToken> {
+        let exp = expiry(self.stream_ttl);
+        let claims = OwnClaims { sub: owner.as_str().into(), aud: ADMIN_STREAM_AUDIENCE.into(), exp, cid: None };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.stream.0)?;
+        Ok(StreamToken { token, expires_in: self.stream_ttl.as_secs() })
+    }
+
+    /// Whether `token` is a valid admin stream token.
+    pub fn verify_admin_stream(&self, token: &str) -> Result<(), ApiError> {
+        jsonwebtoken::decode::<OwnClaims>(token, &self.stream.1, &own_validation(ADMIN_STREAM_AUDIENCE))
+            .map(|_| ())
+            .map_err(|e| ApiError::Unauthorized(format!("invalid or expired stream token ({e})")))
     }
 
     /// The caller behind a bearer token: a platform user, or a visitor.

@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/conversations/{id}/reply"),
     ("post", "/admin/conversations/{id}/typing"),
     ("get", "/admin/events"),
+    ("post", "/admin/events/token"),
     ("get", "/admin/metrics"),
     ("post", "/admin/metrics/recompute"),
     ("get", "/conversations"),

@@ -457,6 +457,13 @@ async fn the_widget_and_the_console_work_in_chromium() {
             vec![],
         )
         .await;
+    browser
+        .until(
+            "the console's live feed",
+            "return document.querySelector('[data-testid=live]').dataset.state === 'live';",
+            vec![],
+        )
+        .await;
     browser.screenshot("console.png").await;
     browser
         .js(

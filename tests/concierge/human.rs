@@ -125,3 +125,32 @@ async fn only_operators_use_the_console_api() {
         app.post(Some(&operator()), &format!("/admin/conversations/{missing}/reply"), json!({ "content": "x" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_console_feed_takes_a_short_lived_token_never_the_credential() {
+    let app = TestApp::spawn().await;
+    let conversation = app.open(Some(&user_token("anna"))).await;
+    let events = |token: &str| app.url(&format!("/admin/events?token={token}"));
+
+    // The admin credential and a conversation's stream token are refused in the URL.
+    for token in [operator(), conversation.stream_token.clone()] {
+        let status = app.client.get(events(&token)).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = app.post(Some(&user_token("anna")), "/admin/events/token", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A stream token from the console's credential opens the feed, which reports activity.
+    let (status, issued) = app.post(Some(&operator()), "/admin/events/token", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    assert_eq!(issued["expires_in"], 600);
+    let mut feed = crate::helpers::Sse::connect(&app.client, &events(issued["token"].as_str().unwrap()), None).await;
+    app.say(&conversation, "Как оплатить подписку?").await;
+    let activity = feed.next().await;
+    assert_eq!(activity.event, "activity");
+    assert_eq!(activity.data["conversation_id"], conversation.id.as_str());
+
+    // The header still works for clients that can send one.
+    let response = app.client.get(app.url("/admin/events")).bearer_auth(operator()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

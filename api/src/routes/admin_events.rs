@@ -1,12 +1,17 @@
 //! `GET /admin/events`: the console's live feed. An `activity` event (`{conversation_id, seq}`)
 //! for every message committed in any conversation; the console reloads what it shows. A
 //! console that falls far behind gets `event: lagged` and reloads everything.
+//!
+//! `EventSource` cannot send headers, so the console first asks `POST /admin/events/token` for
+//! a short-lived stream token and passes that as `?token=`: the admin credential itself never
+//! goes into a URL (and so into access logs).
 
 use std::convert::Infallible;
 
 use axum::{
+    Json as JsonOut,
     extract::State,
-    http::request::Parts,
+    http::{StatusCode, request::Parts},
     response::sse::{Event, KeepAlive, Sse},
 };
 use concierge_shared::Role;
@@ -15,7 +20,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    AppState, auth,
+    AppState,
+    auth::{self, Admin, StreamToken},
     error::{ApiError, ErrorBody},
     extract::Query,
 };
@@ -24,8 +30,18 @@ use crate::{
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// The admin token, for `EventSource`, which cannot send headers.
+    /// A stream token from `POST /admin/events/token`, for `EventSource`, which cannot send
+    /// headers.
     pub token: Option<String>,
+}
+
+/// A short-lived token for `GET /admin/events?token=`.
+#[utoipa::path(post, path = "/admin/events/token", tag = "operators", summary = "Admin: a short-lived token for the live feed", responses((status = 201, body = StreamToken), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+pub async fn admin_events_token(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+) -> Result<(StatusCode, JsonOut<StreamToken>), ApiError> {
+    Ok((StatusCode::CREATED, JsonOut(state.keys.issue_admin_stream(&admin.owner)?)))
 }
 
 #[utoipa::path(get, path = "/admin/events", tag = "operators", summary = "Admin: Server-Sent Events, `activity` for every new message", params(EventsQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
@@ -34,13 +50,16 @@ pub async fn admin_events(
     Query(query): Query<EventsQuery>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let token = match (&query.token, auth::bearer_token(&parts)?) {
-        (Some(token), _) => token.as_str(),
-        (None, Some(bearer)) => bearer,
-        (None, None) => return Err(ApiError::Unauthorized("pass `?token=` or an Authorization header".into())),
-    };
-    if auth::verify(&state, token)?.role != Role::Admin {
-        return Err(ApiError::Forbidden("this route is for administrators".into()));
+    match (&query.token, auth::bearer_token(&parts)?) {
+        (Some(token), _) => state.keys.verify_admin_stream(token)?,
+        (None, Some(bearer)) => {
+            if auth::verify(&state, bearer)?.role != Role::Admin {
+                return Err(ApiError::Forbidden("this route is for administrators".into()));
+            }
+        }
+        (None, None) => {
+            return Err(ApiError::Unauthorized("pass an Authorization header or `?token=` (a stream token)".into()));
+        }
     }
     let receiver = state.hub.activity();
     let shutdown = state.shutdown.clone();

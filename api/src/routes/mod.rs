@@ -40,6 +40,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(human::admin_close))
         .routes(routes!(human::admin_add_note))
         .routes(routes!(admin_events::admin_events))
+        .routes(routes!(admin_events::admin_events_token))
         .routes(routes!(metrics::get_metrics))
         .routes(routes!(metrics::recompute))
         .routes(routes!(actions::admin_list_actions))
