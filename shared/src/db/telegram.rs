@@ -538,13 +538,21 @@ pub async fn finish_update(db: impl PgExecutor<'_>, update_id: i64, outcome: &st
 /// Lock key serialising the handling of Telegram updates.
 const UPDATES_LOCK: i64 = 0x636f_6e63_7475; // "conctu"
 
-/// Wait for the right to handle updates; held until the connection is dropped, which closes
-/// it, so the lock is released whatever becomes of the job that holds it.
+/// Wait for the right to handle updates. It is held until the returned connection is dropped,
+/// which closes it, so the lock is released whatever becomes of the job that holds it. Waiting
+/// holds no connection: jobs queued behind the holder must not starve it of the pool.
 pub async fn lock_updates(pool: &PgPool) -> sqlx::Result<PoolConnection<Postgres>> {
-    let mut conn = pool.acquire().await?;
-    conn.close_on_drop();
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(UPDATES_LOCK).execute(&mut *conn).await?;
-    Ok(conn)
+    loop {
+        let mut conn = pool.acquire().await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(UPDATES_LOCK).fetch_one(&mut *conn).await?;
+        if locked {
+            conn.close_on_drop();
+            return Ok(conn);
+        }
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The updates not handled yet, up to and including `update_id`, oldest first.
