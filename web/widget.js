@@ -7,7 +7,10 @@
  * The script starts by itself when its tag has a `data-api`, `data-token` or `data-auto`
  * attribute. Otherwise the host page starts it:
  *
- *   LectioConcierge.init({ api, token, lang });  // once; a second call is ignored
+ *   LectioConcierge.init({ api, token, lang, transport });  // once; a second call is ignored
+ *
+ * `transport` (`data-transport`): "auto" (Server-Sent Events, polling when they keep failing)
+ * or "polling", for sites behind a proxy known to break event streams.
  *   LectioConcierge.open(); LectioConcierge.close();
  *   LectioConcierge.destroy();                   // removes the widget, its streams and timers
  *
@@ -846,11 +849,12 @@
   // ---------------------------------------------------------------------------------------
   // The live feed of one conversation: an EventSource that resumes after the highest seq the
   // feed (or the restored history) has delivered. After repeated failures (or without
-  // EventSource) it polls every 2 s and tries the stream again every 30 s. Stream tokens are
-  // renewed before they expire and whenever the server refuses the stream.
+  // EventSource, or when told to) it polls every 2 s and tries the stream again every 30 s.
+  // Stream tokens are renewed before they expire and whenever the server refuses the stream.
 
   class LiveFeed {
     constructor(options) {
+      this.pollOnly = Boolean(options.pollOnly);
       this.api = options.api;
       this.conversationId = options.conversationId;
       this.afterSeq = options.afterSeq;
@@ -868,7 +872,7 @@
 
     // With the token from the create response, or without one (a restored conversation).
     start(streamToken) {
-      if (!sseSupported()) this.startPolling();
+      if (!this.canStream()) this.startPolling();
       else if (streamToken) {
         this.setToken(streamToken);
         this.openStream();
@@ -886,9 +890,13 @@
 
     // A fresh connection now, resuming after the highest seq the feed delivered.
     reconnect() {
-      if (this.stopped || !sseSupported()) return;
+      if (this.stopped || !this.canStream()) return;
       this.failures = 0;
       this.openStream();
+    }
+
+    canStream() {
+      return !this.pollOnly && sseSupported();
     }
 
     // Reconnect unless the stream is healthy.
@@ -970,7 +978,7 @@
         this.pollRound += 1;
         this.poll(this.pollRound);
       }
-      if (sseSupported() && !this.timers.retry) {
+      if (this.canStream() && !this.timers.retry) {
         this.timers.retry = setInterval(() => this.retryStream(), STREAM_RETRY_MS);
       }
     }
@@ -1028,6 +1036,7 @@
       this.token = options.token ? String(options.token) : '';
       this.lang = Object.prototype.hasOwnProperty.call(STRINGS, options.lang) ? options.lang : DEFAULT_LANG;
       this.strings = STRINGS[this.lang];
+      this.transport = options.transport === 'polling' ? 'polling' : 'auto';
 
       // A token without a readable subject gets a slot of its own, named after the token.
       const identity = this.token ? `user:${jwtSubject(this.token) || `h${shortHash(this.token)}`}` : 'visitor';
@@ -1254,6 +1263,7 @@
         api: this.api,
         conversationId: this.conversation.id,
         afterSeq: () => this.feedSeq,
+        pollOnly: this.transport === 'polling',
         isGone: (error) => this.isGone(error),
         onEvent: (type, data) => this.onFeedEvent(type, data),
         onGone: () => this.startOver(this.t('gone')),
@@ -2147,6 +2157,7 @@
           api: given.api || scriptApiBase(SCRIPT),
           token: given.token || '',
           lang: given.lang || DEFAULT_LANG,
+          transport: given.transport || 'auto',
         };
         if (document.body) {
           widget = new Widget(settings);
@@ -2182,6 +2193,7 @@
       api: script.getAttribute('data-api') || scriptApiBase(script),
       token: script.getAttribute('data-token') || '',
       lang: script.getAttribute('data-lang') || DEFAULT_LANG,
+      transport: script.getAttribute('data-transport') || 'auto',
     });
   }
 

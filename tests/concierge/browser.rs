@@ -427,6 +427,39 @@ async fn the_widget_and_the_console_work_in_chromium() {
     let copies = history["items"].as_array().unwrap().iter().filter(|m| m["content"] == "Написано без сети").count();
     assert_eq!(copies, 1, "sent once");
 
+    // Polling, for sites whose proxy breaks event streams. The second question is sent after
+    // the first one's answer is stored but before the next poll: its POST response must not
+    // make polling skip that answer.
+    browser
+        .js(
+            "LectioConcierge.destroy();
+             LectioConcierge.init({ api: location.origin + '/api/concierge', token: arguments[0], transport: 'polling' });
+             return true;",
+            vec![json!(user_token("vera"))],
+        )
+        .await;
+    browser.open_widget().await;
+    browser.say("Как оплатить подписку?").await;
+    browser
+        .until("the first question stored", "return messages().some((m) => m.id && m.role === 'user');", vec![])
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    browser.say("Как отменить подписку?").await;
+    browser
+        .until(
+            "both answers, by polling",
+            "return messages().filter((m) => m.id && m.role === 'assistant').length === 2;",
+            vec![],
+        )
+        .await;
+    let polled =
+        browser.js("return Array.from(new Set(messages().filter((m) => m.id).map((m) => m.id))).length;", vec![]).await;
+    assert_eq!(
+        polled,
+        browser.js("return messages().filter((m) => m.id).length;", vec![]).await,
+        "nothing shown twice"
+    );
+
     // The console lists the conversation and shows the metrics.
     let recompute = http
         .post(format!("{base}/api/concierge/admin/metrics/recompute/"))
