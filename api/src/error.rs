@@ -9,6 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -17,7 +18,7 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     /// Well-formed, but a value is not acceptable.
     #[error("{message}")]
-    Validation { code: &'static str, field: &'static str, message: String },
+    Validation { code: &'static str, field: Cow<'static, str>, message: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -40,8 +41,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn validation(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
-        Self::Validation { code, field, message: message.into() }
+    pub fn validation(code: &'static str, field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::Validation { code, field: field.into(), message: message.into() }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
@@ -122,7 +123,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let field = match &self {
-            ApiError::Validation { field, .. } => Some((*field).to_owned()),
+            ApiError::Validation { field, .. } => Some(field.to_string()),
             _ => None,
         };
         let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message, field } };

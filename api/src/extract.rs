@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body. Request types use `#[serde(deny_unknown_fields)]`.
+/// A JSON body. Request types use `#[serde(deny_unknown_fields)]`. A string anywhere in it
+/// that holds a NUL character is refused here, naming its field: PostgreSQL stores no NUL in
+/// text or jsonb.
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
@@ -20,10 +22,32 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(req, state).await.map_err(json_rejection)?;
+        if let Some(field) = nul_at(&value, "body") {
+            return Err(ApiError::validation(
+                "invalid_text",
+                field.clone(),
+                format!("{field} contains a NUL character"),
+            ));
         }
+        serde_json::from_value(value)
+            .map(Json)
+            .map_err(|error| ApiError::validation("invalid_body", "body", error.to_string()))
+    }
+}
+
+/// The path (`params.lesson_id`) of the first string or key holding a NUL character.
+fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| nul_at(item, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let inner = if path == "body" { key.clone() } else { format!("{path}.{key}") };
+            if key.contains('\0') { Some(inner) } else { nul_at(item, &inner) }
+        }),
+        _ => None,
     }
 }
 

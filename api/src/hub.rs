@@ -68,6 +68,16 @@ impl Subscription {
         let wake = self.wake.as_mut().expect("present until drop");
         loop {
             tokio::select! {
+                // Live events first: one announced before a message (the typing that message
+                // ends) must not reach the stream after it.
+                biased;
+                event = self.live.recv() => match event {
+                    Ok(event) => return Signal::Live(event),
+                    // Skipped ephemeral events are harmless; a closed channel cannot be while
+                    // we are registered.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                },
                 changed = wake.changed() => {
                     if changed.is_err() {
                         // The sender is only removed once no receiver is left, so this cannot
@@ -76,13 +86,6 @@ impl Subscription {
                     }
                     return Signal::CatchUp;
                 }
-                event = self.live.recv() => match event {
-                    Ok(event) => return Signal::Live(event),
-                    // Skipped ephemeral events are harmless; a closed channel cannot be while
-                    // we are registered.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                },
             }
         }
     }

@@ -103,3 +103,47 @@ async fn malformed_ids_queries_and_routes_answer_in_the_error_shape() {
 
     assert!(app.stored_messages(&conversation.id).await.is_empty());
 }
+
+#[tokio::test]
+async fn nul_characters_and_dates_out_of_range_are_refused_not_failed() {
+    let app = TestApp::spawn().await;
+    let anna = crate::helpers::user_token("anna");
+    let admin = crate::helpers::platform_token(
+        json!({ "sub": "op", "name": "Ольга", "role": "admin", "exp": crate::helpers::now() + 600 }),
+    );
+
+    // PostgreSQL takes no NUL in text or jsonb: every body is checked before it reaches it.
+    let (status, body) = app.post(None, "/conversations", json!({ "page_title": "Оплата\u{0}" })).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text");
+    assert_eq!(body["error"]["field"], "page_title");
+    let conversation = app.open(Some(&anna)).await;
+    let cases = [
+        (format!("/conversations/{}/rate", conversation.id), json!({ "rating": 5, "comment": "\u{0}" }), "comment"),
+        (
+            format!("/conversations/{}/actions/check_recordings/execute", conversation.id),
+            json!({ "params": { "lesson_id": "les\u{0}" } }),
+            "params.lesson_id",
+        ),
+    ];
+    for (path, input, field) in cases {
+        let (status, body) = app.post(Some(&anna), &path, input).await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text");
+        assert_eq!(body["error"]["field"], field);
+    }
+    let (status, body) = app
+        .post(Some(&admin), &format!("/admin/conversations/{}/notes", conversation.id), json!({ "content": "\u{0}" }))
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text");
+    assert_eq!(app.count("SELECT count(*) FROM action_runs").await, 0);
+
+    // Dates the database cannot hold are refused as input, not failed on.
+    let (status, body) =
+        app.get(Some(&anna), "/conversations?cursor=-300000000000000000_00000000-0000-0000-0000-000000000000").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_cursor");
+    for query in
+        ["/admin/conversations?from=-5000-01-01", "/admin/metrics?from=0001-01-01", "/admin/metrics?to=262143-12-31"]
+    {
+        let (status, body) = app.get(Some(&admin), query).await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_date");
+    }
+}

@@ -79,7 +79,16 @@ async fn answers_clarifications_and_escalations_flow_to_the_stream() {
     let escalated = ask(&app, &conversation, &mut sse, "с меня дважды списали деньги").await;
     assert_eq!(escalated["role"], "system");
     assert_eq!(escalated["metadata"]["mode"], "human");
-    assert_eq!(escalated["metadata"]["summary"], "Двойное списание за подписку.");
+    // The summary is for operators: the user never sees it, the console does.
+    assert!(escalated["metadata"].get("summary").is_none(), "{escalated}");
+    let (_, history) = app.get(Some(&conversation.bearer), &format!("/conversations/{}", conversation.id)).await;
+    assert!(!history.to_string().contains("Двойное списание за подписку."));
+    let admin = crate::helpers::platform_token(
+        json!({ "sub": "op", "name": "Ольга", "role": "admin", "exp": crate::helpers::now() + 600 }),
+    );
+    let (_, detail) = app.get(Some(&admin), &format!("/admin/conversations/{}", conversation.id)).await;
+    let handover = detail["messages"].as_array().unwrap().iter().find(|m| m["id"] == escalated["id"]).unwrap();
+    assert_eq!(handover["metadata"]["summary"], "Двойное списание за подписку.");
 
     // What the model was sent: the prompt first, the passages as data, the user's words only
     // in user messages, and no secrets.

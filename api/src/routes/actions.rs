@@ -52,7 +52,7 @@ pub struct ExecuteIn {
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id, action = %name), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
 pub async fn execute_action(
     State(state): State<AppState>,
     caller: Caller,

@@ -164,7 +164,10 @@ pub async fn list_conversations(
 pub fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, ConversationId), ApiError> {
     let invalid = || ApiError::bad_request("invalid_cursor", "cursor is not one this API returned");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?).ok_or_else(invalid)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
+        // A cursor this API returned names a moment of a conversation's life.
+        .filter(|at| (2000..=9000).contains(&chrono::Datelike::year(at)))
+        .ok_or_else(invalid)?;
     Ok((at, id.parse().map_err(|_| invalid())?))
 }
 

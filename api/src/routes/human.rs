@@ -111,8 +111,18 @@ pub struct AdminListQuery {
 
 /// A `YYYY-MM-DD` query parameter.
 pub fn parse_day(value: &str, field: &'static str) -> Result<chrono::NaiveDate, ApiError> {
+    use chrono::Datelike;
     chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
-        .map_err(|_| ApiError::validation("invalid_date", field, format!("{field} must be a date, YYYY-MM-DD")))
+        .ok()
+        // Dates the database and date arithmetic take without overflow.
+        .filter(|day| (2000..=9000).contains(&day.year()))
+        .ok_or_else(|| {
+            ApiError::validation(
+                "invalid_date",
+                field,
+                format!("{field} must be a date, YYYY-MM-DD, from 2000 to 9000"),
+            )
+        })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -185,10 +195,10 @@ pub async fn admin_get_conversation(
     Path(id): Path<ConversationId>,
 ) -> Result<JsonOut<AdminDetailOut>, ApiError> {
     let conversation = conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
-    let messages = messages::list_after(&state.pool, id, 0, 1000).await?;
+    let messages = messages::latest(&state.pool, id, 1000).await?;
     Ok(JsonOut(AdminDetailOut {
         conversation: conversation.into(),
-        messages: messages.into_iter().map(Into::into).collect(),
+        messages: messages.into_iter().map(MessageOut::for_operators).collect(),
         notes: telegram::notes(&state.pool, id).await?,
         telegram_topic: telegram::topic(&state.pool, id).await?,
         action_runs: concierge_shared::actions::conversation_runs(&state.pool, id).await?,

@@ -39,8 +39,24 @@ pub struct MessageOut {
     pub created_at: DateTime<Utc>,
 }
 
+/// Metadata meant for operators only: the model's summary of the problem for the hand-over.
+const OPERATOR_ONLY_METADATA: &[&str] = &["summary"];
+
 impl From<Message> for MessageOut {
-    fn from(m: Message) -> Self {
+    /// The message as the conversation's owner sees it: without what is meant for operators.
+    fn from(mut m: Message) -> Self {
+        if let Some(metadata) = m.metadata.as_object_mut() {
+            for key in OPERATOR_ONLY_METADATA {
+                metadata.remove(*key);
+            }
+        }
+        Self::for_operators(m)
+    }
+}
+
+impl MessageOut {
+    /// The message whole, for the admin routes.
+    pub fn for_operators(m: Message) -> Self {
         Self {
             id: m.id,
             conversation_id: m.conversation_id,
