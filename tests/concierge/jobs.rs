@@ -96,3 +96,48 @@ fn ulid_like() -> String {
     // Job ids are ULID text; any unique text works for the table.
     format!("01TEST{}", uuid::Uuid::new_v4().simple()).to_uppercase()[..26].to_owned()
 }
+
+#[tokio::test]
+async fn workers_come_back_after_their_database_connections_are_cut() {
+    let app = TestApp::spawn_with_worker().await;
+    let conversation = app.open(None).await;
+    let mut sse = app.stream(&conversation, None).await;
+    app.say(&conversation, "Как оплатить подписку?").await;
+    sse.next_from("assistant").await;
+
+    // Every connection of the processes is cut, as when PostgreSQL restarts.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db_url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS cut",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut > 0);
+
+    // The workers reconnect (restarting those whose fetch or heartbeat failed) and answer.
+    let mut sse = app.stream(&conversation, None).await;
+    let asked = app.say(&conversation, "Как отменить подписку?").await;
+    while sse.next().await.data["reply_to"] != asked["id"] {}
+}
+
+#[tokio::test]
+async fn workers_stopped_by_a_database_outage_are_restarted() {
+    let app = TestApp::spawn_with_worker().await;
+    let conversation = app.open(None).await;
+
+    // Nothing can be had from the pool for longer than its acquire timeout (10 s): fetching
+    // and heartbeats fail, which ends apalis workers.
+    let mut held = Vec::new();
+    while let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_millis(300), app.pool.acquire()).await {
+        held.push(conn);
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    drop(held);
+
+    // The database is back: the restarted workers answer.
+    let mut sse = app.stream(&conversation, None).await;
+    let asked = app.say(&conversation, "Как оплатить подписку?").await;
+    while sse.next().await.data["reply_to"] != asked["id"] {}
+}

@@ -127,13 +127,18 @@ impl Context {
     }
 }
 
-/// Register one apalis worker for the queue of `$job`, with the shared storage settings.
+/// Register one apalis worker for the queue of `$job`, with the shared storage settings. A
+/// restarted worker registers under a new name: apalis-postgres holds each name with an
+/// advisory lock on the connection that registered it, which may still be in the pool.
 macro_rules! register {
     ($monitor:expr, $job:ty, $ctx:expr, $inserts:expr, $config:expr, $name:expr, $concurrency:expr, $handler:path) => {{
         let (ctx, inserts, config, name, concurrency) =
             ($ctx.clone(), $inserts.clone(), $config.clone(), $name, $concurrency);
+        let starts = std::sync::atomic::AtomicU32::new(0);
         $monitor.register(move |_| {
-            WorkerBuilder::new(name.clone())
+            let start = starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = if start == 0 { name.clone() } else { format!("{name}~{start}") };
+            WorkerBuilder::new(name)
                 .backend(
                     PostgresStorage::<$job>::new(&ctx.pool)
                         .with_config(storage_config::<$job>(&config))
@@ -148,6 +153,9 @@ macro_rules! register {
     }};
 }
 
+/// Restarts of one queue's worker before the process gives up (and exits with an error).
+const MAX_RESTARTS: usize = 1_000;
+
 /// Run the workers until `shutdown`; in-flight jobs finish before this returns.
 pub async fn run(
     config: &Config,
@@ -156,7 +164,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let instance = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut monitor = Monitor::new().shutdown_timeout(std::time::Duration::from_secs(30));
+    let mut monitor =
+        Monitor::new().shutdown_timeout(std::time::Duration::from_secs(30)).should_restart(|worker, error| {
+            // A database outage ends a worker (fetching or its heartbeat fails); without a restart
+            // its queue would stop in this process for good. Restarts are paced by the pool's
+            // connect timeout while the database is away.
+            let restarts = worker.restarts();
+            tracing::error!(worker = worker.name(), %error, restarts, "a worker stopped; restarting it");
+            restarts < MAX_RESTARTS
+        });
     let names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
     let inserts = wakeup::Inserts::start(&ctx.pool, &names, shutdown.clone()).await?;
     for queue in &options.queues {
