@@ -210,8 +210,17 @@ async fn another_users_data_is_never_reachable() {
     let mut sse = app.stream(&boris, None).await;
     let result = run(&app, &boris, &mut sse, "check_lesson", json!({ "lesson": "anna-1" })).await;
     assert!(text(&result).contains("Не нашёл"), "{result}");
+    // A lesson named ".." or "." would move the request to another resource: nothing is asked
+    // for it ("%2e%2E" is sent as text, encoded, and names no lesson either).
+    for dots in ["..", ".", "%2e%2E"] {
+        let result = run(&app, &boris, &mut sse, "check_lesson", json!({ "lesson": dots })).await;
+        assert!(text(&result).contains("Не нашёл"), "{dots}: {result}");
+    }
     let requests = platform.requests.lock().unwrap().clone();
     assert!(requests.iter().all(|r| r.starts_with("users/boris/")), "{requests:?}");
+    let lesson =
+        |r: &String| r.strip_prefix("users/boris/lessons/").is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    assert!(requests.iter().all(lesson), "{requests:?}");
 
     // Visitors see only what needs no account, and cannot run the rest.
     let visitor = app.open(None).await;

@@ -23,7 +23,8 @@ pub enum Reply {
     Json(Value),
     /// Server-sent chunks, then `[DONE]`.
     Stream(Vec<Value>),
-    Status(u16, Option<u64>),
+    /// This status, with this `Retry-After` header when given.
+    Status(u16, Option<&'static str>),
     /// Answer after this long.
     Hang(Duration),
     /// A body of this many bytes.
@@ -74,7 +75,7 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: axum::Json<Val
         Some(Reply::Status(code, retry_after)) => {
             let mut response = (StatusCode::from_u16(code).unwrap(), "{\"error\":\"scripted\"}").into_response();
             if let Some(seconds) = retry_after {
-                response.headers_mut().insert(header::RETRY_AFTER, seconds.to_string().parse().unwrap());
+                response.headers_mut().insert(header::RETRY_AFTER, seconds.parse().unwrap());
             }
             response
         }

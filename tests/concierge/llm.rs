@@ -187,7 +187,7 @@ async fn provider_failures_fall_back_to_the_offline_engine() {
 #[tokio::test]
 async fn rate_limits_are_retried_after_the_asked_delay() {
     let fake = FakeLlm::start().await;
-    fake.push(Reply::Status(429, Some(1)))
+    fake.push(Reply::Status(429, Some("1")))
         .push(Reply::Json(tool_reply("answer", json!({ "text": "Со второй попытки.", "citations": [] }))));
     let app = app_with(&fake, |ai| ai.timeout = Duration::from_secs(5)).await;
     let conversation = app.open(None).await;
@@ -314,4 +314,41 @@ async fn spent_token_budgets_answer_offline_without_calling() {
     let second = ask(&app, &conversation, &mut sse, "Как оплатить подписку?").await;
     assert_eq!(second["metadata"]["fallback"], "conversation_budget");
     assert_eq!(fake.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn absurd_provider_replies_fall_back_and_requests_refused_one_by_one_leave_the_breaker_shut() {
+    let fake = FakeLlm::start().await;
+    let huge_index = json!({ "choices": [{ "delta": { "tool_calls": [{ "index": 1_000_000_000_000u64, "id": "c",
+        "function": { "name": "answer", "arguments": "{}" } }] } }] });
+    // Scripted in order: the pause, a malformed stream, three refusals, a good answer.
+    fake.push(Reply::Status(429, Some("inf")))
+        .push(Reply::Json(tool_reply("answer", json!({ "text": "После паузы.", "citations": [] }))))
+        .push(Reply::Stream(vec![huge_index]))
+        .push(Reply::Status(400, None))
+        .push(Reply::Status(400, None))
+        .push(Reply::Status(400, None))
+        .push(Reply::Json(tool_reply("answer", json!({ "text": "Снова я.", "citations": [] }))));
+    let app = app_with(&fake, |ai| {
+        ai.max_retries = 1;
+        ai.stream = true;
+    })
+    .await;
+    let conversation = app.open(None).await;
+    let mut sse = app.stream(&conversation, None).await;
+
+    // `Retry-After: inf` is a second or so, not a panic.
+    let reply = ask(&app, &conversation, &mut sse, "Как оплатить подписку?").await;
+    assert_eq!(reply["content"], "После паузы.");
+    // A tool call numbered a trillion is malformed, not a reason to fill memory.
+    let reply = ask(&app, &conversation, &mut sse, "Как отменить подписку?").await;
+    assert_eq!(reply["metadata"]["engine"], "offline", "{reply}");
+    // Three requests refused (400) say nothing about the provider: the next call is made.
+    for question in ["Нет звука на уроке", "Как сбросить пароль?", "Где запись урока?"]
+    {
+        let reply = ask(&app, &conversation, &mut sse, question).await;
+        assert_eq!(reply["metadata"]["fallback"], "http_error", "{reply}");
+    }
+    let reply = ask(&app, &conversation, &mut sse, "Как оплатить подписку?").await;
+    assert_eq!(reply["content"], "Снова я.");
 }

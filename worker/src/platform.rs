@@ -60,6 +60,12 @@ impl PlatformClient {
 
     pub async fn get_value(&self, path: &str) -> Result<Value, PlatformError> {
         let base = self.base.as_ref().ok_or(PlatformError::NotConfigured)?;
+        // A parameter "." or ".." (or its percent-encoded form, which URLs treat alike) would
+        // move the request to another resource than the one named: nothing is there.
+        let dot = |s: &str| matches!(s.to_ascii_lowercase().as_str(), "." | ".." | "%2e" | "%2e." | ".%2e" | "%2e%2e");
+        if path.split(['/', '?', '#']).any(dot) {
+            return Err(PlatformError::NotFound);
+        }
         let url = base.join(path.trim_start_matches('/')).map_err(|_| PlatformError::OffHost)?;
         if url.scheme() != base.scheme()
             || url.host() != base.host()

@@ -21,6 +21,8 @@ use serde_json::Value;
 const MAX_BODY: usize = 2 * 1024 * 1024;
 /// Longest wait a `Retry-After` may ask for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
+/// More tool calls than any decision makes: a larger index in a streamed reply is malformed.
+const MAX_TOOL_CALLS: u64 = 8;
 /// Consecutive failed calls that open the breaker.
 const BREAKER_THRESHOLD: u32 = 3;
 
@@ -210,6 +212,9 @@ impl LlmClient {
         let mut breaker = self.breaker.lock().expect("breaker");
         match &result {
             Ok(_) => *breaker = Breaker::default(),
+            // A refusal of this one request (too long, bad arguments) says nothing of the
+            // provider's health; its failures, a bad key or an unknown model do.
+            Err(LlmError::Http { status: 400 | 413 | 422, .. }) => {}
             Err(_) => {
                 breaker.failures += 1;
                 if breaker.failures >= BREAKER_THRESHOLD {
@@ -253,7 +258,10 @@ impl LlmClient {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
-                .map_or(Duration::from_secs(1), |s| Duration::from_secs_f64(s.max(0.0)));
+                .filter(|s| s.is_finite())
+                .map_or(Duration::from_secs(1), |s| {
+                    Duration::from_secs_f64(s.clamp(0.0, MAX_RETRY_AFTER.as_secs_f64()))
+                });
             return Err(Attempt::RetryAfter(wait));
         }
         if !status.is_success() {
@@ -355,7 +363,11 @@ async fn read_stream(
                 on_delta(text);
             }
             for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if index >= MAX_TOOL_CALLS {
+                    return Err(LlmError::Malformed(format!("tool call index {index}")));
+                }
+                let index = index as usize;
                 while calls.len() <= index {
                     calls.push(ToolCall {
                         id: String::new(),
