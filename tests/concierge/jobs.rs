@@ -141,3 +141,31 @@ async fn workers_stopped_by_a_database_outage_are_restarted() {
     let asked = app.say(&conversation, "Как оплатить подписку?").await;
     while sse.next().await.data["reply_to"] != asked["id"] {}
 }
+
+#[tokio::test]
+async fn an_action_that_cannot_post_its_result_ends_with_a_notice_and_a_failed_run() {
+    let mut app = TestApp::spawn().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_assistant() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.role = 'assistant' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END; $$;
+         CREATE TRIGGER refuse_assistant BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_assistant();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let conversation = app.open(None).await;
+    let mut sse = app.stream(&conversation, None).await;
+    app.start_worker().await;
+    let path = format!("/conversations/{}/actions/check_system_status/execute", conversation.id);
+    let (status, run) = app.post(Some(&conversation.bearer), &path, serde_json::json!({})).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{run}");
+    let notice = sse.next_from("system").await;
+    assert_eq!(notice.data["metadata"]["kind"], "error");
+    assert_eq!(notice.data["action_run_id"], run["id"]);
+    let failed: String = sqlx::query_scalar("SELECT status FROM action_runs WHERE id = $1::uuid")
+        .bind(run["id"].as_str().unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, "failed");
+}

@@ -1,12 +1,14 @@
 //! The execute-action job: run one logged action for the conversation's owner and post its
 //! result. When the model chose the action, the result goes back to the model to word the final
 //! answer (falling back to the action's own message). The result message is unique per run
-//! (and per user message), so a retried job never posts twice.
+//! (and per user message), so a retried job never posts twice. When the job's work keeps
+//! failing (the database, not the platform: its failures are results), the run is marked
+//! failed and the user gets a notice instead of silence.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
     MessageRole,
     actions::{self, validate_params},
@@ -19,10 +21,22 @@ use concierge_shared::{
 };
 use serde_json::json;
 
-use crate::{Context, actions::Outcome, llm};
+use crate::{Context, actions::Outcome, llm, retry::Backoff};
 
 #[tracing::instrument(skip_all, fields(run_id = %job.run_id))]
-pub async fn handle(job: ExecuteAction, ctx: Data<Context>) -> Result<(), BoxDynError> {
+pub async fn handle(job: ExecuteAction, ctx: Data<Context>, attempt: Attempt) -> Result<(), BoxDynError> {
+    // Runs of this job before this one (apalis counts this run already).
+    let spent = (attempt.current() as u32).saturating_sub(1);
+    let budget = ctx.max_attempts.saturating_sub(spent).max(1);
+    let backoff = Backoff { tries: budget, first: Duration::from_millis(200), max: Duration::from_secs(10) };
+    if let Err(error) = backoff.run("running an action", |_| false, || execute(&ctx, &job)).await {
+        tracing::error!(error = format!("{error:#}"), "running the action failed for good");
+        report_failure(&ctx, &job, &format!("{error:#}")).await.context("posting the failure notice")?;
+    }
+    Ok(())
+}
+
+async fn execute(ctx: &Context, job: &ExecuteAction) -> anyhow::Result<()> {
     let Some(run) = actions::get_run(&ctx.pool, job.run_id).await.context("loading the run")? else {
         return Ok(());
     };
@@ -52,7 +66,7 @@ pub async fn handle(job: ExecuteAction, ctx: Data<Context>) -> Result<(), BoxDyn
                 result: None,
                 error: Some(problem),
             },
-            Ok(()) => crate::actions::run(&ctx, definition, &conversation, &run.params).await,
+            Ok(()) => crate::actions::run(ctx, definition, &conversation, &run.params).await,
         },
     };
     let duration_ms = started.elapsed().as_millis() as i64;
@@ -103,6 +117,32 @@ pub async fn handle(job: ExecuteAction, ctx: Data<Context>) -> Result<(), BoxDyn
     match messages::append(&mut tx, conversation.id, report).await? {
         Some(_) => tx.commit().await?,
         // Already reported by an earlier run of this job.
+        None => tx.rollback().await?,
+    }
+    Ok(())
+}
+
+/// The run failed for good: say so in the log and to the user (once, however often this runs).
+async fn report_failure(ctx: &Context, job: &ExecuteAction, error: &str) -> anyhow::Result<()> {
+    let Some(run) = actions::get_run(&ctx.pool, job.run_id).await?.filter(|run| run.status != "succeeded") else {
+        return Ok(());
+    };
+    let Some(conversation) = conversations::get(&ctx.pool, run.conversation_id).await? else {
+        return Ok(());
+    };
+    let mut tx = ctx.pool.begin().await?;
+    actions::finish_run(&mut tx, run.id, false, 0, "the job kept failing", None, Some(error)).await?;
+    tx.commit().await?;
+    let text = Locale::from_code(&conversation.locale).texts().processing_failed;
+    let mut notice =
+        NewMessage::system(text).with_metadata(json!({ "kind": "error", "action_run_id": run.id })).reporting(run.id);
+    if let Some(message_id) = run.message_id {
+        notice = notice.replying_to(message_id);
+    }
+    let mut tx = ctx.pool.begin().await?;
+    match messages::append(&mut tx, conversation.id, notice).await? {
+        Some(_) => tx.commit().await?,
+        // The result was posted after all, or the message already has its answer.
         None => tx.rollback().await?,
     }
     Ok(())

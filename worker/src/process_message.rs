@@ -36,8 +36,9 @@ const HISTORY: i64 = 20;
 
 #[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
 pub async fn handle(job: ProcessMessage, ctx: Data<Context>, attempt: Attempt) -> Result<(), BoxDynError> {
-    // Attempts already spent by earlier runs of this job (a worker that died holding it).
-    let spent = attempt.current() as u32;
+    // Attempts spent by earlier runs of this job (a worker that died holding it); apalis
+    // counts this run already.
+    let spent = (attempt.current() as u32).saturating_sub(1);
     let budget = ctx.max_attempts.saturating_sub(spent).max(1);
     let backoff = Backoff { tries: budget, first: Duration::from_millis(200), max: Duration::from_secs(10) };
     if let Err(error) = backoff.run("processing", |_| false, || process(&ctx, &job)).await {

@@ -44,7 +44,8 @@ pub async fn handle(job: TelegramUpdate, ctx: Data<Context>, attempt: Attempt) -
         store::finish_update(&ctx.pool, job.update_id, "ignored: Telegram is not configured").await?;
         return Ok(());
     };
-    let last_attempt = attempt.current() as u32 + 1 >= ctx.max_attempts;
+    // apalis counts this run already.
+    let last_attempt = attempt.current() as u32 >= ctx.max_attempts;
     let backoff = Backoff { tries: 3, first: Duration::from_millis(500), max: Duration::from_secs(5) };
     let _lock = store::lock_updates(&ctx.pool).await?;
     for update_id in store::pending_updates_through(&ctx.pool, job.update_id).await? {
