@@ -473,3 +473,47 @@ async fn fifty_escalations_under_flood_control() {
         elapsed.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn a_message_the_model_was_deciding_on_goes_to_the_operator_who_took_over_meanwhile() {
+    use crate::fake_llm::{FakeLlm, Reply};
+    let fake = FakeTelegram::start().await;
+    let llm = FakeLlm::start().await;
+    let (settings, llm_url) = (telegram_config(&fake, TelegramMode::Webhook), llm.url.clone());
+    let mut app = TestApp::spawn_with(move |config| {
+        config.telegram = Some(settings);
+        config.webhook_secret = Some(WEBHOOK_SECRET.into());
+        config.ai.provider = concierge_shared::config::Provider::Openai;
+        config.ai.base_url = llm_url;
+        config.ai.model = "scripted-model".into();
+        config.ai.api_key = Some("test-key".into());
+        config.ai.timeout = Duration::from_secs(5);
+        config.ai.stream = false;
+    })
+    .await;
+    app.start_worker().await;
+    let conversation = app.open(Some(&user_token("anna"))).await;
+    let mut sse = app.stream(&conversation, None).await;
+
+    // A topic exists; the operator hands the conversation back to the bot.
+    app.say(&conversation, "Позовите оператора").await;
+    let thread = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
+    let back = text_update(21, 7001, thread, operator_user(), "/ai");
+    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &back).await, StatusCode::OK);
+    while sse.next().await.data["metadata"]["mode"] != "ai" {}
+
+    // The model takes its time over the next message; the operator answers first.
+    llm.push(Reply::Hang(Duration::from_millis(1500)));
+    let question = "Кстати, можно перенести урок на пятницу?";
+    app.say(&conversation, question).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = text_update(22, 7002, thread, operator_user(), "Я на связи, сейчас посмотрю.");
+    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &reply).await, StatusCode::OK);
+
+    // The message is the operator's now: it reaches the topic, and the late decision is dropped.
+    fake.wait_for("the message in the topic", |f| f.posts_in(thread).iter().any(|p| p.contains(question))).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stored = app.stored_messages(&conversation.id).await;
+    assert!(stored.iter().all(|(_, _, content)| content != "поздно"), "{stored:?}");
+}

@@ -62,9 +62,10 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
     if conversation.status == ConversationStatus::Closed {
         return Ok(());
     }
-    if conversation.mode == ConversationMode::Human {
-        // Operators answer; those in Telegram read it in the conversation's topic.
-        return forward_to_operators(ctx, &message).await;
+    // Operators answer; those in Telegram read it in the conversation's topic. (Handed back to
+    // the AI since the conversation was read: the AI answers.)
+    if conversation.mode == ConversationMode::Human && forward_to_operators(ctx, &message).await? {
+        return Ok(());
     }
 
     let history = messages::latest(&ctx.pool, conversation.id, HISTORY)
@@ -105,21 +106,37 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
     apply(ctx, &conversation, &message, decision, &info).await
 }
 
+/// Leave the message to operators if the conversation is (still) with them; returns false
+/// when it was handed back to the AI meanwhile.
+async fn forward_to_operators(ctx: &Context, message: &Message) -> anyhow::Result<bool> {
+    let mut tx = ctx.pool.begin().await?;
+    let Some(conversation) = conversations::lock(&mut tx, message.conversation_id).await? else {
+        return Ok(true);
+    };
+    if conversation.mode != ConversationMode::Human {
+        return Ok(false);
+    }
+    queue_for_operators(&mut tx, ctx, &conversation, message).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Queue the message for the conversation's Telegram topic, in order with everything else
-/// posted there. Without Telegram, operators read it in the console API.
-async fn forward_to_operators(ctx: &Context, message: &Message) -> anyhow::Result<()> {
+/// posted there; call under the conversation's lock. Without Telegram, operators read it in
+/// the console API.
+async fn queue_for_operators(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Context,
+    conversation: &Conversation,
+    message: &Message,
+) -> anyhow::Result<()> {
     if ctx.telegram.is_none() {
         return Ok(());
     }
-    let mut tx = ctx.pool.begin().await?;
-    let Some(conversation) = conversations::lock(&mut tx, message.conversation_id).await? else {
-        return Ok(());
-    };
     let texts = &Locale::from_code(&conversation.locale).texts().operators;
     let name = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
     let text = i18n::fill(texts.user_message, &[("name", name), ("text", &message.content)]);
-    telegram::forward_user_message(&mut tx, message, text, ctx.max_attempts).await?;
-    tx.commit().await?;
+    telegram::forward_user_message(tx, message, text, ctx.max_attempts).await?;
     Ok(())
 }
 
@@ -196,7 +213,13 @@ async fn apply(
     let Some(current) = conversations::lock(&mut tx, conversation.id).await? else {
         return Ok(());
     };
-    if current.mode != ConversationMode::Ai || current.status != ConversationStatus::Open {
+    if current.status != ConversationStatus::Open {
+        return Ok(());
+    }
+    if current.mode != ConversationMode::Ai {
+        // A person took over while the decision was being made: the message is theirs now.
+        queue_for_operators(&mut tx, ctx, &current, message).await?;
+        tx.commit().await?;
         return Ok(());
     }
     let kind = decision.kind();
