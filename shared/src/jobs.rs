@@ -214,3 +214,31 @@ pub async fn enqueue<J: Job>(conn: &mut PgConnection, job: &J, max_attempts: u32
     .rows_affected();
     Ok(written == 1)
 }
+
+/// How long finished jobs stay in `apalis.jobs` (for the console's and Prometheus' figures).
+pub const FINISHED_JOBS_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Forget jobs that finished (done, killed, or failed for good) longer than `kept` ago, and
+/// workers silent as long that hold none. What they were queued for stays deduplicated by the
+/// tables that queued them (messages, update ids, action runs), so nothing is queued twice for
+/// lack of them. Returns how many jobs went.
+pub async fn prune_finished(pool: &sqlx::PgPool, kept: std::time::Duration) -> sqlx::Result<u64> {
+    let seconds = kept.as_secs() as i64;
+    let jobs = sqlx::query(
+        "DELETE FROM apalis.jobs
+         WHERE (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))
+           AND coalesce(done_at, run_at) < now() - $1 * interval '1 second'",
+    )
+    .bind(seconds)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "DELETE FROM apalis.workers w WHERE last_seen < now() - $1 * interval '1 second'
+           AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
+    )
+    .bind(seconds)
+    .execute(pool)
+    .await?;
+    Ok(jobs)
+}

@@ -108,7 +108,8 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     .await?;
     let (messages, fallbacks): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE role = 'user'),
-                count(*) FILTER (WHERE role = 'assistant' AND metadata->>'fallback' IS NOT NULL)
+                -- Answers, clarifications and hand-overs the offline engine made in the model's place.
+                count(*) FILTER (WHERE reply_to IS NOT NULL AND metadata->>'fallback' IS NOT NULL)
          FROM messages WHERE created_at >= $1 AND created_at < $2",
     )
     .bind(from)

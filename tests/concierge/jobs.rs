@@ -169,3 +169,30 @@ async fn an_action_that_cannot_post_its_result_ends_with_a_notice_and_a_failed_r
         .unwrap();
     assert_eq!(failed, "failed");
 }
+
+#[tokio::test]
+async fn finished_jobs_are_pruned_after_a_week_and_their_causes_stay_deduplicated() {
+    let app = TestApp::spawn_with_worker().await;
+    let conversation = app.open(None).await;
+    let path = format!("/conversations/{}/messages", conversation.id);
+    let message = serde_json::json!({ "content": "Как оплатить подписку?", "client_message_id": "pay-1" });
+    let (_, sent) = app.post(Some(&conversation.bearer), &path, message.clone()).await;
+    wait_for_reply_and_idle_queue(&app, sent["id"].as_str().unwrap()).await;
+    let done = app.count("SELECT count(*) FROM apalis.jobs WHERE status = 'Done'").await;
+    assert!(done > 0);
+
+    let week = concierge_shared::jobs::FINISHED_JOBS_KEPT;
+    assert_eq!(concierge_shared::jobs::prune_finished(&app.pool, week).await.unwrap(), 0, "nothing is a week old yet");
+    let aged = sqlx::query("UPDATE apalis.jobs SET done_at = now() - interval '8 days' WHERE status = 'Done'")
+        .execute(&app.pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(concierge_shared::jobs::prune_finished(&app.pool, week).await.unwrap(), aged);
+
+    // Resending the message queues nothing new: the message itself remembers it was taken.
+    let (status, again) = app.post(Some(&conversation.bearer), &path, message).await;
+    assert!(status.is_success());
+    assert_eq!(again["id"], sent["id"]);
+    assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'concierge::process-message'").await, 0);
+}

@@ -32,6 +32,13 @@ pub async fn schedule(ctx: Context, shutdown: CancellationToken) {
         if let Err(error) = enqueue_due(&ctx).await {
             tracing::warn!(%error, "scheduling the metrics job failed");
         }
+        // Once an hour, the queue table is kept to its last week.
+        if Utc::now().timestamp() / 60 % 60 == 0 {
+            match jobs::prune_finished(&ctx.pool, jobs::FINISHED_JOBS_KEPT).await {
+                Ok(pruned) => tracing::debug!(pruned, "finished jobs pruned"),
+                Err(error) => tracing::warn!(%error, "pruning finished jobs failed"),
+            }
+        }
     }
 }
 
