@@ -71,11 +71,21 @@ pub fn router(state: AppState) -> Router {
 /// `GET /metrics`: Prometheus text.
 async fn prometheus_metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> impl axum::response::IntoResponse {
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !concierge_shared::telemetry::metrics_allowed(authorization, state.config.metrics_token.as_deref()) {
+        return crate::error::ApiError::Unauthorized(
+            "/metrics needs `Authorization: Bearer <CONCIERGE_METRICS_TOKEN>`".into(),
+        )
+        .into_response();
+    }
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         concierge_shared::telemetry::render_prometheus(&state.pool).await,
     )
+        .into_response()
 }
 
 /// Count requests and time them, by route pattern (not by path, which holds ids).

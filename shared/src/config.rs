@@ -53,6 +53,9 @@ pub struct Config {
     /// `CONCIERGE_ADMIN_TOKEN`: a static bearer token accepted as an administrator (for the
     /// console where the platform issues no admin tokens); at least 24 characters.
     pub admin_token: Option<String>,
+    /// `CONCIERGE_METRICS_TOKEN`: when set, `/metrics` (API and workers) answers only requests
+    /// bearing it; at least 24 characters.
+    pub metrics_token: Option<String>,
     /// `CONCIERGE_WEBHOOK_SECRET`: what Telegram sends in `X-Telegram-Bot-Api-Secret-Token`;
     /// the webhook refuses every update while it is unset.
     pub webhook_secret: Option<String>,
@@ -267,6 +270,10 @@ impl Config {
                 .transpose()?,
             admin_token: match var("CONCIERGE_ADMIN_TOKEN") {
                 Some(token) if token.len() < 24 => bail!("CONCIERGE_ADMIN_TOKEN must be at least 24 characters long"),
+                token => token,
+            },
+            metrics_token: match var("CONCIERGE_METRICS_TOKEN") {
+                Some(token) if token.len() < 24 => bail!("CONCIERGE_METRICS_TOKEN must be at least 24 characters long"),
                 token => token,
             },
         })

@@ -90,3 +90,16 @@ async fn prometheus_metrics_count_requests() {
     assert!(text.contains("concierge_queue_jobs"), "{text}");
     assert!(text.contains("concierge_http_requests_total"), "{text}");
 }
+
+#[tokio::test]
+async fn a_metrics_token_keeps_prometheus_figures_private() {
+    const TOKEN: &str = "metrics-token-0123456789abcdef";
+    let app = TestApp::spawn_with(|config| config.metrics_token = Some(TOKEN.into())).await;
+    let url = format!("http://{}/metrics", app.addr);
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let wrong = app.client.get(&url).bearer_auth("metrics-token-0123456789abcdeX").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let right = app.client.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+    assert!(right.text().await.unwrap().contains("concierge_http_requests_total"));
+}

@@ -130,6 +130,7 @@ pub fn test_config(database_url: &str) -> Config {
         telegram: None,
         webhook_secret: None,
         admin_token: None,
+        metrics_token: None,
         metrics_bind: None,
     }
 }

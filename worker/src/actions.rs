@@ -449,6 +449,8 @@ pub struct PlanCache {
 }
 
 const PLAN_TTL: Duration = Duration::from_secs(300);
+/// Plans remembered at most; past this, expired ones are forgotten first, then all.
+const PLANS_KEPT: usize = 10_000;
 const PLAN_TIMEOUT: Duration = Duration::from_millis(800);
 
 impl PlanCache {
@@ -477,7 +479,14 @@ impl PlanCache {
             // Not cached: try again next time.
             _ => return None,
         };
-        self.plans.lock().expect("plan cache").insert(user.to_owned(), (Instant::now(), plan.clone()));
+        let mut plans = self.plans.lock().expect("plan cache");
+        if plans.len() >= PLANS_KEPT {
+            plans.retain(|_, (at, _)| at.elapsed() < PLAN_TTL);
+            if plans.len() >= PLANS_KEPT {
+                plans.clear();
+            }
+        }
+        plans.insert(user.to_owned(), (Instant::now(), plan.clone()));
         plan
     }
 }

@@ -200,9 +200,9 @@ pub async fn run(
         };
     }
     if let Some(bind) = config.metrics_bind {
-        let (pool, shutdown) = (ctx.pool.clone(), shutdown.clone());
+        let (pool, token, shutdown) = (ctx.pool.clone(), config.metrics_token.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_metrics(bind, pool, shutdown).await {
+            if let Err(error) = serve_metrics(bind, pool, token, shutdown).await {
                 tracing::error!(error = format!("{error:#}"), "the metrics endpoint stopped");
             }
         });
@@ -287,13 +287,21 @@ fn storage_config<J: Job>(config: &Config) -> apalis_postgres::Config {
 pub async fn serve_metrics(
     bind: std::net::SocketAddr,
     pool: PgPool,
+    token: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    use axum::http::StatusCode;
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
-            let pool = pool.clone();
-            async move { concierge_shared::telemetry::render_prometheus(&pool).await }
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let (pool, token) = (pool.clone(), token.clone());
+            async move {
+                let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                if !concierge_shared::telemetry::metrics_allowed(authorization, token.as_deref()) {
+                    return axum::response::IntoResponse::into_response(StatusCode::UNAUTHORIZED);
+                }
+                axum::response::IntoResponse::into_response(concierge_shared::telemetry::render_prometheus(&pool).await)
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind(bind).await?;

@@ -478,7 +478,7 @@ pub async fn follow_up(
     action: &ActionDefinition,
     outcome: &crate::actions::Outcome,
 ) -> anyhow::Result<Option<String>> {
-    if llm.client.circuit_open() {
+    if llm.client.circuit_open() || budget_spent(pool, &llm.config, conversation).await?.is_some() {
         return Ok(None);
     }
     let ids = (conversation.id, message.id);
