@@ -172,6 +172,8 @@ async fn telegram(config: &Config, command: TelegramCommand) -> anyhow::Result<(
             }
             bot.set_webhook(parsed)
                 .secret_token(secret)
+                // One delivery at a time: updates are stored, hence handled, in Telegram's order.
+                .max_connections(1)
                 .allowed_updates(concierge_worker::telegram::poller::allowed_updates())
                 .drop_pending_updates(drop_pending)
                 .await?;

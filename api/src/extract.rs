@@ -31,9 +31,17 @@ where
                 format!("{field} contains a NUL character"),
             ));
         }
-        serde_json::from_value(value)
-            .map(Json)
-            .map_err(|error| ApiError::validation("invalid_body", "body", error.to_string()))
+        // The path of the field at fault goes into the message and `field`, as axum's own
+        // extractor puts it into its message.
+        serde_path_to_error::deserialize(value).map(Json).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if path == "." {
+                ApiError::validation("invalid_body", "body", inner.to_string())
+            } else {
+                ApiError::validation("invalid_body", path.clone(), format!("{path}: {inner}"))
+            }
+        })
     }
 }
 

@@ -40,6 +40,10 @@ async fn bad_messages_are_refused_and_nothing_is_stored() {
         let (status, answer) = app.post(bearer, &path, body).await;
         assert_error(status, &answer, expected, code);
     }
+    // A value of the wrong type is named.
+    let (_, answer) = app.post(bearer, &path, json!({ "content": 42 })).await;
+    assert_eq!(answer["error"]["field"], "content", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().starts_with("content: invalid type"), "{answer}");
     // Exactly the limit is fine.
     let (status, _) = app.post(bearer, &path, json!({ "content": "я".repeat(4000) })).await;
     assert_eq!(status, StatusCode::ACCEPTED);

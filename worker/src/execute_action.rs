@@ -130,18 +130,19 @@ async fn report_failure(ctx: &Context, job: &ExecuteAction, error: &str) -> anyh
     let Some(conversation) = conversations::get(&ctx.pool, run.conversation_id).await? else {
         return Ok(());
     };
-    let mut tx = ctx.pool.begin().await?;
-    actions::finish_run(&mut tx, run.id, false, 0, "the job kept failing", None, Some(error)).await?;
-    tx.commit().await?;
     let text = Locale::from_code(&conversation.locale).texts().processing_failed;
     let mut notice =
         NewMessage::system(text).with_metadata(json!({ "kind": "error", "action_run_id": run.id })).reporting(run.id);
     if let Some(message_id) = run.message_id {
         notice = notice.replying_to(message_id);
     }
+    // The notice and the failed run together: a retry finds both or neither.
     let mut tx = ctx.pool.begin().await?;
     match messages::append(&mut tx, conversation.id, notice).await? {
-        Some(_) => tx.commit().await?,
+        Some(_) => {
+            actions::finish_run(&mut tx, run.id, false, 0, "the job kept failing", None, Some(error)).await?;
+            tx.commit().await?;
+        }
         // The result was posted after all, or the message already has its answer.
         None => tx.rollback().await?,
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, pool::PoolConnection};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres};
 
 use crate::{
     ConversationId, MessageId,
@@ -114,28 +114,35 @@ pub async fn claim_topic(
     })
 }
 
-/// Record the topic Telegram created; done the moment its id is known. Returns the topic the
-/// conversation has: this one, or one another job recorded first (then this one is spare).
-pub async fn set_thread(conn: &mut PgConnection, conversation_id: ConversationId, thread_id: i32) -> sqlx::Result<i32> {
+/// Record the topic Telegram created in `chat_id`; done the moment its id is known. Returns
+/// the conversation's topic in that chat: this one, or one another job recorded first (then
+/// this one is spare); `None` when the conversation's topic row has moved to another chat
+/// meanwhile (the support group changed), which makes this one spare too.
+pub async fn set_thread(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    chat_id: i64,
+    thread_id: i32,
+) -> sqlx::Result<Option<i32>> {
     let recorded: Option<i32> = sqlx::query_scalar(
         "UPDATE telegram_topics SET thread_id = $2, claimed_until = NULL
-         WHERE conversation_id = $1 AND thread_id IS NULL RETURNING thread_id",
+         WHERE conversation_id = $1 AND chat_id = $3 AND thread_id IS NULL RETURNING thread_id",
     )
     .bind(conversation_id)
     .bind(thread_id)
+    .bind(chat_id)
     .fetch_optional(&mut *conn)
     .await?;
-    match recorded {
-        Some(thread_id) => Ok(thread_id),
-        None => {
-            sqlx::query_scalar(
-                "SELECT thread_id FROM telegram_topics WHERE conversation_id = $1 AND thread_id IS NOT NULL",
-            )
-            .bind(conversation_id)
-            .fetch_one(&mut *conn)
-            .await
-        }
+    if recorded.is_some() {
+        return Ok(recorded);
     }
+    let existing: Option<Option<i32>> =
+        sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1 AND chat_id = $2")
+            .bind(conversation_id)
+            .bind(chat_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(existing.flatten())
 }
 
 /// Extend a creation claim while Telegram is being asked.
@@ -230,6 +237,8 @@ pub const MESSAGE_LIMIT: usize = 4096;
 
 /// `text` cut into pieces of at most `limit` UTF-16 code units, at line breaks where possible.
 pub fn split_post(text: &str, limit: usize) -> Vec<String> {
+    // Room for any character (two units at most), so that every cut makes progress.
+    let limit = limit.max(2);
     let units = |s: &str| s.chars().map(char::len_utf16).sum::<usize>();
     let mut parts = Vec::new();
     let mut current = String::new();
@@ -295,12 +304,19 @@ pub async fn notify_topic(
     Ok(has_topic)
 }
 
+/// The outbox key of a card's part: one card per escalation and topic (a topic made anew
+/// after the support group changed gets the card again).
+pub fn card_key(escalation_id: MessageId, thread_id: i32, part: usize) -> String {
+    format!("card:{escalation_id}:{thread_id}:{part}")
+}
+
 /// Queue the parts of an escalation's card, and skip the forwarded user messages the card's
 /// transcript already shows (`seq <= covered_seq`). From now on the topic takes posts.
 pub async fn queue_card(
     conn: &mut PgConnection,
     conversation_id: ConversationId,
     escalation_id: MessageId,
+    thread_id: i32,
     parts: Vec<(String, Option<serde_json::Value>)>,
     covered_seq: i64,
     max_attempts: u32,
@@ -308,7 +324,7 @@ pub async fn queue_card(
     let mut queued = false;
     for (index, (text, reply_markup)) in parts.into_iter().enumerate() {
         let post = NewPost {
-            key: format!("card:{escalation_id}:{index}"),
+            key: card_key(escalation_id, thread_id, index),
             kind: "card",
             message_id: None,
             text,
@@ -538,19 +554,19 @@ pub async fn finish_update(db: impl PgExecutor<'_>, update_id: i64, outcome: &st
 /// Lock key serialising the handling of Telegram updates.
 const UPDATES_LOCK: i64 = 0x636f_6e63_7475; // "conctu"
 
-/// Wait for the right to handle updates. It is held until the returned connection is dropped,
-/// which closes it, so the lock is released whatever becomes of the job that holds it. Waiting
-/// holds no connection: jobs queued behind the holder must not starve it of the pool.
-pub async fn lock_updates(pool: &PgPool) -> sqlx::Result<PoolConnection<Postgres>> {
+/// Wait for the right to handle updates: a transaction holding a transaction-level advisory
+/// lock, released when it ends, however that happens (dropped, the job cancelled, the
+/// connection lost). Waiting holds no connection: jobs queued behind the holder must not
+/// starve it of the pool.
+pub async fn lock_updates(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
     loop {
-        let mut conn = pool.acquire().await?;
+        let mut tx = pool.begin().await?;
         let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(UPDATES_LOCK).fetch_one(&mut *conn).await?;
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(UPDATES_LOCK).fetch_one(&mut *tx).await?;
         if locked {
-            conn.close_on_drop();
-            return Ok(conn);
+            return Ok(tx);
         }
-        drop(conn);
+        tx.rollback().await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

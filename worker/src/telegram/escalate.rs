@@ -65,8 +65,8 @@ pub async fn escalate(ctx: &Context, telegram: &Telegram, job: &Escalate) -> Res
     let first_question = messages::first_user_message(&ctx.pool, conversation.id).await?;
     let thread_id = ensure_topic(ctx, telegram, &conversation, first_question.as_ref()).await?;
     tracing::debug!(thread_id, "topic ready");
-    if !store::post_queued(&ctx.pool, &format!("card:{}:0", job.escalation_id)).await? {
-        queue_card(ctx, &conversation, job).await?;
+    if !store::post_queued(&ctx.pool, &store::card_key(job.escalation_id, thread_id, 0)).await? {
+        queue_card(ctx, &conversation, job, thread_id).await?;
     }
     outbox::deliver(ctx, telegram, conversation.id).await
 }
@@ -98,16 +98,21 @@ async fn ensure_topic(
                 };
                 return match created {
                     Ok(created) => {
-                        let thread_id =
-                            store::set_thread(&mut *ctx.pool.acquire().await?, conversation.id, created).await?;
-                        if thread_id == created {
-                            tracing::info!(thread_id, "Telegram topic created");
-                        } else {
-                            // Another job's topic was recorded first (its claim had lapsed).
-                            tracing::warn!(thread_id, spare = created, "a second topic was created; deleting it");
-                            telegram.delete_topic(&ctx.pool, created).await;
+                        let mut conn = ctx.pool.acquire().await?;
+                        let recorded = store::set_thread(&mut conn, conversation.id, telegram.chat_id, created).await?;
+                        match recorded {
+                            Some(thread_id) if thread_id == created => {
+                                tracing::info!(thread_id, "Telegram topic created");
+                                Ok(thread_id)
+                            }
+                            // Another job's topic was recorded first (its claim had lapsed), or
+                            // the conversation's topic moved to another group meanwhile.
+                            other => {
+                                tracing::warn!(recorded = ?other, spare = created, "a spare topic was created; deleting it");
+                                telegram.delete_topic(&ctx.pool, created).await;
+                                other.ok_or_else(|| SendError::Transient("the support group changed".into()))
+                            }
                         }
-                        Ok(thread_id)
                     }
                     Err(error) => {
                         store::release_claim(&ctx.pool, conversation.id).await?;
@@ -143,7 +148,12 @@ fn truncate(text: &str, max: usize) -> String {
 
 /// Build the card under the conversation's lock, so that the transcript and the user messages
 /// forwarded after it neither overlap nor leave a gap.
-async fn queue_card(ctx: &Context, conversation: &Conversation, job: &Escalate) -> Result<(), SendError> {
+async fn queue_card(
+    ctx: &Context,
+    conversation: &Conversation,
+    job: &Escalate,
+    thread_id: i32,
+) -> Result<(), SendError> {
     let plan = ctx.plans.plan(&ctx.platform, conversation).await;
     let runs = actions::conversation_runs(&ctx.pool, conversation.id).await?;
     let escalation = messages::get(&ctx.pool, job.escalation_id).await?;
@@ -156,7 +166,16 @@ async fn queue_card(ctx: &Context, conversation: &Conversation, job: &Escalate) 
     let transcript = messages::latest(&mut *tx, conversation.id, TRANSCRIPT_MESSAGES).await?;
     let card = Card { conversation: &current, first, plan, runs: &runs, escalation: escalation.as_ref() };
     let parts = card.render(&transcript);
-    store::queue_card(&mut tx, conversation.id, job.escalation_id, parts, current.last_seq, ctx.max_attempts).await?;
+    store::queue_card(
+        &mut tx,
+        conversation.id,
+        job.escalation_id,
+        thread_id,
+        parts,
+        current.last_seq,
+        ctx.max_attempts,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

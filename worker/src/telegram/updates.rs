@@ -46,18 +46,31 @@ pub async fn handle(job: TelegramUpdate, ctx: Data<Context>, attempt: Attempt) -
     };
     // apalis counts this run already.
     let last_attempt = attempt.current() as u32 >= ctx.max_attempts;
+    match handle_through(&ctx, &telegram, job.update_id, last_attempt).await {
+        Ok(()) => Ok(()),
+        Err(error) if last_attempt => {
+            // Not even the lock or the list could be had: the update is not left waiting for a
+            // later one's job to apply it, late.
+            tracing::error!(%error, "handling a Telegram update failed for good");
+            store::finish_update(&ctx.pool, job.update_id, &format!("failed: {error}")).await?;
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn handle_through(ctx: &Context, telegram: &Telegram, update_id: i64, last_attempt: bool) -> anyhow::Result<()> {
     let backoff = Backoff { tries: 3, first: Duration::from_millis(500), max: Duration::from_secs(5) };
     let _lock = store::lock_updates(&ctx.pool).await?;
-    for update_id in store::pending_updates_through(&ctx.pool, job.update_id).await? {
-        let handled =
-            backoff.run("handling a Telegram update", |_| false, || process(&ctx, &telegram, update_id)).await;
+    for pending in store::pending_updates_through(&ctx.pool, update_id).await? {
+        let handled = backoff.run("handling a Telegram update", |_| false, || process(ctx, telegram, pending)).await;
         match handled {
             Ok(()) => {}
             Err(error) if last_attempt => {
-                tracing::error!(update_id, %error, "handling a Telegram update failed for good");
-                store::finish_update(&ctx.pool, update_id, &format!("failed: {error}")).await?;
+                tracing::error!(update_id = pending, %error, "handling a Telegram update failed for good");
+                store::finish_update(&ctx.pool, pending, &format!("failed: {error}")).await?;
             }
-            Err(error) => return Err(format!("update {update_id}: {error}").into()),
+            Err(error) => anyhow::bail!("update {pending}: {error}"),
         }
     }
     Ok(())
