@@ -57,6 +57,8 @@ pub struct Behaviour {
     pub create_delay_ms: AtomicUsize,
     /// Topics an operator closed by hand: sendMessage there is refused until reopenForumTopic.
     pub closed_threads: Mutex<HashSet<i64>>,
+    /// Topics deleted (by hand or with deleteForumTopic): sendMessage there is refused.
+    pub deleted_threads: Mutex<HashSet<i64>>,
 }
 
 #[derive(Clone)]
@@ -184,6 +186,13 @@ async fn handle(
         {
             Some("Bad Request: TOPIC_CLOSED")
         }
+        "sendMessage"
+            if body["message_thread_id"]
+                .as_i64()
+                .is_some_and(|thread| fake.behaviour.deleted_threads.lock().unwrap().contains(&thread)) =>
+        {
+            Some("Bad Request: message thread not found")
+        }
         _ => None,
     };
     if let Some(description) = refusal {
@@ -223,7 +232,15 @@ async fn handle(
                 .remove(&body["message_thread_id"].as_i64().unwrap_or_default());
             json!(true)
         }
-        "answerCallbackQuery" | "setWebhook" | "deleteWebhook" | "deleteForumTopic" => json!(true),
+        "deleteForumTopic" => {
+            fake.behaviour
+                .deleted_threads
+                .lock()
+                .unwrap()
+                .insert(body["message_thread_id"].as_i64().unwrap_or_default());
+            json!(true)
+        }
+        "answerCallbackQuery" | "setWebhook" | "deleteWebhook" => json!(true),
         other => unreachable!("{other} is known but not answered"),
     };
     fake.record(&method, body, 200);

@@ -517,3 +517,33 @@ async fn a_message_the_model_was_deciding_on_goes_to_the_operator_who_took_over_
     let stored = app.stored_messages(&conversation.id).await;
     assert!(stored.iter().all(|(_, _, content)| content != "поздно"), "{stored:?}");
 }
+
+#[tokio::test]
+async fn a_topic_deleted_in_telegram_is_opened_again_with_its_card() {
+    let fake = FakeTelegram::start().await;
+    let app = spawn(&fake, TelegramMode::Webhook).await;
+    let conversation = app.open(Some(&user_token("anna"))).await;
+    escalate(&app, &conversation).await;
+    let first = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(first).len() >= 2).await;
+
+    // Someone deletes the topic; the user writes again.
+    fake.behaviour.deleted_threads.lock().unwrap().insert(first);
+    app.say(&conversation, "Вы тут? Жду ответа").await;
+    fake.wait_for("a new topic", |f| f.accepted("createForumTopic").len() == 2).await;
+    let thread = loop {
+        let thread = thread_of(&app, &conversation).await;
+        if thread != first {
+            break thread;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    // The card comes first in the new topic; its transcript carries the message.
+    fake.wait_for("the card and transcript", |f| {
+        f.posts_in(thread).iter().any(|post| post.starts_with("Переписка") && post.contains("Вы тут? Жду ответа"))
+    })
+    .await;
+    let posts = fake.posts_in(thread);
+    assert!(posts[0].starts_with("🆘"), "{posts:#?}");
+    assert_eq!(app.count("SELECT count(*) FROM telegram_outbox WHERE state = 'pending'").await, 0);
+}

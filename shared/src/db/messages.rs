@@ -246,6 +246,20 @@ pub async fn latest(
     Ok(messages)
 }
 
+/// The latest hand-over to a person (a status message switching to human mode), if any.
+pub async fn latest_handover(
+    db: impl PgExecutor<'_>,
+    conversation_id: ConversationId,
+) -> sqlx::Result<Option<MessageId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND role = 'system' AND metadata->>'mode' = 'human'
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(conversation_id)
+    .fetch_optional(db)
+    .await
+}
+
 /// Replace a message's text (an operator edited their reply); `metadata.edited_at` says when.
 pub async fn edit(conn: &mut PgConnection, id: MessageId, content: &str) -> sqlx::Result<Option<Message>> {
     sqlx::query_as(concat!(

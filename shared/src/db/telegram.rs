@@ -145,6 +145,26 @@ pub async fn set_thread(
     Ok(existing.flatten())
 }
 
+/// The conversation's topic was deleted in Telegram: forget it, so that a new one is made
+/// (its posts wait until then).
+pub async fn forget_thread(
+    db: impl PgExecutor<'_>,
+    conversation_id: ConversationId,
+    chat_id: i64,
+    thread_id: i32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE telegram_topics SET thread_id = NULL, card_queued_at = NULL, claimed_until = NULL
+         WHERE conversation_id = $1 AND chat_id = $2 AND thread_id = $3",
+    )
+    .bind(conversation_id)
+    .bind(chat_id)
+    .bind(thread_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Extend a creation claim while Telegram is being asked.
 pub async fn renew_claim(
     db: impl PgExecutor<'_>,

@@ -59,6 +59,12 @@ pub async fn handle(job: Escalate, ctx: Data<Context>) -> Result<(), BoxDynError
 
 /// Open (or find) the topic, queue this escalation's card, send what is pending.
 pub async fn escalate(ctx: &Context, telegram: &Telegram, job: &Escalate) -> Result<(), SendError> {
+    open_topic(ctx, telegram, job).await?;
+    outbox::deliver(ctx, telegram, job.conversation_id).await
+}
+
+/// Open (or find) the topic and queue this escalation's card in it.
+pub async fn open_topic(ctx: &Context, telegram: &Telegram, job: &Escalate) -> Result<(), SendError> {
     let Some(conversation) = conversations::get(&ctx.pool, job.conversation_id).await? else {
         return Ok(());
     };
@@ -68,7 +74,7 @@ pub async fn escalate(ctx: &Context, telegram: &Telegram, job: &Escalate) -> Res
     if !store::post_queued(&ctx.pool, &store::card_key(job.escalation_id, thread_id, 0)).await? {
         queue_card(ctx, &conversation, job, thread_id).await?;
     }
-    outbox::deliver(ctx, telegram, conversation.id).await
+    Ok(())
 }
 
 async fn ensure_topic(

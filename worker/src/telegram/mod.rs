@@ -205,3 +205,8 @@ fn refusal(description: &str) -> bool {
 pub fn topic_closed(error: &str) -> bool {
     error.contains("TOPIC_CLOSED")
 }
+
+/// Whether a refusal says the topic is gone (an operator deleted it).
+pub fn topic_gone(error: &str) -> bool {
+    error.contains("message thread not found") || error.contains("TOPIC_DELETED")
+}

@@ -9,7 +9,11 @@
 use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
-use concierge_shared::{ConversationId, db::telegram as store, jobs::TelegramSend};
+use concierge_shared::{
+    ConversationId, ConversationMode, ConversationStatus,
+    db::{conversations, messages, telegram as store},
+    jobs::{Escalate, TelegramSend},
+};
 use teloxide::types::InlineKeyboardMarkup;
 
 use crate::{
@@ -88,6 +92,12 @@ async fn send_pending(
         .await;
         match posted {
             Ok(message_id) => store::mark_sent(&ctx.pool, post.id, message_id).await?,
+            Err(SendError::Refused(error))
+                if super::topic_gone(&error) && reopen_deleted(ctx, telegram, conversation_id, topic).await? =>
+            {
+                // The next round of `deliver` claims the new topic: its card, then this post.
+                return Ok(());
+            }
             Err(SendError::Refused(error)) => {
                 tracing::error!(post = post.key, %error, "Telegram refused a post; it is marked failed");
                 store::mark_attempt(&ctx.pool, post.id, &error, true).await?;
@@ -100,6 +110,26 @@ async fn send_pending(
         }
     }
     Ok(())
+}
+
+/// The topic was deleted in Telegram while the conversation waits for a person: open a new
+/// one with the card of the latest hand-over; the posts still pending follow it there. False
+/// when there is nothing to reopen for (the conversation is closed or back with the bot).
+async fn reopen_deleted(
+    ctx: &Context,
+    telegram: &Telegram,
+    conversation_id: ConversationId,
+    (chat, thread): (i64, i32),
+) -> Result<bool, SendError> {
+    let Some(conversation) = conversations::get(&ctx.pool, conversation_id).await? else { return Ok(false) };
+    if conversation.status != ConversationStatus::Open || conversation.mode != ConversationMode::Human {
+        return Ok(false);
+    }
+    let Some(escalation_id) = messages::latest_handover(&ctx.pool, conversation_id).await? else { return Ok(false) };
+    tracing::warn!(thread_id = thread, "the topic was deleted in Telegram; opening a new one");
+    store::forget_thread(&ctx.pool, conversation_id, chat, thread).await?;
+    super::escalate::open_topic(ctx, telegram, &Escalate { conversation_id, escalation_id }).await?;
+    Ok(true)
 }
 
 /// Run one post while renewing the sender's lease: waiting for a send slot or sitting out a
