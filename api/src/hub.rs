@@ -11,11 +11,14 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use concierge_shared::{ConversationId, events};
-use sqlx::{PgPool, postgres::PgListener};
+use concierge_shared::{
+    ConversationId,
+    db::{self, Heard},
+    events,
+};
+use sqlx::PgPool;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -143,41 +146,16 @@ impl Hub {
     /// Listen until `shutdown`, reconnecting with backoff. Returns once listening has begun,
     /// so that events committed after this call are never missed.
     pub async fn start(&self, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(events::CHANNEL).await?;
         let hub = self.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let received = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    received = listener.try_recv() => received,
-                };
-                match received {
-                    Ok(Some(notification)) => {
-                        backoff = Duration::from_millis(100);
-                        match serde_json::from_str::<events::Event>(notification.payload()) {
-                            Ok(event) => hub.dispatch(event),
-                            Err(error) => tracing::warn!(%error, payload = notification.payload(), "unreadable event"),
-                        }
-                    }
-                    // The connection was lost and re-established: anything may have been missed.
-                    Ok(None) => {
-                        tracing::warn!("event listener reconnected; waking every stream to catch up");
-                        hub.wake_all();
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, ?backoff, "event listener failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        hub.wake_all();
-                    }
-                }
-            }
-        });
+        db::listen(&pool, events::CHANNEL, shutdown, move |heard| match heard {
+            Heard::Notification(payload) => match serde_json::from_str::<events::Event>(payload) {
+                Ok(event) => hub.dispatch(event),
+                Err(error) => tracing::warn!(%error, payload, "unreadable event"),
+            },
+            // Every stream reads what it missed.
+            Heard::Gap => hub.wake_all(),
+        })
+        .await?;
         Ok(())
     }
 }

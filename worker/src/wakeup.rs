@@ -20,9 +20,10 @@ use std::{
 };
 
 use apalis::prelude::{PollSnapshot, PollStrategy};
+use concierge_shared::db::{self, Heard};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio::{
     sync::watch,
     time::{Instant, Interval, Sleep, interval_at, sleep},
@@ -50,37 +51,17 @@ impl Inserts {
     pub async fn start(pool: &PgPool, queues: &[&str], shutdown: CancellationToken) -> sqlx::Result<Self> {
         let inserts =
             Self { queues: Arc::new(queues.iter().map(|&queue| (queue.to_owned(), watch::channel(0).0)).collect()) };
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(INSERT_CHANNEL).await?;
         let this = inserts.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let received = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    received = listener.try_recv() => received,
-                };
-                match received {
-                    Ok(Some(notification)) => {
-                        backoff = Duration::from_millis(100);
-                        if let Ok(event) = serde_json::from_str::<InsertEvent>(notification.payload()) {
-                            this.wake(&event.job_type);
-                        }
-                    }
-                    // The connection was lost and re-established: inserts may have been missed.
-                    Ok(None) => this.wake_all(),
-                    Err(error) => {
-                        tracing::warn!(%error, ?backoff, "job insert listener failed; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        this.wake_all();
-                    }
+        db::listen(pool, INSERT_CHANNEL, shutdown, move |heard| match heard {
+            Heard::Notification(payload) => {
+                if let Ok(event) = serde_json::from_str::<InsertEvent>(payload) {
+                    this.wake(&event.job_type);
                 }
             }
-        });
+            // Inserts may have been missed.
+            Heard::Gap => this.wake_all(),
+        })
+        .await?;
         Ok(inserts)
     }
 

@@ -11,7 +11,11 @@ pub mod worker_instances;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgListener, PgPoolOptions},
+};
+use tokio_util::sync::CancellationToken;
 
 /// Concierge's own migrations (`migrations/`); apalis-postgres keeps its own in
 /// `apalis._sqlx_migrations`.
@@ -45,4 +49,56 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// What a LISTEN connection heard.
+pub enum Heard<'a> {
+    /// A notification's payload.
+    Notification(&'a str),
+    /// The connection was lost and is back (or is being retried): notifications may have been
+    /// missed, so listeners catch up from the database.
+    Gap,
+}
+
+/// LISTEN on `channel` until `shutdown`, reconnecting with backoff; `on` hears every payload,
+/// and a `Gap` whenever some may have been missed. Returns once listening has begun, so that
+/// notifications sent after this call are never missed.
+pub async fn listen(
+    pool: &PgPool,
+    channel: &str,
+    shutdown: CancellationToken,
+    mut on: impl FnMut(Heard<'_>) + Send + 'static,
+) -> sqlx::Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    let channel = channel.to_owned();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    backoff = Duration::from_millis(100);
+                    on(Heard::Notification(notification.payload()));
+                }
+                Ok(None) => {
+                    tracing::warn!(channel, "listener reconnected; catching up");
+                    on(Heard::Gap);
+                }
+                Err(error) => {
+                    tracing::warn!(channel, %error, ?backoff, "listener failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    on(Heard::Gap);
+                }
+            }
+        }
+    });
+    Ok(())
 }
