@@ -5,7 +5,7 @@
 //! failing (the database, not the platform: its failures are results), the run is marked
 //! failed and the user gets a notice instead of silence.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use apalis::prelude::{Attempt, BoxDynError, Data};
@@ -25,10 +25,7 @@ use crate::{Context, actions::Outcome, llm, retry::Backoff};
 
 #[tracing::instrument(skip_all, fields(run_id = %job.run_id))]
 pub async fn handle(job: ExecuteAction, ctx: Data<Context>, attempt: Attempt) -> Result<(), BoxDynError> {
-    // Runs of this job before this one (apalis counts this run already).
-    let spent = (attempt.current() as u32).saturating_sub(1);
-    let budget = ctx.max_attempts.saturating_sub(spent).max(1);
-    let backoff = Backoff { tries: budget, first: Duration::from_millis(200), max: Duration::from_secs(10) };
+    let backoff = Backoff::for_job(&attempt, ctx.max_attempts);
     if let Err(error) = backoff.run("running an action", |_| false, || execute(&ctx, &job)).await {
         tracing::error!(error = format!("{error:#}"), "running the action failed for good");
         report_failure(&ctx, &job, &format!("{error:#}")).await.context("posting the failure notice")?;

@@ -36,11 +36,7 @@ const HISTORY: i64 = 20;
 
 #[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
 pub async fn handle(job: ProcessMessage, ctx: Data<Context>, attempt: Attempt) -> Result<(), BoxDynError> {
-    // Attempts spent by earlier runs of this job (a worker that died holding it); apalis
-    // counts this run already.
-    let spent = (attempt.current() as u32).saturating_sub(1);
-    let budget = ctx.max_attempts.saturating_sub(spent).max(1);
-    let backoff = Backoff { tries: budget, first: Duration::from_millis(200), max: Duration::from_secs(10) };
+    let backoff = Backoff::for_job(&attempt, ctx.max_attempts);
     if let Err(error) = backoff.run("processing", |_| false, || process(&ctx, &job)).await {
         tracing::error!(error = format!("{error:#}"), "processing failed for good");
         report_failure(&ctx, &job).await.context("posting the failure notice")?;

@@ -13,6 +13,18 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The tries left to a job of `max_attempts` (200 ms to 10 s apart): those that earlier
+    /// runs of it (a worker that died holding it) did not spend. apalis counts the current run
+    /// in `attempt` already.
+    pub fn for_job(attempt: &apalis::prelude::Attempt, max_attempts: u32) -> Self {
+        let spent = (attempt.current() as u32).saturating_sub(1);
+        Backoff {
+            tries: max_attempts.saturating_sub(spent).max(1),
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+
     /// Run `work` until it succeeds, fails in a way `hopeless` says no retry can mend, or the
     /// tries are spent. Returns the last error.
     pub async fn run<T, E, F, Fut>(self, what: &str, hopeless: impl Fn(&E) -> bool, mut work: F) -> Result<T, E>
