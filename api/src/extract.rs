@@ -9,6 +9,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// Years a date given as input may fall in: the database stores them, and date arithmetic on
+/// them cannot overflow.
+pub const PLAUSIBLE_YEARS: std::ops::RangeInclusive<i32> = 2000..=9000;
+
 /// A JSON body. Request types use `#[serde(deny_unknown_fields)]`. A string anywhere in it
 /// that holds a NUL character is refused here, naming its field: PostgreSQL stores no NUL in
 /// text or jsonb.

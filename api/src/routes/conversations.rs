@@ -166,7 +166,7 @@ pub fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, ConversationId), Api
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| invalid())?)
         // A cursor this API returned names a moment of a conversation's life.
-        .filter(|at| (2000..=9000).contains(&chrono::Datelike::year(at)))
+        .filter(|at| crate::extract::PLAUSIBLE_YEARS.contains(&chrono::Datelike::year(at)))
         .ok_or_else(invalid)?;
     Ok((at, id.parse().map_err(|_| invalid())?))
 }

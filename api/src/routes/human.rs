@@ -114,8 +114,7 @@ pub fn parse_day(value: &str, field: &'static str) -> Result<chrono::NaiveDate, 
     use chrono::Datelike;
     chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
         .ok()
-        // Dates the database and date arithmetic take without overflow.
-        .filter(|day| (2000..=9000).contains(&day.year()))
+        .filter(|day| crate::extract::PLAUSIBLE_YEARS.contains(&day.year()))
         .ok_or_else(|| {
             ApiError::validation(
                 "invalid_date",
