@@ -175,24 +175,14 @@ async fn handle(
         )
             .into_response();
     }
+    let thread = body["message_thread_id"].as_i64();
+    let in_set = |threads: &Mutex<HashSet<i64>>| thread.is_some_and(|thread| threads.lock().unwrap().contains(&thread));
     let refusal = match method.as_str() {
         "sendMessage" if body["text"].as_str().unwrap_or_default().encode_utf16().count() > 4096 => {
             Some("Bad Request: message is too long")
         }
-        "sendMessage"
-            if body["message_thread_id"]
-                .as_i64()
-                .is_some_and(|thread| fake.behaviour.closed_threads.lock().unwrap().contains(&thread)) =>
-        {
-            Some("Bad Request: TOPIC_CLOSED")
-        }
-        "sendMessage"
-            if body["message_thread_id"]
-                .as_i64()
-                .is_some_and(|thread| fake.behaviour.deleted_threads.lock().unwrap().contains(&thread)) =>
-        {
-            Some("Bad Request: message thread not found")
-        }
+        "sendMessage" if in_set(&fake.behaviour.closed_threads) => Some("Bad Request: TOPIC_CLOSED"),
+        "sendMessage" if in_set(&fake.behaviour.deleted_threads) => Some("Bad Request: message thread not found"),
         _ => None,
     };
     if let Some(description) = refusal {

@@ -26,6 +26,18 @@ async fn wait_for_reply_and_idle_queue(app: &TestApp, message_id: &str) {
     }
 }
 
+/// Make every assistant reply fail, as a broken database would.
+async fn refuse_assistant_replies(app: &TestApp) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_assistant() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.role = 'assistant' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END; $$;
+         CREATE TRIGGER refuse_assistant BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_assistant();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_duplicated_job_still_produces_exactly_one_reply() {
     let mut app = TestApp::spawn().await;
@@ -71,15 +83,7 @@ async fn concurrent_runs_of_one_job_write_one_reply() {
 #[tokio::test]
 async fn a_job_that_keeps_failing_ends_with_a_notice_to_the_user() {
     let mut app = TestApp::spawn().await;
-    // Make every assistant reply fail, as a broken database would.
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_assistant() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.role = 'assistant' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END; $$;
-         CREATE TRIGGER refuse_assistant BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_assistant();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    refuse_assistant_replies(&app).await;
     let conversation = app.open(None).await;
     let mut sse = app.stream(&conversation, None).await;
     app.start_worker().await;
@@ -145,14 +149,7 @@ async fn workers_stopped_by_a_database_outage_are_restarted() {
 #[tokio::test]
 async fn an_action_that_cannot_post_its_result_ends_with_a_notice_and_a_failed_run() {
     let mut app = TestApp::spawn().await;
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_assistant() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.role = 'assistant' THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END; $$;
-         CREATE TRIGGER refuse_assistant BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_assistant();",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    refuse_assistant_replies(&app).await;
     let conversation = app.open(None).await;
     let mut sse = app.stream(&conversation, None).await;
     app.start_worker().await;
