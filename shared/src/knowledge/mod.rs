@@ -2,6 +2,7 @@
 //! headings; stored in PostgreSQL with a version; searched through a tantivy index that each
 //! process builds from the stored documents and rebuilds when the version changes.
 
+mod analyzer;
 mod base;
 mod document;
 mod index;
