@@ -1,0 +1,131 @@
+//! The system-status action: the database, the queues, live workers, the model, Telegram's
+//! outbox and the platform's own status, in one message for the user and a report for the log.
+//!
+//! Invariant: the check never fails as a whole — a part that cannot be read is reported as a
+//! problem — and the platform is asked at most once per `STATUS_TTL`, however many users ask.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use concierge_shared::i18n::{ActionTexts, fill};
+use serde_json::{Value, json};
+
+use super::Outcome;
+use crate::Context;
+
+/// The platform's status, cached so that a burst of questions costs one request.
+pub struct StatusCache {
+    cached: Mutex<Option<(Instant, Result<Value, String>)>>,
+}
+
+impl Default for StatusCache {
+    fn default() -> Self {
+        Self { cached: Mutex::new(None) }
+    }
+}
+
+const STATUS_TTL: Duration = Duration::from_secs(30);
+
+pub(super) async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome {
+    let mut problems: Vec<String> = Vec::new();
+    let mut report = serde_json::Map::new();
+
+    let database = sqlx::query("SELECT 1").execute(&ctx.pool).await.is_ok();
+    report.insert("database".into(), json!(if database { "ok" } else { "down" }));
+    if !database {
+        problems.push("база данных Concierge недоступна".into());
+    }
+    let queues: Vec<(String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT job_type, count(*), min(run_at) FROM apalis.jobs WHERE status IN ('Pending', 'Queued') GROUP BY job_type",
+    )
+    .fetch_all(&ctx.pool)
+    .await
+    .unwrap_or_default();
+    let now = Utc::now();
+    for (queue, depth, oldest) in &queues {
+        if oldest.is_some_and(|at| now - at > chrono::Duration::minutes(2)) {
+            problems.push(format!("очередь {queue} задерживается"));
+        }
+        report.insert(format!("queue:{queue}"), json!({ "depth": depth, "oldest": oldest }));
+    }
+    let workers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM worker_instances WHERE last_seen > now() - interval '30 seconds'")
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap_or(0);
+    report.insert("live_workers".into(), json!(workers));
+    let llm = match &ctx.llm {
+        None => "offline engine",
+        Some(llm) if llm.client.circuit_open() => {
+            problems.push("языковая модель не отвечает, отвечает встроенный помощник".into());
+            "failing"
+        }
+        Some(_) => "ok",
+    };
+    report.insert("llm".into(), json!(llm));
+    let telegram = match &ctx.telegram {
+        None => "not configured",
+        Some(_) => {
+            let stuck: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM telegram_outbox
+                 WHERE (state = 'pending' AND created_at < now() - interval '5 minutes')
+                    OR (state = 'failed' AND created_at > now() - interval '1 hour')",
+            )
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap_or(0);
+            if stuck > 0 {
+                problems.push("сообщения операторам в Telegram задерживаются".into());
+                "delayed"
+            } else {
+                "ok"
+            }
+        }
+    };
+    report.insert("telegram".into(), json!(telegram));
+
+    let platform = {
+        let cached = ctx.status_cache.cached.lock().expect("status cache").clone();
+        match cached.filter(|(at, _)| at.elapsed() < STATUS_TTL) {
+            Some((_, result)) => result,
+            None => {
+                let result = ctx.platform.get_value("status").await.map_err(|e| e.to_string());
+                *ctx.status_cache.cached.lock().expect("status cache") = Some((Instant::now(), result.clone()));
+                result
+            }
+        }
+    };
+    match &platform {
+        Ok(status) => {
+            if status.get("status").and_then(Value::as_str) != Some("ok") {
+                for component in status.get("components").and_then(Value::as_array).into_iter().flatten() {
+                    if component.get("status").and_then(Value::as_str) != Some("ok") {
+                        problems.push(format!(
+                            "{}: {}",
+                            component["name"].as_str().unwrap_or("?"),
+                            component["status"].as_str().unwrap_or("?")
+                        ));
+                    }
+                }
+                if problems.is_empty() {
+                    problems.push("платформа сообщает о сбое".into());
+                }
+            }
+            report.insert("platform".into(), status.clone());
+        }
+        Err(error) => {
+            problems.push("платформа Lectio не отвечает".into());
+            report.insert("platform".into(), json!({ "error": error }));
+        }
+    }
+    let message = if problems.is_empty() {
+        texts.system_ok.to_owned()
+    } else {
+        fill(texts.system_problems, &[("problems", &problems.join("; "))])
+    };
+    let summary = if problems.is_empty() { "all ok".to_owned() } else { problems.join("; ") };
+    Outcome::success(message, summary, Value::Object(report))
+}
