@@ -242,3 +242,22 @@ pub async fn prune_finished(pool: &sqlx::PgPool, kept: std::time::Duration) -> s
     .await?;
     Ok(jobs)
 }
+
+/// A queue's jobs waiting to run, for the system check.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Waiting {
+    pub queue: String,
+    pub depth: i64,
+    /// When the oldest of them was due.
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The jobs waiting to run (pending or queued), by queue.
+pub async fn waiting(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<Waiting>> {
+    sqlx::query_as(
+        "SELECT job_type AS queue, count(*) AS depth, min(run_at) AS oldest FROM apalis.jobs
+         WHERE status IN ('Pending', 'Queued') GROUP BY job_type",
+    )
+    .fetch_all(db)
+    .await
+}

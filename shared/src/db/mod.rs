@@ -40,6 +40,12 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the database answers.
+pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(db).await?;
+    Ok(())
+}
+
 /// The URL with its password hidden, for logs and error messages.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {

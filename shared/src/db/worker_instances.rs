@@ -1,7 +1,9 @@
 //! Live worker processes, so that operators (and tests) can see which queues run where and
 //! which knowledge version each one answers from.
 
-use sqlx::PgPool;
+use std::time::Duration;
+
+use sqlx::{PgExecutor, PgPool};
 
 pub struct Instance<'a> {
     pub id: &'a str,
@@ -30,4 +32,12 @@ pub async fn heartbeat(pool: &PgPool, instance: &Instance<'_>, kb_version: i64) 
 pub async fn remove(pool: &PgPool, id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM worker_instances WHERE id = $1").bind(id).execute(pool).await?;
     Ok(())
+}
+
+/// How many instances were heard from within `within`.
+pub async fn live(db: impl PgExecutor<'_>, within: Duration) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM worker_instances WHERE last_seen > now() - $1 * interval '1 millisecond'")
+        .bind(within.as_millis() as i64)
+        .fetch_one(db)
+        .await
 }

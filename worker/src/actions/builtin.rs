@@ -131,9 +131,9 @@ fn recording_text(texts: &ActionTexts, recording: &Recording) -> String {
     fill(template, &[("url", recording.url.as_deref().unwrap_or("")), ("status", &recording.status)])
 }
 
-fn when(at: &DateTime<Utc>) -> String {
+fn when(texts: &ActionTexts, at: &DateTime<Utc>) -> String {
     // Moscow time, the platform's reference zone.
-    (*at + chrono::Duration::hours(3)).format("%d.%m.%Y %H:%M МСК").to_string()
+    (*at + chrono::Duration::hours(3)).format(texts.lesson_time_format).to_string()
 }
 
 async fn user_lessons(ctx: &Context, user: &str) -> Result<(Value, Vec<Lesson>), PlatformError> {
@@ -172,7 +172,11 @@ pub(super) async fn recordings(
         .map(|l| {
             fill(
                 texts.lesson_line,
-                &[("title", &l.title), ("when", &when(&l.starts_at)), ("state", &recording_text(texts, &l.recording))],
+                &[
+                    ("title", &l.title),
+                    ("when", &when(texts, &l.starts_at)),
+                    ("state", &recording_text(texts, &l.recording)),
+                ],
             )
         })
         .collect();
@@ -220,7 +224,7 @@ pub(super) async fn lesson(
         texts.lesson_details,
         &[
             ("title", &lesson.title),
-            ("when", &when(&lesson.starts_at)),
+            ("when", &when(texts, &lesson.starts_at)),
             ("participants", &lesson.participants.join(", ")),
             ("meeting", yes_no(lesson.zoom_meeting_created)),
             ("started", yes_no(lesson.started)),

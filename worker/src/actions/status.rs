@@ -9,8 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Utc};
-use concierge_shared::i18n::{ActionTexts, fill};
+use chrono::Utc;
+use concierge_shared::{
+    db::{self, telegram, worker_instances},
+    i18n::{ActionTexts, fill},
+    jobs,
+};
 use serde_json::{Value, json};
 
 use super::Outcome;
@@ -28,39 +32,34 @@ impl Default for StatusCache {
 }
 
 const STATUS_TTL: Duration = Duration::from_secs(30);
+/// A queue whose oldest waiting job is older than this is reported as delayed.
+const QUEUE_DELAYED: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+/// A worker heard from within this is counted as live.
+const WORKER_SILENCE: Duration = Duration::from_secs(30);
 
 pub(super) async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome {
     let mut problems: Vec<String> = Vec::new();
     let mut report = serde_json::Map::new();
 
-    let database = sqlx::query("SELECT 1").execute(&ctx.pool).await.is_ok();
+    let database = db::ping(&ctx.pool).await.is_ok();
     report.insert("database".into(), json!(if database { "ok" } else { "down" }));
     if !database {
-        problems.push("база данных Concierge недоступна".into());
+        problems.push(texts.status_database_down.into());
     }
-    let queues: Vec<(String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT job_type, count(*), min(run_at) FROM apalis.jobs WHERE status IN ('Pending', 'Queued') GROUP BY job_type",
-    )
-    .fetch_all(&ctx.pool)
-    .await
-    .unwrap_or_default();
+    let queues = jobs::waiting(&ctx.pool).await.unwrap_or_default();
     let now = Utc::now();
-    for (queue, depth, oldest) in &queues {
-        if oldest.is_some_and(|at| now - at > chrono::Duration::minutes(2)) {
-            problems.push(format!("очередь {queue} задерживается"));
+    for jobs::Waiting { queue, depth, oldest } in &queues {
+        if oldest.is_some_and(|at| now - at > QUEUE_DELAYED) {
+            problems.push(fill(texts.status_queue_delayed, &[("queue", queue)]));
         }
         report.insert(format!("queue:{queue}"), json!({ "depth": depth, "oldest": oldest }));
     }
-    let workers: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM worker_instances WHERE last_seen > now() - interval '30 seconds'")
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap_or(0);
+    let workers = worker_instances::live(&ctx.pool, WORKER_SILENCE).await.unwrap_or(0);
     report.insert("live_workers".into(), json!(workers));
     let llm = match &ctx.llm {
         None => "offline engine",
         Some(llm) if llm.client.circuit_open() => {
-            problems.push("языковая модель не отвечает, отвечает встроенный помощник".into());
+            problems.push(texts.status_llm_failing.into());
             "failing"
         }
         Some(_) => "ok",
@@ -69,16 +68,9 @@ pub(super) async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome
     let telegram = match &ctx.telegram {
         None => "not configured",
         Some(_) => {
-            let stuck: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM telegram_outbox
-                 WHERE (state = 'pending' AND created_at < now() - interval '5 minutes')
-                    OR (state = 'failed' AND created_at > now() - interval '1 hour')",
-            )
-            .fetch_one(&ctx.pool)
-            .await
-            .unwrap_or(0);
+            let stuck = telegram::delayed_posts(&ctx.pool).await.unwrap_or(0);
             if stuck > 0 {
-                problems.push("сообщения операторам в Telegram задерживаются".into());
+                problems.push(texts.status_telegram_delayed.into());
                 "delayed"
             } else {
                 "ok"
@@ -111,13 +103,13 @@ pub(super) async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome
                     }
                 }
                 if problems.is_empty() {
-                    problems.push("платформа сообщает о сбое".into());
+                    problems.push(texts.status_platform_failing.into());
                 }
             }
             report.insert("platform".into(), status.clone());
         }
         Err(error) => {
-            problems.push("платформа Lectio не отвечает".into());
+            problems.push(texts.status_platform_down.into());
             report.insert("platform".into(), json!({ "error": error }));
         }
     }

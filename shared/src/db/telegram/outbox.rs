@@ -309,6 +309,17 @@ pub async fn stranded(db: impl PgExecutor<'_>, age: Duration) -> sqlx::Result<Ve
     .await
 }
 
+/// Posts that are late: pending for more than five minutes, or failed within the last hour.
+pub async fn delayed_posts(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM telegram_outbox
+         WHERE (state = 'pending' AND created_at < now() - interval '5 minutes')
+            OR (state = 'failed' AND created_at > now() - interval '1 hour')",
+    )
+    .fetch_one(db)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::split_post;
