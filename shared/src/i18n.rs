@@ -36,7 +36,7 @@ impl Locale {
 impl Texts {
     /// A hand-over notice: `lead` and the honest wait at `now`.
     pub fn handover(&self, lead: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-        let wait = if crate::human::on_duty(now) { self.wait_on_duty } else { self.wait_off_duty };
+        let wait = if crate::duty::on_duty(now) { self.wait_on_duty } else { self.wait_off_duty };
         format!("{lead} {wait}")
     }
 }

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod duty;
 pub mod events;
 pub mod human;
 pub mod i18n;
