@@ -1,12 +1,14 @@
 //! The support group in Telegram: the bot's client, paced sends, and who counts as an operator.
 //!
-//! Jobs: [`escalate`] opens a conversation's topic and queues its card, [`outbox`] sends a
+//! Jobs: [`escalate`] opens a conversation's topic and queues its card (both done by
+//! [`topic`], which the outbox also uses to replace a deleted topic), [`outbox`] sends a
 //! topic's posts in order, [`updates`] handles what operators do in the group, and [`poller`]
 //! fetches updates with getUpdates where no webhook can reach the API.
 
 pub mod escalate;
 pub mod outbox;
 pub mod poller;
+pub mod topic;
 pub mod updates;
 
 use std::{

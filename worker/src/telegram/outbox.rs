@@ -128,7 +128,7 @@ async fn reopen_deleted(
     let Some(escalation_id) = messages::latest_handover(&ctx.pool, conversation_id).await? else { return Ok(false) };
     tracing::warn!(thread_id = thread, "the topic was deleted in Telegram; opening a new one");
     store::forget_thread(&ctx.pool, conversation_id, chat, thread).await?;
-    super::escalate::open_topic(ctx, telegram, &Escalate { conversation_id, escalation_id }).await?;
+    super::topic::open_topic(ctx, telegram, &Escalate { conversation_id, escalation_id }).await?;
     Ok(true)
 }
 
