@@ -36,7 +36,8 @@ pub struct ActionDefinition {
     pub parameters: sqlx::types::Json<Value>,
     #[serde(default)]
     pub trigger_keywords: Vec<String>,
-    pub handler: String,
+    #[schema(value_type = String, example = "builtin:check_zoom_status")]
+    pub handler: Handler,
     #[serde(default)]
     #[schema(value_type = Option<HttpAction>)]
     pub http: Option<sqlx::types::Json<HttpAction>>,
@@ -68,9 +69,98 @@ pub struct HttpAction {
     pub missing: Option<String>,
 }
 
-/// Built-in handlers, by the name after `builtin:`.
-pub const BUILTINS: &[&str] =
-    &["check_zoom_status", "check_subscription", "check_recordings", "check_system_status", "check_lesson"];
+/// What runs an action: a lookup written in Rust, or a declarative GET described by `http`.
+/// Written (in fixtures, the database and the API) as `builtin:<name>` or `http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Handler {
+    Builtin(Builtin),
+    Http,
+}
+
+/// The built-in handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    ZoomStatus,
+    Subscription,
+    Recordings,
+    SystemStatus,
+    Lesson,
+}
+
+impl Builtin {
+    pub const ALL: [Builtin; 5] =
+        [Builtin::ZoomStatus, Builtin::Subscription, Builtin::Recordings, Builtin::SystemStatus, Builtin::Lesson];
+}
+
+impl Handler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handler::Builtin(Builtin::ZoomStatus) => "builtin:check_zoom_status",
+            Handler::Builtin(Builtin::Subscription) => "builtin:check_subscription",
+            Handler::Builtin(Builtin::Recordings) => "builtin:check_recordings",
+            Handler::Builtin(Builtin::SystemStatus) => "builtin:check_system_status",
+            Handler::Builtin(Builtin::Lesson) => "builtin:check_lesson",
+            Handler::Http => "http",
+        }
+    }
+}
+
+impl std::fmt::Display for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A handler name that is neither `http` nor a known `builtin:` one.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("unknown handler {0:?}")]
+pub struct UnknownHandler(pub String);
+
+impl std::str::FromStr for Handler {
+    type Err = UnknownHandler;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let builtins = Builtin::ALL.into_iter().map(Handler::Builtin);
+        std::iter::once(Handler::Http).chain(builtins).find(|h| h.as_str() == s).ok_or_else(|| UnknownHandler(s.into()))
+    }
+}
+
+impl TryFrom<String> for Handler {
+    type Error = UnknownHandler;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Handler> for String {
+    fn from(handler: Handler) -> Self {
+        handler.as_str().to_owned()
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Handler {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Handler {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?.parse()?)
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Handler {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DefinitionError {
@@ -95,8 +185,8 @@ impl ActionDefinition {
         if let Err(why) = check_schema(&self.parameters) {
             return bad(format!("parameters: {why}"));
         }
-        match (self.handler.as_str(), &self.http) {
-            ("http", Some(http)) => {
+        match (self.handler, &self.http) {
+            (Handler::Http, Some(http)) => {
                 if let Err(why) = check_path(&http.path) {
                     return bad(why);
                 }
@@ -107,9 +197,9 @@ impl ActionDefinition {
                 }
                 Ok(())
             }
-            ("http", None) => bad("an http action needs `http`".into()),
-            (handler, None) if handler.strip_prefix("builtin:").is_some_and(|b| BUILTINS.contains(&b)) => Ok(()),
-            (handler, _) => bad(format!("unknown handler {handler:?}")),
+            (Handler::Http, None) => bad("an http action needs `http`".into()),
+            (Handler::Builtin(_), None) => Ok(()),
+            (handler @ Handler::Builtin(_), Some(_)) => bad(format!("unknown handler {:?}", handler.as_str())),
         }
     }
 
@@ -258,7 +348,7 @@ pub async fn load_fixtures(pool: &PgPool, path: &std::path::Path) -> anyhow::Res
         .bind(&d.description)
         .bind(&d.parameters)
         .bind(&d.trigger_keywords)
-        .bind(&d.handler)
+        .bind(d.handler)
         .bind(&d.http)
         .bind(d.requires_user)
         .bind(d.read_only)
@@ -439,6 +529,20 @@ mod tests {
             check_schema(&json!({ "type": "object", "properties": {}, "additionalProperties": false, "$ref": "x" }))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn handlers_keep_their_written_names() {
+        for handler in Builtin::ALL.into_iter().map(Handler::Builtin).chain([Handler::Http]) {
+            assert_eq!(handler.as_str().parse::<Handler>(), Ok(handler));
+            assert_eq!(serde_json::to_value(handler).unwrap(), json!(handler.as_str()));
+        }
+        assert_eq!(
+            serde_json::from_value::<Handler>(json!("builtin:check_zoom_status")).unwrap(),
+            Handler::Builtin(Builtin::ZoomStatus)
+        );
+        assert!("builtin:rm_rf".parse::<Handler>().is_err());
+        assert!(serde_json::from_value::<Handler>(json!("check_zoom_status")).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::{
 
 use concierge_shared::{
     OwnerKind,
-    actions::ActionDefinition,
+    actions::{ActionDefinition, Builtin, Handler},
     db::conversations::Conversation,
     i18n::{ActionTexts, Locale},
 };
@@ -82,18 +82,16 @@ pub async fn run(ctx: &Context, definition: &ActionDefinition, conversation: &Co
             error: Some("no signed-in user".into()),
         };
     };
-    let handler = definition.handler.strip_prefix("builtin:").unwrap_or(&definition.handler);
-    let result = match handler {
-        "check_zoom_status" => zoom(ctx, texts, &user).await,
-        "check_subscription" => subscription(ctx, texts, &user).await,
-        "check_recordings" => recordings(ctx, texts, &user, params).await,
-        "check_lesson" => lesson(ctx, texts, &user, params).await,
-        "check_system_status" => return system_status(ctx, texts).await,
-        "http" => match &definition.http {
+    let result = match definition.handler {
+        Handler::Builtin(Builtin::ZoomStatus) => zoom(ctx, texts, &user).await,
+        Handler::Builtin(Builtin::Subscription) => subscription(ctx, texts, &user).await,
+        Handler::Builtin(Builtin::Recordings) => recordings(ctx, texts, &user, params).await,
+        Handler::Builtin(Builtin::Lesson) => lesson(ctx, texts, &user, params).await,
+        Handler::Builtin(Builtin::SystemStatus) => return system_status(ctx, texts).await,
+        Handler::Http => match &definition.http {
             Some(http) => declarative(ctx, &http.0, &user, params).await,
             None => Err(PlatformError::NotConfigured),
         },
-        _ => Err(PlatformError::NotConfigured),
     };
     result.unwrap_or_else(|error| Outcome::failure(texts, &error))
 }
