@@ -17,10 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use crate::{
-    ConversationId, MessageId,
+    ActionRunId, ConversationId, MessageId,
     jobs::{self, ExecuteAction},
 };
 
@@ -396,7 +395,7 @@ pub async fn set_active(pool: &PgPool, name: &str, active: bool) -> sqlx::Result
 /// One logged run.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ActionRun {
-    pub id: Uuid,
+    pub id: ActionRunId,
     pub conversation_id: ConversationId,
     pub message_id: Option<MessageId>,
     pub action: String,
@@ -431,7 +430,7 @@ pub async fn queue_run(
         "INSERT INTO action_runs (id, conversation_id, message_id, action, params, requested_by, status)
          VALUES ($1, $2, $3, $4, $5, $6, 'queued') ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
     )))
-    .bind(Uuid::new_v4())
+    .bind(ActionRunId::new())
     .bind(conversation_id)
     .bind(message_id)
     .bind(action)
@@ -445,7 +444,7 @@ pub async fn queue_run(
     Ok(run)
 }
 
-pub async fn get_run(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<ActionRun>> {
+pub async fn get_run(pool: &PgPool, id: ActionRunId) -> sqlx::Result<Option<ActionRun>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE id = $1")))
         .bind(id)
         .fetch_optional(pool)
@@ -473,7 +472,7 @@ pub async fn conversation_runs(pool: &PgPool, conversation_id: ConversationId) -
     .await
 }
 
-pub async fn mark_running(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
+pub async fn mark_running(pool: &PgPool, id: ActionRunId) -> sqlx::Result<()> {
     sqlx::query("UPDATE action_runs SET status = 'running' WHERE id = $1 AND status = 'queued'")
         .bind(id)
         .execute(pool)
@@ -484,7 +483,7 @@ pub async fn mark_running(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
 /// Record how a run ended, in the caller's transaction.
 pub async fn finish_run(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: ActionRunId,
     succeeded: bool,
     duration_ms: i64,
     summary: &str,

@@ -53,6 +53,56 @@ uuid_id!(
     /// Identifies one message of any role.
     MessageId
 );
+uuid_id!(
+    /// Identifies one logged run of an action (`action_runs.id`).
+    ActionRunId
+);
+uuid_id!(
+    /// Identifies one reindex run (`reindex_runs.id`).
+    ReindexRunId
+);
+
+/// Ids Telegram gives: a number with a meaning, never mixed with another kind of number.
+/// Stored, serialized and bound as the bare number.
+macro_rules! telegram_id {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        /// The bare number, as logs showed it before it had a type.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+telegram_id!(
+    /// A Telegram chat (the support group).
+    TelegramChatId(i64)
+);
+telegram_id!(
+    /// A forum topic of a chat: the id of the message that opened it.
+    TelegramThreadId(i32)
+);
+telegram_id!(
+    /// A message in a Telegram chat.
+    TelegramMessageId(i32)
+);
+telegram_id!(
+    /// One update from the Bot API, numbered in the order Telegram made them.
+    TelegramUpdateId(i64)
+);
 
 /// Who owns a conversation, in the form stored in `conversations.owner`:
 /// `user:<sub>` for platform users, `visitor:<uuid>` for anonymous visitors.

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::PgConnection;
 
-use crate::{ConversationId, MessageId};
+use crate::{ActionRunId, ConversationId, MessageId, ReindexRunId, TelegramUpdateId};
 
 /// A kind of job, with the queue it runs on.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
@@ -91,7 +91,7 @@ impl Job for ProcessMessage {
 /// Run one logged action and post its result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExecuteAction {
-    pub run_id: uuid::Uuid,
+    pub run_id: ActionRunId,
 }
 
 impl Job for ExecuteAction {
@@ -105,7 +105,7 @@ impl Job for ExecuteAction {
 /// Bring the stored knowledge base in line with the knowledge directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Reindex {
-    pub run_id: uuid::Uuid,
+    pub run_id: ReindexRunId,
 }
 
 impl Job for Reindex {
@@ -151,7 +151,7 @@ impl Job for TelegramSend {
 /// Handle one stored Telegram update.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TelegramUpdate {
-    pub update_id: i64,
+    pub update_id: TelegramUpdateId,
 }
 
 impl Job for TelegramUpdate {

@@ -3,12 +3,12 @@
 
 use axum::{Json as JsonOut, extract::State, http::StatusCode};
 use concierge_shared::{
+    ReindexRunId,
     db::reindex_runs,
     knowledge::{KnowledgeBase, store},
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -41,7 +41,7 @@ pub async fn request_reindex(
 pub async fn get_reindex(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<Uuid>,
+    Path(id): Path<ReindexRunId>,
 ) -> Result<JsonOut<ReindexRunOut>, ApiError> {
     let run = reindex_runs::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
     Ok(JsonOut(ReindexRunOut { run, joined: None }))

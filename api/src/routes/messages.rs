@@ -35,7 +35,7 @@ pub struct MessageOut {
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
     /// The action run this message reports.
-    pub action_run_id: Option<uuid::Uuid>,
+    pub action_run_id: Option<concierge_shared::ActionRunId>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -12,7 +12,7 @@ use axum::{
     extract::{State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
 };
-use concierge_shared::db::telegram;
+use concierge_shared::{TelegramUpdateId, db::telegram};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -42,15 +42,15 @@ pub async fn webhook(
     })?;
     let update: Value =
         serde_json::from_slice(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let update_id = update
-        .get("update_id")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| ApiError::validation("invalid_update", "update_id", "an update needs an integer update_id"))?;
+    let update_id =
+        update.get("update_id").and_then(Value::as_i64).map(TelegramUpdateId).ok_or_else(|| {
+            ApiError::validation("invalid_update", "update_id", "an update needs an integer update_id")
+        })?;
     let mut tx = state.pool.begin().await?;
     let stored = telegram::store_update(&mut tx, update_id, &update, state.config.job_max_attempts).await?;
     tx.commit().await?;
     if !stored {
-        tracing::debug!(update_id, "replayed Telegram update ignored");
+        tracing::debug!(%update_id, "replayed Telegram update ignored");
     }
     Ok(JsonOut(json!({ "ok": true })))
 }

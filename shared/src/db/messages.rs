@@ -22,7 +22,7 @@ pub struct Message {
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
     /// The action run this message reports, if any.
-    pub action_run_id: Option<uuid::Uuid>,
+    pub action_run_id: Option<crate::ActionRunId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -41,7 +41,7 @@ pub struct NewMessage {
     /// The user message this answers; at most one message may answer each.
     pub reply_to: Option<MessageId>,
     /// The action run this reports; at most one message may report each.
-    pub action_run_id: Option<uuid::Uuid>,
+    pub action_run_id: Option<crate::ActionRunId>,
 }
 
 impl NewMessage {
@@ -63,7 +63,7 @@ impl NewMessage {
         self
     }
 
-    pub fn reporting(mut self, run: uuid::Uuid) -> Self {
+    pub fn reporting(mut self, run: crate::ActionRunId) -> Self {
         self.action_run_id = Some(run);
         self
     }

@@ -5,16 +5,16 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::{
+    ReindexRunId,
     jobs::{self, Reindex},
     knowledge::store::ReindexReport,
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ReindexRun {
-    pub id: Uuid,
+    pub id: ReindexRunId,
     pub status: String,
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
@@ -31,7 +31,7 @@ const COLUMNS: &str = "id, status, requested_by, requested_at, started_at, finis
 pub async fn request(pool: &PgPool, requested_by: &str, max_attempts: u32) -> sqlx::Result<(ReindexRun, bool)> {
     loop {
         let mut tx = pool.begin().await?;
-        let id = Uuid::new_v4();
+        let id = ReindexRunId::new();
         let created: Option<ReindexRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO reindex_runs (id, status, requested_by) VALUES ($1, 'queued', $2)
              ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
@@ -57,7 +57,7 @@ pub async fn request(pool: &PgPool, requested_by: &str, max_attempts: u32) -> sq
     }
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<ReindexRun>> {
+pub async fn get(pool: &PgPool, id: ReindexRunId) -> sqlx::Result<Option<ReindexRun>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM reindex_runs WHERE id = $1")))
         .bind(id)
         .fetch_optional(pool)
@@ -65,7 +65,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<ReindexRun>> {
 }
 
 /// Mark a queued run as running; `false` if it is not queued (already run by an earlier job).
-pub async fn start(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+pub async fn start(pool: &PgPool, id: ReindexRunId) -> sqlx::Result<bool> {
     let started = sqlx::query(
         "UPDATE reindex_runs SET status = 'running', started_at = now() WHERE id = $1 AND status IN ('queued', 'running')",
     )
@@ -76,7 +76,7 @@ pub async fn start(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     Ok(started == 1)
 }
 
-pub async fn succeed(pool: &PgPool, id: Uuid, report: &ReindexReport) -> sqlx::Result<()> {
+pub async fn succeed(pool: &PgPool, id: ReindexRunId, report: &ReindexReport) -> sqlx::Result<()> {
     sqlx::query("UPDATE reindex_runs SET status = 'succeeded', finished_at = now(), report = $2 WHERE id = $1")
         .bind(id)
         .bind(sqlx::types::Json(report))
@@ -85,7 +85,7 @@ pub async fn succeed(pool: &PgPool, id: Uuid, report: &ReindexReport) -> sqlx::R
     Ok(())
 }
 
-pub async fn fail(pool: &PgPool, id: Uuid, failure: &str) -> sqlx::Result<()> {
+pub async fn fail(pool: &PgPool, id: ReindexRunId, failure: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE reindex_runs SET status = 'failed', finished_at = now(), failure = $2 WHERE id = $1")
         .bind(id)
         .bind(failure)

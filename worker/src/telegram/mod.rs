@@ -18,6 +18,7 @@ use std::{
 };
 
 use concierge_shared::{
+    TelegramChatId, TelegramMessageId, TelegramThreadId,
     config::{TelegramConfig, TelegramMode},
     db::telegram as store,
 };
@@ -51,7 +52,7 @@ impl From<sqlx::Error> for SendError {
 
 pub struct Telegram {
     pub bot: Bot,
-    pub chat_id: i64,
+    pub chat_id: TelegramChatId,
     pub mode: TelegramMode,
     interval: Duration,
     operators: HashSet<u64>,
@@ -73,7 +74,7 @@ impl Telegram {
         }
         Ok(Self {
             bot,
-            chat_id: config.chat_id,
+            chat_id: TelegramChatId(config.chat_id),
             mode: config.mode,
             interval: config.send_interval(),
             operators: config.operators.iter().copied().collect(),
@@ -82,7 +83,7 @@ impl Telegram {
     }
 
     pub fn chat(&self) -> ChatId {
-        ChatId(self.chat_id)
+        ChatId(self.chat_id.0)
     }
 
     /// Run one request to the group in the group's next send slot. A 429 holds every sender
@@ -121,14 +122,14 @@ impl Telegram {
     pub async fn post(
         &self,
         pool: &PgPool,
-        (chat, thread_id): (i64, i32),
+        (chat, thread_id): (TelegramChatId, TelegramThreadId),
         text: &str,
         markup: Option<&InlineKeyboardMarkup>,
-    ) -> Result<i32, SendError> {
-        let thread = ThreadId(MessageId(thread_id));
+    ) -> Result<TelegramMessageId, SendError> {
+        let thread = ThreadId(MessageId(thread_id.0));
         let message = self
             .paced(pool, || {
-                let request = self.bot.send_message(ChatId(chat), text).message_thread_id(thread);
+                let request = self.bot.send_message(ChatId(chat.0), text).message_thread_id(thread);
                 let request = match markup {
                     Some(markup) => request.reply_markup(markup.clone()),
                     None => request,
@@ -136,30 +137,34 @@ impl Telegram {
                 async move { request.await }
             })
             .await?;
-        Ok(message.id.0)
+        Ok(TelegramMessageId(message.id.0))
     }
 
     /// Reopen a topic an operator closed by hand, so that posts reach it again.
-    pub async fn reopen_topic(&self, pool: &PgPool, (chat, thread_id): (i64, i32)) -> Result<(), SendError> {
-        let thread = ThreadId(MessageId(thread_id));
-        self.paced(pool, || async move { self.bot.reopen_forum_topic(ChatId(chat), thread).await }).await?;
+    pub async fn reopen_topic(
+        &self,
+        pool: &PgPool,
+        (chat, thread_id): (TelegramChatId, TelegramThreadId),
+    ) -> Result<(), SendError> {
+        let thread = ThreadId(MessageId(thread_id.0));
+        self.paced(pool, || async move { self.bot.reopen_forum_topic(ChatId(chat.0), thread).await }).await?;
         Ok(())
     }
 
     /// Delete a topic nobody uses, best effort.
-    pub async fn delete_topic(&self, pool: &PgPool, thread_id: i32) {
-        let thread = ThreadId(MessageId(thread_id));
+    pub async fn delete_topic(&self, pool: &PgPool, thread_id: TelegramThreadId) {
+        let thread = ThreadId(MessageId(thread_id.0));
         if let Err(error) =
             self.paced(pool, || async move { self.bot.delete_forum_topic(self.chat(), thread).await }).await
         {
-            tracing::warn!(%error, thread_id, "deleting a spare topic failed");
+            tracing::warn!(%error, %thread_id, "deleting a spare topic failed");
         }
     }
 
     /// Create a forum topic; returns its thread id.
-    pub async fn create_topic(&self, pool: &PgPool, name: &str) -> Result<i32, SendError> {
+    pub async fn create_topic(&self, pool: &PgPool, name: &str) -> Result<TelegramThreadId, SendError> {
         let topic = self.paced(pool, || async move { self.bot.create_forum_topic(self.chat(), name).await }).await?;
-        Ok(topic.thread_id.0.0)
+        Ok(TelegramThreadId(topic.thread_id.0.0))
     }
 
     /// Whether the Telegram user may act as an operator: on the allow-list, or (without one)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
 use concierge_shared::{
-    ConversationId, ConversationMode, ConversationStatus,
+    ConversationId, ConversationMode, ConversationStatus, TelegramChatId, TelegramThreadId,
     db::{conversations, messages, telegram as store},
     jobs::{Escalate, TelegramSend},
 };
@@ -63,7 +63,7 @@ async fn send_pending(
     ctx: &Context,
     telegram: &Telegram,
     conversation_id: ConversationId,
-    topic: (i64, i32),
+    topic: (TelegramChatId, TelegramThreadId),
     sender: uuid::Uuid,
 ) -> Result<(), SendError> {
     while let Some(post) = store::next_post(&ctx.pool, conversation_id).await? {
@@ -76,7 +76,7 @@ async fn send_pending(
             let posted = telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await;
             match &posted {
                 Err(SendError::Refused(error)) if super::topic_closed(error) => {
-                    tracing::info!(thread_id = topic.1, "the topic was closed in Telegram; reopening it");
+                    tracing::info!(thread_id = %topic.1, "the topic was closed in Telegram; reopening it");
                     match telegram.reopen_topic(&ctx.pool, topic).await {
                         Err(SendError::Transient(error)) => return Err(SendError::Transient(error)),
                         Err(SendError::Refused(error)) => {
@@ -119,14 +119,14 @@ async fn reopen_deleted(
     ctx: &Context,
     telegram: &Telegram,
     conversation_id: ConversationId,
-    (chat, thread): (i64, i32),
+    (chat, thread): (TelegramChatId, TelegramThreadId),
 ) -> Result<bool, SendError> {
     let Some(conversation) = conversations::get(&ctx.pool, conversation_id).await? else { return Ok(false) };
     if conversation.status != ConversationStatus::Open || conversation.mode != ConversationMode::Human {
         return Ok(false);
     }
     let Some(escalation_id) = messages::latest_handover(&ctx.pool, conversation_id).await? else { return Ok(false) };
-    tracing::warn!(thread_id = thread, "the topic was deleted in Telegram; opening a new one");
+    tracing::warn!(thread_id = %thread, "the topic was deleted in Telegram; opening a new one");
     store::forget_thread(&ctx.pool, conversation_id, chat, thread).await?;
     super::topic::open_topic(ctx, telegram, &Escalate { conversation_id, escalation_id }).await?;
     Ok(true)

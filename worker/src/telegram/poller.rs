@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use concierge_shared::db::telegram as store;
+use concierge_shared::{TelegramUpdateId, db::telegram as store};
 use teloxide::{RequestError, payloads::GetUpdatesSetters, prelude::Requester, types::AllowedUpdate};
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,8 @@ async fn poll_while_elected(ctx: &Context, telegram: &Telegram, shutdown: &Cance
                 let mut tx = ctx.pool.begin().await?;
                 for update in &updates {
                     let payload = serde_json::to_value(update)?;
-                    store::store_update(&mut tx, update.id.0 as i64, &payload, ctx.max_attempts).await?;
+                    store::store_update(&mut tx, TelegramUpdateId(update.id.0 as i64), &payload, ctx.max_attempts)
+                        .await?;
                 }
                 tx.commit().await?;
                 if let Some(last) = updates.last() {

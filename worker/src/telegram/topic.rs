@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use concierge_shared::{
-    MessageRole, OwnerKind, actions,
+    MessageRole, OwnerKind, TelegramThreadId, actions,
     db::{
         conversations::{self, Conversation},
         messages::{self, Message},
@@ -47,7 +47,7 @@ pub async fn open_topic(ctx: &Context, telegram: &Telegram, job: &Escalate) -> R
     };
     let first_question = messages::first_user_message(&ctx.pool, conversation.id).await?;
     let thread_id = ensure_topic(ctx, telegram, &conversation, first_question.as_ref()).await?;
-    tracing::debug!(thread_id, "topic ready");
+    tracing::debug!(%thread_id, "topic ready");
     if !store::post_queued(&ctx.pool, &store::card_key(job.escalation_id, thread_id, 0)).await? {
         queue_card(ctx, &conversation, job, thread_id).await?;
     }
@@ -59,7 +59,7 @@ async fn ensure_topic(
     telegram: &Telegram,
     conversation: &Conversation,
     first_question: Option<&Message>,
-) -> Result<i32, SendError> {
+) -> Result<TelegramThreadId, SendError> {
     let texts = &Locale::from_code(&conversation.locale).texts().operators;
     let name = topic_name(conversation, first_question, texts);
     let give_up = Instant::now() + CLAIM_LEASE * 4;
@@ -85,13 +85,13 @@ async fn ensure_topic(
                         let recorded = store::set_thread(&mut conn, conversation.id, telegram.chat_id, created).await?;
                         match recorded {
                             Some(thread_id) if thread_id == created => {
-                                tracing::info!(thread_id, "Telegram topic created");
+                                tracing::info!(%thread_id, "Telegram topic created");
                                 Ok(thread_id)
                             }
                             // Another job's topic was recorded first (its claim had lapsed), or
                             // the conversation's topic moved to another group meanwhile.
                             other => {
-                                tracing::warn!(recorded = ?other, spare = created, "a spare topic was created; deleting it");
+                                tracing::warn!(recorded = ?other, spare = %created, "a spare topic was created; deleting it");
                                 telegram.delete_topic(&ctx.pool, created).await;
                                 other.ok_or_else(|| SendError::Transient("the support group changed".into()))
                             }
@@ -135,7 +135,7 @@ async fn queue_card(
     ctx: &Context,
     conversation: &Conversation,
     job: &Escalate,
-    thread_id: i32,
+    thread_id: TelegramThreadId,
 ) -> Result<(), SendError> {
     let plan = ctx.plans.plan(&ctx.platform, conversation).await;
     let runs = actions::conversation_runs(&ctx.pool, conversation.id).await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId,
+    ConversationId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
     db::{
         conversations,
         messages::{self},
@@ -38,7 +38,7 @@ use crate::{
 /// one at a time, oldest first, whichever job runs them, so an edit comes after the message it
 /// edits and a `/close` after the reply typed before it. An update that keeps failing is
 /// retried with the job, and marked failed only when the job's last attempt fails too.
-#[tracing::instrument(skip_all, fields(update_id = job.update_id))]
+#[tracing::instrument(skip_all, fields(update_id = %job.update_id))]
 pub async fn handle(job: TelegramUpdate, ctx: Data<Context>, attempt: Attempt) -> Result<(), BoxDynError> {
     let Some(telegram) = ctx.telegram.clone() else {
         store::finish_update(&ctx.pool, job.update_id, "ignored: Telegram is not configured").await?;
@@ -59,7 +59,12 @@ pub async fn handle(job: TelegramUpdate, ctx: Data<Context>, attempt: Attempt) -
     }
 }
 
-async fn handle_through(ctx: &Context, telegram: &Telegram, update_id: i64, last_attempt: bool) -> anyhow::Result<()> {
+async fn handle_through(
+    ctx: &Context,
+    telegram: &Telegram,
+    update_id: TelegramUpdateId,
+    last_attempt: bool,
+) -> anyhow::Result<()> {
     let backoff = Backoff { tries: 3, first: Duration::from_millis(500), max: Duration::from_secs(5) };
     let _lock = store::lock_updates(&ctx.pool).await?;
     for pending in store::pending_updates_through(&ctx.pool, update_id).await? {
@@ -67,7 +72,7 @@ async fn handle_through(ctx: &Context, telegram: &Telegram, update_id: i64, last
         match handled {
             Ok(()) => {}
             Err(error) if last_attempt => {
-                tracing::error!(update_id = pending, %error, "handling a Telegram update failed for good");
+                tracing::error!(update_id = %pending, %error, "handling a Telegram update failed for good");
                 store::finish_update(&ctx.pool, pending, &format!("failed: {error}")).await?;
             }
             Err(error) => anyhow::bail!("update {pending}: {error}"),
@@ -76,7 +81,7 @@ async fn handle_through(ctx: &Context, telegram: &Telegram, update_id: i64, last
     Ok(())
 }
 
-async fn process(ctx: &Context, telegram: &Telegram, update_id: i64) -> Result<(), SendError> {
+async fn process(ctx: &Context, telegram: &Telegram, update_id: TelegramUpdateId) -> Result<(), SendError> {
     let Some(payload) = store::pending_update(&ctx.pool, update_id).await? else {
         return Ok(());
     };
@@ -103,7 +108,7 @@ async fn operator_topic(
     telegram: &Telegram,
     message: &Message,
 ) -> Result<Result<(Topic, User), String>, SendError> {
-    if message.chat.id.0 != telegram.chat_id {
+    if message.chat.id.0 != telegram.chat_id.0 {
         return Ok(Err("ignored: another chat".into()));
     }
     let Some(from) = message.from.clone() else { return Ok(Err("ignored: no sender".into())) };
@@ -111,7 +116,7 @@ async fn operator_topic(
         return Ok(Err("ignored: a bot".into()));
     }
     let Some(thread) = message.thread_id else { return Ok(Err("ignored: not in a topic".into())) };
-    let Some(topic) = store::topic_by_thread(&ctx.pool, telegram.chat_id, thread.0.0).await? else {
+    let Some(topic) = store::topic_by_thread(&ctx.pool, telegram.chat_id, TelegramThreadId(thread.0.0)).await? else {
         return Ok(Err("ignored: unknown topic".into()));
     };
     if !telegram.is_operator(from.id.0).await? {
@@ -123,7 +128,7 @@ async fn operator_topic(
 async fn on_message(
     ctx: &Context,
     telegram: &Telegram,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     message: &Message,
 ) -> Result<String, SendError> {
     if !matches!(message.kind, MessageKind::Common(_)) {
@@ -152,7 +157,7 @@ async fn on_message(
     let operator = Operator { name: &name, via: "telegram" };
     match human::reply(&mut tx, id, &operator, text).await {
         Ok(reply) => {
-            if !store::link_message(&mut tx, telegram.chat_id, message.id.0, reply.id).await? {
+            if !store::link_message(&mut tx, telegram.chat_id, TelegramMessageId(message.id.0), reply.id).await? {
                 // Already mirrored by an earlier run.
                 tx.rollback().await?;
                 return Ok("reply: already delivered".into());
@@ -173,7 +178,7 @@ async fn on_message(
 
 async fn command_outcome(
     ctx: &Context,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     id: ConversationId,
     from: &User,
     command: &str,
@@ -203,7 +208,7 @@ async fn command_outcome(
 
 async fn close(
     ctx: &Context,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     id: ConversationId,
     texts: &'static OperatorTexts,
 ) -> Result<String, SendError> {
@@ -222,7 +227,7 @@ async fn close(
 
 async fn hand_back(
     ctx: &Context,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     id: ConversationId,
     texts: &'static OperatorTexts,
 ) -> Result<String, SendError> {
@@ -252,7 +257,8 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     let Some(text) = message.text().map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok("ignored: edit without text".into());
     };
-    let Some(message_id) = store::linked_message(&ctx.pool, telegram.chat_id, message.id.0).await? else {
+    let Some(message_id) = store::linked_message(&ctx.pool, telegram.chat_id, TelegramMessageId(message.id.0)).await?
+    else {
         return Ok("ignored: edit of a message the user never saw".into());
     };
     let mut tx = ctx.pool.begin().await?;
@@ -268,7 +274,7 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
 async fn on_button(
     ctx: &Context,
     telegram: &Telegram,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     query: &CallbackQuery,
 ) -> Result<String, SendError> {
     let answer = |text: Option<&'static str>| {
@@ -320,7 +326,7 @@ async fn texts_of(ctx: &Context, id: ConversationId) -> Result<&'static Operator
 }
 
 /// Answer the operator in the topic (through the outbox, in order with everything else).
-async fn notify(ctx: &Context, id: ConversationId, update_id: i64, text: &str) -> Result<(), SendError> {
+async fn notify(ctx: &Context, id: ConversationId, update_id: TelegramUpdateId, text: &str) -> Result<(), SendError> {
     let mut tx = ctx.pool.begin().await?;
     post_notice(&mut tx, ctx, id, update_id, text).await?;
     tx.commit().await?;
@@ -331,7 +337,7 @@ async fn post_notice(
     tx: &mut sqlx::PgConnection,
     ctx: &Context,
     id: ConversationId,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     text: &str,
 ) -> Result<(), SendError> {
     let post = NewPost {

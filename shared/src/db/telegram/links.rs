@@ -5,13 +5,13 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
-use crate::MessageId;
+use crate::{MessageId, TelegramChatId, TelegramMessageId};
 
 /// Remember which web message an operator's Telegram message became; false if it is known.
 pub async fn link_message(
     conn: &mut PgConnection,
-    chat_id: i64,
-    telegram_message_id: i32,
+    chat_id: TelegramChatId,
+    telegram_message_id: TelegramMessageId,
     message_id: MessageId,
 ) -> sqlx::Result<bool> {
     Ok(sqlx::query(
@@ -19,7 +19,7 @@ pub async fn link_message(
          ON CONFLICT DO NOTHING",
     )
     .bind(chat_id)
-    .bind(telegram_message_id as i64)
+    .bind(i64::from(telegram_message_id.0))
     .bind(message_id)
     .execute(conn)
     .await?
@@ -29,12 +29,12 @@ pub async fn link_message(
 
 pub async fn linked_message(
     db: impl PgExecutor<'_>,
-    chat_id: i64,
-    telegram_message_id: i32,
+    chat_id: TelegramChatId,
+    telegram_message_id: TelegramMessageId,
 ) -> sqlx::Result<Option<MessageId>> {
     sqlx::query_scalar("SELECT message_id FROM telegram_messages WHERE chat_id = $1 AND telegram_message_id = $2")
         .bind(chat_id)
-        .bind(telegram_message_id as i64)
+        .bind(i64::from(telegram_message_id.0))
         .fetch_optional(db)
         .await
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::{
-    ConversationId, MessageId,
+    ConversationId, MessageId, TelegramChatId, TelegramMessageId, TelegramThreadId,
     jobs::{self, TelegramSend},
 };
 
@@ -148,7 +148,7 @@ pub async fn notify_topic(
 
 /// The outbox key of a card's part: one card per escalation and topic (a topic made anew
 /// after the support group changed gets the card again).
-pub fn card_key(escalation_id: MessageId, thread_id: i32, part: usize) -> String {
+pub fn card_key(escalation_id: MessageId, thread_id: TelegramThreadId, part: usize) -> String {
     format!("card:{escalation_id}:{thread_id}:{part}")
 }
 
@@ -158,7 +158,7 @@ pub async fn queue_card(
     conn: &mut PgConnection,
     conversation_id: ConversationId,
     escalation_id: MessageId,
-    thread_id: i32,
+    thread_id: TelegramThreadId,
     parts: Vec<(String, Option<serde_json::Value>)>,
     covered_seq: i64,
     max_attempts: u32,
@@ -227,7 +227,7 @@ pub async fn claim_sender(
     conversation_id: ConversationId,
     sender: uuid::Uuid,
     lease: Duration,
-) -> sqlx::Result<Option<(i64, i32)>> {
+) -> sqlx::Result<Option<(TelegramChatId, TelegramThreadId)>> {
     sqlx::query_as(
         "UPDATE telegram_topics SET sender = $2, sending_until = now() + $3 * interval '1 millisecond'
          WHERE conversation_id = $1 AND thread_id IS NOT NULL AND card_queued_at IS NOT NULL
@@ -268,13 +268,17 @@ pub async fn next_post(db: impl PgExecutor<'_>, conversation_id: ConversationId)
     .await
 }
 
-pub async fn mark_sent(db: impl PgExecutor<'_>, post_id: i64, telegram_message_id: i32) -> sqlx::Result<()> {
+pub async fn mark_sent(
+    db: impl PgExecutor<'_>,
+    post_id: i64,
+    telegram_message_id: TelegramMessageId,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE telegram_outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1,
          telegram_message_id = $2, last_error = NULL WHERE id = $1",
     )
     .bind(post_id)
-    .bind(telegram_message_id as i64)
+    .bind(i64::from(telegram_message_id.0))
     .execute(db)
     .await?;
     Ok(())

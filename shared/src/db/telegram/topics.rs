@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 
-use crate::ConversationId;
+use crate::{ConversationId, TelegramChatId, TelegramThreadId};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Topic {
     pub conversation_id: ConversationId,
-    pub chat_id: i64,
-    pub thread_id: Option<i32>,
+    pub chat_id: TelegramChatId,
+    pub thread_id: Option<TelegramThreadId>,
     pub name: String,
     pub card_queued_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -35,7 +35,11 @@ pub async fn topic(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> 
         .await
 }
 
-pub async fn topic_by_thread(db: impl PgExecutor<'_>, chat_id: i64, thread_id: i32) -> sqlx::Result<Option<Topic>> {
+pub async fn topic_by_thread(
+    db: impl PgExecutor<'_>,
+    chat_id: TelegramChatId,
+    thread_id: TelegramThreadId,
+) -> sqlx::Result<Option<Topic>> {
     sqlx::query_as(concat!("SELECT ", topic_columns!(), " FROM telegram_topics WHERE chat_id = $1 AND thread_id = $2"))
         .bind(chat_id)
         .bind(thread_id)
@@ -47,7 +51,7 @@ pub async fn topic_by_thread(db: impl PgExecutor<'_>, chat_id: i64, thread_id: i
 #[derive(Debug, PartialEq, Eq)]
 pub enum TopicClaim {
     /// The topic exists.
-    Ready(i32),
+    Ready(TelegramThreadId),
     /// This job holds the claim and must create the topic.
     Claimed,
     /// Another job is creating it.
@@ -60,7 +64,7 @@ pub enum TopicClaim {
 pub async fn claim_topic(
     db: &sqlx::PgPool,
     conversation_id: ConversationId,
-    chat_id: i64,
+    chat_id: TelegramChatId,
     name: &str,
     lease: Duration,
 ) -> sqlx::Result<TopicClaim> {
@@ -99,7 +103,7 @@ pub async fn claim_topic(
     if taken_over == 1 {
         return Ok(TopicClaim::Claimed);
     }
-    let thread: Option<Option<i32>> =
+    let thread: Option<Option<TelegramThreadId>> =
         sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1")
             .bind(conversation_id)
             .fetch_optional(db)
@@ -117,10 +121,10 @@ pub async fn claim_topic(
 pub async fn set_thread(
     conn: &mut PgConnection,
     conversation_id: ConversationId,
-    chat_id: i64,
-    thread_id: i32,
-) -> sqlx::Result<Option<i32>> {
-    let recorded: Option<i32> = sqlx::query_scalar(
+    chat_id: TelegramChatId,
+    thread_id: TelegramThreadId,
+) -> sqlx::Result<Option<TelegramThreadId>> {
+    let recorded: Option<TelegramThreadId> = sqlx::query_scalar(
         "UPDATE telegram_topics SET thread_id = $2, claimed_until = NULL
          WHERE conversation_id = $1 AND chat_id = $3 AND thread_id IS NULL RETURNING thread_id",
     )
@@ -132,7 +136,7 @@ pub async fn set_thread(
     if recorded.is_some() {
         return Ok(recorded);
     }
-    let existing: Option<Option<i32>> =
+    let existing: Option<Option<TelegramThreadId>> =
         sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1 AND chat_id = $2")
             .bind(conversation_id)
             .bind(chat_id)
@@ -146,8 +150,8 @@ pub async fn set_thread(
 pub async fn forget_thread(
     db: impl PgExecutor<'_>,
     conversation_id: ConversationId,
-    chat_id: i64,
-    thread_id: i32,
+    chat_id: TelegramChatId,
+    thread_id: TelegramThreadId,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE telegram_topics SET thread_id = NULL, card_queued_at = NULL, claimed_until = NULL

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres};
 
-use crate::jobs::{self, TelegramUpdate};
+use crate::{
+    TelegramUpdateId,
+    jobs::{self, TelegramUpdate},
+};
 
 /// Store an update once, with the job that handles it; returns whether it was new.
 pub async fn store_update(
     conn: &mut PgConnection,
-    update_id: i64,
+    update_id: TelegramUpdateId,
     payload: &serde_json::Value,
     max_attempts: u32,
 ) -> sqlx::Result<bool> {
@@ -31,14 +34,17 @@ pub async fn store_update(
 }
 
 /// The update's payload, unless it was handled already.
-pub async fn pending_update(db: impl PgExecutor<'_>, update_id: i64) -> sqlx::Result<Option<serde_json::Value>> {
+pub async fn pending_update(
+    db: impl PgExecutor<'_>,
+    update_id: TelegramUpdateId,
+) -> sqlx::Result<Option<serde_json::Value>> {
     sqlx::query_scalar("SELECT payload FROM telegram_updates WHERE update_id = $1 AND processed_at IS NULL")
         .bind(update_id)
         .fetch_optional(db)
         .await
 }
 
-pub async fn finish_update(db: impl PgExecutor<'_>, update_id: i64, outcome: &str) -> sqlx::Result<()> {
+pub async fn finish_update(db: impl PgExecutor<'_>, update_id: TelegramUpdateId, outcome: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE telegram_updates SET processed_at = now(), outcome = $2 WHERE update_id = $1")
         .bind(update_id)
         .bind(outcome)
@@ -68,7 +74,10 @@ pub async fn lock_updates(pool: &PgPool) -> sqlx::Result<sqlx::Transaction<'stat
 }
 
 /// The updates not handled yet, up to and including `update_id`, oldest first.
-pub async fn pending_updates_through(db: impl PgExecutor<'_>, update_id: i64) -> sqlx::Result<Vec<i64>> {
+pub async fn pending_updates_through(
+    db: impl PgExecutor<'_>,
+    update_id: TelegramUpdateId,
+) -> sqlx::Result<Vec<TelegramUpdateId>> {
     sqlx::query_scalar(
         "SELECT update_id FROM telegram_updates WHERE processed_at IS NULL AND update_id <= $1 ORDER BY update_id",
     )
