@@ -208,6 +208,27 @@ fn refusal(description: &str) -> bool {
     ["Bad Request", "Forbidden", "Unauthorized", "Not Found"].iter().any(|prefix| description.starts_with(prefix))
 }
 
+/// Await `work`, calling `renew` every `every` meanwhile (a lease held for as long as a
+/// request to Telegram takes); a failed renewal ends the wait with its error.
+pub(crate) async fn while_renewing<T, E, R>(
+    work: impl Future<Output = T>,
+    every: Duration,
+    mut renew: impl FnMut() -> R,
+) -> Result<T, E>
+where
+    R: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut work => return Ok(result),
+            _ = ticks.tick() => renew().await?,
+        }
+    }
+}
+
 /// Whether a refusal says the topic was closed (an operator can close a topic by hand).
 pub fn topic_closed(error: &str) -> bool {
     error.contains("TOPIC_CLOSED")

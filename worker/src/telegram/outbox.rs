@@ -140,20 +140,17 @@ async fn holding_lease<T>(
     sender: uuid::Uuid,
     work: impl Future<Output = Result<T, SendError>>,
 ) -> Result<T, SendError> {
-    tokio::pin!(work);
-    let mut renew = tokio::time::interval(LEASE / 4);
-    renew.tick().await;
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = renew.tick() => match store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await {
-                Ok(Some(_)) => {}
-                // Keep waiting for the request in flight: dropping it could send the post twice.
-                Ok(None) => tracing::warn!("lost the topic's sender lease while posting"),
-                Err(error) => tracing::warn!(%error, "renewing the topic's sender lease failed"),
-            },
+    let renewed = super::while_renewing(work, LEASE / 4, || async {
+        match store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await {
+            Ok(Some(_)) => {}
+            // Keep waiting for the request in flight: dropping it could send the post twice.
+            Ok(None) => tracing::warn!("lost the topic's sender lease while posting"),
+            Err(error) => tracing::warn!(%error, "renewing the topic's sender lease failed"),
         }
-    }
+        Ok::<_, std::convert::Infallible>(())
+    });
+    let Ok(result) = renewed.await;
+    result
 }
 
 /// Queue a send job for topics whose posts have waited with nobody sending them.

@@ -67,18 +67,10 @@ async fn ensure_topic(
         match store::claim_topic(&ctx.pool, conversation.id, telegram.chat_id, &name, CLAIM_LEASE).await? {
             TopicClaim::Ready(thread_id) => return Ok(thread_id),
             TopicClaim::Claimed => {
-                let created = {
-                    let create = telegram.create_topic(&ctx.pool, &name);
-                    tokio::pin!(create);
-                    let mut renew = tokio::time::interval(CLAIM_LEASE / 3);
-                    renew.tick().await;
-                    loop {
-                        tokio::select! {
-                            created = &mut create => break created,
-                            _ = renew.tick() => store::renew_claim(&ctx.pool, conversation.id, CLAIM_LEASE).await?,
-                        }
-                    }
-                };
+                let created = super::while_renewing(telegram.create_topic(&ctx.pool, &name), CLAIM_LEASE / 3, || {
+                    store::renew_claim(&ctx.pool, conversation.id, CLAIM_LEASE)
+                })
+                .await?;
                 return match created {
                     Ok(created) => {
                         let mut conn = ctx.pool.acquire().await?;
