@@ -1,4 +1,4 @@
-//! Who is calling.
+//! Who is calling, and whether the conversation they name is theirs.
 //!
 //! - Platform users send `Authorization: Bearer <JWT>` signed by Lectio with HS256 and
 //!   `CONCIERGE_JWT_SECRET` (`sub`, `name`, `email`, `role` = user|admin, `exp`).
@@ -13,7 +13,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use concierge_shared::{ConversationId, OwnerKey, Role};
+use concierge_shared::{
+    ConversationId, OwnerKey, Role,
+    db::conversations::{self, Conversation},
+};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -225,6 +228,12 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Admin(caller))
     }
+}
+
+/// The conversation if `owner` owns it; otherwise the same 404 as for a missing id, so that
+/// nobody learns which ids exist.
+pub async fn owned(state: &AppState, id: ConversationId, owner: &OwnerKey) -> Result<Conversation, ApiError> {
+    conversations::find_owned(&state.pool, id, owner).await?.ok_or(ApiError::NotFound)
 }
 
 /// A caller who may be anonymous (opening a first conversation).

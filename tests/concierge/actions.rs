@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_llm::{FakeLlm, Reply, content_reply, tool_reply},
-    helpers::{Conversation, Sse, TestApp, platform_token, user_token},
+    helpers::{Conversation, Sse, TestApp, platform_token, simulate_delay, user_token},
 };
 
 const TOKEN: &str = "platform-token";
@@ -45,7 +45,7 @@ async fn platform_route(State(platform): State<Platform>, headers: HeaderMap, Pa
     };
     match user {
         "err500" => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+        "slow" => simulate_delay(Duration::from_secs(5)).await,
         "broken" => return ([("content-type", "application/json")], "{\"connected\": tru").into_response(),
         "nobody" => return StatusCode::NOT_FOUND.into_response(),
         _ => {}

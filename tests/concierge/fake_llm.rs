@@ -17,6 +17,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use crate::helpers::simulate_delay;
+
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// A complete JSON body.
@@ -80,7 +82,7 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: axum::Json<Val
             response
         }
         Some(Reply::Hang(wait)) => {
-            tokio::time::sleep(wait).await;
+            simulate_delay(wait).await;
             axum::Json(tool_reply("answer", json!({ "text": "поздно", "citations": [] }))).into_response()
         }
         Some(Reply::Huge(bytes)) => {
@@ -102,7 +104,7 @@ fn async_stream(chunks: Vec<Value>) -> impl futures::Stream<Item = Result<String
         chunks.into_iter().map(Some).chain([None]).collect::<VecDeque<_>>(),
         |mut rest| async move {
             let next = rest.pop_front()?;
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            simulate_delay(Duration::from_millis(40)).await;
             Some((
                 Ok(match next {
                     Some(chunk) => format!("data: {chunk}\n\n"),

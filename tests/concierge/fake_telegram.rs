@@ -22,6 +22,8 @@ use axum::{
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::helpers::{simulate_delay, wait_until};
+
 pub const TOKEN: &str = "123456:test-token";
 pub const CHAT_ID: i64 = -1_001_234_567_890;
 pub const OPERATOR_ID: u64 = 4242;
@@ -112,11 +114,8 @@ impl FakeTelegram {
     }
 
     pub async fn wait_for_within(&self, what: &str, within: Duration, check: impl Fn(&FakeTelegram) -> bool) {
-        let deadline = Instant::now() + within;
-        while !check(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for Telegram to see: {what}\n{}", self.summary());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let what = format!("Telegram to see {what}");
+        wait_until(&what, within, async || if check(self) { Ok(()) } else { Err(Summary(self)) }).await
     }
 
     /// Calls by method and status, and the last few.
@@ -137,6 +136,15 @@ impl FakeTelegram {
 
     fn record(&self, method: &str, body: Value, status: u16) {
         self.calls.lock().unwrap().push(Call { method: method.to_owned(), body, status });
+    }
+}
+
+/// The calls so far, summarised only when a wait times out.
+struct Summary<'a>(&'a FakeTelegram);
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\n{}", self.0.summary())
     }
 }
 
@@ -194,7 +202,7 @@ async fn handle(
         "createForumTopic" => {
             let delay = fake.behaviour.create_delay_ms.load(Ordering::SeqCst);
             if delay > 0 {
-                tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+                simulate_delay(Duration::from_millis(delay as u64)).await;
             }
             let thread = fake.next_id.fetch_add(1, Ordering::SeqCst);
             json!({ "message_thread_id": thread, "name": body["name"], "icon_color": 7322096 })
@@ -209,7 +217,8 @@ async fn handle(
         "getUpdates" => {
             let pending: Vec<Value> = fake.updates.lock().unwrap().drain(..).collect();
             if pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // A long poll that ends with nothing.
+                simulate_delay(Duration::from_millis(200)).await;
             }
             fake.record(&method, body, 200);
             return Json(json!({ "ok": true, "result": pending })).into_response();

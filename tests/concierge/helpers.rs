@@ -326,11 +326,6 @@ impl Sse {
         tokio::time::timeout(WAIT, self.next_inner()).await.expect("no SSE event in time")
     }
 
-    /// Whether an event arrives within `within` (for asserting that none does).
-    pub async fn try_next(&mut self, within: Duration) -> Option<SseEvent> {
-        tokio::time::timeout(within, self.next_inner()).await.ok()
-    }
-
     async fn next_inner(&mut self) -> SseEvent {
         loop {
             while let Some(end) = self.buffer.find("\n\n") {
@@ -361,6 +356,133 @@ impl Sse {
             if event.data["role"] == role {
                 return event;
             }
+        }
+    }
+}
+
+// Waiting. Tests wait on a condition they can observe (a row, a call the fake received, an
+// event), never for a fixed time; the fakes' simulated latency is the only other sleep.
+
+/// The first and the longest pause between two checks of a [`wait_until`].
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// What a [`wait_until`] check returns: `Ok` with what it found once the condition holds,
+/// otherwise what it saw instead, for the message when time runs out.
+pub trait Condition {
+    type Found;
+    fn holds(self) -> Result<Self::Found, String>;
+}
+
+impl Condition for bool {
+    type Found = ();
+    fn holds(self) -> Result<(), String> {
+        if self { Ok(()) } else { Err(String::new()) }
+    }
+}
+
+impl<T> Condition for Option<T> {
+    type Found = T;
+    fn holds(self) -> Result<T, String> {
+        self.ok_or_else(String::new)
+    }
+}
+
+impl<T, E: std::fmt::Display> Condition for Result<T, E> {
+    type Found = T;
+    fn holds(self) -> Result<T, String> {
+        self.map_err(|seen| seen.to_string())
+    }
+}
+
+/// Check until the condition holds and return what the check found; after `within`, panic
+/// naming `what` was awaited and what the last check saw.
+pub async fn wait_until<C: Condition>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> C) -> C::Found {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = POLL_FIRST;
+    loop {
+        let seen = match check().await.holds() {
+            Ok(found) => return found,
+            Err(seen) => seen,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            let seen = if seen.is_empty() { seen } else { format!("; the last check saw: {seen}") };
+            panic!("timed out after {within:?} waiting for {what}{seen}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_MAX);
+    }
+}
+
+/// A fake peer being slow on purpose (a hanging model, a slow platform, Telegram's long
+/// polling). Not a way for a test to wait for something: that is [`wait_until`].
+pub async fn simulate_delay(delay: Duration) {
+    tokio::time::sleep(delay).await
+}
+
+impl TestApp {
+    /// Wait until every queued job has run to its end (done, or killed after its last try).
+    pub async fn wait_for_idle_queue(&self) {
+        wait_until("every queued job to finish", WAIT, async || {
+            let open = self.count("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed')").await;
+            if open == 0 { Ok(()) } else { Err(format!("{open} unfinished jobs")) }
+        })
+        .await
+    }
+
+    /// Assert that `sse` has nothing more to say: once every queued job has run, a message
+    /// posted now is the next event. (Events are delivered in commit order, so anything the
+    /// jobs produced would come first; the reply the message itself may get is not waited for.)
+    pub async fn assert_stream_quiet(&self, conversation: &Conversation, sse: &mut Sse) {
+        self.wait_for_idle_queue().await;
+        let marker = self.say(conversation, "(the end of what this test expects)").await;
+        loop {
+            let next = sse.next().await;
+            // Announcing the marker's own reply may overtake the marker: that says nothing.
+            if next.data["reply_to"] == marker["id"] && matches!(next.event.as_str(), "typing" | "delta") {
+                continue;
+            }
+            assert_eq!(next.data["id"], marker["id"], "an unexpected event: {next:?}");
+            return;
+        }
+    }
+}
+
+/// Errors logged by the code under test since the first call of [`logged_errors`], which
+/// installs the global `tracing` subscriber that keeps them.
+static ERRORS: OnceLock<std::sync::Mutex<Vec<String>>> = OnceLock::new();
+
+/// How many errors logged so far contain every one of `fragments` (message and fields, as
+/// `name=value`). For what a test cannot see anywhere else, such as a worker stopping while
+/// the database is out of reach: count before, then wait for the count to grow.
+pub fn logged_errors(fragments: &[&str]) -> usize {
+    let errors = ERRORS.get_or_init(|| {
+        use tracing_subscriber::{Layer, filter::LevelFilter, layer::SubscriberExt};
+        let subscriber = tracing_subscriber::registry().with(ErrorLog.with_filter(LevelFilter::ERROR));
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in the tests");
+        Default::default()
+    });
+    let errors = errors.lock().unwrap();
+    errors.iter().filter(|error| fragments.iter().all(|fragment| error.contains(fragment))).count()
+}
+
+struct ErrorLog;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push_str(&format!("{}={value} ", field.name()));
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        if let Some(errors) = ERRORS.get() {
+            errors.lock().unwrap().push(fields.0);
         }
     }
 }

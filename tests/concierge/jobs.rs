@@ -6,24 +6,20 @@ use std::time::Duration;
 use apalis::prelude::{Attempt, Data};
 use concierge_shared::{MessageId, jobs::ProcessMessage};
 
-use crate::helpers::{TestApp, WAIT};
+use crate::helpers::{TestApp, WAIT, logged_errors, wait_until};
 
 /// Wait until the message has its reply, and every job has finished.
 async fn wait_for_reply_and_idle_queue(app: &TestApp, message_id: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    wait_until("the reply and an idle queue", WAIT, async || {
         let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE reply_to = $1::uuid")
             .bind(message_id)
             .fetch_one(&app.pool)
             .await
             .unwrap();
         let open = app.count("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed')").await;
-        if replies > 0 && open == 0 {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "replies: {replies}, unfinished jobs: {open}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if replies > 0 && open == 0 { Ok(()) } else { Err(format!("replies: {replies}, unfinished jobs: {open}")) }
+    })
+    .await
 }
 
 /// Make every assistant reply fail, as a broken database would.
@@ -131,13 +127,23 @@ async fn workers_stopped_by_a_database_outage_are_restarted() {
     let app = TestApp::spawn_with_worker().await;
     let conversation = app.open(None).await;
 
+    let instance: String = wait_until("the workers' heartbeat", WAIT, async || {
+        sqlx::query_scalar("SELECT id FROM worker_instances").fetch_optional(&app.pool).await.unwrap()
+    })
+    .await;
+    let stopped = ["a worker stopped", &instance];
+    let stopped_before = logged_errors(&stopped);
+
     // Nothing can be had from the pool for longer than its acquire timeout (10 s): fetching
-    // and heartbeats fail, which ends apalis workers.
+    // and heartbeats fail, which ends apalis workers. The outage lasts until one has ended.
     let mut held = Vec::new();
     while let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_millis(300), app.pool.acquire()).await {
         held.push(conn);
     }
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    wait_until("a worker stopped by the outage", Duration::from_secs(60), async || {
+        logged_errors(&stopped) > stopped_before
+    })
+    .await;
     drop(held);
 
     // The database is back: the restarted workers answer.

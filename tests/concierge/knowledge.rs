@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{TestApp, WAIT, platform_token, user_token},
+    helpers::{TestApp, WAIT, platform_token, user_token, wait_until},
     processes::spawn_worker_with,
 };
 
@@ -38,16 +38,12 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 async fn wait_for_run(app: &TestApp, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    wait_until("the reindex to finish", WAIT, async || {
         let (status, run) = app.get(Some(&admin_token()), &format!("/knowledge/reindex/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{run}");
-        if run["status"] == "succeeded" || run["status"] == "failed" {
-            return run;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the reindex did not finish: {run}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if run["status"] == "succeeded" || run["status"] == "failed" { Ok(run) } else { Err(run) }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -136,11 +132,10 @@ async fn an_edited_document_changes_answers_in_every_worker_process() {
         spawn_worker_with(&app.db_url, &dir, &["--queues", "process-message,reindex"]),
         spawn_worker_with(&app.db_url, &dir, &["--queues", "process-message"]),
     ];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.count("SELECT count(*) FROM worker_instances").await < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "workers did not register");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("both workers to register", WAIT, async || {
+        app.count("SELECT count(*) FROM worker_instances").await >= 2
+    })
+    .await;
     let before: i64 = app.count("SELECT version FROM knowledge_state").await;
 
     let edited = dir.join("faq/payment-methods.md");
@@ -156,15 +151,12 @@ async fn an_edited_document_changes_answers_in_every_worker_process() {
     assert_eq!(after, before + 1);
 
     // Both processes switch to the new version within seconds, without a restart.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app
-        .count("SELECT count(*) FROM worker_instances WHERE kb_version < (SELECT version FROM knowledge_state)")
-        .await
-        > 0
-    {
-        assert!(tokio::time::Instant::now() < deadline, "a worker kept the old knowledge version");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("every worker on the new knowledge version", Duration::from_secs(10), async || {
+        app.count("SELECT count(*) FROM worker_instances WHERE kb_version < (SELECT version FROM knowledge_state)")
+            .await
+            == 0
+    })
+    .await;
     // And answer from it, whichever of them takes the job.
     for _ in 0..4 {
         let conversation = app.open(None).await;

@@ -2,11 +2,11 @@
 //! stream each other's writes, and a worker killed in the middle of a job is replaced by
 //! another that finishes it with exactly one reply.
 
-use std::{process::Stdio, time::Duration};
+use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use crate::helpers::{SECRET, Sse, TestApp, WAIT, knowledge_dir};
+use crate::helpers::{SECRET, Sse, TestApp, WAIT, knowledge_dir, wait_until};
 
 fn concierge(database_url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_concierge"));
@@ -40,11 +40,10 @@ async fn spawn_api(app: &TestApp) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = concierge(&app.db_url, &["api"]).env("CONCIERGE_BIND", format!("127.0.0.1:{port}")).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(tokio::time::Instant::now() < deadline, "the API process did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the API process to start", WAIT, async || {
+        app.client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
     (child, format!("{base}/api/concierge"))
 }
 
@@ -115,20 +114,14 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_message_gets_one_reply() {
         .await
         .unwrap();
     let mut first = spawn_worker(&app.db_url);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
+    wait_until("the worker to reach the reply", WAIT, async || {
+        app.count(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()",
         )
-        .fetch_one(&app.pool)
         .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the worker never reached the reply");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            > 0
+    })
+    .await;
     assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE status IN ('Queued', 'Running')").await, 1);
 
     first.kill().await.unwrap();
@@ -140,11 +133,10 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_message_gets_one_reply() {
     let reply = sse.next().await;
     assert_eq!(reply.data["role"], "assistant");
     assert_eq!(reply.data["reply_to"], sent["id"]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while app.count("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'").await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the job did not finish");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(sse.try_next(Duration::from_millis(500)).await.is_none());
+    wait_until("the job to finish", WAIT, async || {
+        app.count("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'").await == 0
+    })
+    .await;
     assert_eq!(app.stored_messages(&conversation.id).await.len(), 2);
+    app.assert_stream_quiet(&conversation, &mut sse).await;
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_telegram::{CHAT_ID, FakeTelegram, OPERATOR_ID, TOKEN, operator_user, stranger_user, text_update},
-    helpers::{Conversation, TestApp, platform_token, user_token},
+    helpers::{Conversation, TestApp, WAIT, platform_token, user_token, wait_until},
 };
 
 const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
@@ -55,20 +55,16 @@ async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusC
 
 /// The topic Telegram created for the conversation.
 async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("a topic for the conversation", WAIT, async || {
         let thread: Option<Option<i32>> =
             sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1::uuid")
                 .bind(&conversation.id)
                 .fetch_optional(&app.pool)
                 .await
                 .unwrap();
-        if let Some(Some(thread)) = thread {
-            return thread as i64;
-        }
-        assert!(Instant::now() < deadline, "no topic for the conversation");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        thread.flatten().map(i64::from)
+    })
+    .await
 }
 
 async fn escalate(app: &TestApp, conversation: &Conversation) {
@@ -249,11 +245,10 @@ async fn the_webhook_checks_the_secret_and_ignores_replays_strangers_and_unknown
     let elsewhere = text_update(12, 6003, thread + 1000, operator_user(), "не туда");
     assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &elsewhere).await, StatusCode::OK);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while app.count("SELECT count(*) FROM telegram_updates WHERE processed_at IS NULL").await > 0 {
-        assert!(Instant::now() < deadline, "updates were not handled");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until("the updates handled", WAIT, async || {
+        app.count("SELECT count(*) FROM telegram_updates WHERE processed_at IS NULL").await == 0
+    })
+    .await;
     let operator_messages: Vec<String> = app
         .stored_messages(&conversation.id)
         .await
@@ -409,7 +404,7 @@ async fn without_telegram_escalation_queues_nothing_for_it() {
     let conversation = app.open(None).await;
     escalate(&app, &conversation).await;
     app.say(&conversation, "Есть кто живой?").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_for_idle_queue().await;
     assert_eq!(app.count("SELECT count(*) FROM telegram_topics").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM telegram_outbox").await, 0);
     let status = app
@@ -466,7 +461,10 @@ async fn fifty_escalations_under_flood_control() {
     let limited = calls.iter().filter(|c| c.status == 429).count();
     let accepted = calls.iter().filter(|c| c.status == 200 && c.method != "getUpdates").count();
     assert!(limited > 0, "the fake answered 429");
-    assert_eq!(app.count("SELECT count(*) FROM telegram_outbox WHERE state <> 'sent'").await, 0);
+    wait_until("every post marked sent", WAIT, async || {
+        app.count("SELECT count(*) FROM telegram_outbox WHERE state <> 'sent'").await == 0
+    })
+    .await;
     eprintln!(
         "50 escalations under flood control: {} topics, {accepted} accepted calls, {limited} answered 429, all delivered in {:.1} s",
         topics.len(),
@@ -506,14 +504,15 @@ async fn a_message_the_model_was_deciding_on_goes_to_the_operator_who_took_over_
     // The model takes its time over the next message; the operator answers first.
     llm.push(Reply::Hang(Duration::from_millis(1500)));
     let question = "Кстати, можно перенести урок на пятницу?";
+    let asked_before = llm.requests().len();
     app.say(&conversation, question).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the model asked about the message", WAIT, async || llm.requests().len() > asked_before).await;
     let reply = text_update(22, 7002, thread, operator_user(), "Я на связи, сейчас посмотрю.");
     assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &reply).await, StatusCode::OK);
 
     // The message is the operator's now: it reaches the topic, and the late decision is dropped.
     fake.wait_for("the message in the topic", |f| f.posts_in(thread).iter().any(|p| p.contains(question))).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.wait_for_idle_queue().await;
     let stored = app.stored_messages(&conversation.id).await;
     assert!(stored.iter().all(|(_, _, content)| content != "поздно"), "{stored:?}");
 }
@@ -531,13 +530,10 @@ async fn a_topic_deleted_in_telegram_is_opened_again_with_its_card() {
     fake.behaviour.deleted_threads.lock().unwrap().insert(first);
     app.say(&conversation, "Вы тут? Жду ответа").await;
     fake.wait_for("a new topic", |f| f.accepted("createForumTopic").len() == 2).await;
-    let thread = loop {
-        let thread = thread_of(&app, &conversation).await;
-        if thread != first {
-            break thread;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let thread = wait_until("the new topic stored", WAIT, async || {
+        Some(thread_of(&app, &conversation).await).filter(|thread| *thread != first)
+    })
+    .await;
     // The card comes first in the new topic; its transcript carries the message.
     fake.wait_for("the card and transcript", |f| {
         f.posts_in(thread).iter().any(|post| post.starts_with("Переписка") && post.contains("Вы тут? Жду ответа"))
@@ -545,5 +541,9 @@ async fn a_topic_deleted_in_telegram_is_opened_again_with_its_card() {
     .await;
     let posts = fake.posts_in(thread);
     assert!(posts[0].starts_with("🆘"), "{posts:#?}");
-    assert_eq!(app.count("SELECT count(*) FROM telegram_outbox WHERE state = 'pending'").await, 0);
+    // Telegram has every post; the outbox marks each one sent just after.
+    wait_until("every post marked sent", WAIT, async || {
+        app.count("SELECT count(*) FROM telegram_outbox WHERE state = 'pending'").await == 0
+    })
+    .await;
 }

@@ -11,10 +11,9 @@ use serde_json::Value;
 
 use crate::{
     AppState,
-    auth::{Admin, Caller},
+    auth::{Admin, Caller, owned},
     error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
-    routes::conversations::owned,
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -3,7 +3,7 @@
 use axum::{Json as JsonOut, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use concierge_shared::{
-    ConversationId, ConversationMode, ConversationStatus, OwnerKey, Role,
+    ConversationId, ConversationMode, ConversationStatus, Role,
     db::{
         conversations::{self, CloseOutcome, Conversation, NewConversation},
         messages, telegram,
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AppState,
-    auth::{Caller, MaybeCaller, StreamToken},
+    auth::{Caller, MaybeCaller, StreamToken, owned},
     error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
     routes::messages::MessageOut,
@@ -195,11 +195,6 @@ pub async fn get_conversation(
         messages: latest.into_iter().map(Into::into).collect(),
         has_earlier,
     }))
-}
-
-/// The conversation if the caller owns it; otherwise the same 404 as for a missing id.
-pub async fn owned(state: &AppState, id: ConversationId, owner: &OwnerKey) -> Result<Conversation, ApiError> {
-    conversations::find_owned(&state.pool, id, owner).await?.ok_or(ApiError::NotFound)
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]

@@ -24,13 +24,10 @@ use serde_json::json;
 
 use crate::{
     AppState,
-    auth::{Admin, Caller},
+    auth::{Admin, Caller, owned},
     error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
-    routes::{
-        conversations::{ConversationOut, owned},
-        messages::MessageOut,
-    },
+    routes::{conversations::ConversationOut, messages::MessageOut},
 };
 
 /// `POST /conversations/{id}/escalate`: the user asks for a person.

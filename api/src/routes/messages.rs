@@ -16,10 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AppState,
-    auth::Caller,
+    auth::{Caller, owned},
     error::{ApiError, ErrorBody},
     extract::{Json, Path, Query},
-    routes::conversations::owned,
 };
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

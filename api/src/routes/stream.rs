@@ -24,11 +24,12 @@ use futures::Stream;
 use serde::Deserialize;
 
 use crate::{
-    AppState, auth,
+    AppState,
+    auth::{self, owned},
     error::{ApiError, ErrorBody},
     extract::{Path, Query},
     hub::{Signal, Subscription},
-    routes::{conversations::owned, messages::MessageOut},
+    routes::messages::MessageOut,
 };
 
 /// Rows read per database round trip while catching up.
