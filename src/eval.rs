@@ -164,11 +164,11 @@ struct DecisionCase {
 
 #[derive(Debug, Deserialize)]
 struct Turn {
-    role: String,
+    role: concierge_shared::MessageRole,
     content: String,
     /// For assistant turns: the decision they were (`clarify` counts towards the limit).
     #[serde(default)]
-    decision: Option<String>,
+    decision: Option<concierge_shared::DecisionKind>,
 }
 
 /// The figures of one decision evaluation.
@@ -192,8 +192,9 @@ pub async fn decisions(
     args: &DecisionArgs,
 ) -> anyhow::Result<DecisionFigures> {
     use concierge_shared::{
-        MessageRole, OwnerKey, Role,
+        DecisionKind, MessageRole, OwnerKey, Role,
         db::{conversations, messages},
+        message_meta::{DecisionInfo, MessageMeta},
     };
 
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
@@ -248,11 +249,18 @@ pub async fn decisions(
             let mut tx = pool.begin().await?;
             let mut clarifications = 0;
             for turn in &case.turns {
-                let role = if turn.role == "user" { MessageRole::User } else { MessageRole::Assistant };
-                let mut new = messages::NewMessage::new(role, turn.content.clone());
-                if let Some(decision) = &turn.decision {
-                    new = new.with_metadata(serde_json::json!({ "decision": decision }));
-                    clarifications += i32::from(decision == "clarify");
+                let mut new = messages::NewMessage::new(turn.role, turn.content.clone());
+                // Only the kind of an earlier turn matters to the decision; it reads as the
+                // offline engine's.
+                let info = DecisionInfo::offline(None);
+                match turn.decision {
+                    Some(DecisionKind::Clarify) => {
+                        new = new.with_metadata(MessageMeta::clarify(info, Vec::new()));
+                        clarifications += 1;
+                    }
+                    Some(DecisionKind::Answer) => new = new.with_metadata(MessageMeta::answer(info, Vec::new())),
+                    Some(other) => anyhow::bail!("{}: a turn cannot be stored as a past {other}", case.id),
+                    None => {}
                 }
                 let message = messages::append(&mut tx, conversation.id, new).await?.context("appending a turn")?;
                 stored.push(message);
@@ -280,7 +288,7 @@ pub async fn decisions(
                 }
                 None => concierge_worker::engine::decide(&index, &conversation, &stored, &message, &available),
             };
-            let kind = decision.kind();
+            let kind = decision.kind().as_str();
             let entry = figures.by_label.entry(case.expected.clone()).or_default();
             entry.1 += 1;
             let correct_kind = kind == case.expected;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::{
-    ActionRunId, ConversationId, MessageId,
+    ActionRequester, ActionRunId, ConversationId, MessageId,
     jobs::{self, ExecuteAction},
 };
 
@@ -401,7 +401,7 @@ pub struct ActionRun {
     pub action: String,
     #[schema(value_type = Object)]
     pub params: sqlx::types::Json<Value>,
-    pub requested_by: String,
+    pub requested_by: ActionRequester,
     pub status: String,
     pub duration_ms: Option<i32>,
     pub result_summary: Option<String>,
@@ -423,7 +423,7 @@ pub async fn queue_run(
     message_id: Option<MessageId>,
     action: &str,
     params: &Value,
-    requested_by: &str,
+    requested_by: ActionRequester,
     max_attempts: u32,
 ) -> sqlx::Result<Option<ActionRun>> {
     let run: Option<ActionRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

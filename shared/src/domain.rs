@@ -139,13 +139,44 @@ impl fmt::Display for OwnerKey {
     }
 }
 
+impl Serialize for OwnerKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for OwnerKey {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for OwnerKey {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self::parse(text).ok_or_else(|| UnknownVariant(text.to_owned()))?)
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for OwnerKey {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
 macro_rules! str_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $($variant),+
+            $($(#[$vdoc])* $variant),+
         }
 
         impl $name {
@@ -223,4 +254,34 @@ str_enum!(
 str_enum!(
     /// Whether the owner of a conversation is a platform user or an anonymous visitor.
     OwnerKind { User => "user", Visitor => "visitor" }
+);
+str_enum!(
+    /// What decided a message's content: the language model, the offline engine, the user's
+    /// escalation button, or an action's own result text.
+    Engine { Llm => "llm", Offline => "offline", Button => "button", Action => "action" }
+);
+str_enum!(
+    /// What the assistant decided to do with a user message.
+    DecisionKind { Answer => "answer", Clarify => "clarify", Escalate => "escalate", Action => "action" }
+);
+str_enum!(
+    /// Why a conversation went to a person.
+    EscalationReason {
+        /// The user asked for a person.
+        UserRequest => "user_request",
+        /// Clarifications were used up without a good match.
+        NoAnswer => "no_answer",
+        /// The problem needs a person's decision or access (refunds, billing errors, hacked accounts).
+        NeedsHuman => "needs_human",
+        /// The user tried to reach data or instructions that are not theirs to reach.
+        Security => "security",
+    }
+);
+str_enum!(
+    /// Where an operator wrote from.
+    OperatorChannel { Console => "console", Telegram => "telegram" }
+);
+str_enum!(
+    /// Who asked for an action run: the user's button, or an engine deciding on their message.
+    ActionRequester { User => "user", Llm => "llm", Offline => "offline" }
 );

@@ -2,16 +2,16 @@
 //! topic): reply, hand back to the AI, close. Each runs in the caller's transaction under the
 //! conversation's row lock, so it is ordered with the conversation's messages.
 
-use serde_json::json;
 use sqlx::PgConnection;
 
 use crate::{
-    ConversationId, ConversationMode, ConversationStatus, MessageRole,
+    ConversationId, ConversationMode, ConversationStatus, MessageRole, OperatorChannel,
     db::{
         conversations::{self, CloseOutcome, Conversation},
         messages::{self, Message, NewMessage},
     },
     i18n::Locale,
+    message_meta::MessageMeta,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +28,7 @@ pub enum HumanError {
 pub struct Operator<'a> {
     /// The first name shown next to the reply.
     pub name: &'a str,
-    /// `console` or `telegram`.
-    pub via: &'a str,
+    pub via: OperatorChannel,
 }
 
 impl Operator<'_> {
@@ -59,7 +58,7 @@ pub async fn reply(
         conversations::set_human_mode(conn, id, "operator_joined").await?;
     }
     let reply = NewMessage::new(MessageRole::Operator, content)
-        .with_metadata(json!({ "operator": { "name": operator.name, "via": operator.via } }));
+        .with_metadata(MessageMeta::operator(operator.name, operator.via));
     Ok(messages::append(conn, id, reply).await?.expect("an operator reply has no reply_to, so it cannot conflict"))
 }
 
@@ -71,9 +70,8 @@ pub async fn hand_back(conn: &mut PgConnection, id: ConversationId) -> Result<bo
     }
     conversations::set_ai_mode(conn, id).await?;
     let text = Locale::from_code(&conversation.locale).texts().back_to_ai;
-    let notice = NewMessage::system(text).with_metadata(json!({
-        "kind": "status", "status": ConversationStatus::Open, "mode": ConversationMode::Ai,
-    }));
+    let notice =
+        NewMessage::system(text).with_metadata(MessageMeta::status(ConversationStatus::Open, ConversationMode::Ai));
     messages::append(conn, id, notice).await?;
     Ok(true)
 }

@@ -14,6 +14,7 @@ pub mod human;
 pub mod i18n;
 pub mod jobs;
 pub mod knowledge;
+pub mod message_meta;
 pub mod metrics;
 pub mod pg;
 pub mod telemetry;

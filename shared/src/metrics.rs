@@ -109,11 +109,12 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     let (messages, fallbacks): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE role = 'user'),
                 -- Answers, clarifications and hand-overs the offline engine made in the model's place.
-                count(*) FILTER (WHERE reply_to IS NOT NULL AND metadata->>'fallback' IS NOT NULL)
+                count(*) FILTER (WHERE reply_to IS NOT NULL AND metadata->>$3 IS NOT NULL)
          FROM messages WHERE created_at >= $1 AND created_at < $2",
     )
     .bind(from)
     .bind(to)
+    .bind(crate::message_meta::FALLBACK)
     .fetch_one(pool)
     .await?;
     let (llm_calls, llm_tokens): (i64, i64) = sqlx::query_as(

@@ -7,13 +7,12 @@
 //! to clarify, at most twice per conversation, then hands the conversation to a human.
 
 use concierge_shared::{
-    MessageRole,
+    DecisionKind, MessageRole,
     actions::{ActionDefinition, triggered},
     db::{conversations::Conversation, messages::Message},
     i18n::{Locale, Texts},
     knowledge::{Hit, KnowledgeIndex, SearchResult},
 };
-use serde::Serialize;
 
 /// How much of the question (rarity-weighted) the best passage must contain to be an answer;
 /// chosen with `concierge eval retrieval`: at 0.5 fewer in-scope questions were answered, with the
@@ -25,52 +24,9 @@ pub const MAX_CLARIFICATIONS: i32 = 2;
 const MAX_PASSAGE_CHARS: usize = 900;
 
 /// A document an answer is based on, as stored in the message metadata.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Source {
-    pub chunk_id: String,
-    pub path: String,
-    pub title: String,
-    pub heading: String,
-    pub score: f32,
-    pub coverage: f32,
-}
+pub use concierge_shared::message_meta::Source;
 
-impl From<&Hit> for Source {
-    fn from(hit: &Hit) -> Self {
-        Self {
-            chunk_id: hit.chunk.id.clone(),
-            path: hit.chunk.doc_path.clone(),
-            title: hit.chunk.doc_title.clone(),
-            heading: hit.chunk.heading.clone(),
-            score: hit.score,
-            coverage: hit.coverage,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum EscalationReason {
-    /// The user asked for a person.
-    UserRequest,
-    /// Clarifications were used up without a good match.
-    NoAnswer,
-    /// The problem needs a person's decision or access (refunds, billing errors, hacked accounts).
-    NeedsHuman,
-    /// The user tried to reach data or instructions that are not theirs to reach.
-    Security,
-}
-
-impl EscalationReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EscalationReason::UserRequest => "user_request",
-            EscalationReason::NoAnswer => "no_answer",
-            EscalationReason::NeedsHuman => "needs_human",
-            EscalationReason::Security => "security",
-        }
-    }
-}
+pub use concierge_shared::EscalationReason;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -96,12 +52,12 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DecisionKind {
         match self {
-            Decision::Answer { .. } => "answer",
-            Decision::Clarify { .. } => "clarify",
-            Decision::Escalate { .. } => "escalate",
-            Decision::Action { .. } => "action",
+            Decision::Answer { .. } => DecisionKind::Answer,
+            Decision::Clarify { .. } => DecisionKind::Clarify,
+            Decision::Escalate { .. } => DecisionKind::Escalate,
+            Decision::Action { .. } => DecisionKind::Action,
         }
     }
 }
@@ -242,9 +198,8 @@ pub fn confident(result: &SearchResult) -> Option<&Hit> {
 /// previous question: search with both.
 pub fn query_with_context(history: &[Message], current: &str) -> String {
     let mut recent = history.iter().rev();
-    let last_assistant_clarified = recent
-        .find(|m| m.role != MessageRole::User)
-        .is_some_and(|m| m.metadata.get("decision").and_then(|d| d.as_str()) == Some("clarify"));
+    let last_assistant_clarified =
+        recent.find(|m| m.role != MessageRole::User).is_some_and(|m| m.metadata.is_clarify());
     if !last_assistant_clarified {
         return current.to_owned();
     }

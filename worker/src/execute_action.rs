@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    MessageRole,
+    ActionRequester, Engine, MessageRole,
     actions::{self, validate_params},
     db::{
         conversations,
@@ -18,8 +18,8 @@ use concierge_shared::{
     },
     i18n::Locale,
     jobs::ExecuteAction,
+    message_meta::MessageMeta,
 };
-use serde_json::json;
 
 use crate::{Context, actions::Outcome, llm, retry::Backoff};
 
@@ -77,14 +77,14 @@ async fn execute(ctx: &Context, job: &ExecuteAction) -> anyhow::Result<()> {
 
     // The model words the final answer from the result when it chose the action.
     let mut text = outcome.message.clone();
-    let mut engine = "action";
-    if let (Some(llm), "llm", true, Some(message_id), Some(definition)) =
-        (&ctx.llm, run.requested_by.as_str(), outcome.succeeded, run.message_id, &definition)
+    let mut engine = Engine::Action;
+    if let (Some(llm), ActionRequester::Llm, true, Some(message_id), Some(definition)) =
+        (&ctx.llm, run.requested_by, outcome.succeeded, run.message_id, &definition)
         && let Some(message) = messages::get(&ctx.pool, message_id).await?
         && let Some(answer) = llm::follow_up(llm, &ctx.pool, &conversation, &message, definition, &outcome).await?
     {
         text = answer;
-        engine = "llm";
+        engine = Engine::Llm;
     }
 
     let mut tx = ctx.pool.begin().await?;
@@ -99,14 +99,7 @@ async fn execute(ctx: &Context, job: &ExecuteAction) -> anyhow::Result<()> {
     )
     .await?;
     let mut report = NewMessage::new(MessageRole::Assistant, text)
-        .with_metadata(json!({
-            "kind": "action_result",
-            "decision": "action",
-            "engine": engine,
-            "action": run.action,
-            "action_run_id": run.id,
-            "succeeded": outcome.succeeded,
-        }))
+        .with_metadata(MessageMeta::action_result(engine, &run.action, run.id, outcome.succeeded))
         .reporting(run.id);
     if let Some(message_id) = run.message_id {
         report = report.replying_to(message_id);
@@ -128,8 +121,7 @@ async fn report_failure(ctx: &Context, job: &ExecuteAction, error: &str) -> anyh
         return Ok(());
     };
     let text = Locale::from_code(&conversation.locale).texts().processing_failed;
-    let mut notice =
-        NewMessage::system(text).with_metadata(json!({ "kind": "error", "action_run_id": run.id })).reporting(run.id);
+    let mut notice = NewMessage::system(text).with_metadata(MessageMeta::error(Some(run.id))).reporting(run.id);
     if let Some(message_id) = run.message_id {
         notice = notice.replying_to(message_id);
     }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId, ConversationMode, ConversationStatus, MessageId, MessageRole, OwnerKind, actions,
+    ActionRequester, ConversationId, ConversationMode, ConversationStatus, Engine, MessageId, MessageRole, OwnerKind,
+    actions,
     db::{
         conversations::{self, Conversation},
         messages::{self, Message, NewMessage},
@@ -21,8 +22,8 @@ use concierge_shared::{
     events::{self, Event},
     i18n::{self, Locale},
     jobs::{self, Escalate, ProcessMessage},
+    message_meta::MessageMeta,
 };
-use serde_json::json;
 
 use crate::{
     Context,
@@ -222,7 +223,7 @@ async fn apply(
     let escalates = matches!(decision, Decision::Escalate { .. });
     if let Decision::Action { name, params } = &decision {
         // The reply is the action's result, posted by the execute-action job.
-        let requested_by = if info.engine == "llm" { "llm" } else { "offline" };
+        let requested_by = if info.engine == Engine::Llm { ActionRequester::Llm } else { ActionRequester::Offline };
         let queued = actions::queue_run(
             &mut tx,
             conversation.id,
@@ -239,30 +240,21 @@ async fn apply(
         }
         return Ok(());
     }
-    let mut metadata = info.to_json();
-    metadata["decision"] = json!(kind);
+    let info = info.clone();
     let reply = match decision {
         Decision::Answer { text, sources } => {
-            metadata["sources"] = json!(sources);
-            NewMessage::new(MessageRole::Assistant, text)
+            NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::answer(info, sources))
         }
         Decision::Clarify { text, suggestions } => {
             conversations::increment_clarify(&mut tx, conversation.id).await?;
-            metadata["suggestions"] = json!(suggestions);
-            NewMessage::new(MessageRole::Assistant, text)
+            NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::clarify(info, suggestions))
         }
         Decision::Escalate { reason, text, summary } => {
             conversations::set_human_mode(&mut tx, conversation.id, reason.as_str()).await?;
-            metadata["kind"] = json!("status");
-            metadata["reason"] = json!(reason);
-            metadata["summary"] = json!(summary);
-            metadata["status"] = json!(ConversationStatus::Open);
-            metadata["mode"] = json!(ConversationMode::Human);
-            NewMessage::system(text)
+            NewMessage::system(text).with_metadata(MessageMeta::handover(reason, summary, info))
         }
         Decision::Action { .. } => unreachable!("handled above"),
     };
-    let reply = reply.with_metadata(metadata);
     match messages::append(&mut tx, conversation.id, reply.replying_to(message.id)).await? {
         Some(reply) => {
             if escalates {
@@ -270,7 +262,7 @@ async fn apply(
                 jobs::enqueue(&mut tx, &job, ctx.max_attempts).await?;
             }
             tx.commit().await?;
-            tracing::info!(conversation_id = %conversation.id, decision = kind, reply_seq = reply.seq, "replied");
+            tracing::info!(conversation_id = %conversation.id, decision = kind.as_str(), reply_seq = reply.seq, "replied");
         }
         // Another run of this job replied first.
         None => tx.rollback().await?,
@@ -286,7 +278,7 @@ async fn report_failure(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<(
     let conversation = conversations::get(&ctx.pool, message.conversation_id).await?.context("conversation missing")?;
     let text = Locale::from_code(&conversation.locale).texts().processing_failed;
     let mut tx = ctx.pool.begin().await?;
-    let notice = NewMessage::system(text).with_metadata(json!({ "kind": "error" })).replying_to(message.id);
+    let notice = NewMessage::system(text).with_metadata(MessageMeta::error(None)).replying_to(message.id);
     match messages::append(&mut tx, conversation.id, notice).await? {
         Some(_) => tx.commit().await?,
         None => tx.rollback().await?,

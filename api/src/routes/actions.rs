@@ -3,7 +3,7 @@
 
 use axum::{Json as JsonOut, extract::State, http::StatusCode};
 use concierge_shared::{
-    ConversationId, ConversationStatus, OwnerKind,
+    ActionRequester, ConversationId, ConversationStatus, OwnerKind,
     actions::{self, ActionDefinition, ActionRun, validate_params},
 };
 use serde::{Deserialize, Serialize};
@@ -68,9 +68,17 @@ pub async fn execute_action(
     validate_params(action.schema(), &params)
         .map_err(|problem| ApiError::validation("invalid_params", "params", problem))?;
     let mut tx = state.pool.begin().await?;
-    let run = actions::queue_run(&mut tx, id, None, &action.name, &params, "user", state.config.job_max_attempts)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("a run without a message cannot conflict"))?;
+    let run = actions::queue_run(
+        &mut tx,
+        id,
+        None,
+        &action.name,
+        &params,
+        ActionRequester::User,
+        state.config.job_max_attempts,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("a run without a message cannot conflict"))?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, JsonOut(run)))
 }

@@ -6,7 +6,7 @@
 use axum::{Json as JsonOut, extract::State};
 use chrono::{DateTime, Utc};
 use concierge_shared::{
-    ConversationId, ConversationMode, ConversationStatus,
+    ConversationId, ConversationMode, ConversationStatus, EscalationReason, OperatorChannel,
     db::{
         conversations::{self, Conversation},
         llm_calls,
@@ -17,10 +17,10 @@ use concierge_shared::{
     human::{self, HumanError, Operator},
     i18n::{Locale, OperatorTexts, fill},
     jobs::{self, Escalate},
+    message_meta::{DecisionInfo, MessageMeta},
     metrics,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::{
     AppState,
@@ -48,13 +48,14 @@ pub async fn escalate_conversation(
         return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
     }
     if current.mode == ConversationMode::Ai {
-        conversations::set_human_mode(&mut tx, id, "user_request").await?;
+        conversations::set_human_mode(&mut tx, id, EscalationReason::UserRequest.as_str()).await?;
         let texts = Locale::from_code(&current.locale).texts();
         let text = texts.handover(texts.escalated_to_human, chrono::Utc::now());
-        let notice = NewMessage::system(text).with_metadata(json!({
-            "kind": "status", "decision": "escalate", "reason": "user_request", "engine": "button",
-            "status": ConversationStatus::Open, "mode": ConversationMode::Human,
-        }));
+        let notice = NewMessage::system(text).with_metadata(MessageMeta::handover(
+            EscalationReason::UserRequest,
+            None,
+            DecisionInfo::button(),
+        ));
         let notice = messages::append(&mut tx, id, notice)
             .await?
             .ok_or_else(|| anyhow::anyhow!("a status notice cannot conflict"))?;
@@ -246,7 +247,7 @@ pub async fn admin_reply(
     let content = checked_content(&state, &input.content)?;
     let name = Operator::first_name(admin.name.as_deref());
     let mut tx = state.pool.begin().await?;
-    let message = human::reply(&mut tx, id, &Operator { name: &name, via: "console" }, content).await?;
+    let message = human::reply(&mut tx, id, &Operator { name: &name, via: OperatorChannel::Console }, content).await?;
     let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
     let text = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", content)]);
     telegram::notify_topic(&mut tx, id, format!("console:{}", message.id), text, state.config.job_max_attempts).await?;
@@ -323,6 +324,6 @@ pub async fn admin_add_note(
     let content = checked_content(&state, &input.content)?;
     conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
     let author = admin.name.clone().unwrap_or_else(|| admin.owner.as_str().to_owned());
-    telegram::add_note(&state.pool, id, &author, content, "console", None).await?;
+    telegram::add_note(&state.pool, id, &author, content, OperatorChannel::Console.as_str(), None).await?;
     Ok((axum::http::StatusCode::CREATED, JsonOut(telegram::notes(&state.pool, id).await?)))
 }

@@ -32,8 +32,7 @@ pub async fn request_reindex(
     State(state): State<AppState>,
     Admin(admin): Admin,
 ) -> Result<(StatusCode, JsonOut<ReindexRunOut>), ApiError> {
-    let (run, created) =
-        reindex_runs::request(&state.pool, admin.owner.as_str(), state.config.job_max_attempts).await?;
+    let (run, created) = reindex_runs::request(&state.pool, &admin.owner, state.config.job_max_attempts).await?;
     Ok((StatusCode::ACCEPTED, JsonOut(ReindexRunOut { run, joined: Some(!created) })))
 }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use concierge_shared::{
     ConversationId, MessageId, MessageRole,
     db::messages::{self, Message, PostOutcome},
+    message_meta::MessageMeta,
 };
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +30,9 @@ pub struct MessageOut {
     pub seq: i64,
     pub role: MessageRole,
     pub content: String,
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Value,
+    /// What kind of message this is and what it was made with; the owner's view leaves out
+    /// what is meant for operators.
+    pub metadata: MessageMeta,
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
     /// The action run this message reports.
@@ -38,17 +40,10 @@ pub struct MessageOut {
     pub created_at: DateTime<Utc>,
 }
 
-/// Metadata meant for operators only: the model's summary of the problem for the hand-over.
-const OPERATOR_ONLY_METADATA: &[&str] = &["summary"];
-
 impl From<Message> for MessageOut {
     /// The message as the conversation's owner sees it: without what is meant for operators.
     fn from(mut m: Message) -> Self {
-        if let Some(metadata) = m.metadata.as_object_mut() {
-            for key in OPERATOR_ONLY_METADATA {
-                metadata.remove(*key);
-            }
-        }
+        m.metadata = m.metadata.user_view();
         Self::for_operators(m)
     }
 }

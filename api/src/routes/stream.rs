@@ -192,11 +192,7 @@ async fn catch_up(s: &mut StreamState) -> sqlx::Result<()> {
         let full = batch.len() as i64 == BATCH;
         for message in batch {
             s.last_seq = message.seq;
-            let kind = if message.metadata.get("kind").and_then(|k| k.as_str()) == Some("status") {
-                "status"
-            } else {
-                "message"
-            };
+            let kind = if message.metadata.is_status() { "status" } else { "message" };
             let event = Event::default()
                 .id(message.seq.to_string())
                 .event(kind)

@@ -128,7 +128,7 @@ pub async fn list_owned(
 
 /// What closing a conversation did.
 pub enum CloseOutcome {
-    Closed(Message),
+    Closed(Box<Message>),
     AlreadyClosed,
 }
 
@@ -145,15 +145,12 @@ pub async fn close(conn: &mut PgConnection, conversation: &Conversation, text: &
     if closed == 0 {
         return Ok(CloseOutcome::AlreadyClosed);
     }
-    let notice = NewMessage::system(text).with_metadata(serde_json::json!({
-        "kind": "status",
-        "status": ConversationStatus::Closed,
-        "mode": conversation.mode,
-    }));
+    let notice = NewMessage::system(text)
+        .with_metadata(crate::message_meta::MessageMeta::status(ConversationStatus::Closed, conversation.mode));
     let message = messages::append(conn, conversation.id, notice)
         .await?
         .expect("a status notice has no reply_to, so it cannot conflict");
-    Ok(CloseOutcome::Closed(message))
+    Ok(CloseOutcome::Closed(Box::new(message)))
 }
 
 /// Store a rating unless one is there already; returns whether it was stored.

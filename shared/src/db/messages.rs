@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::{
-    ConversationId, MessageId, MessageRole, OwnerKey,
+    ConversationId, ConversationMode, MessageId, MessageRole, OwnerKey,
     jobs::{self, ProcessMessage},
+    message_meta::{self, MessageMeta},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
@@ -18,7 +19,8 @@ pub struct Message {
     pub seq: i64,
     pub role: MessageRole,
     pub content: String,
-    pub metadata: serde_json::Value,
+    #[sqlx(json)]
+    pub metadata: MessageMeta,
     pub client_message_id: Option<String>,
     pub reply_to: Option<MessageId>,
     /// The action run this message reports, if any.
@@ -37,7 +39,7 @@ macro_rules! columns {
 pub struct NewMessage {
     pub role: MessageRole,
     pub content: String,
-    pub metadata: serde_json::Value,
+    pub metadata: MessageMeta,
     /// The user message this answers; at most one message may answer each.
     pub reply_to: Option<MessageId>,
     /// The action run this reports; at most one message may report each.
@@ -46,14 +48,14 @@ pub struct NewMessage {
 
 impl NewMessage {
     pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), metadata: serde_json::json!({}), reply_to: None, action_run_id: None }
+        Self { role, content: content.into(), metadata: MessageMeta::Empty, reply_to: None, action_run_id: None }
     }
 
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(MessageRole::System, content)
     }
 
-    pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
+    pub fn with_metadata(mut self, metadata: MessageMeta) -> Self {
         self.metadata = metadata;
         self
     }
@@ -93,7 +95,7 @@ pub async fn append(
     .bind(MessageId::new())
     .bind(new.role)
     .bind(&new.content)
-    .bind(&new.metadata)
+    .bind(sqlx::types::Json(&new.metadata))
     .bind(new.reply_to)
     .bind(new.action_run_id)
     .fetch_optional(conn)
@@ -252,25 +254,29 @@ pub async fn latest_handover(
     conversation_id: ConversationId,
 ) -> sqlx::Result<Option<MessageId>> {
     sqlx::query_scalar(
-        "SELECT id FROM messages WHERE conversation_id = $1 AND role = 'system' AND metadata->>'mode' = 'human'
+        "SELECT id FROM messages WHERE conversation_id = $1 AND role = 'system' AND metadata->>$2 = $3
          ORDER BY seq DESC LIMIT 1",
     )
     .bind(conversation_id)
+    .bind(message_meta::MODE)
+    .bind(ConversationMode::Human)
     .fetch_optional(db)
     .await
 }
 
-/// Replace a message's text (an operator edited their reply); `metadata.edited_at` says when.
+/// Replace a message's text (an operator edited their reply); the metadata's
+/// [`message_meta::EDITED_AT`] says when.
 pub async fn edit(conn: &mut PgConnection, id: MessageId, content: &str) -> sqlx::Result<Option<Message>> {
     sqlx::query_as(concat!(
         "UPDATE messages SET content = $2,
-             metadata = metadata || jsonb_build_object('edited_at', now())
+             metadata = metadata || jsonb_build_object($3::text, now())
          WHERE id = $1 RETURNING ",
         columns!(),
         ""
     ))
     .bind(id)
     .bind(content)
+    .bind(message_meta::EDITED_AT)
     .fetch_optional(conn)
     .await
 }

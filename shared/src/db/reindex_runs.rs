@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{
-    ReindexRunId,
+    OwnerKey, ReindexRunId,
     jobs::{self, Reindex},
     knowledge::store::ReindexReport,
 };
@@ -16,7 +16,9 @@ use crate::{
 pub struct ReindexRun {
     pub id: ReindexRunId,
     pub status: String,
-    pub requested_by: String,
+    /// The admin who asked, as their owner key (`user:<sub>`).
+    #[schema(value_type = String)]
+    pub requested_by: OwnerKey,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -28,7 +30,7 @@ pub struct ReindexRun {
 const COLUMNS: &str = "id, status, requested_by, requested_at, started_at, finished_at, report, failure";
 
 /// The queued run, joined or newly created with its job. Returns the run and whether it is new.
-pub async fn request(pool: &PgPool, requested_by: &str, max_attempts: u32) -> sqlx::Result<(ReindexRun, bool)> {
+pub async fn request(pool: &PgPool, requested_by: &OwnerKey, max_attempts: u32) -> sqlx::Result<(ReindexRun, bool)> {
     loop {
         let mut tx = pool.begin().await?;
         let id = ReindexRunId::new();

@@ -74,25 +74,7 @@ impl Llm {
 }
 
 /// What a decision was made with, for the message metadata.
-#[derive(Debug, Clone, Default)]
-pub struct DecisionInfo {
-    /// `llm` or `offline`.
-    pub engine: &'static str,
-    pub model: Option<String>,
-    pub prompt_version: Option<String>,
-    /// Why the offline engine decided although a model is configured.
-    pub fallback: Option<String>,
-}
-
-impl DecisionInfo {
-    pub fn offline(fallback: Option<String>) -> Self {
-        Self { engine: "offline", fallback, ..Default::default() }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({ "engine": self.engine, "model": self.model, "prompt_version": self.prompt_version, "fallback": self.fallback })
-    }
-}
+pub use concierge_shared::message_meta::DecisionInfo;
 
 /// Everything one decision needs.
 pub struct Turn<'a> {
@@ -167,12 +149,7 @@ pub async fn decide(
                     on_delta(&rest);
                 }
                 record(pool, llm, ids, purpose, &Ok(response), elapsed).await?;
-                let info = DecisionInfo {
-                    engine: "llm",
-                    model: Some(llm.client.model().to_owned()),
-                    prompt_version: Some(llm.prompt.version.clone()),
-                    fallback: None,
-                };
+                let info = DecisionInfo::llm(llm.client.model().to_owned(), llm.prompt.version.clone());
                 return Ok((decision, info));
             }
             Err(problem) => {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use concierge_shared::{
-    MessageRole, OwnerKind, TelegramThreadId, actions,
+    EscalationReason, MessageRole, OwnerKind, TelegramThreadId, actions,
     db::{
         conversations::{self, Conversation},
         messages::{self, Message},
@@ -190,22 +190,19 @@ impl Card<'_> {
         if let Some(page) = page {
             lines.push(fill(texts.page_line, &[("page", &page)]));
         }
-        let metadata = self.escalation.map(|m| &m.metadata);
-        let reason = metadata
-            .and_then(|m| m.get("reason"))
-            .and_then(|r| r.as_str())
+        let handover = self.escalation.and_then(|m| m.metadata.as_handover());
+        let reason = handover
+            .map(|h| h.reason.as_str())
             .or(c.escalation_reason.as_deref())
-            .unwrap_or("user_request");
+            .unwrap_or(EscalationReason::UserRequest.as_str());
         lines.push(fill(texts.reason_line, &[("reason", lookup(&texts.reasons, reason))]));
-        let summary = metadata
-            .and_then(|m| m.get("summary"))
-            .and_then(|s| s.as_str())
-            .filter(|s| !s.trim().is_empty())
-            .map(str::to_owned)
-            .or_else(|| {
-                // No model summary (the button, the offline engine): the user's last words.
-                transcript.iter().rev().find(|m| m.role == MessageRole::User).map(|m| truncate(&m.content, 300))
-            });
+        let summary =
+            handover.and_then(|h| h.summary.as_deref()).filter(|s| !s.trim().is_empty()).map(str::to_owned).or_else(
+                || {
+                    // No model summary (the button, the offline engine): the user's last words.
+                    transcript.iter().rev().find(|m| m.role == MessageRole::User).map(|m| truncate(&m.content, 300))
+                },
+            );
         if let Some(summary) = summary {
             lines.push(fill(texts.summary_line, &[("summary", &summary)]));
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
+    ConversationId, OperatorChannel, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
     db::{
         conversations,
         messages::{self},
@@ -154,7 +154,7 @@ async fn on_message(
     }
     let name = Operator::first_name(Some(&from.first_name));
     let mut tx = ctx.pool.begin().await?;
-    let operator = Operator { name: &name, via: "telegram" };
+    let operator = Operator { name: &name, via: OperatorChannel::Telegram };
     match human::reply(&mut tx, id, &operator, text).await {
         Ok(reply) => {
             if !store::link_message(&mut tx, telegram.chat_id, TelegramMessageId(message.id.0), reply.id).await? {
@@ -195,7 +195,7 @@ async fn command_outcome(
         "note" => {
             let author = from.full_name();
             let key = format!("update:{update_id}");
-            store::add_note(&ctx.pool, id, &author, argument, "telegram", Some(&key)).await?;
+            store::add_note(&ctx.pool, id, &author, argument, OperatorChannel::Telegram.as_str(), Some(&key)).await?;
             notify(ctx, id, update_id, texts.note_saved).await?;
             Ok("note".into())
         }
