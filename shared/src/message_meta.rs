@@ -20,9 +20,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use uuid::Uuid;
 
-use crate::{ConversationMode, ConversationStatus, DecisionKind, Engine, EscalationReason, OperatorChannel};
+use crate::{ActionRunId, ConversationMode, ConversationStatus, DecisionKind, Engine, EscalationReason, OperatorChannel};
 
 /// The tag naming a message's kind.
 pub const KIND: &str = "kind";
@@ -186,7 +185,7 @@ pub struct ActionResultMeta {
     pub engine: Engine,
     /// The action's name.
     pub action: String,
-    pub action_run_id: Uuid,
+    pub action_run_id: ActionRunId,
     pub succeeded: bool,
 }
 
@@ -194,7 +193,7 @@ pub struct ActionResultMeta {
 pub struct ErrorMeta {
     /// The action run that failed, when it was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action_run_id: Option<Uuid>,
+    pub action_run_id: Option<ActionRunId>,
 }
 
 impl MessageMeta {
@@ -224,7 +223,7 @@ impl MessageMeta {
         Self::Operator(OperatorMeta { operator: OperatorSignature { name: name.into(), via }, edited_at: None })
     }
 
-    pub fn action_result(engine: Engine, action: impl Into<String>, action_run_id: Uuid, succeeded: bool) -> Self {
+    pub fn action_result(engine: Engine, action: impl Into<String>, action_run_id: ActionRunId, succeeded: bool) -> Self {
         Self::ActionResult(ActionResultMeta {
             decision: DecisionKind::Action,
             engine,
@@ -234,7 +233,7 @@ impl MessageMeta {
         })
     }
 
-    pub fn error(action_run_id: Option<Uuid>) -> Self {
+    pub fn error(action_run_id: Option<ActionRunId>) -> Self {
         Self::Error(ErrorMeta { action_run_id })
     }
 
@@ -389,7 +388,7 @@ mod tests {
             round_trip(&MessageMeta::operator("Ольга", OperatorChannel::Telegram)),
             json!({ "kind": "operator", "operator": { "name": "Ольга", "via": "telegram" } })
         );
-        let run = Uuid::new_v4();
+        let run = ActionRunId::new();
         assert_eq!(
             round_trip(&MessageMeta::action_result(Engine::Action, "check_zoom_status", run, true)),
             json!({

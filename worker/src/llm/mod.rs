@@ -27,7 +27,7 @@ use concierge_shared::{
     db::{conversations::Conversation, llm_calls, messages::Message},
     knowledge::{Hit, KnowledgeIndex},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::engine::{self, Decision};
