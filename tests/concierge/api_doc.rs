@@ -79,6 +79,31 @@ async fn the_openapi_document_covers_every_route() {
     for schema in ["MessageOut", "ConversationOut", "ErrorBody", "MetricsOut", "ActionRun"] {
         assert!(schemas.contains_key(schema), "{schema} is described");
     }
+    // A message's metadata has one documented shape per kind, tagged by `kind`.
+    assert_eq!(schemas["MessageOut"]["properties"]["metadata"]["$ref"], "#/components/schemas/MessageMeta");
+    let meta = &schemas["MessageMeta"];
+    let kinds: BTreeSet<&str> = meta["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{meta}"))
+        .iter()
+        .flat_map(|variant| variant_kinds(variant, schemas))
+        .collect();
+    let expected = BTreeSet::from(["action_result", "answer", "clarify", "error", "operator", "status"]);
+    assert_eq!(kinds, expected, "{meta}");
+}
+
+/// The values a variant of a `kind`-tagged schema gives `kind`, looking through `allOf` and
+/// references.
+fn variant_kinds<'a>(schema: &'a Value, schemas: &'a serde_json::Map<String, Value>) -> Vec<&'a str> {
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+        return variant_kinds(&schemas[name], schemas);
+    }
+    let mut kinds: Vec<&str> =
+        schema["properties"]["kind"]["enum"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        kinds.extend(variant_kinds(part, schemas));
+    }
+    kinds
 }
 
 #[tokio::test]
