@@ -10,18 +10,20 @@
 //! A declarative (`http`) action is a GET of a path on the host platform's API, with
 //! `{param}` placeholders (and `{user_id}`, always the conversation's owner), and a message
 //! template filled from JSON pointers into the response. The path can never name another host.
+//!
+//! `handler` names what runs an action, `runs` holds the log of runs.
+
+mod handler;
+mod runs;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
-use crate::{
-    ActionRequester, ActionRunId, ConversationId, MessageId,
-    jobs::{self, ExecuteAction},
-};
+pub use handler::{Builtin, Handler, UnknownHandler};
+pub use runs::*;
 
 /// One action as written in `fixtures/initial_actions.json` and stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
@@ -66,99 +68,6 @@ pub struct HttpAction {
     /// What to show for a field the response lacks (or has as null).
     #[serde(default)]
     pub missing: Option<String>,
-}
-
-/// What runs an action: a lookup written in Rust, or a declarative GET described by `http`.
-/// Written (in fixtures, the database and the API) as `builtin:<name>` or `http`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Handler {
-    Builtin(Builtin),
-    Http,
-}
-
-/// The built-in handlers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Builtin {
-    ZoomStatus,
-    Subscription,
-    Recordings,
-    SystemStatus,
-    Lesson,
-}
-
-impl Builtin {
-    pub const ALL: [Builtin; 5] =
-        [Builtin::ZoomStatus, Builtin::Subscription, Builtin::Recordings, Builtin::SystemStatus, Builtin::Lesson];
-}
-
-impl Handler {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Handler::Builtin(Builtin::ZoomStatus) => "builtin:check_zoom_status",
-            Handler::Builtin(Builtin::Subscription) => "builtin:check_subscription",
-            Handler::Builtin(Builtin::Recordings) => "builtin:check_recordings",
-            Handler::Builtin(Builtin::SystemStatus) => "builtin:check_system_status",
-            Handler::Builtin(Builtin::Lesson) => "builtin:check_lesson",
-            Handler::Http => "http",
-        }
-    }
-}
-
-impl std::fmt::Display for Handler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A handler name that is neither `http` nor a known `builtin:` one.
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("unknown handler {0:?}")]
-pub struct UnknownHandler(pub String);
-
-impl std::str::FromStr for Handler {
-    type Err = UnknownHandler;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let builtins = Builtin::ALL.into_iter().map(Handler::Builtin);
-        std::iter::once(Handler::Http).chain(builtins).find(|h| h.as_str() == s).ok_or_else(|| UnknownHandler(s.into()))
-    }
-}
-
-impl TryFrom<String> for Handler {
-    type Error = UnknownHandler;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Handler> for String {
-    fn from(handler: Handler) -> Self {
-        handler.as_str().to_owned()
-    }
-}
-
-impl sqlx::Type<sqlx::Postgres> for Handler {
-    fn type_info() -> sqlx::postgres::PgTypeInfo {
-        <String as sqlx::Type<sqlx::Postgres>>::type_info()
-    }
-    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
-        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
-    }
-}
-
-impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Handler {
-    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?.parse()?)
-    }
-}
-
-impl sqlx::Encode<'_, sqlx::Postgres> for Handler {
-    fn encode_by_ref(
-        &self,
-        buf: &mut sqlx::postgres::PgArgumentBuffer,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -392,119 +301,6 @@ pub async fn set_active(pool: &PgPool, name: &str, active: bool) -> sqlx::Result
     Ok(updated == 1)
 }
 
-/// One logged run.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct ActionRun {
-    pub id: ActionRunId,
-    pub conversation_id: ConversationId,
-    pub message_id: Option<MessageId>,
-    pub action: String,
-    #[schema(value_type = Object)]
-    pub params: sqlx::types::Json<Value>,
-    pub requested_by: ActionRequester,
-    pub status: String,
-    pub duration_ms: Option<i32>,
-    pub result_summary: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<sqlx::types::Json<Value>>,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-const RUN_COLUMNS: &str = "id, conversation_id, message_id, action, params, requested_by, status, duration_ms, \
-     result_summary, result, error, created_at, finished_at";
-
-/// Log a queued run and enqueue its job, in the caller's transaction. `None` when the user
-/// message already has its run.
-pub async fn queue_run(
-    conn: &mut PgConnection,
-    conversation_id: ConversationId,
-    message_id: Option<MessageId>,
-    action: &str,
-    params: &Value,
-    requested_by: ActionRequester,
-    max_attempts: u32,
-) -> sqlx::Result<Option<ActionRun>> {
-    let run: Option<ActionRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO action_runs (id, conversation_id, message_id, action, params, requested_by, status)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued') ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
-    )))
-    .bind(ActionRunId::new())
-    .bind(conversation_id)
-    .bind(message_id)
-    .bind(action)
-    .bind(sqlx::types::Json(params))
-    .bind(requested_by)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(run) = &run {
-        jobs::enqueue(conn, &ExecuteAction { run_id: run.id }, max_attempts).await?;
-    }
-    Ok(run)
-}
-
-pub async fn get_run(pool: &PgPool, id: ActionRunId) -> sqlx::Result<Option<ActionRun>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM action_runs WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-}
-
-/// The newest runs, for the admins' action log.
-pub async fn recent_runs(pool: &PgPool, limit: i64, action: Option<&str>) -> sqlx::Result<Vec<ActionRun>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM action_runs WHERE ($2::text IS NULL OR action = $2) ORDER BY created_at DESC LIMIT $1"
-    )))
-    .bind(limit)
-    .bind(action)
-    .fetch_all(pool)
-    .await
-}
-
-/// The runs of one conversation, oldest first.
-pub async fn conversation_runs(pool: &PgPool, conversation_id: ConversationId) -> sqlx::Result<Vec<ActionRun>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RUN_COLUMNS} FROM action_runs WHERE conversation_id = $1 ORDER BY created_at LIMIT 50"
-    )))
-    .bind(conversation_id)
-    .fetch_all(pool)
-    .await
-}
-
-pub async fn mark_running(pool: &PgPool, id: ActionRunId) -> sqlx::Result<()> {
-    sqlx::query("UPDATE action_runs SET status = 'running' WHERE id = $1 AND status = 'queued'")
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// Record how a run ended, in the caller's transaction.
-pub async fn finish_run(
-    conn: &mut PgConnection,
-    id: ActionRunId,
-    succeeded: bool,
-    duration_ms: i64,
-    summary: &str,
-    result: Option<&Value>,
-    error: Option<&str>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE action_runs SET status = $2, duration_ms = $3, result_summary = $4, result = $5, error = $6, finished_at = now()
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(if succeeded { "succeeded" } else { "failed" })
-    .bind(duration_ms as i32)
-    .bind(summary)
-    .bind(result.map(sqlx::types::Json))
-    .bind(error)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,20 +324,6 @@ mod tests {
             check_schema(&json!({ "type": "object", "properties": {}, "additionalProperties": false, "$ref": "x" }))
                 .is_err()
         );
-    }
-
-    #[test]
-    fn handlers_keep_their_written_names() {
-        for handler in Builtin::ALL.into_iter().map(Handler::Builtin).chain([Handler::Http]) {
-            assert_eq!(handler.as_str().parse::<Handler>(), Ok(handler));
-            assert_eq!(serde_json::to_value(handler).unwrap(), json!(handler.as_str()));
-        }
-        assert_eq!(
-            serde_json::from_value::<Handler>(json!("builtin:check_zoom_status")).unwrap(),
-            Handler::Builtin(Builtin::ZoomStatus)
-        );
-        assert!("builtin:rm_rf".parse::<Handler>().is_err());
-        assert!(serde_json::from_value::<Handler>(json!("check_zoom_status")).is_err());
     }
 
     #[test]
