@@ -20,6 +20,161 @@
 (function () {
   'use strict';
 
+  // ---------------------------------------------------------------------------------------
+  // Markdown: a deliberately small subset. The whole text is HTML-escaped first; the only
+  // markup in the result is what the rules below add, and links are http(s) only. Tested with
+  // `node --test web/test/` (cargo test runs it).
+
+  const HTML_ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+  // \u0000 marks a stashed piece of markup (see renderInline): never part of a URL.
+  const SAFE_URL = /^https?:\/\/[^\s\u0000]+$/i;
+  // A URL ends at white space or at an escaped character that cannot be part of it.
+  const BARE_URL = /https?:\/\/(?:(?!&(?:lt|gt|quot|#39);)[^\s\u0000])+/gi;
+  // [label](url) and ![alt](url); the URL may hold one level of balanced parentheses.
+  const LINK = /\[([^\]\n]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/g;
+  const IMAGE = /!\[([^\]\n]*)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/g;
+  const PLACEHOLDER = /\u0000(\d+)\u0000/g;
+  // *em* and **strong**: the content holds no asterisk and neither starts nor ends with a
+  // space; a single asterisk inside a word (2*3*4) stays one.
+  const EMPHASIS = /(^|[^*\w])\*(?=[^\s*])([^*\n]*?[^\s*])\*(?![*\w])/g;
+  const STRONG = /\*\*(?=[^\s*])([^*\n]*?[^\s*])\*\*/g;
+  // A fence of three or more backticks (and an optional language) opens a code block; a
+  // fence alone on its line closes it.
+  const FENCE_OPEN = /^ {0,3}```+[^`]*$/;
+  const FENCE_CLOSE = /^ {0,3}```+\s*$/;
+
+  function escapeHtml(text) {
+    return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char]);
+  }
+
+  function anchor(url, label) {
+    return `<a href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`;
+  }
+
+  function linkOrText(url, label) {
+    return SAFE_URL.test(url) ? anchor(url, label) : label;
+  }
+
+  // Punctuation that ends a sentence is not part of the URL before it; a closing
+  // parenthesis is, when the URL opened one.
+  function splitTrailing(url) {
+    let end = url.length;
+    while (end > 0 && /[.,;:!?)]/.test(url[end - 1])) {
+      const body = url.slice(0, end - 1);
+      if (url[end - 1] === ')' && body.split('(').length > body.split(')').length) break;
+      end -= 1;
+    }
+    return [url.slice(0, end), url.slice(end)];
+  }
+
+  // Emphasis inside strong text first, then strong, then emphasis around strong text. Neither
+  // pattern's content holds an asterisk, so the tags always nest.
+  function emphasis(escaped) {
+    return escaped
+      .replace(EMPHASIS, '$1<em>$2</em>')
+      .replace(STRONG, '<strong>$1</strong>')
+      .replace(EMPHASIS, '$1<em>$2</em>');
+  }
+
+  // Code spans, links and bare URLs become markup first and are set aside as \u0000<n>\u0000,
+  // so that nothing inside them is read as emphasis or as another link.
+  function renderInline(escaped) {
+    const slots = [];
+    const stash = (html) => `\u0000${slots.push(html) - 1}\u0000`;
+    const unstash = (html) => html.replace(PLACEHOLDER, (match, index) => unstash(slots[Number(index)]));
+    // A code span inside a link's URL makes it no link: the text stays as written.
+    const link = (match, label, url) => (url.includes('\u0000') ? match : stash(linkOrText(url, emphasis(label))));
+    const html = escaped
+      .replace(/`([^`\n]+)`/g, (match, code) => stash(`<code>${code}</code>`))
+      .replace(IMAGE, (match, alt, url) => link(match, alt || url, url))
+      .replace(LINK, link)
+      .replace(BARE_URL, (match) => {
+        const [url, tail] = splitTrailing(match);
+        return stash(anchor(url, url)) + tail;
+      });
+    return unstash(emphasis(html));
+  }
+
+  function renderList(list) {
+    const start = list.tag === 'ol' && list.start !== 1 ? ` start="${list.start}"` : '';
+    const items = list.items.map((item) => `<li>${renderInline(item)}</li>`).join('');
+    return `<${list.tag}${start}>${items}</${list.tag}>`;
+  }
+
+  function renderMarkdown(text) {
+    const lines = escapeHtml(
+      String(text)
+        .replace(/\u0000/g, '')
+        .replace(/\r\n?/g, '\n')
+    ).split('\n');
+    const blocks = [];
+    let paragraph = [];
+    let list = null;
+    let code = null;
+    const endParagraph = () => {
+      if (paragraph.length) blocks.push(`<p>${paragraph.map(renderInline).join('<br>')}</p>`);
+      paragraph = [];
+    };
+    const endList = () => {
+      if (list) blocks.push(renderList(list));
+      list = null;
+    };
+    const endCode = () => {
+      if (code) blocks.push(`<pre><code>${code.join('\n')}</code></pre>`);
+      code = null;
+    };
+
+    lines.forEach((line) => {
+      if (code) {
+        if (FENCE_CLOSE.test(line)) endCode();
+        else code.push(line);
+        return;
+      }
+      if (FENCE_OPEN.test(line)) {
+        endParagraph();
+        endList();
+        code = [];
+        return;
+      }
+      const heading = /^ {0,3}#{1,3}\s+(.+?)\s*#*\s*$/.exec(line);
+      const bullet = /^ {0,3}[-*]\s+(.*)$/.exec(line);
+      const ordered = /^ {0,3}(\d{1,9})[.)]\s+(.*)$/.exec(line);
+      if (!line.trim()) {
+        endParagraph();
+        endList();
+      } else if (heading) {
+        endParagraph();
+        endList();
+        blocks.push(`<p><strong>${renderInline(heading[1])}</strong></p>`);
+      } else if (bullet || ordered) {
+        endParagraph();
+        const tag = bullet ? 'ul' : 'ol';
+        if (!list || list.tag !== tag) {
+          endList();
+          list = { tag, start: ordered ? Number(ordered[1]) : 1, items: [] };
+        }
+        list.items.push(bullet ? bullet[1] : ordered[2]);
+      } else if (list && /^\s+\S/.test(line)) {
+        list.items[list.items.length - 1] += ` ${line.trim()}`;
+      } else {
+        endList();
+        paragraph.push(line);
+      }
+    });
+    endParagraph();
+    endList();
+    // A block the text never closed runs to its end.
+    endCode();
+    return blocks.join('');
+  }
+
+  // Node's test runner loads this file for the renderer above (web/test/): it gets that and
+  // nothing of the widget, which needs a browser.
+  if (typeof window === 'undefined') {
+    if (typeof module === 'object' && module && module.exports) module.exports = { renderMarkdown };
+    return;
+  }
+
   const SCRIPT = document.currentScript;
 
   const HOST_ID = 'lectio-concierge';
@@ -303,6 +458,9 @@
       font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em;
     }
     .msg--user .msg__bubble code { background: rgba(255, 255, 255, .2); }
+    .msg__bubble pre { margin: 0; padding: 6px 8px; border-radius: 6px; background: rgba(17, 24, 39, .07); overflow-x: auto; }
+    .msg__bubble pre code { padding: 0; background: none; white-space: pre; }
+    .msg--user .msg__bubble pre { background: rgba(255, 255, 255, .2); }
     .msg[data-streaming] .msg__bubble::after {
       content: ""; display: inline-block; width: 7px; height: 1em; margin-left: 2px;
       vertical-align: text-bottom; background: #9CA3AF; animation: lc-blink 1s steps(2) infinite;
@@ -548,114 +706,6 @@
     const title = document.title.trim();
     if (title) info.page_title = truncate(title, MAX_PAGE_TITLE_CHARS);
     return info;
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // Markdown: a deliberately small subset. The whole text is HTML-escaped first; the only
-  // markup in the result is what the rules below add, and links are http(s) only.
-
-  const HTML_ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-  const SAFE_URL = /^https?:\/\/\S+$/i;
-  // A URL ends at white space or at an escaped character that cannot be part of it.
-  const BARE_URL = /https?:\/\/(?:(?!&(?:lt|gt|quot|#39);)\S)+/gi;
-  // [label](url) and ![alt](url); the URL may hold one level of balanced parentheses.
-  const LINK = /\[([^\]\n]+)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/g;
-  const IMAGE = /!\[([^\]\n]*)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/g;
-  const PLACEHOLDER = /\u0000(\d+)\u0000/g;
-
-  function escapeHtml(text) {
-    return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char]);
-  }
-
-  function anchor(url, label) {
-    return `<a href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`;
-  }
-
-  function linkOrText(url, label) {
-    return SAFE_URL.test(url) ? anchor(url, label) : label;
-  }
-
-  // Punctuation that ends a sentence is not part of the URL before it; a closing
-  // parenthesis is, when the URL opened one.
-  function splitTrailing(url) {
-    let end = url.length;
-    while (end > 0 && /[.,;:!?)]/.test(url[end - 1])) {
-      const body = url.slice(0, end - 1);
-      if (url[end - 1] === ')' && body.split('(').length > body.split(')').length) break;
-      end -= 1;
-    }
-    return [url.slice(0, end), url.slice(end)];
-  }
-
-  function renderInline(escaped) {
-    const slots = [];
-    const stash = (html) => `\u0000${slots.push(html) - 1}\u0000`;
-    return escaped
-      .replace(/`([^`\n]+)`/g, (match, code) => stash(`<code>${code}</code>`))
-      .replace(IMAGE, (match, alt, url) => stash(linkOrText(url, alt || url)))
-      .replace(LINK, (match, label, url) => stash(linkOrText(url, label)))
-      .replace(BARE_URL, (match) => {
-        const [url, tail] = splitTrailing(match);
-        return stash(anchor(url, url)) + tail;
-      })
-      .replace(/\*\*(?=\S)([^*\n]*?\S)\*\*/g, '<strong>$1</strong>')
-      .replace(/(^|[^*\w])\*(?=\S)([^*\n]*?\S)\*(?![*\w])/g, '$1<em>$2</em>')
-      .replace(PLACEHOLDER, (match, index) => slots[Number(index)]);
-  }
-
-  function renderList(list) {
-    const start = list.tag === 'ol' && list.start !== 1 ? ` start="${list.start}"` : '';
-    const items = list.items.map((item) => `<li>${renderInline(item)}</li>`).join('');
-    return `<${list.tag}${start}>${items}</${list.tag}>`;
-  }
-
-  function renderMarkdown(text) {
-    const lines = escapeHtml(
-      String(text)
-        .replace(/\u0000/g, '')
-        .replace(/\r\n?/g, '\n')
-    ).split('\n');
-    const blocks = [];
-    let paragraph = [];
-    let list = null;
-    const endParagraph = () => {
-      if (paragraph.length) blocks.push(`<p>${paragraph.map(renderInline).join('<br>')}</p>`);
-      paragraph = [];
-    };
-    const endList = () => {
-      if (list) blocks.push(renderList(list));
-      list = null;
-    };
-
-    lines.forEach((line) => {
-      const heading = /^ {0,3}#{1,3}\s+(.+?)\s*#*\s*$/.exec(line);
-      const bullet = /^ {0,3}[-*]\s+(.*)$/.exec(line);
-      const ordered = /^ {0,3}(\d{1,9})[.)]\s+(.*)$/.exec(line);
-      if (!line.trim()) {
-        endParagraph();
-        endList();
-      } else if (heading) {
-        endParagraph();
-        endList();
-        blocks.push(`<p><strong>${renderInline(heading[1])}</strong></p>`);
-      } else if (bullet || ordered) {
-        endParagraph();
-        const tag = bullet ? 'ul' : 'ol';
-        if (!list || list.tag !== tag) {
-          endList();
-          list = { tag, start: ordered ? Number(ordered[1]) : 1, items: [] };
-        }
-        list.items.push(bullet ? bullet[1] : ordered[2]);
-      } else if (list && /^\s+\S/.test(line)) {
-        list.items[list.items.length - 1] += ` ${line.trim()}`;
-      } else {
-        endList();
-        paragraph.push(line);
-      }
-    });
-    endParagraph();
-    endList();
-    return blocks.join('');
   }
 
   // ---------------------------------------------------------------------------------------

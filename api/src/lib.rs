@@ -50,10 +50,10 @@ impl AppState {
 
 /// The API's routes. Paths are declared without a trailing slash; `serve` strips one.
 pub fn router(state: AppState) -> Router {
-    let (api, _) = routes::router();
+    let (api, openapi) = routes::router();
     Router::new()
         .nest("/api/concierge", api.layer(cors()))
-        .merge(routes::pages())
+        .merge(routes::pages(openapi))
         .merge(routes::health::router())
         .route("/metrics", axum::routing::get(prometheus_metrics))
         .fallback(routes::not_found)

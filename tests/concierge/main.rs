@@ -17,3 +17,4 @@ mod metrics;
 mod ownership;
 mod processes;
 mod telegram;
+mod web_unit;

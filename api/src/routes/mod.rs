@@ -90,11 +90,13 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// What browsers load outside the JSON API.
-pub fn pages() -> Router<AppState> {
+/// What browsers load outside the JSON API; `openapi` is shown by the API reference.
+pub fn pages(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
     Router::new()
         .route("/widget.js", get(pages::widget_js))
         .route("/admin", get(pages::admin_console))
+        .route("/admin/{*file}", get(pages::console_file))
+        .merge(pages::api_reference(openapi))
         .route("/kb/{*path}", get(pages::knowledge_page))
 }
 
