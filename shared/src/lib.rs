@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod knowledge;
 pub mod metrics;
 pub mod pg;
+pub mod queue_schema;
 pub mod telemetry;
 
 pub use domain::*;

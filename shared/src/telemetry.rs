@@ -30,11 +30,7 @@ pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
 /// outcomes as the database has them.
 pub async fn render_prometheus(pool: &sqlx::PgPool) -> String {
     let handle = prometheus();
-    let queues: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT job_type, status, count(*) FROM apalis.jobs GROUP BY job_type, status")
-            .fetch_all(pool)
-            .await
-            .unwrap_or_default();
+    let queues = crate::queue_schema::count_by_queue_and_status(pool).await.unwrap_or_default();
     for (queue, status, count) in queues {
         metrics::gauge!("concierge_queue_jobs", "queue" => queue, "status" => status).set(count as f64);
     }
@@ -50,3 +46,4 @@ pub fn metrics_allowed(authorization: Option<&str>, token: Option<&str>) -> bool
         .and_then(|value| value.strip_prefix("Bearer "))
         .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
 }
+
