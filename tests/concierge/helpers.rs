@@ -69,7 +69,7 @@ fn remove_stale_clusters() {
         if let Some(pid) = name.strip_prefix("concierge-test-").and_then(|p| p.parse::<i32>().ok()) {
             // SAFETY: kill with signal 0 only checks that the process exists.
             if unsafe { libc::kill(pid, 0) } != 0 {
-                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = concierge_shared::pg::remove_cluster_files(&entry.path());
             }
         }
     }
