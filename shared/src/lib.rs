@@ -16,6 +16,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod pg;
 pub mod queue_schema;
+pub mod secret;
 pub mod telemetry;
 
 pub use domain::*;

@@ -64,12 +64,12 @@ fn queue_gauge_values(
 
 /// Whether a `/metrics` request may be answered: always without a metrics token, otherwise
 /// only with `Authorization: Bearer <token>` (compared in constant time).
-pub fn metrics_allowed(authorization: Option<&str>, token: Option<&str>) -> bool {
+pub fn metrics_allowed(authorization: Option<&str>, token: Option<&crate::secret::Secret>) -> bool {
     use subtle::ConstantTimeEq;
     let Some(token) = token else { return true };
     authorization
         .and_then(|value| value.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.expose().as_bytes())))
 }
 
 #[cfg(test)]

@@ -107,9 +107,9 @@ pub fn knowledge_dir() -> PathBuf {
 
 pub fn test_config(database_url: &str) -> Config {
     Config {
-        database_url: Some(database_url.to_owned()),
+        database_url: Some(database_url.into()),
         bind: "127.0.0.1:0".parse().unwrap(),
-        jwt_secret: Some(SECRET.to_owned()),
+        jwt_secret: Some(SECRET.into()),
         data_dir: std::env::temp_dir(),
         knowledge_dir: knowledge_dir(),
         db_max_connections: 20,
