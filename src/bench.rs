@@ -106,7 +106,7 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     }
     let pgbench_rate = pgbench(cluster, args.clients, args.seconds).await?;
     let ratio = api_rate / pgbench_rate;
-    sqlx::query("DELETE FROM apalis.jobs").execute(&pool).await?;
+    concierge_shared::queue_schema::delete_all_jobs(&pool).await?;
 
     // 2. Latency.
     println!(
@@ -318,7 +318,8 @@ async fn pgbench(cluster: &Cluster, clients: usize, seconds: u64) -> anyhow::Res
 
 /// The statement `db::messages::post_user_message` runs, with pgbench's client id choosing
 /// the conversation. (`chr(58)` is a colon, which pgbench would read as a variable.)
-const PGBENCH_SCRIPT: &str = r#"WITH conv AS (
+const PGBENCH_SCRIPT: &str = concat!(
+    r#"WITH conv AS (
     UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
     WHERE id = (SELECT conversation_id FROM bench_clients WHERE n = :client_id)
       AND owner = 'user' || chr(58) || 'bench-user' AND status = 'open'
@@ -329,13 +330,19 @@ const PGBENCH_SCRIPT: &str = r#"WITH conv AS (
     ON CONFLICT (conversation_id, client_message_id) DO NOTHING
     RETURNING id
 ), job AS (
-    INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-    SELECT gen_random_uuid()::text, 'concierge::process-message',
-           convert_to(json_build_object('message_id', msg.id)::text, 'UTF8'),
-           'Pending', 0, 5, now(), 0, ''::hstore, msg.id::text FROM msg
+    "#,
+    concierge_shared::insert_apalis_job!(
+        "gen_random_uuid()::text",
+        "'concierge::process-message'",
+        "convert_to(json_build_object('message_id', msg.id)::text, 'UTF8')",
+        "5",
+        "msg.id::text"
+    ),
+    r#" FROM msg
 )
 SELECT id FROM msg;
-"#;
+"#
+);
 
 async fn latency(
     http: &reqwest::Client,

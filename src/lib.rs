@@ -29,7 +29,7 @@ impl Database {
     /// make sure its `concierge` database exists.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         if let Some(url) = &config.database_url {
-            return Ok(Self { url: url.clone(), cluster: None });
+            return Ok(Self { url: url.expose().to_owned(), cluster: None });
         }
         let options = ClusterOptions { data_dir: config.data_dir.clone(), ephemeral: false };
         tracing::info!(data_dir = %config.data_dir.display(), "no DATABASE_URL: starting a private PostgreSQL cluster");
@@ -68,7 +68,7 @@ pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> 
 /// visitor tokens survive restarts of the embedded setup.
 pub fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     if let Some(secret) = &config.jwt_secret {
-        return Ok(secret.clone());
+        return Ok(secret.expose().to_owned());
     }
     let path = config.data_dir.join("jwt-secret");
     if let Ok(secret) = std::fs::read_to_string(&path) {

@@ -4,15 +4,20 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use concierge::{Database, System, bench};
-use concierge_shared::{config::Config, telemetry};
+use concierge_shared::{
+    config::{self, Config, Settings},
+    telemetry,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(about = "Concierge, the Lectio support desk", version)]
+#[command(about = "Concierge, the Lectio support desk", version, after_help = config::HELP_FOOTER)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
@@ -23,15 +28,7 @@ enum Command {
     /// Run the HTTP API only (needs DATABASE_URL).
     Api,
     /// Run the job workers only (needs DATABASE_URL).
-    Worker {
-        /// Comma-separated queues (process-message, execute-action, reindex, escalate,
-        /// telegram-send, telegram-update, metrics); default all.
-        #[arg(long, value_delimiter = ',')]
-        queues: Vec<String>,
-        /// Jobs of each queue run at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-    },
+    Worker(concierge_worker::WorkerArgs),
     /// Apply database migrations and exit (needs DATABASE_URL).
     Migrate,
     /// Load the action definitions from fixtures/initial_actions.json (idempotent; admins'
@@ -93,8 +90,8 @@ enum EvalCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
-    let cli = Cli::parse();
-    let config = Config::from_env()?;
+    let cli: Cli = config::parse_cli();
+    let config = cli.settings.resolve()?;
     let shutdown = CancellationToken::new();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
@@ -105,9 +102,9 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(concierge_shared::shutdown_on_signal(shutdown.clone()));
             concierge_api::run(config, shutdown).await
         }
-        Command::Worker { queues, concurrency } => {
+        Command::Worker(args) => {
             tokio::spawn(concierge_shared::shutdown_on_signal(shutdown.clone()));
-            let options = concierge_worker::WorkerOptions::parse(&queues, concurrency)?;
+            let options = args.options()?;
             let pool = concierge_shared::db::connect(config.require_database_url()?, config.db_max_connections).await?;
             let ctx = concierge_worker::Context::build(&config, pool).await?;
             concierge_worker::run(&config, ctx, options, shutdown).await
@@ -163,7 +160,7 @@ async fn telegram(config: &Config, command: TelegramCommand) -> anyhow::Result<(
     let bot = concierge_worker::telegram::Telegram::new(settings)?.bot;
     match command {
         TelegramCommand::SetWebhook { url, drop_pending } => {
-            let secret = config.webhook_secret.clone().context(
+            let secret = config.webhook_secret.as_ref().map(|s| s.expose().to_owned()).context(
                 "CONCIERGE_WEBHOOK_SECRET is not set; the API refuses updates without it (generate one, e.g. `openssl rand -hex 32`)",
             )?;
             let parsed: reqwest::Url = url.parse().with_context(|| format!("--url {url:?} is not a URL"))?;
@@ -206,7 +203,7 @@ async fn reindex(config: &Config, url: &str) -> anyhow::Result<()> {
 
 async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let database = Database::open(&config).await?;
-    config.jwt_secret = Some(concierge::jwt_secret(&config)?);
+    config.jwt_secret = Some(concierge::jwt_secret(&config)?.into());
     let demo = match config.platform_url {
         Some(_) => None,
         None => {
@@ -214,11 +211,11 @@ async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
             let (url, token) = concierge::demo_platform::serve(data.clone(), shutdown.clone()).await?;
             tracing::info!(%url, "no CONCIERGE_PLATFORM_URL: actions read the demo platform");
             config.platform_url = Some(url);
-            config.platform_token = Some(token);
+            config.platform_token = Some(token.into());
             Some(data)
         }
     };
-    let secret = config.jwt_secret.clone().unwrap_or_default();
+    let secret = config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
     let users = match &demo {
         Some(data) => concierge::demo_site::users(data, &secret)?,
         None => Vec::new(),
@@ -256,4 +253,46 @@ async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
     let result = system.wait().await;
     database.close().await?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// README.md's configuration table and `concierge --help` name the same variables.
+    #[test]
+    fn the_readme_table_matches_help() {
+        let help = Cli::command().render_long_help().to_string();
+        let mut in_help: Vec<&str> =
+            help.split("[env: ").skip(1).map(|rest| rest.split(['=', ']']).next().unwrap_or_default()).collect();
+        in_help.sort();
+        in_help.dedup();
+
+        let readme = include_str!("../README.md");
+        let table = &readme[readme.find("\n## Configuration").expect("a Configuration section")..];
+        let table = &table[..table[1..].find("\n## ").map_or(table.len(), |end| end + 1)];
+        let mut in_readme: Vec<&str> = table
+            .lines()
+            .filter_map(|line| line.strip_prefix("| "))
+            .filter_map(|row| row.split(" | ").next())
+            .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+            .collect();
+        in_readme.sort();
+        in_readme.dedup();
+        assert!(in_readme.len() > 30, "{in_readme:?}");
+
+        for name in &in_readme {
+            assert!(help.contains(name), "README.md lists {name}, `concierge --help` does not");
+        }
+        for name in &in_help {
+            assert!(in_readme.contains(name), "`concierge --help` reads {name}, README.md's table does not list it");
+        }
+    }
 }

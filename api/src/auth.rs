@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::{extract::FromRequestParts, http::request::Parts};
 use concierge_shared::{
     ConversationId, OwnerKey, Role,
+    config::Secret,
     db::conversations::{self, Conversation},
 };
 use hmac::{Hmac, Mac};
@@ -202,7 +203,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// A platform, visitor or admin-console token.
 pub fn verify(state: &AppState, token: &str) -> Result<Caller, ApiError> {
-    if let Some(admin) = state.config.admin_token.as_deref()
+    if let Some(admin) = state.config.admin_token.as_ref().map(Secret::expose)
         && bool::from(subtle::ConstantTimeEq::ct_eq(token.as_bytes(), admin.as_bytes()))
     {
         return Ok(Caller {

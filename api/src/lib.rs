@@ -75,7 +75,7 @@ async fn prometheus_metrics(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if !concierge_shared::telemetry::metrics_allowed(authorization, state.config.metrics_token.as_deref()) {
+    if !concierge_shared::telemetry::metrics_allowed(authorization, state.config.metrics_token.as_ref()) {
         return crate::error::ApiError::Unauthorized(
             "/metrics needs `Authorization: Bearer <CONCIERGE_METRICS_TOKEN>`".into(),
         )

@@ -1,133 +1,294 @@
-//! Configuration read from the environment. Every variable is documented in README.md; the
-//! defaults are those of the single-machine embedded setup.
+//! Configuration: every setting is an environment variable (and the same-named command-line
+//! option), declared once in [`Settings`] with `clap`; its doc comment is the `--help` text and
+//! README.md's table lists the same variables (a test compares them). [`Settings::resolve`]
+//! checks the values and derives the [`Config`] the processes run with. The defaults are those
+//! of the single-machine embedded setup.
+//!
+//! Secrets are [`Secret`]s, so `Config`'s `Debug` shows every setting but them.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
+use clap::{ArgAction, Args, Parser, ValueEnum};
 
-/// Settings every Concierge process understands. A process ignores the ones it does not use.
+pub use crate::secret::Secret;
+
+/// The settings as given (environment or command line), before they are checked and combined.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Configuration (environment variables)")]
+pub struct Settings {
+    /// PostgreSQL to use. Unset: `concierge` starts a private cluster; `concierge-api` and
+    /// `concierge-worker` refuse to start.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// Where the API listens.
+    #[arg(long, env = "CONCIERGE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The host platform's HS256 secret (at least 16 characters); Concierge derives the keys of
+    /// its own visitor and stream tokens from it. Required by `concierge-api`; `concierge`
+    /// generates one into the data folder when unset.
+    #[arg(long, env = "CONCIERGE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// The private cluster (`pg/`, `postgres.log`) and generated secrets.
+    #[arg(long, env = "CONCIERGE_DATA_DIR", default_value = ".concierge")]
+    pub data_dir: PathBuf,
+    /// The Markdown knowledge base.
+    #[arg(long, env = "CONCIERGE_KNOWLEDGE_DIR", default_value = "knowledge")]
+    pub knowledge_dir: PathBuf,
+    /// Pool size of one process; two of a worker's are LISTEN connections (job inserts,
+    /// knowledge updates).
+    #[arg(long, env = "CONCIERGE_DB_MAX_CONNECTIONS", default_value_t = 30)]
+    pub db_max_connections: u32,
+    /// The longest user message accepted, in characters.
+    #[arg(long, env = "CONCIERGE_MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+    /// How often idle streams get a heartbeat comment line, in seconds.
+    #[arg(long, env = "CONCIERGE_SSE_HEARTBEAT_SECS", default_value_t = 15)]
+    pub sse_heartbeat_secs: u64,
+    /// Lifetime of a stream token, in seconds.
+    #[arg(long, env = "CONCIERGE_STREAM_TOKEN_TTL_SECS", default_value_t = 600)]
+    pub stream_token_ttl_secs: u64,
+    /// Lifetime of a visitor token, in days.
+    #[arg(long, env = "CONCIERGE_VISITOR_TOKEN_TTL_DAYS", default_value_t = 30)]
+    pub visitor_token_ttl_days: u64,
+    /// Attempts before a job's failure is final.
+    #[arg(long, env = "CONCIERGE_JOB_MAX_ATTEMPTS", default_value_t = 5)]
+    pub job_max_attempts: u32,
+    /// How often workers say they are alive, in seconds; the jobs of a worker silent for three
+    /// heartbeats go back to the queue.
+    #[arg(long, env = "CONCIERGE_WORKER_HEARTBEAT_SECS", default_value_t = 2)]
+    pub worker_heartbeat_secs: u64,
+    /// The host platform's API, which actions read. Unset: `concierge` serves a demo platform
+    /// built from `fixtures/demo_platform.json`.
+    #[arg(long, env = "CONCIERGE_PLATFORM_URL")]
+    pub platform_url: Option<String>,
+    /// Sent as a bearer token to the platform.
+    #[arg(long, env = "CONCIERGE_PLATFORM_TOKEN", hide_env_values = true)]
+    pub platform_token: Option<Secret>,
+    /// One platform request, in seconds.
+    #[arg(long, env = "CONCIERGE_PLATFORM_TIMEOUT_SECS", default_value_t = 5)]
+    pub platform_timeout_secs: u64,
+    /// Action definitions and demo data.
+    #[arg(long, env = "CONCIERGE_FIXTURES_DIR", default_value = "fixtures")]
+    pub fixtures_dir: PathBuf,
+    /// A static administrator bearer token (at least 24 characters), for the console where the
+    /// platform issues no admin tokens.
+    #[arg(long, env = "CONCIERGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Where a worker process serves Prometheus `/metrics` (host:port); the API serves its own
+    /// on CONCIERGE_BIND.
+    #[arg(long, env = "CONCIERGE_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// A bearer token (at least 24 characters) that `/metrics` requires, on the API and on
+    /// workers. Unset: `/metrics` is open.
+    #[arg(long, env = "CONCIERGE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    #[command(flatten)]
+    pub ai: AiSettings,
+    #[command(flatten)]
+    pub telegram: TelegramSettings,
+}
+
+/// The language model's settings as given.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Language model (environment variables)")]
+pub struct AiSettings {
+    /// Which model decides. Default: the provider whose key is set (DEEPSEEK_API_KEY, then
+    /// OPENAI_API_KEY), else offline (the offline engine, no model).
+    #[arg(long, env = "CONCIERGE_AI_PROVIDER", value_enum)]
+    pub ai_provider: Option<Provider>,
+    /// DeepSeek's API key.
+    #[arg(long, env = "DEEPSEEK_API_KEY", hide_env_values = true)]
+    pub deepseek_api_key: Option<Secret>,
+    /// OpenAI's API key (or that of another OpenAI-compatible server).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<Secret>,
+    /// Any OpenAI-compatible server (vLLM, Ollama, llama.cpp...). Default:
+    /// https://api.deepseek.com/v1 for deepseek, https://api.openai.com/v1 otherwise.
+    #[arg(long, env = "CONCIERGE_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The model name. Default: deepseek-chat for deepseek, gpt-4o-mini otherwise.
+    #[arg(long, env = "CONCIERGE_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// One model request, streamed answer included, in seconds.
+    #[arg(long, env = "CONCIERGE_LLM_TIMEOUT_SECS", default_value_t = 30)]
+    pub llm_timeout_secs: u64,
+    /// Retries of a 429 (after its Retry-After), a 5xx or a transport error.
+    #[arg(long, env = "CONCIERGE_LLM_MAX_RETRIES", default_value_t = 2)]
+    pub llm_max_retries: u32,
+    /// Stream answers to the widget token by token (true or false).
+    #[arg(long, env = "CONCIERGE_LLM_STREAM", default_value_t = true, action = ArgAction::Set)]
+    pub llm_stream: bool,
+    /// Tokens one conversation may spend; after that it is answered offline.
+    #[arg(long, env = "CONCIERGE_LLM_CONVERSATION_TOKENS", default_value_t = 60_000)]
+    pub llm_conversation_tokens: i64,
+    /// Tokens all conversations may spend per UTC day; after that they are answered offline.
+    #[arg(long, env = "CONCIERGE_LLM_DAILY_TOKENS", default_value_t = 5_000_000)]
+    pub llm_daily_tokens: i64,
+    /// After 3 failed calls in a row, how long new messages are answered offline before the
+    /// provider is tried again, in seconds.
+    #[arg(long, env = "CONCIERGE_LLM_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
+    pub llm_breaker_cooldown_secs: u64,
+    /// The versioned system prompt (`system.md`).
+    #[arg(long, env = "CONCIERGE_PROMPTS_DIR", default_value = "prompts")]
+    pub prompts_dir: PathBuf,
+}
+
+/// The support bot's settings as given.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Operators in Telegram (environment variables)")]
+pub struct TelegramSettings {
+    /// The support bot's token from @BotFather. Unset: no Telegram; operators use the console.
+    #[arg(long, env = "SUPPORT_BOT_TOKEN", hide_env_values = true)]
+    pub support_bot_token: Option<Secret>,
+    /// The support supergroup (`-100…`), with topics enabled and the bot an admin allowed to
+    /// manage topics. Required with the bot token.
+    #[arg(long, env = "SUPPORT_NOTIFICATIONS_CHAT_ID", allow_negative_numbers = true)]
+    pub support_notifications_chat_id: Option<String>,
+    /// What Telegram sends in X-Telegram-Bot-Api-Secret-Token (1–256 of A-Z, a-z, 0-9, _ and
+    /// -). Unset: the webhook refuses every update.
+    #[arg(long, env = "CONCIERGE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+    /// How updates arrive: webhook (at the API) or polling (one worker process, elected by an
+    /// advisory lock, asks with getUpdates). Default: webhook when a webhook secret is set,
+    /// else polling.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_MODE", value_enum)]
+    pub telegram_mode: Option<TelegramMode>,
+    /// Telegram user ids allowed to answer, comma-separated. Unset: the group's administrators.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_OPERATORS")]
+    pub telegram_operators: Option<String>,
+    /// Posts per minute to the group, all workers together (Telegram allows about 20).
+    #[arg(long, env = "CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", default_value_t = 20)]
+    pub telegram_messages_per_minute: u32,
+    /// Another Bot API server (a self-hosted telegram-bot-api, or a test's). Default:
+    /// https://api.telegram.org.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_API_URL")]
+    pub telegram_api_url: Option<String>,
+    /// One Bot API request, in seconds.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_TIMEOUT_SECS", default_value_t = 30)]
+    pub telegram_timeout_secs: u64,
+}
+
+/// Said below every binary's `--help`: what is read from the environment besides the settings.
+pub const HELP_FOOTER: &str = "Every setting can also be given as its environment variable. \
+     Logging: RUST_LOG filters the log (default: info).";
+
+/// Parse a binary's command line and environment. A variable set to a blank value counts as
+/// unset (as in a compose file's `VAR=`), so it takes its default instead of failing to parse.
+pub fn parse_cli<P: Parser>() -> P {
+    let mut command = P::command();
+    let blank: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|arg| {
+            arg.get_env()
+                .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.to_string_lossy().trim().is_empty()))
+        })
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in blank {
+        command = command.mut_arg(id, |arg| arg.env(None));
+    }
+    let mut matches = command.get_matches();
+    P::from_arg_matches_mut(&mut matches).unwrap_or_else(|error| error.format(&mut P::command()).exit())
+}
+
+/// Settings every Concierge process understands, checked and combined. A process ignores the
+/// ones it does not use. See [`Settings`] for what each one means.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `DATABASE_URL`; `None` lets the all-in-one binary start its own PostgreSQL.
-    pub database_url: Option<String>,
-    /// `CONCIERGE_BIND`: where the API listens.
+    /// `None` lets the all-in-one binary start its own PostgreSQL.
+    pub database_url: Option<Secret>,
     pub bind: SocketAddr,
-    /// `CONCIERGE_JWT_SECRET`: the host platform's HS256 secret; Concierge derives the keys of
-    /// its own visitor and stream tokens from it.
-    pub jwt_secret: Option<String>,
-    /// `CONCIERGE_DATA_DIR`: the embedded cluster and generated secrets.
+    pub jwt_secret: Option<Secret>,
     pub data_dir: PathBuf,
-    /// `CONCIERGE_KNOWLEDGE_DIR`: the Markdown knowledge base.
     pub knowledge_dir: PathBuf,
-    /// `CONCIERGE_DB_MAX_CONNECTIONS`: pool size of one process.
     pub db_max_connections: u32,
-    /// `CONCIERGE_MAX_MESSAGE_CHARS`: the longest user message accepted.
     pub max_message_chars: usize,
-    /// `CONCIERGE_SSE_HEARTBEAT_SECS`: how often idle streams get a comment line.
     pub sse_heartbeat: Duration,
-    /// `CONCIERGE_STREAM_TOKEN_TTL_SECS`: lifetime of a stream token.
     pub stream_token_ttl: Duration,
-    /// `CONCIERGE_VISITOR_TOKEN_TTL_DAYS`: lifetime of a visitor token.
     pub visitor_token_ttl: Duration,
-    /// `CONCIERGE_JOB_MAX_ATTEMPTS`: attempts before a job is given up.
     pub job_max_attempts: u32,
-    /// `CONCIERGE_WORKER_HEARTBEAT_SECS`: how often workers say they are alive; a job held by a
-    /// worker silent for three heartbeats is handed to another worker.
     pub worker_heartbeat: Duration,
     /// The language model that decides, if any.
     pub ai: AiConfig,
-    /// `CONCIERGE_PLATFORM_URL`: the host platform's API, which actions read. Unset: the
-    /// all-in-one binary serves a demo platform built from `fixtures/demo_platform.json`.
+    /// `None`: the all-in-one binary serves a demo platform.
     pub platform_url: Option<String>,
-    /// `CONCIERGE_PLATFORM_TOKEN`: sent as a bearer token to the platform.
-    pub platform_token: Option<String>,
-    /// `CONCIERGE_PLATFORM_TIMEOUT_SECS`: one platform request.
+    pub platform_token: Option<Secret>,
     pub platform_timeout: Duration,
-    /// `CONCIERGE_FIXTURES_DIR`: action definitions and demo data.
     pub fixtures_dir: PathBuf,
     /// The support group in Telegram, when a bot is configured.
     pub telegram: Option<TelegramConfig>,
-    /// `CONCIERGE_METRICS_BIND`: where a worker process serves Prometheus `/metrics` (the API
-    /// serves its own on `CONCIERGE_BIND`).
     pub metrics_bind: Option<SocketAddr>,
-    /// `CONCIERGE_ADMIN_TOKEN`: a static bearer token accepted as an administrator (for the
-    /// console where the platform issues no admin tokens); at least 24 characters.
-    pub admin_token: Option<String>,
-    /// `CONCIERGE_METRICS_TOKEN`: when set, `/metrics` (API and workers) answers only requests
-    /// bearing it; at least 24 characters.
-    pub metrics_token: Option<String>,
-    /// `CONCIERGE_WEBHOOK_SECRET`: what Telegram sends in `X-Telegram-Bot-Api-Secret-Token`;
-    /// the webhook refuses every update while it is unset.
-    pub webhook_secret: Option<String>,
+    pub admin_token: Option<Secret>,
+    pub metrics_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
 }
 
 /// The support bot and its group. Escalated conversations get a forum topic in the group.
 #[derive(Debug, Clone)]
 pub struct TelegramConfig {
-    /// `SUPPORT_BOT_TOKEN`.
-    pub bot_token: String,
-    /// `SUPPORT_NOTIFICATIONS_CHAT_ID`: the forum supergroup (`-100...`).
+    pub bot_token: Secret,
+    /// The forum supergroup (`-100...`).
     pub chat_id: i64,
-    /// `CONCIERGE_TELEGRAM_API_URL`: another Bot API server (self-hosted, or a test's).
+    /// Another Bot API server (self-hosted, or a test's).
     pub api_url: Option<String>,
-    /// `CONCIERGE_TELEGRAM_MODE`: `webhook` (updates arrive at the API) or `polling` (a worker
-    /// asks Telegram with getUpdates). Default: webhook when a webhook secret is set.
     pub mode: TelegramMode,
-    /// `CONCIERGE_TELEGRAM_OPERATORS`: Telegram user ids allowed to answer, comma-separated.
-    /// Empty: the group's administrators.
+    /// Telegram user ids allowed to answer; empty: the group's administrators.
     pub operators: Vec<u64>,
-    /// `CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE`: posts per minute to the group, all workers
-    /// together (Telegram allows about 20).
+    /// Posts per minute to the group, all workers together.
     pub messages_per_minute: u32,
-    /// `CONCIERGE_TELEGRAM_TIMEOUT_SECS`: one Bot API request.
+    /// One Bot API request.
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TelegramMode {
+    /// Updates arrive at the API.
     Webhook,
+    /// A worker asks Telegram with getUpdates.
     Polling,
 }
 
-impl TelegramConfig {
-    /// `None` when `SUPPORT_BOT_TOKEN` is unset.
-    pub fn from_env(webhook_secret: Option<&str>) -> anyhow::Result<Option<Self>> {
-        let Some(bot_token) = var("SUPPORT_BOT_TOKEN") else { return Ok(None) };
-        let chat_id = var("SUPPORT_NOTIFICATIONS_CHAT_ID")
+impl TelegramSettings {
+    /// `None` when no bot token is set.
+    fn resolve(self) -> anyhow::Result<Option<TelegramConfig>> {
+        let Some(bot_token) = self.support_bot_token else { return Ok(None) };
+        let chat_id = self
+            .support_notifications_chat_id
             .context("SUPPORT_BOT_TOKEN is set but SUPPORT_NOTIFICATIONS_CHAT_ID is not")?;
         let chat_id = chat_id
             .trim()
             .parse()
             .with_context(|| format!("SUPPORT_NOTIFICATIONS_CHAT_ID={chat_id:?} is not a chat id"))?;
-        let mode = match var("CONCIERGE_TELEGRAM_MODE").as_deref() {
-            Some("webhook") => TelegramMode::Webhook,
-            Some("polling") => TelegramMode::Polling,
-            Some(other) => bail!("CONCIERGE_TELEGRAM_MODE={other:?}: expected webhook or polling"),
-            None if webhook_secret.is_some() => TelegramMode::Webhook,
+        let mode = match self.telegram_mode {
+            Some(mode) => mode,
+            None if self.webhook_secret.is_some() => TelegramMode::Webhook,
             None => TelegramMode::Polling,
         };
-        let operators = var("CONCIERGE_TELEGRAM_OPERATORS")
+        let operators = self
+            .telegram_operators
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .map(|id| id.parse().with_context(|| format!("CONCIERGE_TELEGRAM_OPERATORS: {id:?} is not a user id")))
             .collect::<anyhow::Result<_>>()?;
-        let messages_per_minute: u32 = parse_var("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", "20")?;
-        if messages_per_minute == 0 {
+        if self.telegram_messages_per_minute == 0 {
             bail!("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE must be at least 1");
         }
-        Ok(Some(Self {
+        Ok(Some(TelegramConfig {
             bot_token,
             chat_id,
-            api_url: var("CONCIERGE_TELEGRAM_API_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            api_url: self.telegram_api_url.map(|u| u.trim_end_matches('/').to_owned()),
             mode,
             operators,
-            messages_per_minute,
-            timeout: Duration::from_secs(parse_var("CONCIERGE_TELEGRAM_TIMEOUT_SECS", "30")?),
+            messages_per_minute: self.telegram_messages_per_minute,
+            timeout: Duration::from_secs(self.telegram_timeout_secs),
         }))
     }
+}
 
+impl TelegramConfig {
     /// The pause between two posts to the group.
     pub fn send_interval(&self) -> Duration {
         Duration::from_secs(60) / self.messages_per_minute
@@ -142,33 +303,29 @@ fn valid_webhook_secret(secret: &str) -> bool {
 /// Which LLM answers, and its limits.
 #[derive(Debug, Clone)]
 pub struct AiConfig {
-    /// `CONCIERGE_AI_PROVIDER`: deepseek | openai | offline; default: the provider whose key is
-    /// set (`DEEPSEEK_API_KEY`, then `OPENAI_API_KEY`), else offline.
     pub provider: Provider,
-    /// `CONCIERGE_LLM_BASE_URL`: any OpenAI-compatible server (vLLM, Ollama, llama.cpp...).
+    /// Any OpenAI-compatible server, without a trailing slash.
     pub base_url: String,
-    /// `CONCIERGE_LLM_MODEL`.
     pub model: String,
     /// The provider's key; local servers may need none.
-    pub api_key: Option<String>,
-    /// `CONCIERGE_LLM_TIMEOUT_SECS`: one request, including a streamed answer.
+    pub api_key: Option<Secret>,
+    /// One request, including a streamed answer.
     pub timeout: Duration,
-    /// `CONCIERGE_LLM_MAX_RETRIES`: retries of a 429/5xx/transport failure.
+    /// Retries of a 429/5xx/transport failure.
     pub max_retries: u32,
-    /// `CONCIERGE_LLM_STREAM`: stream answers token by token to the widget.
+    /// Stream answers token by token to the widget.
     pub stream: bool,
-    /// `CONCIERGE_LLM_CONVERSATION_TOKENS`: tokens one conversation may spend.
+    /// Tokens one conversation may spend.
     pub conversation_token_budget: i64,
-    /// `CONCIERGE_LLM_DAILY_TOKENS`: tokens all conversations may spend per UTC day.
+    /// Tokens all conversations may spend per UTC day.
     pub daily_token_budget: i64,
-    /// `CONCIERGE_PROMPTS_DIR`: the versioned prompts.
+    /// The versioned prompts.
     pub prompts_dir: PathBuf,
-    /// `CONCIERGE_LLM_BREAKER_COOLDOWN_SECS`: after 3 failed calls in a row, how long new
-    /// messages are answered offline before the provider is tried again.
+    /// After 3 failed calls in a row, how long new messages are answered offline.
     pub breaker_cooldown: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Provider {
     Deepseek,
     Openai,
@@ -185,38 +342,35 @@ impl Provider {
     }
 }
 
-impl AiConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let deepseek_key = var("DEEPSEEK_API_KEY");
-        let openai_key = var("OPENAI_API_KEY");
-        let provider = match var("CONCIERGE_AI_PROVIDER").as_deref() {
-            Some("deepseek") => Provider::Deepseek,
-            Some("openai") => Provider::Openai,
-            Some("offline") => Provider::Offline,
-            Some(other) => bail!("CONCIERGE_AI_PROVIDER={other:?}: expected deepseek, openai or offline"),
-            None if deepseek_key.is_some() => Provider::Deepseek,
-            None if openai_key.is_some() => Provider::Openai,
+impl AiSettings {
+    fn resolve(self) -> AiConfig {
+        let provider = match self.ai_provider {
+            Some(provider) => provider,
+            None if self.deepseek_api_key.is_some() => Provider::Deepseek,
+            None if self.openai_api_key.is_some() => Provider::Openai,
             None => Provider::Offline,
         };
         let (default_url, default_model, api_key) = match provider {
-            Provider::Deepseek => ("https://api.deepseek.com/v1", "deepseek-chat", deepseek_key),
-            Provider::Openai | Provider::Offline => ("https://api.openai.com/v1", "gpt-4o-mini", openai_key),
+            Provider::Deepseek => ("https://api.deepseek.com/v1", "deepseek-chat", self.deepseek_api_key),
+            Provider::Openai | Provider::Offline => ("https://api.openai.com/v1", "gpt-4o-mini", self.openai_api_key),
         };
-        Ok(Self {
+        AiConfig {
             provider,
-            base_url: var("CONCIERGE_LLM_BASE_URL").unwrap_or_else(|| default_url.into()).trim_end_matches('/').into(),
-            model: var("CONCIERGE_LLM_MODEL").unwrap_or_else(|| default_model.into()),
+            base_url: self.llm_base_url.as_deref().unwrap_or(default_url).trim_end_matches('/').into(),
+            model: self.llm_model.unwrap_or_else(|| default_model.into()),
             api_key,
-            timeout: Duration::from_secs(parse_var("CONCIERGE_LLM_TIMEOUT_SECS", "30")?),
-            max_retries: parse_var("CONCIERGE_LLM_MAX_RETRIES", "2")?,
-            stream: parse_var("CONCIERGE_LLM_STREAM", "true")?,
-            conversation_token_budget: parse_var("CONCIERGE_LLM_CONVERSATION_TOKENS", "60000")?,
-            daily_token_budget: parse_var("CONCIERGE_LLM_DAILY_TOKENS", "5000000")?,
-            prompts_dir: var("CONCIERGE_PROMPTS_DIR").unwrap_or_else(|| "prompts".into()).into(),
-            breaker_cooldown: Duration::from_secs(parse_var("CONCIERGE_LLM_BREAKER_COOLDOWN_SECS", "30")?),
-        })
+            timeout: Duration::from_secs(self.llm_timeout_secs),
+            max_retries: self.llm_max_retries,
+            stream: self.llm_stream,
+            conversation_token_budget: self.llm_conversation_tokens,
+            daily_token_budget: self.llm_daily_tokens,
+            prompts_dir: self.prompts_dir,
+            breaker_cooldown: Duration::from_secs(self.llm_breaker_cooldown_secs),
+        }
     }
+}
 
+impl AiConfig {
     /// No model: the offline engine decides.
     pub fn offline() -> Self {
         Self {
@@ -235,54 +389,54 @@ impl AiConfig {
     }
 }
 
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let webhook_secret = var("CONCIERGE_WEBHOOK_SECRET");
-        if let Some(secret) = &webhook_secret
-            && !valid_webhook_secret(secret)
+impl Settings {
+    /// Check the settings and combine them into the configuration the processes run with.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        if let Some(secret) = &self.telegram.webhook_secret
+            && !valid_webhook_secret(secret.expose())
         {
             bail!("CONCIERGE_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -");
         }
-        Ok(Self {
-            database_url: var("DATABASE_URL"),
-            bind: parse_var("CONCIERGE_BIND", "127.0.0.1:8080")?,
-            jwt_secret: var("CONCIERGE_JWT_SECRET"),
-            data_dir: var("CONCIERGE_DATA_DIR").unwrap_or_else(|| ".concierge".into()).into(),
-            knowledge_dir: var("CONCIERGE_KNOWLEDGE_DIR").unwrap_or_else(|| "knowledge".into()).into(),
-            db_max_connections: parse_var("CONCIERGE_DB_MAX_CONNECTIONS", "30")?,
-            max_message_chars: parse_var("CONCIERGE_MAX_MESSAGE_CHARS", "4000")?,
-            sse_heartbeat: Duration::from_secs(parse_var("CONCIERGE_SSE_HEARTBEAT_SECS", "15")?),
-            stream_token_ttl: Duration::from_secs(parse_var("CONCIERGE_STREAM_TOKEN_TTL_SECS", "600")?),
-            visitor_token_ttl: Duration::from_secs(
-                86_400 * parse_var::<u64>("CONCIERGE_VISITOR_TOKEN_TTL_DAYS", "30")?,
-            ),
-            job_max_attempts: parse_var("CONCIERGE_JOB_MAX_ATTEMPTS", "5")?,
-            worker_heartbeat: Duration::from_secs(parse_var("CONCIERGE_WORKER_HEARTBEAT_SECS", "2")?),
-            ai: AiConfig::from_env()?,
-            platform_url: var("CONCIERGE_PLATFORM_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            platform_token: var("CONCIERGE_PLATFORM_TOKEN"),
-            platform_timeout: Duration::from_secs(parse_var("CONCIERGE_PLATFORM_TIMEOUT_SECS", "5")?),
-            fixtures_dir: var("CONCIERGE_FIXTURES_DIR").unwrap_or_else(|| "fixtures".into()).into(),
-            telegram: TelegramConfig::from_env(webhook_secret.as_deref())?,
+        let long_enough = |name: &str, token: Option<Secret>| match token {
+            Some(token) if token.expose().len() < 24 => bail!("{name} must be at least 24 characters long"),
+            token => Ok(token),
+        };
+        let webhook_secret = self.telegram.webhook_secret.clone();
+        Ok(Config {
+            database_url: self.database_url,
+            bind: self.bind,
+            jwt_secret: self.jwt_secret,
+            data_dir: self.data_dir,
+            knowledge_dir: self.knowledge_dir,
+            db_max_connections: self.db_max_connections,
+            max_message_chars: self.max_message_chars,
+            sse_heartbeat: Duration::from_secs(self.sse_heartbeat_secs),
+            stream_token_ttl: Duration::from_secs(self.stream_token_ttl_secs),
+            visitor_token_ttl: Duration::from_secs(86_400 * self.visitor_token_ttl_days),
+            job_max_attempts: self.job_max_attempts,
+            worker_heartbeat: Duration::from_secs(self.worker_heartbeat_secs),
+            ai: self.ai.resolve(),
+            platform_url: self.platform_url.map(|u| u.trim_end_matches('/').to_owned()),
+            platform_token: self.platform_token,
+            platform_timeout: Duration::from_secs(self.platform_timeout_secs),
+            fixtures_dir: self.fixtures_dir,
+            telegram: self.telegram.resolve()?,
             webhook_secret,
-            metrics_bind: var("CONCIERGE_METRICS_BIND")
+            metrics_bind: self
+                .metrics_bind
                 .map(|bind| bind.parse().with_context(|| format!("CONCIERGE_METRICS_BIND={bind:?} is not host:port")))
                 .transpose()?,
-            admin_token: match var("CONCIERGE_ADMIN_TOKEN") {
-                Some(token) if token.len() < 24 => bail!("CONCIERGE_ADMIN_TOKEN must be at least 24 characters long"),
-                token => token,
-            },
-            metrics_token: match var("CONCIERGE_METRICS_TOKEN") {
-                Some(token) if token.len() < 24 => bail!("CONCIERGE_METRICS_TOKEN must be at least 24 characters long"),
-                token => token,
-            },
+            admin_token: long_enough("CONCIERGE_ADMIN_TOKEN", self.admin_token)?,
+            metrics_token: long_enough("CONCIERGE_METRICS_TOKEN", self.metrics_token)?,
         })
     }
+}
 
+impl Config {
     /// The database URL, or a clear error for the processes that cannot start their own.
     pub fn require_database_url(&self) -> anyhow::Result<&str> {
         match &self.database_url {
-            Some(url) => Ok(url),
+            Some(url) => Ok(url.expose()),
             None => bail!(
                 "DATABASE_URL is not set. Point it at PostgreSQL, or run the all-in-one `concierge` \
                  binary, which starts a private cluster when DATABASE_URL is unset"
@@ -293,22 +447,123 @@ impl Config {
     /// The JWT secret, or a clear error.
     pub fn require_jwt_secret(&self) -> anyhow::Result<&str> {
         match &self.jwt_secret {
-            Some(secret) if secret.len() >= 16 => Ok(secret),
+            Some(secret) if secret.expose().len() >= 16 => Ok(secret.expose()),
             Some(_) => bail!("CONCIERGE_JWT_SECRET must be at least 16 characters long"),
             None => bail!("CONCIERGE_JWT_SECRET is not set; the API cannot verify platform tokens"),
         }
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
 
-fn parse_var<T>(name: &str, default: &str) -> anyhow::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let raw = var(name).unwrap_or_else(|| default.to_owned());
-    raw.parse().with_context(|| format!("{name}={raw:?} is not valid"))
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut command = Cli::command();
+        // Ignore the environment of whoever runs the tests.
+        for arg in Cli::command().get_arguments() {
+            command = command.mut_arg(arg.get_id().clone(), |arg| arg.env(None));
+        }
+        let matches = command.try_get_matches_from(std::iter::once("concierge").chain(args.iter().copied())).unwrap();
+        Cli::from_arg_matches(&matches).unwrap().settings
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let config = settings(&[]).resolve().unwrap();
+        assert_eq!(config.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from(".concierge"));
+        assert_eq!(config.db_max_connections, 30);
+        assert_eq!(config.visitor_token_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.ai.provider, Provider::Offline);
+        assert_eq!(config.ai.model, "gpt-4o-mini");
+        assert!(config.ai.stream);
+        assert!(config.telegram.is_none() && config.database_url.is_none());
+    }
+
+    #[test]
+    fn the_provider_follows_the_key_and_telegram_the_secret() {
+        let config = settings(&[
+            "--deepseek-api-key",
+            "sk-deepseek",
+            "--support-bot-token",
+            "123:abc",
+            "--support-notifications-chat-id",
+            "-1001234",
+            "--webhook-secret",
+            "hook_secret-1",
+            "--telegram-operators",
+            "1, 2,",
+            "--llm-stream",
+            "false",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(config.ai.provider, Provider::Deepseek);
+        assert_eq!(config.ai.base_url, "https://api.deepseek.com/v1");
+        assert_eq!(config.ai.api_key.as_ref().map(Secret::expose), Some("sk-deepseek"));
+        assert!(!config.ai.stream);
+        let telegram = config.telegram.unwrap();
+        assert_eq!((telegram.chat_id, telegram.mode), (-1_001_234, TelegramMode::Webhook));
+        assert_eq!(telegram.operators, vec![1, 2]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        let error = settings(&["--admin-token", "short"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_ADMIN_TOKEN"), "{error}");
+        let error = settings(&["--webhook-secret", "has space"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_WEBHOOK_SECRET"), "{error}");
+        let error = settings(&["--support-bot-token", "123:abc"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("SUPPORT_NOTIFICATIONS_CHAT_ID"), "{error}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let secrets = [
+            "postgres://u:db-password-0001@host/db",
+            "jwt-secret-value-0002-xxxxxxxx",
+            "platform-token-value-0003",
+            "admin-token-value-0004-xxxxxxxxx",
+            "metrics-token-value-0005-xxxxxxx",
+            "webhook-secret-value-0006",
+            "openai-key-value-0007",
+            "bot-token-value-0008",
+        ];
+        let config = settings(&[
+            "--database-url",
+            secrets[0],
+            "--jwt-secret",
+            secrets[1],
+            "--platform-token",
+            secrets[2],
+            "--admin-token",
+            secrets[3],
+            "--metrics-token",
+            secrets[4],
+            "--webhook-secret",
+            secrets[5],
+            "--openai-api-key",
+            secrets[6],
+            "--support-bot-token",
+            secrets[7],
+            "--support-notifications-chat-id",
+            "-100",
+        ])
+        .resolve()
+        .unwrap();
+        let printed = format!("{config:?} {config:#?}");
+        for secret in secrets {
+            assert!(!printed.contains(secret), "{secret} is printed: {printed}");
+        }
+        assert!(printed.contains("[redacted]"), "{printed}");
+    }
 }

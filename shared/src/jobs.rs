@@ -3,13 +3,13 @@
 //! Payloads carry ids only; a job reloads what it needs, so a job that runs twice or late sees
 //! the current state. Jobs are rows of apalis-postgres' `apalis.jobs` table, written here inside
 //! the caller's transaction so that a state change and the job it causes commit together.
-//! The row format is the one apalis-postgres' own sink writes (ULID text id, the queue name in
-//! `job_type`, JSON bytes in `job`), and its insert trigger wakes the workers.
+//! The row format is the one apalis-postgres' own sink writes (see [`crate::queue_schema`]), and
+//! its insert trigger wakes the workers.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::PgConnection;
 
-use crate::{ActionRunId, ConversationId, MessageId, ReindexRunId, TelegramUpdateId};
+use crate::{ActionRunId, ConversationId, MessageId, ReindexRunId, TelegramUpdateId, queue_schema};
 
 /// A kind of job, with the queue it runs on.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
@@ -199,19 +199,15 @@ pub fn encode<J: Job>(job: &J) -> EncodedJob {
 /// same idempotency key already queued makes this a no-op; returns whether a row was written.
 pub async fn enqueue<J: Job>(conn: &mut PgConnection, job: &J, max_attempts: u32) -> sqlx::Result<bool> {
     let job = encode(job);
-    let written = sqlx::query(
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-         VALUES ($1, $2, $3, 'Pending', 0, $4, now(), 0, ''::hstore, $5)
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING",
-    )
-    .bind(&job.id)
-    .bind(job.queue)
-    .bind(&job.payload)
-    .bind(max_attempts as i32)
-    .bind(&job.idempotency_key)
-    .execute(conn)
-    .await?
-    .rows_affected();
+    let written = sqlx::query(crate::insert_apalis_job!("$1", "$2", "$3", "$4", "$5", skip_duplicate))
+        .bind(&job.id)
+        .bind(job.queue)
+        .bind(&job.payload)
+        .bind(max_attempts as i32)
+        .bind(&job.idempotency_key)
+        .execute(conn)
+        .await?
+        .rows_affected();
     Ok(written == 1)
 }
 
@@ -223,41 +219,7 @@ pub const FINISHED_JOBS_KEPT: std::time::Duration = std::time::Duration::from_se
 /// tables that queued them (messages, update ids, action runs), so nothing is queued twice for
 /// lack of them. Returns how many jobs went.
 pub async fn prune_finished(pool: &sqlx::PgPool, kept: std::time::Duration) -> sqlx::Result<u64> {
-    let seconds = kept.as_secs() as i64;
-    let jobs = sqlx::query(
-        "DELETE FROM apalis.jobs
-         WHERE (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))
-           AND coalesce(done_at, run_at) < now() - $1 * interval '1 second'",
-    )
-    .bind(seconds)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "DELETE FROM apalis.workers w WHERE last_seen < now() - $1 * interval '1 second'
-           AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)",
-    )
-    .bind(seconds)
-    .execute(pool)
-    .await?;
+    let jobs = queue_schema::delete_finished_jobs(pool, kept).await?;
+    queue_schema::delete_idle_workers(pool, kept).await?;
     Ok(jobs)
-}
-
-/// A queue's jobs waiting to run, for the system check.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Waiting {
-    pub queue: String,
-    pub depth: i64,
-    /// When the oldest of them was due.
-    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The jobs waiting to run (pending or queued), by queue.
-pub async fn waiting(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<Vec<Waiting>> {
-    sqlx::query_as(
-        "SELECT job_type AS queue, count(*) AS depth, min(run_at) AS oldest FROM apalis.jobs
-         WHERE status IN ('Pending', 'Queued') GROUP BY job_type",
-    )
-    .fetch_all(db)
-    .await
 }

@@ -17,6 +17,8 @@ pub mod knowledge;
 pub mod message_meta;
 pub mod metrics;
 pub mod pg;
+pub mod queue_schema;
+pub mod secret;
 pub mod telemetry;
 
 pub use domain::*;

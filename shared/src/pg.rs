@@ -6,7 +6,10 @@
 //! reaches Concierge, which then stops the server after its own work has drained) and with a
 //! parent-death signal, so that it never outlives the process that started it.
 //! PostgreSQL refuses to run as root; when we are root, the server runs as the `postgres`
-//! system user, which must own the data directory and be able to reach it.
+//! system user, which must own the cluster's files and be able to reach them. When it cannot
+//! reach the data directory (a checkout under `/root`, a folder of mode 0700), the cluster's
+//! files go to a folder made for it instead, `/var/tmp/concierge-<hash of the data directory>`,
+//! so the same data directory always finds the same cluster.
 
 use std::{
     ffi::CString,
@@ -38,7 +41,9 @@ pub struct Cluster {
     pid: i32,
     port: u16,
     password: String,
-    data_dir: PathBuf,
+    /// The folder of the cluster's files: the data directory, or the one made for the
+    /// `postgres` user when it cannot reach the data directory.
+    home: PathBuf,
     /// Signalled by the supervisor thread when the server process has exited.
     exited: Mutex<mpsc::Receiver<()>>,
 }
@@ -53,12 +58,14 @@ impl Cluster {
         let run_as = RunAs::detect()?;
         let data_dir = absolute(&options.data_dir)?;
         fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-        if let Some(user) = &run_as {
-            user.check_reachable(&data_dir)?;
-        }
+        // Where the cluster (`pg/`), its password and its log live.
+        let home = match &run_as {
+            Some(user) => user.cluster_home(&data_dir)?,
+            None => data_dir.clone(),
+        };
 
-        let cluster_dir = data_dir.join("pg");
-        let password_file = data_dir.join("pg-password");
+        let cluster_dir = home.join("pg");
+        let password_file = home.join("pg-password");
         if !cluster_dir.join("PG_VERSION").exists() {
             init_cluster(&bin, run_as.as_ref(), &cluster_dir, &password_file)?;
         }
@@ -71,10 +78,10 @@ impl Cluster {
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
-            match spawn_server(&bin, run_as.as_ref(), &cluster_dir, &data_dir, port, options.ephemeral) {
+            match spawn_server(&bin, run_as.as_ref(), &cluster_dir, &home, port, options.ephemeral) {
                 Ok((pid, exited)) => {
                     let exited = Mutex::new(exited);
-                    let cluster = Cluster { pid, port, password: password.clone(), data_dir: data_dir.clone(), exited };
+                    let cluster = Cluster { pid, port, password: password.clone(), home: home.clone(), exited };
                     match cluster.wait_until_listening(Duration::from_secs(60)) {
                         Ok(()) => return Ok(cluster),
                         Err(error) => last_error = Some(error),
@@ -105,7 +112,7 @@ impl Cluster {
 
     /// The server's log file.
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.join("postgres.log")
+        self.home.join("postgres.log")
     }
 
     /// Fast shutdown (SIGINT): active sessions are ended, the cluster is left consistent.
@@ -228,22 +235,60 @@ impl RunAs {
         Ok(Some(Self { uid, gid }))
     }
 
-    /// The server user must be able to enter every parent of the data directory.
-    fn check_reachable(&self, dir: &Path) -> anyhow::Result<()> {
-        for ancestor in dir.ancestors().skip(1) {
-            let meta = fs::metadata(ancestor).with_context(|| format!("cannot stat {}", ancestor.display()))?;
-            if meta.permissions().mode() & 0o001 == 0 {
-                bail!(
-                    "the `postgres` user cannot enter {} (mode {:o}), so it cannot reach the data \
-                     directory {}. Set CONCIERGE_DATA_DIR to a folder it can reach (for example \
-                     under /tmp), or set DATABASE_URL",
-                    ancestor.display(),
-                    meta.permissions().mode() & 0o777,
-                    dir.display()
-                );
+    /// Where the cluster's files go for `data_dir`: `data_dir` itself when this user can enter
+    /// it and every folder above it, else a folder made and owned for this user (logged).
+    fn cluster_home(&self, data_dir: &Path) -> anyhow::Result<PathBuf> {
+        let Some(blocked) = self.first_unreachable(data_dir)? else { return Ok(data_dir.to_path_buf()) };
+        let home = relocated_home(data_dir)?;
+        match fs::symlink_metadata(&home) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir(&home).with_context(|| format!("cannot create {}", home.display()))?;
+            }
+            Err(error) => return Err(error).with_context(|| format!("cannot stat {}", home.display())),
+            Ok(meta) => {
+                use std::os::unix::fs::MetadataExt;
+                // Someone else's folder (or a link) in a world-writable place is not ours to use.
+                if !meta.is_dir() || (meta.uid() != self.uid && meta.uid() != 0) {
+                    bail!(
+                        "{} exists but is not a folder made by Concierge for the `postgres` user; remove it, \
+                         or set CONCIERGE_DATA_DIR to a folder that user can reach, or set DATABASE_URL",
+                        home.display()
+                    );
+                }
             }
         }
-        Ok(())
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700))?;
+        self.chown(&home)?;
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            cluster = %home.display(),
+            "the `postgres` user, which runs PostgreSQL for root, cannot enter {} (mode {:o}): the private \
+             cluster's files live in {} instead",
+            blocked.0.display(),
+            blocked.1,
+            home.display()
+        );
+        Ok(home)
+    }
+
+    /// The first of `dir` and its parents this user may not enter, with its mode.
+    fn first_unreachable(&self, dir: &Path) -> anyhow::Result<Option<(PathBuf, u32)>> {
+        use std::os::unix::fs::MetadataExt;
+        for folder in dir.ancestors() {
+            let meta = fs::metadata(folder).with_context(|| format!("cannot stat {}", folder.display()))?;
+            let mode = meta.mode();
+            let search = if meta.uid() == self.uid {
+                mode & 0o100
+            } else if meta.gid() == self.gid {
+                mode & 0o010
+            } else {
+                mode & 0o001
+            };
+            if search == 0 {
+                return Ok(Some((folder.to_path_buf(), mode & 0o777)));
+            }
+        }
+        Ok(None)
     }
 
     fn chown(&self, path: &Path) -> anyhow::Result<()> {
@@ -361,6 +406,27 @@ fn spawn_server(
     Ok((pid, exited_rx))
 }
 
+/// `/var/tmp/concierge-<hash>`: one folder per data directory (its canonical path), kept
+/// across reboots like the data directory itself.
+fn relocated_home(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    use sha2::Digest;
+    let canonical = fs::canonicalize(data_dir).with_context(|| format!("cannot resolve {}", data_dir.display()))?;
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let hash: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(PathBuf::from(format!("/var/tmp/concierge-{hash}")))
+}
+
+/// Remove a cluster's files: `data_dir`, and the folder made for the `postgres` user if the
+/// cluster lived there. For throwaway clusters (tests) whose server is gone.
+pub fn remove_cluster_files(data_dir: &Path) -> std::io::Result<()> {
+    if let Ok(home) = relocated_home(data_dir)
+        && home.exists()
+    {
+        fs::remove_dir_all(home)?;
+    }
+    fs::remove_dir_all(data_dir)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
@@ -368,4 +434,44 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As root (CI, containers), a data directory the `postgres` user cannot enter, whether
+    /// a parent or the folder itself is 0700, still gets a running cluster.
+    #[test]
+    fn a_cluster_starts_under_a_folder_the_server_user_cannot_enter() {
+        match RunAs::detect() {
+            Ok(Some(_)) => {}
+            _ => {
+                eprintln!("skipped: only meaningful as root with a `postgres` user");
+                return;
+            }
+        }
+        let root = std::env::temp_dir().join(format!("concierge-pg-unit-{}", std::process::id()));
+        let closed_parent = root.join("private");
+        let closed_data = root.join("open").join("data");
+        fs::create_dir_all(closed_parent.join("data")).unwrap();
+        fs::create_dir_all(&closed_data).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&closed_parent, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(&closed_data, fs::Permissions::from_mode(0o700)).unwrap();
+
+        for data_dir in [closed_parent.join("data"), closed_data] {
+            let cluster = Cluster::start(&ClusterOptions { data_dir: data_dir.clone(), ephemeral: true })
+                .unwrap_or_else(|error| panic!("{}: {error:#}", data_dir.display()));
+            let home = relocated_home(&data_dir).unwrap();
+            assert!(cluster.log_path().starts_with(&home), "{}", cluster.log_path().display());
+            assert!(home.starts_with("/var/tmp"), "{}", home.display());
+            std::net::TcpStream::connect(("127.0.0.1", cluster.port())).expect("the server listens");
+            cluster.stop().unwrap();
+            remove_cluster_files(&data_dir).unwrap();
+            assert!(!home.exists());
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

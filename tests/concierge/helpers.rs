@@ -69,7 +69,7 @@ fn remove_stale_clusters() {
         if let Some(pid) = name.strip_prefix("concierge-test-").and_then(|p| p.parse::<i32>().ok()) {
             // SAFETY: kill with signal 0 only checks that the process exists.
             if unsafe { libc::kill(pid, 0) } != 0 {
-                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = concierge_shared::pg::remove_cluster_files(&entry.path());
             }
         }
     }
@@ -107,9 +107,9 @@ pub fn knowledge_dir() -> PathBuf {
 
 pub fn test_config(database_url: &str) -> Config {
     Config {
-        database_url: Some(database_url.to_owned()),
+        database_url: Some(database_url.into()),
         bind: "127.0.0.1:0".parse().unwrap(),
-        jwt_secret: Some(SECRET.to_owned()),
+        jwt_secret: Some(SECRET.into()),
         data_dir: std::env::temp_dir(),
         knowledge_dir: knowledge_dir(),
         db_max_connections: 20,

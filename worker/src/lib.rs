@@ -66,6 +66,24 @@ impl Default for WorkerOptions {
     }
 }
 
+/// The worker options of `concierge worker` and `concierge-worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
+    /// telegram-send, telegram-update, metrics); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Jobs of each queue run at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+impl WorkerArgs {
+    pub fn options(&self) -> anyhow::Result<WorkerOptions> {
+        WorkerOptions::parse(&self.queues, self.concurrency)
+    }
+}
+
 impl WorkerOptions {
     /// From the command line: queue names (empty means all) and a concurrency of at least 1.
     pub fn parse(queues: &[String], concurrency: usize) -> anyhow::Result<Self> {
@@ -287,7 +305,7 @@ fn storage_config<J: Job>(config: &Config) -> apalis_postgres::Config {
 pub async fn serve_metrics(
     bind: std::net::SocketAddr,
     pool: PgPool,
-    token: Option<String>,
+    token: Option<concierge_shared::config::Secret>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use axum::http::StatusCode;
@@ -297,7 +315,7 @@ pub async fn serve_metrics(
             let (pool, token) = (pool.clone(), token.clone());
             async move {
                 let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                if !concierge_shared::telemetry::metrics_allowed(authorization, token.as_deref()) {
+                if !concierge_shared::telemetry::metrics_allowed(authorization, token.as_ref()) {
                     return axum::response::IntoResponse::into_response(StatusCode::UNAUTHORIZED);
                 }
                 axum::response::IntoResponse::into_response(concierge_shared::telemetry::render_prometheus(&pool).await)

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use concierge_shared::config::Secret;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -36,12 +37,12 @@ pub enum PlatformError {
 pub struct PlatformClient {
     http: reqwest::Client,
     base: Option<url::Url>,
-    token: Option<String>,
+    token: Option<Secret>,
     timeout: Duration,
 }
 
 impl PlatformClient {
-    pub fn new(base_url: Option<&str>, token: Option<String>, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(base_url: Option<&str>, token: Option<Secret>, timeout: Duration) -> anyhow::Result<Self> {
         let base = base_url.map(|u| url::Url::parse(&format!("{}/", u.trim_end_matches('/')))).transpose()?;
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).connect_timeout(timeout).build()?;
@@ -80,7 +81,7 @@ impl PlatformClient {
     async fn fetch(&self, url: url::Url) -> Result<Value, PlatformError> {
         let mut request = self.http.get(url).header("accept", "application/json");
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let response = request.send().await.map_err(|e| PlatformError::Transport(e.to_string()))?;
         match response.status().as_u16() {

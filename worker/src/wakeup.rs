@@ -31,9 +31,6 @@ use tokio::{
 use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 
-/// The channel of apalis-postgres' insert trigger on `apalis.jobs`.
-const INSERT_CHANNEL: &str = "apalis::job::insert";
-
 /// Insert notifications for the queues of one worker process, from one LISTEN connection.
 #[derive(Clone)]
 pub struct Inserts {
@@ -52,7 +49,7 @@ impl Inserts {
         let inserts =
             Self { queues: Arc::new(queues.iter().map(|&queue| (queue.to_owned(), watch::channel(0).0)).collect()) };
         let this = inserts.clone();
-        db::listen(pool, INSERT_CHANNEL, shutdown, move |heard| match heard {
+        db::listen(pool, concierge_shared::queue_schema::INSERT_CHANNEL, shutdown, move |heard| match heard {
             Heard::Notification(payload) => {
                 if let Ok(event) = serde_json::from_str::<InsertEvent>(payload) {
                     this.wake(&event.job_type);

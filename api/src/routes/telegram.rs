@@ -12,7 +12,7 @@ use axum::{
     extract::{State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
 };
-use concierge_shared::{TelegramUpdateId, db::telegram};
+use concierge_shared::{TelegramUpdateId, config::Secret, db::telegram};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -29,7 +29,7 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonOut<Value>, ApiError> {
-    let Some(secret) = state.config.webhook_secret.as_deref() else {
+    let Some(secret) = state.config.webhook_secret.as_ref().map(Secret::expose) else {
         return Err(ApiError::Forbidden("the Telegram webhook is not configured".into()));
     };
     let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();

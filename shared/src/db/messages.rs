@@ -129,7 +129,8 @@ pub async fn post_user_message(
 ) -> sqlx::Result<PostOutcome> {
     let message_id = MessageId::new();
     let job = jobs::encode(&ProcessMessage { message_id });
-    let inserted: Option<Message> = sqlx::query_as(concat!("WITH conv AS (
+    let inserted: Option<Message> = sqlx::query_as(concat!(
+        "WITH conv AS (
              UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
              WHERE id = $1 AND owner = $2 AND status = 'open'
                AND ($5::text IS NULL OR NOT EXISTS (
@@ -139,12 +140,18 @@ pub async fn post_user_message(
              INSERT INTO messages (id, conversation_id, seq, role, content, client_message_id)
              SELECT $3, $1, conv.last_seq, 'user', $4, $5 FROM conv
              ON CONFLICT (conversation_id, client_message_id) DO NOTHING
-             RETURNING ", columns!(), "
+             RETURNING ",
+        columns!(),
+        "
          ), job AS (
-             INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-             SELECT $6, $7, $8, 'Pending', 0, $9, now(), 0, ''::hstore, $10 FROM msg
+             ",
+        crate::insert_apalis_job!("$6", "$7", "$8", "$9", "$10"),
+        " FROM msg
          )
-         SELECT ", columns!(), " FROM msg"))
+         SELECT ",
+        columns!(),
+        " FROM msg"
+    ))
     .bind(conversation_id)
     .bind(owner.as_str())
     .bind(message_id)

@@ -13,7 +13,7 @@ use chrono::Utc;
 use concierge_shared::{
     db::{self, telegram, worker_instances},
     i18n::{ActionTexts, fill},
-    jobs,
+    queue_schema,
 };
 use serde_json::{Value, json};
 
@@ -46,9 +46,9 @@ pub(super) async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome
     if !database {
         problems.push(texts.status_database_down.into());
     }
-    let queues = jobs::waiting(&ctx.pool).await.unwrap_or_default();
+    let queues = queue_schema::waiting_by_queue(&ctx.pool).await.unwrap_or_default();
     let now = Utc::now();
-    for jobs::Waiting { queue, depth, oldest } in &queues {
+    for (queue, depth, oldest) in &queues {
         if oldest.is_some_and(|at| now - at > QUEUE_DELAYED) {
             problems.push(fill(texts.status_queue_delayed, &[("queue", queue)]));
         }

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use concierge_shared::config::Secret;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,7 +134,7 @@ pub struct LlmClient {
     http: reqwest::Client,
     url: String,
     model: String,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     timeout: Duration,
     max_retries: u32,
     breaker: Mutex<Breaker>,
@@ -150,7 +151,7 @@ impl LlmClient {
     pub fn new(
         base_url: &str,
         model: &str,
-        api_key: Option<String>,
+        api_key: Option<Secret>,
         timeout: Duration,
         max_retries: u32,
         cooldown: Duration,
@@ -248,7 +249,7 @@ impl LlmClient {
         }
         let mut http = self.http.post(&self.url).json(&body);
         if let Some(key) = &self.api_key {
-            http = http.bearer_auth(key);
+            http = http.bearer_auth(key.expose());
         }
         let response = http.send().await.map_err(|e| Attempt::Failed(LlmError::Transport(e.to_string())))?;
         let status = response.status();

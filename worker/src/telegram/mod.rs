@@ -66,7 +66,7 @@ impl Telegram {
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let mut bot = Bot::with_client(&config.bot_token, client);
+        let mut bot = Bot::with_client(config.bot_token.expose(), client);
         if let Some(url) = &config.api_url {
             bot = bot.set_api_url(
                 url.parse().map_err(|error| anyhow::anyhow!("CONCIERGE_TELEGRAM_API_URL={url:?}: {error}"))?,
