@@ -130,3 +130,34 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+/// The error responses of the OpenAPI document, each declared once. A route lists, after its
+/// success, those it can answer: `responses((status = 200, body = X), Malformed, Unauthenticated)`;
+/// a description that only one route gives stays a tuple in that route.
+pub mod responses {
+    use super::ErrorBody;
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 400, description = "Malformed request")]
+    pub struct Malformed(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 401, description = "Missing or invalid token")]
+    pub struct Unauthenticated(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 403, description = "Not an administrator")]
+    pub struct NotAdmin(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "No such conversation for this caller")]
+    pub struct NoSuchConversation(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 409, description = "The conversation is closed")]
+    pub struct ConversationClosed(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 422, description = "Invalid input")]
+    pub struct InvalidInput(pub ErrorBody);
+}

@@ -12,7 +12,10 @@ use serde_json::Value;
 use crate::{
     AppState,
     auth::{Admin, Caller, owned},
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError, ErrorBody,
+        responses::{ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, Unauthenticated},
+    },
     extract::{Json, Path, Query},
 };
 
@@ -31,7 +34,7 @@ impl From<ActionDefinition> for ActionOut {
     }
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/actions", tag = "actions", summary = "The actions the caller may run here", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = Vec<ActionOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(get, path = "/conversations/{id}/actions", tag = "actions", summary = "The actions the caller may run here", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = Vec<ActionOut>), Malformed, Unauthenticated, NoSuchConversation))]
 pub async fn list_conversation_actions(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,7 +54,7 @@ pub struct ExecuteIn {
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id, action = %name), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput))]
 pub async fn execute_action(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,7 +92,7 @@ pub struct AdminActionOut {
     pub definition: ActionDefinition,
 }
 
-#[utoipa::path(get, path = "/admin/actions", tag = "actions", summary = "Admin: every action definition", responses((status = 200, body = Vec<AdminActionOut>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/actions", tag = "actions", summary = "Admin: every action definition", responses((status = 200, body = Vec<AdminActionOut>), Malformed, Unauthenticated, NotAdmin))]
 pub async fn admin_list_actions(
     State(state): State<AppState>,
     _admin: Admin,
@@ -103,7 +106,7 @@ pub struct PatchActionIn {
     pub active: bool,
 }
 
-#[utoipa::path(patch, path = "/admin/actions/{name}", tag = "actions", summary = "Admin: switch an action on or off", params(("name" = String, Path, description = "The action")), request_body = PatchActionIn, responses((status = 200, body = AdminActionOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such action", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/admin/actions/{name}", tag = "actions", summary = "Admin: switch an action on or off", params(("name" = String, Path, description = "The action")), request_body = PatchActionIn, responses((status = 200, body = AdminActionOut), Malformed, Unauthenticated, NotAdmin, (status = 404, description = "No such action", body = ErrorBody)))]
 pub async fn admin_patch_action(
     State(state): State<AppState>,
     _admin: Admin,
@@ -125,7 +128,7 @@ pub struct RunsQuery {
     pub action: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/action-runs", tag = "actions", summary = "Admin: the action log", params(RunsQuery), responses((status = 200, body = Vec<ActionRun>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/action-runs", tag = "actions", summary = "Admin: the action log", params(RunsQuery), responses((status = 200, body = Vec<ActionRun>), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
 pub async fn admin_list_runs(
     State(state): State<AppState>,
     _admin: Admin,

@@ -22,7 +22,10 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     AppState,
     auth::{self, Admin, StreamToken},
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError,
+        responses::{Malformed, NotAdmin, Unauthenticated},
+    },
     extract::Query,
 };
 
@@ -36,7 +39,7 @@ pub struct EventsQuery {
 }
 
 /// A short-lived token for `GET /admin/events?token=`.
-#[utoipa::path(post, path = "/admin/events/token", tag = "operators", summary = "Admin: a short-lived token for the live feed", responses((status = 201, body = StreamToken), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/events/token", tag = "operators", summary = "Admin: a short-lived token for the live feed", responses((status = 201, body = StreamToken), Unauthenticated, NotAdmin))]
 pub async fn admin_events_token(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -44,7 +47,7 @@ pub async fn admin_events_token(
     Ok((StatusCode::CREATED, JsonOut(state.keys.issue_admin_stream(&admin.owner)?)))
 }
 
-#[utoipa::path(get, path = "/admin/events", tag = "operators", summary = "Admin: Server-Sent Events, `activity` for every new message", params(EventsQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/events", tag = "operators", summary = "Admin: Server-Sent Events, `activity` for every new message", params(EventsQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NotAdmin))]
 pub async fn admin_events(
     State(state): State<AppState>,
     Query(query): Query<EventsQuery>,

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     auth::{Caller, MaybeCaller, StreamToken, owned},
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError, ErrorBody,
+        responses::{InvalidInput, Malformed, NoSuchConversation, Unauthenticated},
+    },
     extract::{Json, Path, Query},
     routes::messages::MessageOut,
 };
@@ -75,7 +78,7 @@ pub struct CreatedConversationOut {
 }
 
 #[tracing::instrument(skip_all, err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), Malformed, Unauthenticated, InvalidInput))]
 pub async fn create_conversation(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -142,7 +145,7 @@ pub struct ConversationPageOut {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/conversations", tag = "conversations", summary = "The caller's conversations, newest first", params(ListQuery), responses((status = 200, body = ConversationPageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/conversations", tag = "conversations", summary = "The caller's conversations, newest first", params(ListQuery), responses((status = 200, body = ConversationPageOut), Malformed, Unauthenticated, InvalidInput))]
 pub async fn list_conversations(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,7 +184,7 @@ pub struct ConversationDetailOut {
     pub has_earlier: bool,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", summary = "A conversation with its latest messages", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationDetailOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", summary = "A conversation with its latest messages", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationDetailOut), Malformed, Unauthenticated, NoSuchConversation))]
 pub async fn get_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,7 +201,7 @@ pub async fn get_conversation(
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/close", tag = "conversations", summary = "Close the conversation (idempotent)", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/close", tag = "conversations", summary = "Close the conversation (idempotent)", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation))]
 pub async fn close_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -227,7 +230,7 @@ pub struct RateIn {
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/rate", tag = "conversations", summary = "Rate the help, once", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = RateIn, responses((status = 200, body = ConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "Already rated, or nothing to rate yet", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/rate", tag = "conversations", summary = "Rate the help, once", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = RateIn, responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, (status = 409, description = "Already rated, or nothing to rate yet", body = ErrorBody), InvalidInput))]
 pub async fn rate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,7 +268,7 @@ pub async fn rate_conversation(
 }
 
 /// A fresh stream token, for an EventSource whose token expired.
-#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), Malformed, Unauthenticated, NoSuchConversation))]
 pub async fn create_stream_token(
     State(state): State<AppState>,
     caller: Caller,

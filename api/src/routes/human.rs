@@ -25,13 +25,16 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     auth::{Admin, Caller, owned},
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError,
+        responses::{ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, Unauthenticated},
+    },
     extract::{Json, Path, Query},
     routes::{conversations::ConversationOut, messages::MessageOut},
 };
 
 /// `POST /conversations/{id}/escalate`: the user asks for a person.
-#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed))]
 pub async fn escalate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,7 +131,7 @@ pub struct AdminPageOut {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/conversations", tag = "operators", summary = "Admin: conversations by latest activity, filtered", params(AdminListQuery), responses((status = 200, body = AdminPageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/conversations", tag = "operators", summary = "Admin: conversations by latest activity, filtered", params(AdminListQuery), responses((status = 200, body = AdminPageOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
 pub async fn admin_list_conversations(
     State(state): State<AppState>,
     _admin: Admin,
@@ -185,7 +188,7 @@ pub struct AdminDetailOut {
     pub llm_calls: Vec<llm_calls::LlmCall>,
 }
 
-#[utoipa::path(get, path = "/admin/conversations/{id}", tag = "operators", summary = "Admin: transcript, notes, topic, action runs and model calls", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminDetailOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/conversations/{id}", tag = "operators", summary = "Admin: transcript, notes, topic, action runs and model calls", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminDetailOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation))]
 pub async fn admin_get_conversation(
     State(state): State<AppState>,
     _admin: Admin,
@@ -237,7 +240,7 @@ fn checked_content<'a>(state: &AppState, content: &'a str) -> Result<&'a str, Ap
 
 /// Reply as an operator: the message reaches the user's stream; the conversation is (or
 /// becomes) human-handled. Operators following the conversation in Telegram see it too.
-#[utoipa::path(post, path = "/admin/conversations/{id}/reply", tag = "operators", summary = "Admin: reply as an operator", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = ReplyIn, responses((status = 201, body = MessageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/reply", tag = "operators", summary = "Admin: reply as an operator", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = ReplyIn, responses((status = 201, body = MessageOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed, InvalidInput))]
 pub async fn admin_reply(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -257,7 +260,7 @@ pub async fn admin_reply(
 
 /// The operator is writing: the user's widget shows "{name} is typing" for a few seconds. The
 /// console calls this every few seconds while its reply box is being typed in.
-#[utoipa::path(post, path = "/admin/conversations/{id}/typing", tag = "operators", summary = "Admin: show the user that an operator is typing", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 204, description = "The user's streams were told"), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/typing", tag = "operators", summary = "Admin: show the user that an operator is typing", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 204, description = "The user's streams were told"), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed))]
 pub async fn admin_typing(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -273,7 +276,7 @@ pub async fn admin_typing(
 }
 
 /// Hand the conversation back to the AI.
-#[utoipa::path(post, path = "/admin/conversations/{id}/ai", tag = "operators", summary = "Admin: hand the conversation back to the AI", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/ai", tag = "operators", summary = "Admin: hand the conversation back to the AI", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed))]
 pub async fn admin_hand_back(
     State(state): State<AppState>,
     _admin: Admin,
@@ -291,7 +294,7 @@ pub async fn admin_hand_back(
 }
 
 /// Close the conversation; the closing notice asks the user to rate.
-#[utoipa::path(post, path = "/admin/conversations/{id}/close", tag = "operators", summary = "Admin: close and ask the user to rate", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/close", tag = "operators", summary = "Admin: close and ask the user to rate", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation))]
 pub async fn admin_close(
     State(state): State<AppState>,
     _admin: Admin,
@@ -314,7 +317,7 @@ pub struct NoteIn {
 }
 
 /// An internal note: operators see it in the console and the transcript, the user never does.
-#[utoipa::path(post, path = "/admin/conversations/{id}/notes", tag = "operators", summary = "Admin: an internal note the user never sees", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = NoteIn, responses((status = 201, body = Vec<Note>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/notes", tag = "operators", summary = "Admin: an internal note the user never sees", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = NoteIn, responses((status = 201, body = Vec<Note>), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, InvalidInput))]
 pub async fn admin_add_note(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use crate::{
     AppState,
     auth::Admin,
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError, ErrorBody,
+        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated},
+    },
     extract::{Path, Query},
 };
 
@@ -27,7 +30,7 @@ pub struct ReindexRunOut {
 }
 
 /// Queue a reindex of the knowledge directory; requests made while one is queued join it.
-#[utoipa::path(post, path = "/knowledge/reindex", tag = "knowledge", summary = "Admin: reindex the knowledge directory", responses((status = 202, body = ReindexRunOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+#[utoipa::path(post, path = "/knowledge/reindex", tag = "knowledge", summary = "Admin: reindex the knowledge directory", responses((status = 202, body = ReindexRunOut), Malformed, Unauthenticated, NotAdmin))]
 pub async fn request_reindex(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -36,7 +39,7 @@ pub async fn request_reindex(
     Ok((StatusCode::ACCEPTED, JsonOut(ReindexRunOut { run, joined: Some(!created) })))
 }
 
-#[utoipa::path(get, path = "/knowledge/reindex/{id}", tag = "knowledge", summary = "Admin: a reindex run and its report", params(("id" = uuid::Uuid, Path, description = "The run")), responses((status = 200, body = ReindexRunOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 404, description = "No such run", body = ErrorBody)))]
+#[utoipa::path(get, path = "/knowledge/reindex/{id}", tag = "knowledge", summary = "Admin: a reindex run and its report", params(("id" = uuid::Uuid, Path, description = "The run")), responses((status = 200, body = ReindexRunOut), Malformed, Unauthenticated, NotAdmin, (status = 404, description = "No such run", body = ErrorBody)))]
 pub async fn get_reindex(
     State(state): State<AppState>,
     _admin: Admin,
@@ -74,7 +77,7 @@ pub struct HitOut {
     pub text: String,
 }
 
-#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
     _admin: Admin,
@@ -124,7 +127,7 @@ async fn knowledge(state: &AppState) -> Result<Arc<KnowledgeBase>, ApiError> {
 }
 
 /// The indexed documents, by path.
-#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<store::DocumentSummary>), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody)))]
+#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<store::DocumentSummary>), Malformed, Unauthenticated, NotAdmin))]
 pub async fn list_documents(
     State(state): State<AppState>,
     _admin: Admin,

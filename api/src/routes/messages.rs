@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     auth::{Caller, owned},
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError,
+        responses::{ConversationClosed, InvalidInput, Malformed, NoSuchConversation, Unauthenticated},
+    },
     extract::{Json, Path, Query},
 };
 
@@ -77,7 +80,7 @@ pub struct PostMessageIn {
 const CLIENT_MESSAGE_ID_MAX: usize = 100;
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 409, description = "The conversation is closed", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput))]
 pub async fn post_message(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,7 +154,7 @@ pub struct MessagePageOut {
     pub has_more: bool,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "messages", summary = "Messages after a sequence number (polling)", params(("id" = uuid::Uuid, Path, description = "The conversation"), ListMessagesQuery), responses((status = 200, body = MessagePageOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "messages", summary = "Messages after a sequence number (polling)", params(("id" = uuid::Uuid, Path, description = "The conversation"), ListMessagesQuery), responses((status = 200, body = MessagePageOut), Malformed, Unauthenticated, NoSuchConversation, InvalidInput))]
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,

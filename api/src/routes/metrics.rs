@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AppState,
     auth::Admin,
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError,
+        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated},
+    },
     extract::{Json, Query},
     routes::human::parse_day,
 };
@@ -52,7 +55,7 @@ fn span(from: Option<&str>, to: Option<&str>) -> Result<(NaiveDate, NaiveDate), 
 }
 
 /// `GET /admin/metrics?from=YYYY-MM-DD&to=YYYY-MM-DD` (default: the last 14 days).
-#[utoipa::path(get, path = "/admin/metrics", tag = "metrics", summary = "Admin: daily conversation metrics and totals", params(SpanQuery), responses((status = 200, body = MetricsOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/metrics", tag = "metrics", summary = "Admin: daily conversation metrics and totals", params(SpanQuery), responses((status = 200, body = MetricsOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
 pub async fn get_metrics(
     State(state): State<AppState>,
     _admin: Admin,
@@ -78,7 +81,7 @@ pub struct RecomputeOut {
 }
 
 /// `POST /admin/metrics/recompute`: queue the metrics job for every day of the span.
-#[utoipa::path(post, path = "/admin/metrics/recompute", tag = "metrics", summary = "Admin: recompute the metrics of a span of days", request_body = RecomputeIn, responses((status = 202, body = RecomputeOut), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/admin/metrics/recompute", tag = "metrics", summary = "Admin: recompute the metrics of a span of days", request_body = RecomputeIn, responses((status = 202, body = RecomputeOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
 pub async fn recompute(
     State(state): State<AppState>,
     _admin: Admin,

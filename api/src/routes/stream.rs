@@ -26,7 +26,10 @@ use serde::Deserialize;
 use crate::{
     AppState,
     auth::{self, owned},
-    error::{ApiError, ErrorBody},
+    error::{
+        ApiError,
+        responses::{Malformed, NoSuchConversation, Unauthenticated},
+    },
     extract::{Path, Query},
     hub::{Signal, Subscription},
     routes::messages::MessageOut,
@@ -45,7 +48,7 @@ pub struct StreamQuery {
     pub after: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or invalid token", body = ErrorBody), (status = 404, description = "No such conversation for this caller", body = ErrorBody)))]
+#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NoSuchConversation))]
 pub async fn stream_conversation(
     State(state): State<AppState>,
     Path(id): Path<ConversationId>,

@@ -18,12 +18,12 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     AppState,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, responses::InvalidInput},
 };
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
-#[utoipa::path(post, path = "/telegram/webhook", tag = "telegram", summary = "Telegram Bot API updates (X-Telegram-Bot-Api-Secret-Token must match)", request_body(content = Object, description = "A Telegram Update"), responses((status = 200, description = "Stored (or a replay, ignored)"), (status = 400, body = ErrorBody), (status = 403, description = "Wrong or missing secret; nothing stored", body = ErrorBody), (status = 422, description = "Invalid input", body = ErrorBody)))]
+#[utoipa::path(post, path = "/telegram/webhook", tag = "telegram", summary = "Telegram Bot API updates (X-Telegram-Bot-Api-Secret-Token must match)", request_body(content = Object, description = "A Telegram Update"), responses((status = 200, description = "Stored (or a replay, ignored)"), (status = 400, body = ErrorBody), (status = 403, description = "Wrong or missing secret; nothing stored", body = ErrorBody), InvalidInput))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
