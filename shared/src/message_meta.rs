@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{ActionRunId, ConversationMode, ConversationStatus, DecisionKind, Engine, EscalationReason, OperatorChannel};
+use crate::{
+    ActionRunId, ConversationMode, ConversationStatus, DecisionKind, Engine, EscalationReason, OperatorChannel,
+};
 
 /// The tag naming a message's kind.
 pub const KIND: &str = "kind";
@@ -223,7 +225,12 @@ impl MessageMeta {
         Self::Operator(OperatorMeta { operator: OperatorSignature { name: name.into(), via }, edited_at: None })
     }
 
-    pub fn action_result(engine: Engine, action: impl Into<String>, action_run_id: ActionRunId, succeeded: bool) -> Self {
+    pub fn action_result(
+        engine: Engine,
+        action: impl Into<String>,
+        action_run_id: ActionRunId,
+        succeeded: bool,
+    ) -> Self {
         Self::ActionResult(ActionResultMeta {
             decision: DecisionKind::Action,
             engine,

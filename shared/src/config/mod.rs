@@ -9,9 +9,16 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
-use clap::{ArgAction, Args, Parser, ValueEnum};
+use clap::{Args, Parser};
 
 pub use crate::secret::Secret;
+
+mod ai;
+mod telegram;
+
+pub use ai::{AiConfig, AiSettings, Provider};
+use telegram::valid_webhook_secret;
+pub use telegram::{TelegramConfig, TelegramMode, TelegramSettings};
 
 /// The settings as given (environment or command line), before they are checked and combined.
 #[derive(Debug, Clone, Args)]
@@ -89,86 +96,6 @@ pub struct Settings {
     pub telegram: TelegramSettings,
 }
 
-/// The language model's settings as given.
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Language model (environment variables)")]
-pub struct AiSettings {
-    /// Which model decides. Default: the provider whose key is set (DEEPSEEK_API_KEY, then
-    /// OPENAI_API_KEY), else offline (the offline engine, no model).
-    #[arg(long, env = "CONCIERGE_AI_PROVIDER", value_enum)]
-    pub ai_provider: Option<Provider>,
-    /// DeepSeek's API key.
-    #[arg(long, env = "DEEPSEEK_API_KEY", hide_env_values = true)]
-    pub deepseek_api_key: Option<Secret>,
-    /// OpenAI's API key (or that of another OpenAI-compatible server).
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    pub openai_api_key: Option<Secret>,
-    /// Any OpenAI-compatible server (vLLM, Ollama, llama.cpp...). Default:
-    /// https://api.deepseek.com/v1 for deepseek, https://api.openai.com/v1 otherwise.
-    #[arg(long, env = "CONCIERGE_LLM_BASE_URL")]
-    pub llm_base_url: Option<String>,
-    /// The model name. Default: deepseek-chat for deepseek, gpt-4o-mini otherwise.
-    #[arg(long, env = "CONCIERGE_LLM_MODEL")]
-    pub llm_model: Option<String>,
-    /// One model request, streamed answer included, in seconds.
-    #[arg(long, env = "CONCIERGE_LLM_TIMEOUT_SECS", default_value_t = 30)]
-    pub llm_timeout_secs: u64,
-    /// Retries of a 429 (after its Retry-After), a 5xx or a transport error.
-    #[arg(long, env = "CONCIERGE_LLM_MAX_RETRIES", default_value_t = 2)]
-    pub llm_max_retries: u32,
-    /// Stream answers to the widget token by token (true or false).
-    #[arg(long, env = "CONCIERGE_LLM_STREAM", default_value_t = true, action = ArgAction::Set)]
-    pub llm_stream: bool,
-    /// Tokens one conversation may spend; after that it is answered offline.
-    #[arg(long, env = "CONCIERGE_LLM_CONVERSATION_TOKENS", default_value_t = 60_000)]
-    pub llm_conversation_tokens: i64,
-    /// Tokens all conversations may spend per UTC day; after that they are answered offline.
-    #[arg(long, env = "CONCIERGE_LLM_DAILY_TOKENS", default_value_t = 5_000_000)]
-    pub llm_daily_tokens: i64,
-    /// After 3 failed calls in a row, how long new messages are answered offline before the
-    /// provider is tried again, in seconds.
-    #[arg(long, env = "CONCIERGE_LLM_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
-    pub llm_breaker_cooldown_secs: u64,
-    /// The versioned system prompt (`system.md`).
-    #[arg(long, env = "CONCIERGE_PROMPTS_DIR", default_value = "prompts")]
-    pub prompts_dir: PathBuf,
-}
-
-/// The support bot's settings as given.
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Operators in Telegram (environment variables)")]
-pub struct TelegramSettings {
-    /// The support bot's token from @BotFather. Unset: no Telegram; operators use the console.
-    #[arg(long, env = "SUPPORT_BOT_TOKEN", hide_env_values = true)]
-    pub support_bot_token: Option<Secret>,
-    /// The support supergroup (`-100…`), with topics enabled and the bot an admin allowed to
-    /// manage topics. Required with the bot token.
-    #[arg(long, env = "SUPPORT_NOTIFICATIONS_CHAT_ID", allow_negative_numbers = true)]
-    pub support_notifications_chat_id: Option<String>,
-    /// What Telegram sends in X-Telegram-Bot-Api-Secret-Token (1–256 of A-Z, a-z, 0-9, _ and
-    /// -). Unset: the webhook refuses every update.
-    #[arg(long, env = "CONCIERGE_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<Secret>,
-    /// How updates arrive: webhook (at the API) or polling (one worker process, elected by an
-    /// advisory lock, asks with getUpdates). Default: webhook when a webhook secret is set,
-    /// else polling.
-    #[arg(long, env = "CONCIERGE_TELEGRAM_MODE", value_enum)]
-    pub telegram_mode: Option<TelegramMode>,
-    /// Telegram user ids allowed to answer, comma-separated. Unset: the group's administrators.
-    #[arg(long, env = "CONCIERGE_TELEGRAM_OPERATORS")]
-    pub telegram_operators: Option<String>,
-    /// Posts per minute to the group, all workers together (Telegram allows about 20).
-    #[arg(long, env = "CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", default_value_t = 20)]
-    pub telegram_messages_per_minute: u32,
-    /// Another Bot API server (a self-hosted telegram-bot-api, or a test's). Default:
-    /// https://api.telegram.org.
-    #[arg(long, env = "CONCIERGE_TELEGRAM_API_URL")]
-    pub telegram_api_url: Option<String>,
-    /// One Bot API request, in seconds.
-    #[arg(long, env = "CONCIERGE_TELEGRAM_TIMEOUT_SECS", default_value_t = 30)]
-    pub telegram_timeout_secs: u64,
-}
-
 /// Said below every binary's `--help`: what is read from the environment besides the settings.
 pub const HELP_FOOTER: &str = "Every setting can also be given as its environment variable. \
      Logging: RUST_LOG filters the log (default: info).";
@@ -222,171 +149,6 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub metrics_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
-}
-
-/// The support bot and its group. Escalated conversations get a forum topic in the group.
-#[derive(Debug, Clone)]
-pub struct TelegramConfig {
-    pub bot_token: Secret,
-    /// The forum supergroup (`-100...`).
-    pub chat_id: i64,
-    /// Another Bot API server (self-hosted, or a test's).
-    pub api_url: Option<String>,
-    pub mode: TelegramMode,
-    /// Telegram user ids allowed to answer; empty: the group's administrators.
-    pub operators: Vec<u64>,
-    /// Posts per minute to the group, all workers together.
-    pub messages_per_minute: u32,
-    /// One Bot API request.
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TelegramMode {
-    /// Updates arrive at the API.
-    Webhook,
-    /// A worker asks Telegram with getUpdates.
-    Polling,
-}
-
-impl TelegramSettings {
-    /// `None` when no bot token is set.
-    fn resolve(self) -> anyhow::Result<Option<TelegramConfig>> {
-        let Some(bot_token) = self.support_bot_token else { return Ok(None) };
-        let chat_id = self
-            .support_notifications_chat_id
-            .context("SUPPORT_BOT_TOKEN is set but SUPPORT_NOTIFICATIONS_CHAT_ID is not")?;
-        let chat_id = chat_id
-            .trim()
-            .parse()
-            .with_context(|| format!("SUPPORT_NOTIFICATIONS_CHAT_ID={chat_id:?} is not a chat id"))?;
-        let mode = match self.telegram_mode {
-            Some(mode) => mode,
-            None if self.webhook_secret.is_some() => TelegramMode::Webhook,
-            None => TelegramMode::Polling,
-        };
-        let operators = self
-            .telegram_operators
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .map(|id| id.parse().with_context(|| format!("CONCIERGE_TELEGRAM_OPERATORS: {id:?} is not a user id")))
-            .collect::<anyhow::Result<_>>()?;
-        if self.telegram_messages_per_minute == 0 {
-            bail!("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE must be at least 1");
-        }
-        Ok(Some(TelegramConfig {
-            bot_token,
-            chat_id,
-            api_url: self.telegram_api_url.map(|u| u.trim_end_matches('/').to_owned()),
-            mode,
-            operators,
-            messages_per_minute: self.telegram_messages_per_minute,
-            timeout: Duration::from_secs(self.telegram_timeout_secs),
-        }))
-    }
-}
-
-impl TelegramConfig {
-    /// The pause between two posts to the group.
-    pub fn send_interval(&self) -> Duration {
-        Duration::from_secs(60) / self.messages_per_minute
-    }
-}
-
-/// Telegram accepts 1 to 256 characters `A-Z`, `a-z`, `0-9`, `_` and `-` as a webhook secret.
-fn valid_webhook_secret(secret: &str) -> bool {
-    (1..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Which LLM answers, and its limits.
-#[derive(Debug, Clone)]
-pub struct AiConfig {
-    pub provider: Provider,
-    /// Any OpenAI-compatible server, without a trailing slash.
-    pub base_url: String,
-    pub model: String,
-    /// The provider's key; local servers may need none.
-    pub api_key: Option<Secret>,
-    /// One request, including a streamed answer.
-    pub timeout: Duration,
-    /// Retries of a 429/5xx/transport failure.
-    pub max_retries: u32,
-    /// Stream answers token by token to the widget.
-    pub stream: bool,
-    /// Tokens one conversation may spend.
-    pub conversation_token_budget: i64,
-    /// Tokens all conversations may spend per UTC day.
-    pub daily_token_budget: i64,
-    /// The versioned prompts.
-    pub prompts_dir: PathBuf,
-    /// After 3 failed calls in a row, how long new messages are answered offline.
-    pub breaker_cooldown: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Provider {
-    Deepseek,
-    Openai,
-    Offline,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Deepseek => "deepseek",
-            Provider::Openai => "openai",
-            Provider::Offline => "offline",
-        }
-    }
-}
-
-impl AiSettings {
-    fn resolve(self) -> AiConfig {
-        let provider = match self.ai_provider {
-            Some(provider) => provider,
-            None if self.deepseek_api_key.is_some() => Provider::Deepseek,
-            None if self.openai_api_key.is_some() => Provider::Openai,
-            None => Provider::Offline,
-        };
-        let (default_url, default_model, api_key) = match provider {
-            Provider::Deepseek => ("https://api.deepseek.com/v1", "deepseek-chat", self.deepseek_api_key),
-            Provider::Openai | Provider::Offline => ("https://api.openai.com/v1", "gpt-4o-mini", self.openai_api_key),
-        };
-        AiConfig {
-            provider,
-            base_url: self.llm_base_url.as_deref().unwrap_or(default_url).trim_end_matches('/').into(),
-            model: self.llm_model.unwrap_or_else(|| default_model.into()),
-            api_key,
-            timeout: Duration::from_secs(self.llm_timeout_secs),
-            max_retries: self.llm_max_retries,
-            stream: self.llm_stream,
-            conversation_token_budget: self.llm_conversation_tokens,
-            daily_token_budget: self.llm_daily_tokens,
-            prompts_dir: self.prompts_dir,
-            breaker_cooldown: Duration::from_secs(self.llm_breaker_cooldown_secs),
-        }
-    }
-}
-
-impl AiConfig {
-    /// No model: the offline engine decides.
-    pub fn offline() -> Self {
-        Self {
-            provider: Provider::Offline,
-            base_url: String::new(),
-            model: String::new(),
-            api_key: None,
-            timeout: Duration::from_secs(30),
-            max_retries: 2,
-            stream: true,
-            conversation_token_budget: 60_000,
-            daily_token_budget: 5_000_000,
-            prompts_dir: "prompts".into(),
-            breaker_cooldown: Duration::from_secs(30),
-        }
-    }
 }
 
 impl Settings {

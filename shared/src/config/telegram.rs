@@ -1,0 +1,120 @@
+//! The support bot's settings: as given ([`TelegramSettings`]) and as the processes use them
+//! ([`TelegramConfig`]). No bot token means no Telegram: operators use the console.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use super::Secret;
+
+/// The support bot's settings as given.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Operators in Telegram (environment variables)")]
+pub struct TelegramSettings {
+    /// The support bot's token from @BotFather. Unset: no Telegram; operators use the console.
+    #[arg(long, env = "SUPPORT_BOT_TOKEN", hide_env_values = true)]
+    pub support_bot_token: Option<Secret>,
+    /// The support supergroup (`-100…`), with topics enabled and the bot an admin allowed to
+    /// manage topics. Required with the bot token.
+    #[arg(long, env = "SUPPORT_NOTIFICATIONS_CHAT_ID", allow_negative_numbers = true)]
+    pub support_notifications_chat_id: Option<String>,
+    /// What Telegram sends in X-Telegram-Bot-Api-Secret-Token (1–256 of A-Z, a-z, 0-9, _ and
+    /// -). Unset: the webhook refuses every update.
+    #[arg(long, env = "CONCIERGE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+    /// How updates arrive: webhook (at the API) or polling (one worker process, elected by an
+    /// advisory lock, asks with getUpdates). Default: webhook when a webhook secret is set,
+    /// else polling.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_MODE", value_enum)]
+    pub telegram_mode: Option<TelegramMode>,
+    /// Telegram user ids allowed to answer, comma-separated. Unset: the group's administrators.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_OPERATORS")]
+    pub telegram_operators: Option<String>,
+    /// Posts per minute to the group, all workers together (Telegram allows about 20).
+    #[arg(long, env = "CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", default_value_t = 20)]
+    pub telegram_messages_per_minute: u32,
+    /// Another Bot API server (a self-hosted telegram-bot-api, or a test's). Default:
+    /// https://api.telegram.org.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_API_URL")]
+    pub telegram_api_url: Option<String>,
+    /// One Bot API request, in seconds.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_TIMEOUT_SECS", default_value_t = 30)]
+    pub telegram_timeout_secs: u64,
+}
+
+/// The support bot and its group. Escalated conversations get a forum topic in the group.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    pub bot_token: Secret,
+    /// The forum supergroup (`-100...`).
+    pub chat_id: i64,
+    /// Another Bot API server (self-hosted, or a test's).
+    pub api_url: Option<String>,
+    pub mode: TelegramMode,
+    /// Telegram user ids allowed to answer; empty: the group's administrators.
+    pub operators: Vec<u64>,
+    /// Posts per minute to the group, all workers together.
+    pub messages_per_minute: u32,
+    /// One Bot API request.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TelegramMode {
+    /// Updates arrive at the API.
+    Webhook,
+    /// A worker asks Telegram with getUpdates.
+    Polling,
+}
+
+impl TelegramSettings {
+    /// `None` when no bot token is set.
+    pub(super) fn resolve(self) -> anyhow::Result<Option<TelegramConfig>> {
+        let Some(bot_token) = self.support_bot_token else { return Ok(None) };
+        let chat_id = self
+            .support_notifications_chat_id
+            .context("SUPPORT_BOT_TOKEN is set but SUPPORT_NOTIFICATIONS_CHAT_ID is not")?;
+        let chat_id = chat_id
+            .trim()
+            .parse()
+            .with_context(|| format!("SUPPORT_NOTIFICATIONS_CHAT_ID={chat_id:?} is not a chat id"))?;
+        let mode = match self.telegram_mode {
+            Some(mode) => mode,
+            None if self.webhook_secret.is_some() => TelegramMode::Webhook,
+            None => TelegramMode::Polling,
+        };
+        let operators = self
+            .telegram_operators
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse().with_context(|| format!("CONCIERGE_TELEGRAM_OPERATORS: {id:?} is not a user id")))
+            .collect::<anyhow::Result<_>>()?;
+        if self.telegram_messages_per_minute == 0 {
+            bail!("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE must be at least 1");
+        }
+        Ok(Some(TelegramConfig {
+            bot_token,
+            chat_id,
+            api_url: self.telegram_api_url.map(|u| u.trim_end_matches('/').to_owned()),
+            mode,
+            operators,
+            messages_per_minute: self.telegram_messages_per_minute,
+            timeout: Duration::from_secs(self.telegram_timeout_secs),
+        }))
+    }
+}
+
+impl TelegramConfig {
+    /// The pause between two posts to the group.
+    pub fn send_interval(&self) -> Duration {
+        Duration::from_secs(60) / self.messages_per_minute
+    }
+}
+
+/// Telegram accepts 1 to 256 characters `A-Z`, `a-z`, `0-9`, `_` and `-` as a webhook secret.
+pub(super) fn valid_webhook_secret(secret: &str) -> bool {
+    (1..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
