@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Args, ValueEnum};
 
-use super::Secret;
+use crate::secret::Secret;
 
 /// The language model's settings as given.
 #[derive(Debug, Clone, Args)]

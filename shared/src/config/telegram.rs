@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
-use super::Secret;
+use crate::secret::Secret;
 
 /// The support bot's settings as given.
 #[derive(Debug, Clone, Args)]
