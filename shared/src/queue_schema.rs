@@ -102,19 +102,35 @@ fn names(statuses: &[JobStatus]) -> Vec<&'static str> {
     statuses.iter().map(|s| s.as_str()).collect()
 }
 
+/// The condition of a finished job, given `$1` = the [`FINISHED`] names and `$2` = `Failed`.
+macro_rules! finished_job {
+    () => {
+        "(status = ANY($1) OR (status = $2 AND attempts >= max_attempts))"
+    };
+}
+
 /// Delete jobs that finished longer than `kept` ago; returns how many went.
 pub async fn delete_finished_jobs(db: impl PgExecutor<'_>, kept: Duration) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "DELETE FROM apalis.jobs
-         WHERE (status = ANY($2) OR (status = $3 AND attempts >= max_attempts))
-           AND coalesce(done_at, run_at) < now() - $1 * interval '1 second'",
-    )
-    .bind(kept.as_secs() as i64)
+    Ok(sqlx::query(concat!(
+        "DELETE FROM apalis.jobs WHERE ",
+        finished_job!(),
+        " AND coalesce(done_at, run_at) < now() - $3 * interval '1 second'"
+    ))
     .bind(names(&FINISHED))
     .bind(JobStatus::Failed.as_str())
+    .bind(kept.as_secs() as i64)
     .execute(db)
     .await?
     .rows_affected())
+}
+
+/// How many jobs have not finished yet (waiting, running, or failed with tries left).
+pub async fn count_unfinished_jobs(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(concat!("SELECT count(*) FROM apalis.jobs WHERE NOT ", finished_job!()))
+        .bind(names(&FINISHED))
+        .bind(JobStatus::Failed.as_str())
+        .fetch_one(db)
+        .await
 }
 
 /// Delete workers silent for longer than `kept` that hold no job.

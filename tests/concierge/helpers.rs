@@ -421,10 +421,10 @@ pub async fn simulate_delay(delay: Duration) {
 }
 
 impl TestApp {
-    /// Wait until every queued job has run to its end (done, or killed after its last try).
+    /// Wait until every queued job has run to its end (done, killed, or failed with no try left).
     pub async fn wait_for_idle_queue(&self) {
         wait_until("every queued job to finish", WAIT, async || {
-            let open = self.count("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed')").await;
+            let open = concierge_shared::queue_schema::count_unfinished_jobs(&self.pool).await.unwrap();
             if open == 0 { Ok(()) } else { Err(format!("{open} unfinished jobs")) }
         })
         .await

@@ -16,7 +16,7 @@ async fn wait_for_reply_and_idle_queue(app: &TestApp, message_id: &str) {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-        let open = app.count("SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed')").await;
+        let open = concierge_shared::queue_schema::count_unfinished_jobs(&app.pool).await.unwrap();
         if replies > 0 && open == 0 { Ok(()) } else { Err(format!("replies: {replies}, unfinished jobs: {open}")) }
     })
     .await
