@@ -327,6 +327,6 @@ pub async fn admin_add_note(
     let content = checked_content(&state, &input.content)?;
     conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
     let author = admin.name.clone().unwrap_or_else(|| admin.owner.as_str().to_owned());
-    telegram::add_note(&state.pool, id, &author, content, OperatorChannel::Console.as_str(), None).await?;
+    telegram::add_note(&state.pool, id, &author, content, OperatorChannel::Console, None).await?;
     Ok((axum::http::StatusCode::CREATED, JsonOut(telegram::notes(&state.pool, id).await?)))
 }

@@ -195,7 +195,7 @@ async fn command_outcome(
         "note" => {
             let author = from.full_name();
             let key = format!("update:{update_id}");
-            store::add_note(&ctx.pool, id, &author, argument, OperatorChannel::Telegram.as_str(), Some(&key)).await?;
+            store::add_note(&ctx.pool, id, &author, argument, OperatorChannel::Telegram, Some(&key)).await?;
             notify(ctx, id, update_id, texts.note_saved).await?;
             Ok("note".into())
         }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
 
-use crate::ConversationId;
+use crate::{ConversationId, OperatorChannel};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Note {
@@ -23,7 +23,7 @@ pub async fn add_note(
     conversation_id: ConversationId,
     author: &str,
     content: &str,
-    source: &str,
+    source: OperatorChannel,
     key: Option<&str>,
 ) -> sqlx::Result<bool> {
     Ok(sqlx::query(
@@ -34,7 +34,7 @@ pub async fn add_note(
     .bind(conversation_id)
     .bind(author)
     .bind(content)
-    .bind(source)
+    .bind(source.as_str())
     .bind(key)
     .execute(db)
     .await?
