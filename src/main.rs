@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(EvalCommand::Retrieval(args)) => {
-            let figures = concierge::eval::retrieval(&config.knowledge_dir, &args.file)?;
+            let figures = concierge::eval::retrieval(&config, &args).await?;
             concierge::eval::print_retrieval(&figures, args.all_misses);
             Ok(())
         }
@@ -193,7 +193,13 @@ async fn telegram(config: &Config, command: TelegramCommand) -> anyhow::Result<(
 async fn reindex(config: &Config, url: &str) -> anyhow::Result<()> {
     let pool = concierge_shared::db::connect(url, 2).await?;
     concierge_shared::db::migrate(&pool).await?;
-    let report = concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?;
+    let mut report = concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?;
+    if let Some(embeddings) = &config.embeddings {
+        let embedder = concierge_shared::embeddings::Embedder::new(embeddings);
+        let embedded = concierge_shared::knowledge::embed::sync(&pool, &embedder).await?;
+        report.version = report.version.max(embedded.version);
+        report.embedded = Some(embedded);
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !report.errors.is_empty() {
         eprintln!("{} broken document(s) were skipped", report.errors.len());

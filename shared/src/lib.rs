@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod duty;
+pub mod embeddings;
 pub mod events;
 pub mod human;
 pub mod i18n;

@@ -75,22 +75,49 @@ pub struct DecisionInfo {
     /// Why the offline engine decided although a model is configured.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// How the knowledge was searched for the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalInfo>,
+}
+
+/// How the knowledge was searched: with the vector ranking or lexically, and if lexically
+/// although vectors exist, why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetrievalInfo {
+    /// `hybrid` or `lexical`.
+    pub mode: String,
+    /// The embedding failure the search fell back from: `timeout`, `circuit_open`,
+    /// `dimensions`, `http_error`, `transport`, `invalid`, `rate_limited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+}
+
+impl RetrievalInfo {
+    pub fn of(result: &crate::knowledge::SearchResult, fallback: Option<&str>) -> Self {
+        Self { mode: if result.semantic { "hybrid" } else { "lexical" }.into(), fallback: fallback.map(str::to_owned) }
+    }
 }
 
 impl DecisionInfo {
     /// Decided by the offline engine; `fallback` says why when a model was configured.
     pub fn offline(fallback: Option<String>) -> Self {
-        Self { engine: Engine::Offline, model: None, prompt_version: None, fallback }
+        Self { engine: Engine::Offline, model: None, prompt_version: None, fallback, retrieval: None }
     }
 
     /// Decided without any engine: by the user's button.
     pub fn button() -> Self {
-        Self { engine: Engine::Button, model: None, prompt_version: None, fallback: None }
+        Self { engine: Engine::Button, model: None, prompt_version: None, fallback: None, retrieval: None }
     }
 
     /// Decided by the language model `model` with the prompt `prompt_version`.
     pub fn llm(model: String, prompt_version: String) -> Self {
-        Self { engine: Engine::Llm, model: Some(model), prompt_version: Some(prompt_version), fallback: None }
+        Self {
+            engine: Engine::Llm,
+            model: Some(model),
+            prompt_version: Some(prompt_version),
+            fallback: None,
+            retrieval: None,
+        }
     }
 }
 
@@ -103,6 +130,9 @@ pub struct Source {
     pub heading: String,
     pub score: f32,
     pub coverage: f32,
+    /// Cosine similarity to the question, when the vector ranking found the passage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<f32>,
 }
 
 impl From<&crate::knowledge::Hit> for Source {
@@ -114,6 +144,7 @@ impl From<&crate::knowledge::Hit> for Source {
             heading: hit.chunk.heading.clone(),
             score: hit.score,
             coverage: hit.coverage,
+            vector: hit.vector,
         }
     }
 }
@@ -343,6 +374,7 @@ mod tests {
             heading: "Карты".into(),
             score: 1.5,
             coverage: 0.75,
+            vector: None,
         }
     }
 

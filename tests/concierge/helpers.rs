@@ -123,6 +123,7 @@ pub fn test_config(database_url: &str) -> Config {
             prompts_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompts"),
             ..concierge_shared::config::AiConfig::offline()
         },
+        embeddings: None,
         platform_url: None,
         platform_token: None,
         platform_timeout: Duration::from_secs(2),

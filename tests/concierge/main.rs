@@ -5,6 +5,8 @@ mod api_doc;
 mod bad_input;
 mod browser;
 mod conversations;
+mod embeddings;
+mod fake_embeddings;
 mod fake_llm;
 mod fake_telegram;
 mod helpers;

@@ -11,13 +11,15 @@ use concierge_shared::{
     actions::{ActionDefinition, triggered},
     db::{conversations::Conversation, messages::Message},
     i18n::{Locale, Texts},
-    knowledge::{Hit, KnowledgeIndex, SearchResult},
+    knowledge::{Hit, SearchResult},
 };
 
 /// How much of the question (rarity-weighted) the best passage must contain to be an answer;
 /// chosen with `concierge eval retrieval`: at 0.5 fewer in-scope questions were answered, with the
 /// same out-of-scope rejection.
 pub const MIN_COVERAGE: f32 = 0.45;
+/// Hits searched for a message: enough for the model's passages and the engine's suggestions.
+pub const SEARCHED: usize = 8;
 /// Clarifying questions allowed per conversation before escalating.
 pub const MAX_CLARIFICATIONS: i32 = 2;
 /// Longest passage quoted in an answer, in characters.
@@ -62,12 +64,11 @@ impl Decision {
     }
 }
 
-/// Decide how to reply to `message`. `history` is the conversation before it, oldest first;
-/// `actions` are those the owner may run.
+/// Decide how to reply to `message`. `found` is the knowledge search for it (see
+/// [`query_with_context`]); `actions` are those the owner may run.
 pub fn decide(
-    kb: &KnowledgeIndex,
+    found: &SearchResult,
     conversation: &Conversation,
-    history: &[Message],
     message: &Message,
     actions: &[ActionDefinition],
 ) -> Decision {
@@ -107,9 +108,8 @@ pub fn decide(
         return Decision::Action { name: action.name.clone(), params: serde_json::json!({}) };
     }
 
-    let query = query_with_context(history, &message.content);
-    let result = kb.search(&query, 5);
-    if let Some(best) = confident(&result) {
+    let result = found;
+    if let Some(best) = confident(result) {
         let passage = excerpt(&best.chunk.text, MAX_PASSAGE_CHARS);
         let citation = if best.chunk.heading == best.chunk.doc_title {
             format!("{}: «{}».", texts.sources_heading, best.chunk.doc_title)

@@ -23,6 +23,7 @@ use apalis_postgres::PostgresStorage;
 use concierge_shared::{
     config::{Config, TelegramMode},
     db::worker_instances::{self, Instance},
+    embeddings::Embedder,
     jobs::{
         ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend, TelegramUpdate,
     },
@@ -36,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Context {
     pub pool: PgPool,
     pub knowledge: Arc<KnowledgeBase>,
+    /// The embeddings server, when one is configured: the reindex job embeds new chunks.
+    pub embedder: Option<Arc<Embedder>>,
     /// The Markdown directory the reindex job reads.
     pub knowledge_dir: std::path::PathBuf,
     /// Attempts a job gets before its failure is final.
@@ -110,7 +113,8 @@ impl WorkerOptions {
 impl Context {
     pub async fn build(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
         concierge_shared::telemetry::prometheus();
-        let knowledge = KnowledgeBase::load(pool.clone()).await?;
+        let embedder = config.embeddings.as_ref().map(|c| Arc::new(Embedder::new(c)));
+        let knowledge = KnowledgeBase::load(pool.clone(), embedder.clone()).await?;
         if knowledge.current().is_empty() {
             tracing::warn!(
                 "the knowledge base is empty: run `concierge reindex` or POST /api/concierge/knowledge/reindex/"
@@ -129,6 +133,7 @@ impl Context {
         Ok(Self {
             pool,
             knowledge,
+            embedder,
             knowledge_dir: config.knowledge_dir.clone(),
             max_attempts: config.job_max_attempts,
             llm,
@@ -191,6 +196,9 @@ pub async fn run(
             tracing::error!(worker = worker.name(), %error, restarts, "a worker stopped; restarting it");
             restarts < MAX_RESTARTS
         });
+    if options.queues.contains(&Queue::Reindex) {
+        reindex::keep_embedded(&ctx, shutdown.clone());
+    }
     let names: Vec<&str> = options.queues.iter().map(|queue| queue.name()).collect();
     let inserts = wakeup::Inserts::start(&ctx.pool, &names, shutdown.clone()).await?;
     for queue in &options.queues {

@@ -22,7 +22,8 @@ use concierge_shared::{
     events::{self, Event},
     i18n::{self, Locale},
     jobs::{self, Escalate, ProcessMessage},
-    message_meta::MessageMeta,
+    knowledge::SearchOptions,
+    message_meta::{MessageMeta, RetrievalInfo},
 };
 
 use crate::{
@@ -70,12 +71,14 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         .into_iter()
         .filter(|m| m.seq < message.seq)
         .collect::<Vec<_>>();
-    let kb = ctx.knowledge.current();
+    let query = engine::query_with_context(&history, &message.content);
+    let retrieval = ctx.knowledge.search(&query, &SearchOptions::top(engine::SEARCHED)).await;
+    let found = &retrieval.result;
     let available = ctx.definitions.available(&ctx.pool, conversation.owner_kind == OwnerKind::User).await?;
     let (decision, info) = match &ctx.llm {
         // A request for a person needs no model.
         Some(_) if engine::asks_for_human(&engine::words(&message.content)) => {
-            (engine::decide(&kb, &conversation, &history, &message, &available), DecisionInfo::offline(None))
+            (engine::decide(found, &conversation, &message, &available), DecisionInfo::offline(None))
         }
         Some(llm) => {
             Event::Typing { conversation_id: conversation.id, reply_to: message.id }.publish(&ctx.pool).await?;
@@ -85,7 +88,7 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
                 conversation: &conversation,
                 history: &history,
                 message: &message,
-                kb: &kb,
+                found,
                 actions: &available,
                 plan,
             };
@@ -98,8 +101,10 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
             deltas.finish().await;
             decided?
         }
-        None => (engine::decide(&kb, &conversation, &history, &message, &available), DecisionInfo::offline(None)),
+        None => (engine::decide(found, &conversation, &message, &available), DecisionInfo::offline(None)),
     };
+    let mut info = info;
+    info.retrieval = Some(RetrievalInfo::of(found, retrieval.fallback));
     apply(ctx, &conversation, &message, decision, &info).await
 }
 

@@ -5,7 +5,9 @@ use axum::{Json as JsonOut, extract::State, http::StatusCode};
 use concierge_shared::{
     ReindexRunId,
     db::reindex_runs,
-    knowledge::{KnowledgeBase, store},
+    embeddings::Embedder,
+    knowledge::{KnowledgeBase, SearchOptions, store},
+    message_meta::RetrievalInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -63,6 +65,11 @@ pub struct SearchOut {
     pub version: i64,
     /// Distinct terms of the query after analysis.
     pub query_terms: usize,
+    /// `hybrid` (lexical and vector rankings fused) or `lexical`.
+    pub mode: String,
+    /// Why the search was lexical although the knowledge base has vectors (`timeout`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     pub hits: Vec<HitOut>,
 }
 
@@ -72,8 +79,16 @@ pub struct HitOut {
     pub path: String,
     pub title: String,
     pub heading: String,
+    /// The ranking score: BM25 for a lexical search, the fused score for a hybrid one.
     pub score: f32,
     pub coverage: f32,
+    /// BM25, when the lexical ranking found the passage.
+    pub lexical: Option<f32>,
+    /// Cosine similarity to the query, when the vector ranking found the passage.
+    pub vector: Option<f32>,
+    /// 1-based ranks in the lexical and the vector candidate lists.
+    pub lexical_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
     pub text: String,
 }
 
@@ -94,7 +109,12 @@ pub async fn search_knowledge(
     let kb = knowledge(&state).await?;
     let index = kb.current();
     let q = q.to_owned();
-    let result = tokio::task::spawn_blocking(move || index.search(&q, limit)).await.map_err(anyhow::Error::from)?;
+    let (vector, fallback) = kb.query_vector(&index, &q).await;
+    let result =
+        tokio::task::spawn_blocking(move || index.search_with(&q, vector.as_deref(), &SearchOptions::top(limit)))
+            .await
+            .map_err(anyhow::Error::from)?;
+    let mode = RetrievalInfo::of(&result, fallback).mode;
     let hits = result
         .hits
         .into_iter()
@@ -105,10 +125,20 @@ pub async fn search_knowledge(
             heading: hit.chunk.heading,
             score: hit.score,
             coverage: hit.coverage,
+            lexical: hit.lexical,
+            vector: hit.vector,
+            lexical_rank: hit.lexical_rank,
+            vector_rank: hit.vector_rank,
             text: hit.chunk.text,
         })
         .collect();
-    Ok(JsonOut(SearchOut { version: kb.version(), query_terms: result.query_terms, hits }))
+    Ok(JsonOut(SearchOut {
+        version: kb.version(),
+        query_terms: result.query_terms,
+        mode,
+        fallback: fallback.map(str::to_owned),
+        hits,
+    }))
 }
 
 /// The API's copy of the search index, built on first use and kept current from then on.
@@ -116,7 +146,8 @@ async fn knowledge(state: &AppState) -> Result<Arc<KnowledgeBase>, ApiError> {
     let kb = state
         .knowledge
         .get_or_try_init(|| async {
-            let kb = KnowledgeBase::load(state.pool.clone()).await?;
+            let embedder = state.config.embeddings.as_ref().map(|c| Arc::new(Embedder::new(c)));
+            let kb = KnowledgeBase::load(state.pool.clone(), embedder).await?;
             kb.watch(state.shutdown.clone());
             anyhow::Ok(kb)
         })

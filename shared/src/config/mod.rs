@@ -14,9 +14,11 @@ use clap::{Args, Parser};
 pub use crate::secret::Secret;
 
 mod ai;
+mod embeddings;
 mod telegram;
 
 pub use ai::{AiConfig, AiSettings, Provider};
+pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 use telegram::valid_webhook_secret;
 pub use telegram::{TelegramConfig, TelegramMode, TelegramSettings};
 
@@ -93,6 +95,8 @@ pub struct Settings {
     #[command(flatten)]
     pub ai: AiSettings,
     #[command(flatten)]
+    pub embeddings: EmbeddingsSettings,
+    #[command(flatten)]
     pub telegram: TelegramSettings,
 }
 
@@ -138,6 +142,8 @@ pub struct Config {
     pub worker_heartbeat: Duration,
     /// The language model that decides, if any.
     pub ai: AiConfig,
+    /// The embeddings server, if any; without one the knowledge search is lexical only.
+    pub embeddings: Option<EmbeddingsConfig>,
     /// `None`: the all-in-one binary serves a demo platform.
     pub platform_url: Option<String>,
     pub platform_token: Option<Secret>,
@@ -177,6 +183,7 @@ impl Settings {
             visitor_token_ttl: Duration::from_secs(86_400 * self.visitor_token_ttl_days),
             job_max_attempts: self.job_max_attempts,
             worker_heartbeat: Duration::from_secs(self.worker_heartbeat_secs),
+            embeddings: self.embeddings.resolve(self.ai.openai_api_key.as_ref())?,
             ai: self.ai.resolve(),
             platform_url: self.platform_url.map(|u| u.trim_end_matches('/').to_owned()),
             platform_token: self.platform_token,

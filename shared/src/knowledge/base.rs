@@ -1,6 +1,10 @@
 //! A process's live view of the knowledge base: the search index built from the stored
 //! documents at some version, rebuilt in the background when a newer version is announced.
 //! Readers take a snapshot (`current`) and keep answering from it while a rebuild runs.
+//!
+//! With an embeddings server, the snapshot holds the chunks' vectors beside the lexical index,
+//! read in the same database snapshot and swapped in together; [`KnowledgeBase::search`] embeds
+//! the query within its budget and answers lexically, saying why, when it cannot.
 
 use std::{
     sync::{Arc, RwLock},
@@ -12,13 +16,19 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{KnowledgeIndex, store};
+use super::{KnowledgeIndex, SearchOptions, SearchResult, VectorIndex, Vectors, embed::passage_text, store};
+use crate::{
+    embeddings::{EmbedError, Embedder},
+    knowledge::content_hash,
+};
 
 /// How often the stored version is checked even without a notification.
 const RECHECK: Duration = Duration::from_secs(30);
 
 pub struct KnowledgeBase {
     pool: PgPool,
+    /// Embeds queries, when an embeddings server is configured.
+    embedder: Option<Arc<Embedder>>,
     index: RwLock<Arc<KnowledgeIndex>>,
     version: watch::Sender<i64>,
     /// One rebuild at a time.
@@ -27,10 +37,11 @@ pub struct KnowledgeBase {
 
 impl KnowledgeBase {
     /// Build the index from the stored knowledge base.
-    pub async fn load(pool: PgPool) -> anyhow::Result<Arc<Self>> {
+    pub async fn load(pool: PgPool, embedder: Option<Arc<Embedder>>) -> anyhow::Result<Arc<Self>> {
         let (version, index) = build(&pool).await?;
         Ok(Arc::new(Self {
             pool,
+            embedder,
             index: RwLock::new(Arc::new(index)),
             version: watch::channel(version).0,
             rebuilding: Mutex::new(()),
@@ -40,6 +51,44 @@ impl KnowledgeBase {
     /// The index to answer from: a snapshot, unaffected by later rebuilds.
     pub fn current(&self) -> Arc<KnowledgeIndex> {
         self.index.read().expect("knowledge lock").clone()
+    }
+
+    /// The embeddings client, if any.
+    pub fn embedder(&self) -> Option<&Arc<Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// Search the current snapshot: fused with the vector ranking when the snapshot has vectors
+    /// and the query could be embedded in time, lexical otherwise.
+    pub async fn search(&self, query: &str, options: &SearchOptions) -> Retrieval {
+        let index = self.current();
+        let (vector, fallback) = self.query_vector(&index, query).await;
+        let result = index.search_with(query, vector.as_deref(), options);
+        Retrieval { index, result, fallback }
+    }
+
+    /// The query's vector in the snapshot's space, or why there is none (`None` for both when
+    /// the search is lexical by configuration).
+    pub async fn query_vector(
+        &self,
+        index: &KnowledgeIndex,
+        query: &str,
+    ) -> (Option<Arc<[f32]>>, Option<&'static str>) {
+        let (Some(embedder), Some(vectors)) = (&self.embedder, index.vectors()) else {
+            return (None, None);
+        };
+        if query.trim().is_empty() {
+            return (None, None);
+        }
+        match embedder.query(&vectors.space, query, vectors.index.dims()).await {
+            Ok(vector) => (Some(vector), None),
+            Err(error) => {
+                if !matches!(error, EmbedError::CircuitOpen) {
+                    tracing::warn!(%error, "query not embedded; searching lexically");
+                }
+                (None, Some(error.outcome()))
+            }
+        }
     }
 
     /// The version `current` was built from.
@@ -113,11 +162,43 @@ impl KnowledgeBase {
     }
 }
 
+/// A search's ranking, the snapshot it came from, and why it was lexical when vectors exist.
+pub struct Retrieval {
+    pub index: Arc<KnowledgeIndex>,
+    pub result: SearchResult,
+    /// The embedding failure the search fell back from (`timeout`, `circuit_open`, ...).
+    pub fallback: Option<&'static str>,
+}
+
 async fn build(pool: &PgPool) -> anyhow::Result<(i64, KnowledgeIndex)> {
-    let (version, documents) = store::load(pool).await.context("reading the knowledge base")?;
-    let index = tokio::task::spawn_blocking(move || KnowledgeIndex::build(&documents))
-        .await?
-        .context("indexing the knowledge base")?;
-    tracing::debug!(version, chunks = index.len(), "knowledge index built");
+    let (version, documents, vectors) = store::load_with_vectors(pool).await.context("reading the knowledge base")?;
+    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<KnowledgeIndex> {
+        let index = KnowledgeIndex::build(&documents).context("indexing the knowledge base")?;
+        let Some(stored) = vectors else { return Ok(index) };
+        let by_ord: Vec<Option<Vec<f32>>> = index
+            .chunks()
+            .iter()
+            .map(|chunk| stored.by_hash.get(&content_hash(&passage_text(&stored.space.passage_prefix, chunk))).cloned())
+            .collect();
+        let missing = by_ord.iter().filter(|v| v.is_none()).count();
+        if missing > 0 {
+            tracing::info!(missing, model = stored.space.model, "chunks without vectors yet are found lexically");
+        }
+        match VectorIndex::build(stored.space.model.clone(), stored.dims, by_ord) {
+            Ok(vectors) => Ok(index.with_vectors(Vectors { space: stored.space, index: vectors })),
+            // Stored vectors that do not fit are a broken set, not a broken knowledge base.
+            Err(error) => {
+                tracing::error!(%error, model = stored.space.model, "knowledge vectors unusable; searching lexically");
+                Ok(index)
+            }
+        }
+    })
+    .await??;
+    tracing::debug!(
+        version,
+        chunks = index.len(),
+        vectors = index.vectors().map_or(0, |v| v.index.len()),
+        "knowledge index built"
+    );
     Ok((version, index))
 }

@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 
 use fst::{IntoStreamer, Streamer};
+
+use crate::embeddings::Space;
 use levenshtein_automata::LevenshteinAutomatonBuilder;
 use tantivy::{
     Index, IndexReader, ReloadPolicy, TantivyDocument, Term,
@@ -26,7 +28,7 @@ use tantivy::{
 };
 
 use super::{
-    Chunk, Document,
+    Chunk, Document, VectorIndex,
     analyzer::{ANALYZER, SYNONYMS, analyze_distinct, analyzer, fold},
 };
 
@@ -66,6 +68,8 @@ pub struct KnowledgeIndex {
     fields: Fields,
     analyzer: TextAnalyzer,
     chunks: Vec<Chunk>,
+    /// The chunks' embedding vectors, when the knowledge base has them.
+    vectors: Option<Vectors>,
     /// Every analysed term, numbered, and the terms by number.
     vocabulary: HashMap<String, u32>,
     terms: Vec<String>,
@@ -85,17 +89,64 @@ pub struct KnowledgeIndex {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub chunk: Chunk,
-    /// BM25 with field weights; only comparable within one query.
+    /// The ranking score: BM25 alone when the search was lexical, the fused score otherwise;
+    /// only comparable within one query.
     pub score: f32,
     /// Rarity-weighted share of the query's terms found in the chunk, 0..=1.
     pub coverage: f32,
+    /// BM25 with field weights, when the lexical search found the chunk.
+    pub lexical: Option<f32>,
+    /// Cosine similarity to the query, when the vector search found the chunk.
+    pub vector: Option<f32>,
+    /// 1-based ranks in the lexical and the vector candidate lists.
+    pub lexical_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
 }
+
+/// How the lexical and the vector rankings are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// Reciprocal-rank fusion: Σ 1 / (k + rank) over the lists a chunk is in.
+    Rrf { k: f32 },
+    /// `weight` × min-max-normalised cosine + (1 − `weight`) × max-normalised BM25.
+    Weighted { vector_weight: f32 },
+}
+
+/// What a search returns and how.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions {
+    pub limit: usize,
+    pub fusion: Fusion,
+    /// At most this many sections of one document among the hits, so that several documents
+    /// are seen; 0 for no limit.
+    pub per_document: usize,
+}
+
+impl SearchOptions {
+    /// The ranking every path uses: `limit` hits, at most two sections per document.
+    pub fn top(limit: usize) -> Self {
+        Self { limit, fusion: DEFAULT_FUSION, per_document: 2 }
+    }
+}
+
+/// The fusion answers are ranked with; chosen with `concierge eval retrieval` (see the README).
+pub const DEFAULT_FUSION: Fusion = Fusion::Rrf { k: 60.0 };
+/// Candidates taken from each ranking before fusing.
+const CANDIDATES: usize = 60;
 
 #[derive(Debug, Clone, Default)]
 pub struct SearchResult {
     pub hits: Vec<Hit>,
     /// The query's distinct terms after analysis; zero means nothing searchable was asked.
     pub query_terms: usize,
+    /// Whether a query vector took part in the ranking.
+    pub semantic: bool,
+}
+
+/// The semantic half: the chunks' vectors and how they were made.
+pub struct Vectors {
+    pub space: Space,
+    pub index: VectorIndex,
 }
 
 /// A query term and what may match it.
@@ -180,6 +231,7 @@ impl KnowledgeIndex {
             fields,
             analyzer,
             chunks,
+            vectors: None,
             vocabulary,
             terms,
             vocabulary_set,
@@ -199,16 +251,89 @@ impl KnowledgeIndex {
         self.chunks.is_empty()
     }
 
-    /// The best `limit` chunks for `query`, best first.
+    /// Attach the chunks' vectors (by chunk ordinal, as [`KnowledgeIndex::chunks`] lists them).
+    pub fn with_vectors(mut self, vectors: Vectors) -> Self {
+        self.vectors = Some(vectors);
+        self
+    }
+
+    /// The chunks in index order: documents in order, each document's sections in order.
+    pub fn chunks(&self) -> &[Chunk] {
+        &self.chunks
+    }
+
+    /// The semantic half, if any.
+    pub fn vectors(&self) -> Option<&Vectors> {
+        self.vectors.as_ref()
+    }
+
+    /// The best `limit` chunks for `query` by the lexical ranking alone, best first, at most two
+    /// per document.
     pub fn search(&self, query: &str, limit: usize) -> SearchResult {
+        self.search_with(query, None, &SearchOptions::top(limit))
+    }
+
+    /// The best chunks for `query`, best first: the lexical ranking fused with the vector one
+    /// when `vector` (the query's embedding, in this index's space) is given. No relevance
+    /// cutoff: whether a hit is good enough to answer from is the caller's decision.
+    pub fn search_with(&self, query: &str, vector: Option<&[f32]>, options: &SearchOptions) -> SearchResult {
         let mut analyzer = self.analyzer.clone();
         let terms = analyze_distinct(&mut analyzer, query);
         let slots: Vec<Slot> = terms.iter().map(|term| self.slot(term)).collect();
-        let empty = SearchResult { hits: Vec::new(), query_terms: terms.len() };
-        if self.chunks.is_empty() || slots.iter().all(|s| s.alternatives.is_empty()) {
-            return empty;
-        }
+        let lexical = self.lexical(&slots);
+        let semantic = match (vector, &self.vectors) {
+            (Some(vector), Some(vectors)) => match vectors.index.search(vector, CANDIDATES) {
+                Ok(found) => Some(found),
+                Err(error) => {
+                    tracing::warn!(%error, "vector search skipped");
+                    None
+                }
+            },
+            _ => None,
+        };
 
+        // (lexical rank and score, vector rank and similarity) by chunk ordinal.
+        let mut candidates: HashMap<usize, Ranks> = HashMap::new();
+        for (rank, (ord, score)) in lexical.iter().enumerate() {
+            candidates.entry(*ord).or_default().0 = Some((rank + 1, *score));
+        }
+        for (rank, (ord, similarity)) in semantic.iter().flatten().enumerate() {
+            candidates.entry(*ord).or_default().1 = Some((rank + 1, *similarity));
+        }
+        let fused = fuse(&candidates, semantic.is_some(), options.fusion);
+
+        let total: f32 = slots.iter().map(|s| s.weight).sum();
+        let mut per_document: HashMap<&str, usize> = HashMap::new();
+        let mut hits = Vec::new();
+        for (ord, score) in fused {
+            if hits.len() >= options.limit {
+                break;
+            }
+            let chunk = &self.chunks[ord];
+            let seen = per_document.entry(chunk.doc_path.as_str()).or_default();
+            if options.per_document > 0 && *seen >= options.per_document {
+                continue;
+            }
+            *seen += 1;
+            let (lexical, vector) = candidates[&ord];
+            hits.push(Hit {
+                chunk: chunk.clone(),
+                score,
+                coverage: if total > 0.0 { self.matched(&slots, ord) / total } else { 0.0 },
+                lexical: lexical.map(|(_, s)| s),
+                vector: vector.map(|(_, s)| s),
+                lexical_rank: lexical.map(|(r, _)| r),
+                vector_rank: vector.map(|(r, _)| r),
+            });
+        }
+        SearchResult { hits, query_terms: terms.len(), semantic: semantic.is_some() }
+    }
+
+    /// The lexical candidates: (chunk ordinal, BM25), best first.
+    fn lexical(&self, slots: &[Slot]) -> Vec<(usize, f32)> {
+        if self.chunks.is_empty() || slots.iter().all(|s| s.alternatives.is_empty()) {
+            return Vec::new();
+        }
         let clauses: Vec<(Occur, Box<dyn Query>)> = slots
             .iter()
             .filter(|s| !s.alternatives.is_empty())
@@ -227,35 +352,34 @@ impl KnowledgeIndex {
             .collect();
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = match searcher.search(&query, &TopDocs::with_limit(limit).order_by_score()) {
+        let top = match searcher.search(&query, &TopDocs::with_limit(CANDIDATES).order_by_score()) {
             Ok(top) => top,
             Err(error) => {
                 tracing::error!(%error, "knowledge search failed");
-                return empty;
+                return Vec::new();
             }
         };
-
-        let total: f32 = slots.iter().map(|s| s.weight).sum();
-        let hits = top
-            .into_iter()
+        top.into_iter()
             .filter_map(|(score, address)| {
                 let doc: TantivyDocument = searcher.doc(address).ok()?;
-                let ord = doc.get_first(self.fields.ord)?.as_u64()? as usize;
-                let chunk_terms = &self.chunk_terms[ord];
-                let matched: f32 = slots
-                    .iter()
-                    .filter_map(|slot| {
-                        slot.alternatives
-                            .iter()
-                            .filter(|(id, _)| chunk_terms.binary_search(id).is_ok())
-                            .map(|(_, w)| slot.weight * w)
-                            .reduce(f32::max)
-                    })
-                    .sum();
-                Some(Hit { chunk: self.chunks[ord].clone(), score, coverage: matched / total })
+                Some((doc.get_first(self.fields.ord)?.as_u64()? as usize, score))
             })
-            .collect();
-        SearchResult { hits, query_terms: terms.len() }
+            .collect()
+    }
+
+    /// The weight of the query's terms found in chunk `ord`.
+    fn matched(&self, slots: &[Slot], ord: usize) -> f32 {
+        let chunk_terms = &self.chunk_terms[ord];
+        slots
+            .iter()
+            .filter_map(|slot| {
+                slot.alternatives
+                    .iter()
+                    .filter(|(id, _)| chunk_terms.binary_search(id).is_ok())
+                    .map(|(_, w)| slot.weight * w)
+                    .reduce(f32::max)
+            })
+            .sum()
     }
 
     /// What may match `term`, and how much it weighs.
@@ -323,6 +447,45 @@ impl KnowledgeIndex {
         let df = doc_freq as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
+}
+
+/// A candidate's (1-based rank, score) in the lexical and in the vector ranking.
+type Ranks = (Option<(usize, f32)>, Option<(usize, f32)>);
+
+/// Candidates in fused order, with their fused scores. Without a vector ranking the lexical one
+/// stands as it is.
+fn fuse(candidates: &HashMap<usize, Ranks>, semantic: bool, fusion: Fusion) -> Vec<(usize, f32)> {
+    let mut fused: Vec<(usize, f32)> = if !semantic {
+        candidates.iter().filter_map(|(ord, (lexical, _))| lexical.map(|(_, s)| (*ord, s))).collect()
+    } else {
+        match fusion {
+            Fusion::Rrf { k } => candidates
+                .iter()
+                .map(|(ord, (lexical, vector))| {
+                    let part = |entry: &Option<(usize, f32)>| entry.map_or(0.0, |(rank, _)| 1.0 / (k + rank as f32));
+                    (*ord, part(lexical) + part(vector))
+                })
+                .collect(),
+            Fusion::Weighted { vector_weight } => {
+                let max_lexical = candidates.values().filter_map(|(l, _)| l.map(|(_, s)| s)).fold(0.0f32, f32::max);
+                let similarities = candidates.values().filter_map(|(_, v)| v.map(|(_, s)| s));
+                let (low, high) = similarities.fold((f32::MAX, f32::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)));
+                candidates
+                    .iter()
+                    .map(|(ord, (lexical, vector))| {
+                        let lexical =
+                            lexical.map_or(0.0, |(_, s)| if max_lexical > 0.0 { s / max_lexical } else { 0.0 });
+                        let vector =
+                            vector.map_or(0.0, |(_, s)| if high > low { (s - low) / (high - low) } else { 1.0 });
+                        (*ord, vector_weight * vector + (1.0 - vector_weight) * lexical)
+                    })
+                    .collect()
+            }
+        }
+    };
+    // Ties broken by ordinal, so that a ranking is the same in every process.
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
 }
 
 #[cfg(test)]

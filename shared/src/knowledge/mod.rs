@@ -5,9 +5,12 @@
 mod analyzer;
 mod base;
 mod document;
+pub mod embed;
 mod index;
 pub mod store;
+mod vectors;
 
-pub use base::KnowledgeBase;
+pub use base::{KnowledgeBase, Retrieval};
 pub use document::{Chunk, Document, DocumentError, FrontMatter, content_hash, load_dir, parse_document};
-pub use index::{Hit, KnowledgeIndex, SearchResult};
+pub use index::{DEFAULT_FUSION, Fusion, Hit, KnowledgeIndex, SearchOptions, SearchResult, Vectors};
+pub use vectors::{VectorError, VectorIndex};

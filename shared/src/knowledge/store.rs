@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
 use super::{Chunk, Document, DocumentError, FrontMatter, load_dir};
+use crate::embeddings::Space;
 
 /// The channel announcing a new knowledge version (payload: the version).
 pub const CHANNEL: &str = "concierge_kb";
 
 /// Lock key serialising reindex transactions.
-const REINDEX_LOCK: i64 = 0x636f_6e63_6b62; // "concb"
+pub(super) const REINDEX_LOCK: i64 = 0x636f_6e63_6b62; // "concb"
 
 /// What a reindex did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -35,6 +36,12 @@ pub struct ReindexReport {
     /// Broken files, skipped.
     pub errors: Vec<BrokenDocument>,
     pub duration_ms: u64,
+    /// What embedding the chunks did, with an embeddings server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<super::embed::EmbedReport>,
+    /// Why the new chunks have no vectors yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -148,20 +155,69 @@ async fn write_document(conn: &mut PgConnection, document: &Document, version: i
 
 /// The stored knowledge base at its current version.
 pub async fn load(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>)> {
+    load_documents(pool).await
+}
+
+/// The stored knowledge base at its current version, with the vectors of the model searched,
+/// read in one snapshot.
+pub async fn load_with_vectors(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>, Option<StoredVectors>)> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    let (version, documents) = load_documents_in(&mut tx).await?;
+    let model: Option<(String, String, String, String, i32)> = sqlx::query_as(
+        "SELECT m.model, m.query_model, m.query_prefix, m.passage_prefix, m.dims
+         FROM knowledge_state s JOIN knowledge_vector_models m ON m.model = s.vector_model",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let vectors = match model {
+        Some((model, query_model, query_prefix, passage_prefix, dims)) => {
+            let rows: Vec<(String, Vec<f32>)> =
+                sqlx::query_as("SELECT text_hash, vector FROM knowledge_vectors WHERE model = $1")
+                    .bind(&model)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            Some(StoredVectors {
+                space: Space { model, query_model, query_prefix, passage_prefix },
+                dims: dims as usize,
+                by_hash: rows.into_iter().collect(),
+            })
+        }
+        None => None,
+    };
+    tx.commit().await?;
+    Ok((version, documents, vectors))
+}
+
+/// The vectors of the searched model, by the hash of the text embedded.
+pub struct StoredVectors {
+    pub space: Space,
+    pub dims: usize,
+    pub by_hash: HashMap<String, Vec<f32>>,
+}
+
+/// [`load`], in a snapshot of its own.
+pub(super) async fn load_documents(pool: &PgPool) -> sqlx::Result<(i64, Vec<Document>)> {
     let mut tx = pool.begin().await?;
     // One snapshot for the version and the rows.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-    let version: i64 = sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(&mut *tx).await?;
+    let loaded = load_documents_in(&mut tx).await?;
+    tx.commit().await?;
+    Ok(loaded)
+}
+
+/// The version and the documents as `conn`'s transaction sees them.
+pub(super) async fn load_documents_in(conn: &mut PgConnection) -> sqlx::Result<(i64, Vec<Document>)> {
+    let version: i64 = sqlx::query_scalar("SELECT version FROM knowledge_state").fetch_one(&mut *conn).await?;
     let rows: Vec<DocumentRow> = sqlx::query_as(
         "SELECT path, title, category, tags, language, updated, content_hash FROM knowledge_documents ORDER BY path",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
     let chunk_rows: Vec<(String, String, String, String)> =
         sqlx::query_as("SELECT doc_path, id, heading, body FROM knowledge_chunks ORDER BY doc_path, ord")
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
-    tx.commit().await?;
 
     let mut chunks_by_doc: HashMap<String, Vec<(String, String, String)>> = HashMap::new();
     for (path, id, heading, body) in chunk_rows {

@@ -25,7 +25,7 @@ use concierge_shared::{
     actions::ActionDefinition,
     config::AiConfig,
     db::{conversations::Conversation, llm_calls, messages::Message},
-    knowledge::{Hit, KnowledgeIndex},
+    knowledge::{Hit, SearchResult},
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -81,7 +81,8 @@ pub struct Turn<'a> {
     pub conversation: &'a Conversation,
     pub history: &'a [Message],
     pub message: &'a Message,
-    pub kb: &'a KnowledgeIndex,
+    /// The knowledge search for the message (with its context).
+    pub found: &'a SearchResult,
     /// Actions the owner may run, offered to the model as `run_action`.
     pub actions: &'a [ActionDefinition],
     /// The owner's subscription plan and its status, when the platform says.
@@ -99,7 +100,7 @@ pub async fn decide(
     let ids = (turn.conversation.id, turn.message.id);
     let offline = |reason: &str| {
         (
-            engine::decide(turn.kb, turn.conversation, turn.history, turn.message, turn.actions),
+            engine::decide(turn.found, turn.conversation, turn.message, turn.actions),
             DecisionInfo::offline(Some(reason.to_owned())),
         )
     };
@@ -111,8 +112,7 @@ pub async fn decide(
         return Ok(offline("circuit_open"));
     }
 
-    let query = engine::query_with_context(turn.history, &turn.message.content);
-    let passages: Vec<Hit> = turn.kb.search(&query, PASSAGES).hits;
+    let passages: Vec<Hit> = turn.found.hits.iter().take(PASSAGES).cloned().collect();
     let mut messages = build_messages(llm, turn, &passages);
     let tools = tools(turn.actions);
     let mut purpose = "decide";
