@@ -6,8 +6,10 @@ mod analyzer;
 mod base;
 mod document;
 mod index;
+mod query;
 pub mod store;
 
 pub use base::KnowledgeBase;
 pub use document::{Chunk, Document, DocumentError, FrontMatter, content_hash, load_dir, parse_document};
 pub use index::{Hit, KnowledgeIndex, SearchResult};
+pub use query::{is_follow_up, normalize_query};
