@@ -1,7 +1,7 @@
 //! What a user typed, reduced to what is worth searching for.
 //!
 //! Real messages carry invisible and decorative characters, pasted links and addresses,
-//! greetings and thanks, and sometimes a long story around one question. [`normalize_query`]
+//! greetings, thanks and signatures. [`normalize_query`]
 //! removes what carries no meaning so that both the lexical and the vector search see the
 //! question itself; [`is_follow_up`] recognises a short message that only makes sense with the
 //! previous one ("а на год?").
@@ -14,9 +14,6 @@ use std::sync::LazyLock;
 
 use regex_lite::Regex;
 
-/// A message longer than this many words that asks something is mostly context: its question
-/// sentences are what the search looks for.
-const LONG_MESSAGE_WORDS: usize = 40;
 /// A follow-up that opens with "а" or "и" is at most this many words...
 const FOLLOW_UP_WORDS: usize = 6;
 /// ...and one that only points back ("сколько это стоит?") at most this many.
@@ -162,8 +159,7 @@ static BARE_DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
 ///
 /// Cleans the characters (invisible and format characters, odd spaces, emoji and decorative
 /// symbols, full-width forms, combining accents), removes links and e-mail addresses, and the
-/// greetings and thanks around the question; in a long message that asks something, keeps the
-/// question sentences and the last one. Whitespace comes out collapsed.
+/// greetings, thanks and signatures around the question. Whitespace comes out collapsed.
 pub fn normalize_query(text: &str) -> String {
     let cleaned = clean_characters(text);
     let without_addresses = strip_addresses(&cleaned);
@@ -175,7 +171,7 @@ pub fn normalize_query(text: &str) -> String {
         let visible: String = text.chars().filter(|&c| !is_invisible(c)).collect();
         return collapse_whitespace(&visible);
     }
-    collapse_whitespace(&focus_on_questions(core))
+    collapse_whitespace(core)
 }
 
 /// Whether `text` is a short follow-up that only makes sense with the previous user turn
@@ -191,8 +187,8 @@ pub fn is_follow_up(text: &str) -> bool {
     }
 }
 
-/// One pass over the characters: drop the invisible ones, turn odd spaces into plain ones
-/// (line breaks stay, they end sentences), emoji and decorative symbols into spaces, full-width
+/// One pass over the characters: drop the invisible ones, turn odd spaces into plain ones,
+/// emoji and decorative symbols into spaces, full-width
 /// forms into ASCII; recompose й and ё typed as a letter and a combining mark, drop other
 /// combining marks (stress marks, accents).
 fn clean_characters(text: &str) -> String {
@@ -205,7 +201,6 @@ fn clean_characters(text: &str) -> String {
                 }
             }
             c if is_invisible(c) || ('\u{0300}'..='\u{036F}').contains(&c) => {}
-            '\n' | '\u{2028}' | '\u{2029}' | '\u{0085}' => out.push('\n'),
             c if c.is_whitespace() || c.is_control() => out.push(' '),
             c if is_decorative(c) => out.push(' '),
             '\u{FF01}'..='\u{FF5E}' => out.push(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)),
@@ -295,51 +290,6 @@ fn starts_with(words: &[String], phrase: &[&str]) -> bool {
 
 fn ends_with(words: &[String], phrase: &[&str]) -> bool {
     words.len() >= phrase.len() && words[words.len() - phrase.len()..].iter().zip(phrase).all(|(w, p)| w == p)
-}
-
-/// In a long message that asks something, its question sentences and then its last sentence
-/// (often where the request is); any other text as it is.
-fn focus_on_questions(text: &str) -> String {
-    if words(text).len() <= LONG_MESSAGE_WORDS {
-        return text.to_owned();
-    }
-    let sentences = sentences(text);
-    let asks = |s: &str| s.trim_end_matches(['!', '.', '…']).ends_with('?');
-    if !sentences.iter().any(|s| asks(s)) || sentences.iter().all(|s| asks(s)) {
-        return text.to_owned();
-    }
-    let mut kept: Vec<&str> = sentences.iter().copied().filter(|s| asks(s)).collect();
-    if let Some(last) = sentences.last().copied().filter(|s| !asks(s)) {
-        kept.push(last);
-    }
-    kept.join(" ")
-}
-
-/// Sentences, each with its closing punctuation; a line break ends one too.
-fn sentences(text: &str) -> Vec<&str> {
-    let mut sentences = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let ends = match c {
-            '\n' => true,
-            '.' | '!' | '?' | '…' => chars.peek().is_none_or(|&(_, next)| next.is_whitespace()),
-            _ => false,
-        };
-        if ends {
-            let end = i + c.len_utf8();
-            let sentence = text[start..end].trim();
-            if has_word(sentence) {
-                sentences.push(sentence);
-            }
-            start = end;
-        }
-    }
-    let rest = text[start..].trim();
-    if has_word(rest) {
-        sentences.push(rest);
-    }
-    sentences
 }
 
 /// Byte ranges of the words (runs of letters and digits).
@@ -473,16 +423,10 @@ mod tests {
     }
 
     #[test]
-    fn a_long_story_is_searched_by_its_questions_and_last_sentence() {
-        let story = "Здравствуйте, у меня два канала. В одном из них в качестве логина используется мой номер \
-                     телефона, и я давно им пользуюсь для работы и учебы. На другом канале в качестве логина \
-                     почта, которую я завел специально. Я пробовал разные способы и читал справку, но так и \
-                     не понял, что делать дальше. Можно ли объединить каналы? Жду ответа.";
-        assert_eq!(normalize_query(story), "Можно ли объединить каналы? Жду ответа.");
-        let short = "У меня два канала. Можно ли объединить каналы? Жду ответа.";
-        assert_eq!(normalize_query(short), short);
-        let no_question = story.replace('?', ".");
-        assert_eq!(normalize_query(&no_question), collapse_whitespace(&no_question["Здравствуйте, ".len()..]));
+    fn a_long_story_is_kept_whole() {
+        let story =
+            "Здравствуйте, у меня два канала. В одном логин телефон. На основном хочу запустить трансляцию, так можно?";
+        assert_eq!(normalize_query(story), &story["Здравствуйте, ".len()..]);
     }
 
     #[test]
