@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use concierge_shared::knowledge::{KnowledgeIndex, load_dir};
+use concierge_shared::knowledge::{KnowledgeIndex, load_dir, normalize_query};
 use concierge_worker::engine;
 use serde::Deserialize;
 
@@ -71,7 +71,7 @@ pub fn retrieval(knowledge_dir: &Path, file: &Path) -> anyhow::Result<RetrievalF
     let mut figures = RetrievalFigures::default();
     let (mut hits1, mut hits5, mut rr, mut answered, mut rejected) = (0usize, 0usize, 0f64, 0usize, 0usize);
     for case in &cases {
-        let result = index.search(&case.q, 30);
+        let result = index.search(&normalize_query(&case.q), 30);
         let mut ranked: Vec<&str> = Vec::new();
         for hit in &result.hits {
             if !ranked.contains(&hit.chunk.doc_path.as_str()) {

@@ -5,7 +5,7 @@ use axum::{Json as JsonOut, extract::State, http::StatusCode};
 use concierge_shared::{
     ReindexRunId,
     db::reindex_runs,
-    knowledge::{KnowledgeBase, store},
+    knowledge::{KnowledgeBase, normalize_query, store},
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -93,7 +93,7 @@ pub async fn search_knowledge(
     }
     let kb = knowledge(&state).await?;
     let index = kb.current();
-    let q = q.to_owned();
+    let q = normalize_query(q);
     let result = tokio::task::spawn_blocking(move || index.search(&q, limit)).await.map_err(anyhow::Error::from)?;
     let hits = result
         .hits
