@@ -1,17 +1,18 @@
 //! The built-in offline engine: decides how to answer a user message with no LLM.
 //!
 //! In order: an explicit request for a human escalates at once; a bare greeting or thanks gets
-//! a short reply; otherwise the knowledge base is searched (with the previous question when
-//! the user is answering a clarifying question) and the best passage, if it covers enough of
-//! the question, becomes the answer with its source. When nothing covers the question it asks
-//! to clarify, at most twice per conversation, then hands the conversation to a human.
+//! a short reply; otherwise the knowledge base is searched with the message normalised (and
+//! with the previous question when the user answers a clarifying question or follows up
+//! briefly) and the best passage, if it covers enough of the question, becomes the answer with
+//! its source. When nothing covers the question it asks to clarify, at most twice per
+//! conversation, then hands the conversation to a human.
 
 use concierge_shared::{
     DecisionKind, MessageRole,
     actions::{ActionDefinition, triggered},
     db::{conversations::Conversation, messages::Message},
     i18n::{Locale, Texts},
-    knowledge::{Hit, SearchResult},
+    knowledge::{Hit, SearchResult, is_follow_up, normalize_query},
 };
 
 /// How much of the question (rarity-weighted) the best passage must contain to be an answer;
@@ -194,18 +195,19 @@ pub fn confident(result: &SearchResult) -> Option<&Hit> {
     result.hits.first().filter(|h| h.coverage >= MIN_COVERAGE)
 }
 
-/// When the assistant's last message asked to clarify, the user's answer continues the
-/// previous question: search with both.
+/// What to search for: the message normalised, and joined to the previous user turn when it
+/// continues that turn, either answering a clarifying question or as a short follow-up
+/// ("а на год?").
 pub fn query_with_context(history: &[Message], current: &str) -> String {
-    let mut recent = history.iter().rev();
+    let query = normalize_query(current);
     let last_assistant_clarified =
-        recent.find(|m| m.role != MessageRole::User).is_some_and(|m| m.metadata.is_clarify());
-    if !last_assistant_clarified {
-        return current.to_owned();
+        history.iter().rev().find(|m| m.role != MessageRole::User).is_some_and(|m| m.metadata.is_clarify());
+    if !last_assistant_clarified && !is_follow_up(current) {
+        return query;
     }
     match history.iter().rev().find(|m| m.role == MessageRole::User) {
-        Some(previous) => format!("{} {}", previous.content, current),
-        None => current.to_owned(),
+        Some(previous) => format!("{} {query}", normalize_query(&previous.content)),
+        None => query,
     }
 }
 
@@ -387,6 +389,41 @@ mod tests {
         for text in ["сайт не работает", "нет звука", "не работает зум"] {
             assert!(!is_vague(&w(text)), "{text}");
         }
+    }
+
+    fn message(role: MessageRole, content: &str, metadata: concierge_shared::message_meta::MessageMeta) -> Message {
+        Message {
+            id: Default::default(),
+            conversation_id: Default::default(),
+            seq: 0,
+            role,
+            content: content.into(),
+            metadata,
+            client_message_id: None,
+            reply_to: None,
+            action_run_id: None,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_query_is_normalised_and_continues_the_previous_turn_when_it_follows_up() {
+        use concierge_shared::message_meta::{DecisionInfo, MessageMeta};
+        let answered = MessageMeta::answer(DecisionInfo::offline(None), Vec::new());
+        let history = vec![
+            message(MessageRole::User, "Здравствуйте! Сколько стоит подписка на месяц?", MessageMeta::default()),
+            message(MessageRole::Assistant, "Подписка стоит…", answered),
+        ];
+        assert_eq!(query_with_context(&history, "а на год?"), "Сколько стоит подписка на месяц? а на год?");
+        assert_eq!(query_with_context(&history, "Спасибо! Как отменить автопродление?"), "Как отменить автопродление?");
+        assert_eq!(query_with_context(&[], "а на год?"), "а на год?");
+
+        let clarified = MessageMeta::clarify(DecisionInfo::offline(None), Vec::new());
+        let history = vec![
+            message(MessageRole::User, "не работает", MessageMeta::default()),
+            message(MessageRole::Assistant, "Уточните, пожалуйста…", clarified),
+        ];
+        assert_eq!(query_with_context(&history, "зум на телефоне"), "не работает зум на телефоне");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use concierge_shared::{
     ReindexRunId,
     db::reindex_runs,
     embeddings::Embedder,
-    knowledge::{KnowledgeBase, SearchOptions, store},
+    knowledge::{KnowledgeBase, SearchOptions, normalize_query, store},
     message_meta::RetrievalInfo,
 };
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,7 @@ pub async fn search_knowledge(
     }
     let kb = knowledge(&state).await?;
     let index = kb.current();
-    let q = q.to_owned();
+    let q = normalize_query(q);
     let (vector, fallback) = kb.query_vector(&index, &q).await;
     let result =
         tokio::task::spawn_blocking(move || index.search_with(&q, vector.as_deref(), &SearchOptions::top(limit)))

@@ -7,6 +7,7 @@ mod base;
 mod document;
 pub mod embed;
 mod index;
+mod query;
 pub mod store;
 mod vectors;
 
@@ -14,3 +15,4 @@ pub use base::{KnowledgeBase, Retrieval};
 pub use document::{Chunk, Document, DocumentError, FrontMatter, content_hash, load_dir, parse_document};
 pub use index::{DEFAULT_FUSION, Fusion, Hit, KnowledgeIndex, SearchOptions, SearchResult, Vectors};
 pub use vectors::{VectorError, VectorIndex};
+pub use query::{is_follow_up, normalize_query};
