@@ -1,6 +1,7 @@
 //! The knowledge base: Markdown documents with front matter, split into chunks at their
 //! headings; stored in PostgreSQL with a version; searched through a tantivy index that each
-//! process builds from the stored documents and rebuilds when the version changes.
+//! process builds from the stored documents and rebuilds when the version changes, beside the
+//! chunks' embedding vectors for semantic search.
 
 mod analyzer;
 mod base;
@@ -14,5 +15,5 @@ mod vectors;
 pub use base::{KnowledgeBase, Retrieval};
 pub use document::{Chunk, Document, DocumentError, FrontMatter, content_hash, load_dir, parse_document};
 pub use index::{DEFAULT_FUSION, Fusion, Hit, KnowledgeIndex, SearchOptions, SearchResult, Vectors};
-pub use vectors::{VectorError, VectorIndex};
 pub use query::{is_follow_up, normalize_query};
+pub use vectors::{EXACT_LIMIT, VectorError, VectorIndex};
