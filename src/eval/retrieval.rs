@@ -273,7 +273,8 @@ impl Tally {
             recall_at_1: self.hits1 as f64 / n,
             recall_at_5: self.hits5 as f64 / n,
             mrr_at_10: self.reciprocal_ranks / n,
-            rejection: self.rejected as f64 / out_of_scope.max(1) as f64,
+            // No out-of-scope questions: no figure.
+            rejection: if out_of_scope == 0 { f64::NAN } else { self.rejected as f64 / out_of_scope as f64 },
             engine_right: self.right as f64 / n,
             engine_wrong: self.wrong as f64 / n,
             engine_clarify: (in_scope - self.right - self.wrong) as f64 / n,
@@ -311,7 +312,10 @@ pub fn print_retrieval(figures: &RetrievalFigures, all_misses: bool) {
     for (label, value) in rows {
         print!("{label:<26}");
         for mode in &figures.modes {
-            print!("{:>12.3}", value(mode));
+            match value(mode) {
+                v if v.is_nan() => print!("{:>12}", "-"),
+                v => print!("{v:>12.3}"),
+            }
         }
         println!();
     }

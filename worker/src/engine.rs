@@ -190,9 +190,36 @@ fn is_vague(words: &[String]) -> bool {
     !words.is_empty() && words.iter().all(vague)
 }
 
-/// The hit to answer with, if the best one covers enough of the question.
+/// With the vector ranking: the coverage the best hit needs when the vectors agree it is among
+/// their top three.
+pub const HYBRID_MIN_COVERAGE: f32 = 0.5;
+/// With the vector ranking: how much closer to the question the best hit must be than the best
+/// hit of any other document, to answer on the vectors' word with little word overlap.
+pub const MIN_VECTOR_MARGIN: f32 = 0.01;
+/// ...and the least coverage it still needs then.
+pub const SEMANTIC_MIN_COVERAGE: f32 = 0.15;
+
+/// The hit to answer with, if the best one is good enough.
+///
+/// Lexically: it covers enough of the question. With the vector ranking (the thresholds chosen
+/// with `concierge eval retrieval --dump` on our independent set, and checked on the
+/// third-party one; see the README): it covers more of the question and the vectors place it
+/// among their top three, or the vectors place it first by a clear margin over every other
+/// document and it shares at least some words with the question.
 pub fn confident(result: &SearchResult) -> Option<&Hit> {
-    result.hits.first().filter(|h| h.coverage >= MIN_COVERAGE)
+    let best = result.hits.first()?;
+    if !result.semantic {
+        return (best.coverage >= MIN_COVERAGE).then_some(best);
+    }
+    let second = result.hits.iter().find(|h| h.chunk.doc_path != best.chunk.doc_path).and_then(|h| h.vector);
+    let margin = match (best.vector, second) {
+        (Some(best), Some(second)) => best - second,
+        (Some(_), None) => 1.0,
+        (None, _) => 0.0,
+    };
+    let lexical = best.coverage >= HYBRID_MIN_COVERAGE && best.vector_rank.is_some_and(|rank| rank <= 3);
+    let semantic = best.vector_rank == Some(1) && margin >= MIN_VECTOR_MARGIN && best.coverage >= SEMANTIC_MIN_COVERAGE;
+    (lexical || semantic).then_some(best)
 }
 
 /// What to search for: the message normalised, and joined to the previous user turn when it
