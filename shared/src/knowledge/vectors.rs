@@ -23,7 +23,7 @@ use instant_distance::{Builder, HnswMap, Point, Search};
 pub const EXACT_LIMIT: usize = 20_000;
 
 /// HNSW breadth while inserting: higher builds a better graph, more slowly.
-const EF_CONSTRUCTION: usize = 100;
+const EF_CONSTRUCTION: usize = 40;
 /// HNSW breadth while searching: the candidates kept, and the most results the graph gives.
 /// A search for more results than this scans exactly.
 const EF_SEARCH: usize = 100;
