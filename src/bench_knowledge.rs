@@ -7,7 +7,10 @@
 use std::{path::Path, time::Instant};
 
 use clap::Args;
-use concierge_shared::knowledge::{KnowledgeIndex, VectorIndex, load_dir, parse_document};
+use concierge_shared::{
+    embeddings::Space as EmbeddingSpace,
+    knowledge::{KnowledgeIndex, SearchOptions, VectorIndex, Vectors, load_dir, parse_document},
+};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
@@ -33,6 +36,8 @@ const TOPICS: usize = 200;
 const RECALL_QUERIES: usize = 200;
 /// The target for hybrid search at 10,000 documents, embedding call excluded.
 const HYBRID_TARGET_MS: f64 = 10.0;
+/// What the fused searches choose from: each ranking's candidates.
+const CANDIDATES_NOTE: &str = "60 candidates a ranking";
 
 pub fn run(knowledge_dir: &Path, args: &KnowledgeBenchArgs) -> anyhow::Result<()> {
     let (real, _) = load_dir(knowledge_dir)?;
@@ -136,30 +141,40 @@ pub fn run(knowledge_dir: &Path, args: &KnowledgeBenchArgs) -> anyhow::Result<()
     }
     let recall = found as f64 / (RECALL_QUERIES.min(query_vectors.len()).max(1) * 10) as f64;
 
+    let (vector_count, dims, approximate, vector_bytes) =
+        (vectors.len(), vectors.dims(), vectors.is_approximate(), vectors.memory_bytes());
+    let space = EmbeddingSpace {
+        model: "synthetic".into(),
+        query_model: "synthetic".into(),
+        query_prefix: String::new(),
+        passage_prefix: String::new(),
+    };
+    let index = index.with_vectors(Vectors { space, index: vectors });
+    let options = SearchOptions::top(5);
     let mut lexical_latencies = Histogram::<u64>::new(3)?;
     let mut hybrid_latencies = Histogram::<u64>::new(3)?;
     for (text, vector) in queries.iter().zip(&query_vectors) {
         let started = Instant::now();
-        std::hint::black_box(index.search(text, args.candidates));
-        let lexical = started.elapsed();
-        std::hint::black_box(vectors.search(vector, args.candidates)?);
-        lexical_latencies.record(lexical.as_micros() as u64)?;
+        std::hint::black_box(index.search_with(text, None, &options));
+        lexical_latencies.record(started.elapsed().as_micros() as u64)?;
+        let started = Instant::now();
+        std::hint::black_box(index.search_with(text, Some(vector), &options));
         hybrid_latencies.record(started.elapsed().as_micros() as u64)?;
     }
 
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!("\n=== Hybrid search benchmark (vector half) ===");
+    println!("\n=== Hybrid search benchmark ===");
     println!(
         "vectors {}   dims {}   search {}   build {:.2} s",
-        vectors.len(),
-        vectors.dims(),
-        if vectors.is_approximate() { "approximate (HNSW graph)" } else { "exact scan" },
+        vector_count,
+        dims,
+        if approximate { "approximate (HNSW graph)" } else { "exact scan" },
         vector_build.as_secs_f64()
     );
     println!(
         "memory   vectors{}: {:.0} MB counted, {:.0} MB resident",
-        if vectors.is_approximate() { " and graph" } else { "" },
-        vectors.memory_bytes() as f64 / 1e6,
+        if approximate { " and graph" } else { "" },
+        vector_bytes as f64 / 1e6,
         vector_rss as f64 / 1e6
     );
     println!(
@@ -172,14 +187,13 @@ pub fn run(knowledge_dir: &Path, args: &KnowledgeBenchArgs) -> anyhow::Result<()
         recall
     );
     println!(
-        "lexical search (top {})   p50 {:.2} ms   p99 {:.2} ms",
-        args.candidates,
+        "lexical search (top 5 of {CANDIDATES_NOTE})   p50 {:.2} ms   p99 {:.2} ms",
         ms(&lexical_latencies, 0.5),
         ms(&lexical_latencies, 0.99)
     );
     let hybrid_p99 = ms(&hybrid_latencies, 0.99);
     println!(
-        "hybrid estimate: lexical then vector search of each query, timed together, without fusion or the embedding call   p50 {:.2} ms   p99 {hybrid_p99:.2} ms   (target p99 ≤ {HYBRID_TARGET_MS} ms) {}",
+        "hybrid search (lexical and vector rankings fused, top 5 of {CANDIDATES_NOTE}; the query's embedding given)   p50 {:.2} ms   p99 {hybrid_p99:.2} ms   (target p99 ≤ {HYBRID_TARGET_MS} ms) {}",
         ms(&hybrid_latencies, 0.5),
         if hybrid_p99 <= HYBRID_TARGET_MS { "ok" } else { "MISSED" }
     );
