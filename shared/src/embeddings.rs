@@ -21,12 +21,10 @@ use std::{
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::config::EmbeddingsConfig;
+use crate::{breaker::Breaker, config::EmbeddingsConfig};
 
 /// Largest reply body accepted: 2,048 vectors of 3,072 dimensions as JSON fit in this.
 const MAX_BODY: usize = 64 * 1024 * 1024;
-/// Consecutive failed calls that open the breaker.
-const BREAKER_THRESHOLD: u32 = 3;
 /// Query vectors kept, by text.
 const QUERY_CACHE: usize = 2_048;
 /// The longest text sent, in characters; servers refuse or truncate longer ones anyway.
@@ -82,18 +80,12 @@ pub struct Embedder {
     http: reqwest::Client,
     url: String,
     config: EmbeddingsConfig,
-    breaker: Mutex<Breaker>,
+    breaker: Breaker,
     /// Query vectors by (query model, text sent).
     cache: Mutex<QueryCache>,
 }
 
 type QueryCache = lru::LruCache<(String, String), Arc<[f32]>>;
-
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
-}
 
 #[derive(Deserialize)]
 struct EmbeddingsReply {
@@ -133,7 +125,7 @@ impl Embedder {
             http,
             url: format!("{}/embeddings", config.base_url),
             config: config.clone(),
-            breaker: Mutex::new(Breaker::default()),
+            breaker: Breaker::new(config.breaker_cooldown),
             cache: Mutex::new(lru::LruCache::new(NonZeroUsize::new(QUERY_CACHE).expect("non-zero"))),
         }
     }
@@ -159,7 +151,7 @@ impl Embedder {
 
     /// Whether calls are currently refused by the breaker.
     pub fn circuit_open(&self) -> bool {
-        self.breaker.lock().expect("breaker").open_until.is_some_and(|until| Instant::now() < until)
+        self.breaker.is_open()
     }
 
     /// Vectors of `texts` (already carrying the space's passage prefix), in order, one request
@@ -249,17 +241,13 @@ impl Embedder {
             .increment(texts.len() as u64);
         metrics::histogram!("concierge_embeddings_request_duration_seconds", "purpose" => purpose.as_str())
             .record(started.elapsed().as_secs_f64());
-        let mut breaker = self.breaker.lock().expect("breaker");
         match &result {
-            Ok(_) => *breaker = Breaker::default(),
+            Ok(_) => self.breaker.succeeded(),
             // A refusal of this one request says nothing of the server's health.
             Err(EmbedError::Http { status: 400 | 413 | 422, .. }) => {}
             Err(_) => {
-                breaker.failures += 1;
-                if breaker.failures >= BREAKER_THRESHOLD {
-                    breaker.open_until = Some(Instant::now() + self.config.breaker_cooldown);
-                    breaker.failures = BREAKER_THRESHOLD - 1;
-                    tracing::warn!(cooldown = ?self.config.breaker_cooldown, "embeddings server keeps failing; searching lexically for a while");
+                if self.breaker.failed() {
+                    tracing::warn!(cooldown = ?self.breaker.cooldown(), "embeddings server keeps failing; searching lexically for a while");
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! authorises requests, the `worker` crate runs jobs, and both call into this crate.
 
 pub mod actions;
+pub mod breaker;
 pub mod config;
 pub mod db;
 pub mod domain;

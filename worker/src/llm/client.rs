@@ -8,12 +8,9 @@
 //! - A circuit breaker opens after consecutive failures: calls then fail at once (the caller
 //!   answers offline) until a cool-down passes and one trial call succeeds.
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use concierge_shared::config::Secret;
+use concierge_shared::{breaker::Breaker, config::Secret};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,8 +21,6 @@ const MAX_BODY: usize = 2 * 1024 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
 /// More tool calls than any decision makes: a larger index in a streamed reply is malformed.
 const MAX_TOOL_CALLS: u64 = 8;
-/// Consecutive failed calls that open the breaker.
-const BREAKER_THRESHOLD: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChatMessage {
@@ -137,14 +132,7 @@ pub struct LlmClient {
     api_key: Option<Secret>,
     timeout: Duration,
     max_retries: u32,
-    breaker: Mutex<Breaker>,
-    cooldown: Duration,
-}
-
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
+    breaker: Breaker,
 }
 
 impl LlmClient {
@@ -168,8 +156,7 @@ impl LlmClient {
             api_key,
             timeout,
             max_retries,
-            breaker: Mutex::new(Breaker::default()),
-            cooldown,
+            breaker: Breaker::new(cooldown),
         }
     }
 
@@ -179,7 +166,7 @@ impl LlmClient {
 
     /// Whether calls are currently refused by the breaker.
     pub fn circuit_open(&self) -> bool {
-        self.breaker.lock().expect("breaker").open_until.is_some_and(|until| Instant::now() < until)
+        self.breaker.is_open()
     }
 
     /// One chat completion. `on_delta` receives streamed answer text as it arrives.
@@ -210,18 +197,14 @@ impl LlmClient {
                 Err(Attempt::Failed(error)) => break Err(error),
             }
         };
-        let mut breaker = self.breaker.lock().expect("breaker");
         match &result {
-            Ok(_) => *breaker = Breaker::default(),
+            Ok(_) => self.breaker.succeeded(),
             // A refusal of this one request (too long, bad arguments) says nothing of the
             // provider's health; its failures, a bad key or an unknown model do.
             Err(LlmError::Http { status: 400 | 413 | 422, .. }) => {}
             Err(_) => {
-                breaker.failures += 1;
-                if breaker.failures >= BREAKER_THRESHOLD {
-                    breaker.open_until = Some(Instant::now() + self.cooldown);
-                    breaker.failures = BREAKER_THRESHOLD - 1; // one more failure after the cool-down reopens it
-                    tracing::warn!(cooldown = ?self.cooldown, "LLM provider keeps failing; answering offline for a while");
+                if self.breaker.failed() {
+                    tracing::warn!(cooldown = ?self.breaker.cooldown(), "LLM provider keeps failing; answering offline for a while");
                 }
             }
         }
