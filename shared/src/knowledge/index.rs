@@ -20,7 +20,7 @@ use fst::{IntoStreamer, Streamer};
 use crate::embeddings::Space;
 use levenshtein_automata::LevenshteinAutomatonBuilder;
 use tantivy::{
-    Index, IndexReader, ReloadPolicy, TantivyDocument, Term,
+    DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term,
     collector::TopDocs,
     query::{BooleanQuery, BoostQuery, DisjunctionMaxQuery, Occur, Query, TermQuery},
     schema::{Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, Value},
@@ -67,6 +67,9 @@ struct Fields {
 /// when the knowledge base changes.
 pub struct KnowledgeIndex {
     reader: IndexReader,
+    /// Chunk ordinal by segment and document id, read from the store once, so that a search
+    /// never touches the document store.
+    ords: Vec<Vec<u32>>,
     fields: Fields,
     analyzer: TextAnalyzer,
     chunks: Vec<Chunk>,
@@ -212,7 +215,19 @@ impl KnowledgeIndex {
             chunk_terms.push(ids.into_boxed_slice());
         }
         writer.commit()?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        // The reader never reloads, so its segments, and these ordinals, are fixed.
+        let searcher = reader.searcher();
+        let mut ords = Vec::with_capacity(searcher.segment_readers().len());
+        for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let mut segment_ords = Vec::with_capacity(segment.max_doc() as usize);
+            for doc_id in 0..segment.max_doc() {
+                let doc: TantivyDocument = searcher.doc(DocAddress::new(segment_ord as u32, doc_id))?;
+                let ord = doc.get_first(fields.ord).and_then(|v| v.as_u64()).unwrap_or(u64::MAX);
+                segment_ords.push(u32::try_from(ord).unwrap_or(u32::MAX));
+            }
+            ords.push(segment_ords);
+        }
 
         let mut terms = vec![String::new(); vocabulary.len()];
         for (term, id) in &vocabulary {
@@ -230,6 +245,7 @@ impl KnowledgeIndex {
         }
         Ok(Self {
             reader,
+            ords,
             fields,
             analyzer,
             chunks,
@@ -363,8 +379,8 @@ impl KnowledgeIndex {
         };
         top.into_iter()
             .filter_map(|(score, address)| {
-                let doc: TantivyDocument = searcher.doc(address).ok()?;
-                Some((doc.get_first(self.fields.ord)?.as_u64()? as usize, score))
+                let ord = *self.ords.get(address.segment_ord as usize)?.get(address.doc_id as usize)?;
+                (ord != u32::MAX).then_some((ord as usize, score))
             })
             .collect()
     }
