@@ -6,7 +6,9 @@
 //!    same write (the same one-statement insert of message and job, whose trigger NOTIFYs)
 //!    from as many clients: the database's own ceiling for that work on this machine.
 //! 2. Answer latency: from sending a message to receiving its reply on the conversation's SSE
-//!    stream, with the offline engine, over many concurrent conversations.
+//!    stream, with the offline engine, over many concurrent conversations: once with the
+//!    lexical search, once hybrid, each query embedded by an embeddings server on loopback
+//!    (the query cache off, so that every message pays for its embedding).
 //! 3. Idle streams: how many SSE streams one API process holds, and its memory.
 
 use std::{
@@ -22,7 +24,8 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Args;
 use concierge_shared::{
-    config::Config,
+    config::{Config, EmbeddingsConfig},
+    embeddings::Embedder,
     pg::{self, Cluster, ClusterOptions},
 };
 use futures::StreamExt;
@@ -51,6 +54,16 @@ pub struct BenchArgs {
     /// Idle SSE streams to open against one API process.
     #[arg(long, default_value_t = 10_000)]
     pub streams: usize,
+    /// An embeddings server for the hybrid latency case (base URL of `POST /embeddings`).
+    /// Default: one the benchmark serves on loopback, answering at once.
+    #[arg(long)]
+    pub embeddings_url: Option<String>,
+    /// The passage model on `--embeddings-url`.
+    #[arg(long, default_value = "bench", requires = "embeddings_url")]
+    pub embeddings_model: String,
+    /// The query model on `--embeddings-url` (default: the passage model).
+    #[arg(long, requires = "embeddings_url")]
+    pub embeddings_query_model: Option<String>,
 }
 
 const SECRET: &str = "bench-secret-0123456789-abcdefghij";
@@ -108,16 +121,29 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     let ratio = api_rate / pgbench_rate;
     concierge_shared::queue_schema::delete_all_jobs(&pool).await?;
 
-    // 2. Latency.
+    // 2. Latency, lexical then hybrid.
     println!(
         "\n[2/3] Answer latency: {} conversations × {} messages, ~{} ms between a reply and the next message, one worker process",
         args.conversations, args.messages, args.think_ms
     );
-    let mut worker = spawn_concierge(&url, &["worker", "--concurrency", "16"])?;
-    let started = Instant::now();
-    let latencies = latency(&http, &api, &user, args.conversations, args.messages, args.think_ms).await?;
-    let answered_rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    worker.kill().await.ok();
+    let lexical = measure_latency(&http, &api, &user, &url, args, &[]).await?;
+    let embeddings = match &args.embeddings_url {
+        Some(url) => url.clone(),
+        None => crate::bench_embeddings::serve().await?,
+    };
+    let mut settings = EmbeddingsConfig::new(&embeddings, &args.embeddings_model);
+    if let Some(model) = &args.embeddings_query_model {
+        settings.query_model = model.clone();
+    }
+    println!("      … and hybrid, queries embedded by {embeddings} (model {})", settings.query_model);
+    concierge_shared::knowledge::embed::sync(&pool, &Embedder::new(&settings)).await?;
+    let env = [
+        ("CONCIERGE_EMBEDDINGS_URL", embeddings.clone()),
+        ("CONCIERGE_EMBEDDINGS_MODEL", settings.model.clone()),
+        ("CONCIERGE_EMBEDDINGS_QUERY_MODEL", settings.query_model.clone()),
+        ("CONCIERGE_EMBEDDINGS_QUERY_CACHE", "0".to_owned()),
+    ];
+    let hybrid = measure_latency(&http, &api, &user, &url, args, &env).await?;
 
     // 3. Idle streams.
     println!("\n[3/3] Idle SSE streams: {} against one API process", args.streams);
@@ -126,20 +152,22 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     let (held, rss_before, rss_after) = idle_streams(&http, &api, &user, args.streams).await?;
     api.stop().await;
 
-    let p50 = latencies.value_at_quantile(0.50) as f64 / 1000.0;
-    let p99 = latencies.value_at_quantile(0.99) as f64 / 1000.0;
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!("\n=== Concierge benchmark ({} cores) ===", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!(
         "intake   API {api_rate:>8.0} msg/s   pgbench {pgbench_rate:>8.0} tx/s   ratio {ratio:.2}   (target ≥ 0.60) {}",
         mark(ratio >= 0.6)
     );
-    println!(
-        "latency  p50 {p50:>6.1} ms   p99 {p99:>6.1} ms   max {:.1} ms   over {} messages at {answered_rate:.0} msg/s   (target p50 ≤ 15, p99 ≤ 60) {}",
-        latencies.max() as f64 / 1000.0,
-        latencies.len(),
-        mark(p50 <= 15.0 && p99 <= 60.0)
-    );
+    for (name, measured) in [("lexical", &lexical), ("hybrid ", &hybrid)] {
+        let (p50, p99) = (measured.quantile_ms(0.50), measured.quantile_ms(0.99));
+        println!(
+            "latency  {name} p50 {p50:>6.1} ms   p99 {p99:>6.1} ms   max {:.1} ms   over {} messages at {:.0} msg/s   (target p50 ≤ 15, p99 ≤ 60) {}",
+            measured.histogram.max() as f64 / 1000.0,
+            measured.histogram.len(),
+            measured.rate,
+            mark(p50 <= 15.0 && p99 <= 60.0)
+        );
+    }
     println!(
         "streams  {held} idle streams held   API RSS {:.0} MB → {:.0} MB   (target 10,000 under 300 MB) {}",
         rss_before as f64 / 1e6,
@@ -149,14 +177,44 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     Ok(())
 }
 
+/// Reply latencies of one run of the latency test.
+struct Latency {
+    histogram: Histogram<u64>,
+    /// Messages answered per second.
+    rate: f64,
+}
+
+impl Latency {
+    fn quantile_ms(&self, quantile: f64) -> f64 {
+        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+/// The latency test with a fresh worker process started with `env`.
+async fn measure_latency(
+    http: &reqwest::Client,
+    api: &ApiProcess,
+    user: &str,
+    url: &str,
+    args: &BenchArgs,
+    env: &[(&str, String)],
+) -> anyhow::Result<Latency> {
+    let mut command = spawn_concierge_command(url, &["worker", "--concurrency", "16"])?;
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut worker = command.spawn().context("cannot start a worker process")?;
+    // Timed from the worker's first reply on: its start-up is not an answer's latency.
+    latency(http, api, user, 1, 1, 0).await.context("the worker's first reply")?;
+    let started = Instant::now();
+    let histogram = latency(http, api, user, args.conversations, args.messages, args.think_ms).await;
+    let rate = histogram.as_ref().map_or(0.0, |h| h.len() as f64 / started.elapsed().as_secs_f64());
+    worker.kill().await.ok();
+    Ok(Latency { histogram: histogram?, rate })
+}
+
 fn user_token() -> String {
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + 86_400;
     let claims = json!({ "sub": "bench-user", "name": "Bench", "role": "user", "exp": exp });
     concierge_api::auth::sign_platform_token(SECRET, &claims).expect("signing a token")
-}
-
-fn spawn_concierge(url: &str, args: &[&str]) -> anyhow::Result<Child> {
-    spawn_concierge_command(url, args)?.spawn().context("cannot start a concierge process")
 }
 
 struct ApiProcess {

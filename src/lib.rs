@@ -3,6 +3,7 @@
 //! the tests and the benchmark.
 
 pub mod bench;
+mod bench_embeddings;
 pub mod bench_knowledge;
 pub mod demo_platform;
 pub mod demo_site;

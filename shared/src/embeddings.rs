@@ -25,8 +25,6 @@ use crate::{breaker::Breaker, config::EmbeddingsConfig};
 
 /// Largest reply body accepted: 2,048 vectors of 3,072 dimensions as JSON fit in this.
 const MAX_BODY: usize = 64 * 1024 * 1024;
-/// Query vectors kept, by text.
-const QUERY_CACHE: usize = 2_048;
 /// The longest text sent, in characters; servers refuse or truncate longer ones anyway.
 const MAX_TEXT_CHARS: usize = 4_000;
 
@@ -81,8 +79,8 @@ pub struct Embedder {
     url: String,
     config: EmbeddingsConfig,
     breaker: Breaker,
-    /// Query vectors by (query model, text sent).
-    cache: Mutex<QueryCache>,
+    /// Query vectors by (query model, text sent); `None` when configured off.
+    cache: Option<Mutex<QueryCache>>,
 }
 
 type QueryCache = lru::LruCache<(String, String), Arc<[f32]>>;
@@ -126,7 +124,7 @@ impl Embedder {
             url: format!("{}/embeddings", config.base_url),
             config: config.clone(),
             breaker: Breaker::new(config.breaker_cooldown),
-            cache: Mutex::new(lru::LruCache::new(NonZeroUsize::new(QUERY_CACHE).expect("non-zero"))),
+            cache: NonZeroUsize::new(config.query_cache).map(|size| Mutex::new(lru::LruCache::new(size))),
         }
     }
 
@@ -182,7 +180,7 @@ impl Embedder {
     pub async fn query(&self, space: &Space, text: &str, dims: usize) -> Result<Arc<[f32]>, EmbedError> {
         let input = format!("{}{}", space.query_prefix, text);
         let key = (space.query_model.clone(), input);
-        if let Some(hit) = self.cache.lock().expect("cache").get(&key).cloned() {
+        if let Some(hit) = self.cache.as_ref().and_then(|cache| cache.lock().expect("cache").get(&key).cloned()) {
             metrics::counter!("concierge_embeddings_cache_hits_total").increment(1);
             return Ok(hit);
         }
@@ -211,8 +209,8 @@ impl Embedder {
                 Err(error) => break Err(error),
             }
         };
-        if let Ok(vector) = &result {
-            self.cache.lock().expect("cache").put(key, vector.clone());
+        if let (Ok(vector), Some(cache)) = (&result, &self.cache) {
+            cache.lock().expect("cache").put(key, vector.clone());
         }
         result
     }

@@ -44,6 +44,9 @@ pub struct EmbeddingsSettings {
     /// Passages sent in one request while reindexing.
     #[arg(long, env = "CONCIERGE_EMBEDDINGS_BATCH", default_value_t = 32)]
     pub embeddings_batch: usize,
+    /// Query vectors each process keeps, by text (0: none, every message is embedded).
+    #[arg(long, env = "CONCIERGE_EMBEDDINGS_QUERY_CACHE", default_value_t = 2048)]
+    pub embeddings_query_cache: usize,
 }
 
 /// Where vectors come from, and how texts are sent.
@@ -61,6 +64,8 @@ pub struct EmbeddingsConfig {
     /// One batch of passages.
     pub passage_timeout: Duration,
     pub batch: usize,
+    /// Query vectors kept by text; 0 turns the cache off.
+    pub query_cache: usize,
     /// Retries of a 429/5xx/transport failure while embedding passages.
     pub max_retries: u32,
     /// After 3 failed calls in a row, how long queries are answered lexically without trying.
@@ -99,6 +104,7 @@ impl EmbeddingsSettings {
             query_timeout: Duration::from_millis(self.embeddings_timeout_ms),
             passage_timeout: Duration::from_secs(60),
             batch: self.embeddings_batch,
+            query_cache: self.embeddings_query_cache,
             max_retries: 3,
             breaker_cooldown: Duration::from_secs(30),
         }))
@@ -118,6 +124,7 @@ impl EmbeddingsConfig {
             query_timeout: Duration::from_millis(800),
             passage_timeout: Duration::from_secs(60),
             batch: 32,
+            query_cache: 2048,
             max_retries: 3,
             breaker_cooldown: Duration::from_secs(30),
         }
