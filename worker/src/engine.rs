@@ -149,7 +149,7 @@ fn clarify_or_escalate(conversation: &Conversation, texts: &Texts, suggestions: 
 }
 
 /// Whether every word is one that says something is wrong without saying what.
-fn is_vague(words: &[String]) -> bool {
+pub fn is_vague(words: &[String]) -> bool {
     const VAGUE: &[&str] = &[
         "не",
         "нет",
