@@ -51,7 +51,8 @@ fn vector(text: &str) -> Vec<f32> {
     for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let chars: Vec<char> = format!("^{word}$").chars().collect();
         for gram in chars.windows(3) {
-            let hash = gram.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ c as u64).wrapping_mul(0x0100_0000_01b3));
+            let hash =
+                gram.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ c as u64).wrapping_mul(0x0100_0000_01b3));
             let sign = if hash & 1 == 0 { 1.0 } else { -1.0 };
             vector[(hash >> 1) as usize % DIMS] += sign;
         }

@@ -78,6 +78,10 @@ pub struct DecisionInfo {
     /// How the knowledge was searched for the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalInfo>,
+    /// How the model was asked to return its decision (`tools`, `json_schema`, `json_object`),
+    /// when a model was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_format: Option<String>,
 }
 
 /// How the knowledge was searched: with the vector ranking or lexically, and if lexically
@@ -101,12 +105,26 @@ impl RetrievalInfo {
 impl DecisionInfo {
     /// Decided by the offline engine; `fallback` says why when a model was configured.
     pub fn offline(fallback: Option<String>) -> Self {
-        Self { engine: Engine::Offline, model: None, prompt_version: None, fallback, retrieval: None }
+        Self {
+            engine: Engine::Offline,
+            model: None,
+            prompt_version: None,
+            fallback,
+            retrieval: None,
+            decision_format: None,
+        }
     }
 
     /// Decided without any engine: by the user's button.
     pub fn button() -> Self {
-        Self { engine: Engine::Button, model: None, prompt_version: None, fallback: None, retrieval: None }
+        Self {
+            engine: Engine::Button,
+            model: None,
+            prompt_version: None,
+            fallback: None,
+            retrieval: None,
+            decision_format: None,
+        }
     }
 
     /// Decided by the language model `model` with the prompt `prompt_version`.
@@ -117,7 +135,14 @@ impl DecisionInfo {
             prompt_version: Some(prompt_version),
             fallback: None,
             retrieval: None,
+            decision_format: None,
         }
+    }
+
+    /// The same, noting the decision format the model was asked to use.
+    pub fn with_format(mut self, format: &str) -> Self {
+        self.decision_format = Some(format.to_owned());
+        self
     }
 }
 

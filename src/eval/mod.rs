@@ -91,6 +91,17 @@ pub struct DecisionFigures {
     pub citation_accuracy: f64,
     /// Of the questions labelled `action`, the share running the right action.
     pub action_accuracy: f64,
+    /// With a model: the mean prompt tokens one decision sent (repairs included), as the
+    /// server counted them.
+    pub prompt_tokens: Option<f64>,
+    /// The mean wall-clock seconds of one decision.
+    pub seconds_per_decision: f64,
+    /// With a model: why the offline engine decided instead (`ungrounded`, `timeout`...) → how
+    /// often.
+    pub fallbacks: std::collections::BTreeMap<String, usize>,
+    /// With a model: replies refused by the checks of what they say → how often (a reply
+    /// repaired afterwards counts too).
+    pub rejections: std::collections::BTreeMap<String, usize>,
     pub misses: Vec<String>,
 }
 
@@ -131,6 +142,7 @@ pub async fn decisions(
             ..Default::default()
         };
         let (mut right, mut cited, mut answers, mut actions_right, mut actions) = (0, 0, 0, 0, 0);
+        let mut deciding = std::time::Duration::ZERO;
         for case in &cases {
             let owner = OwnerKey::user("eval-user");
             let conversation = conversations::create(
@@ -179,6 +191,7 @@ pub async fn decisions(
                 .search(&query, &concierge_shared::knowledge::SearchOptions::top(concierge_worker::engine::SEARCHED))
                 .await
                 .result;
+            let started = std::time::Instant::now();
             let decision = match &llm {
                 Some(llm) => {
                     let turn = concierge_worker::llm::Turn {
@@ -189,10 +202,15 @@ pub async fn decisions(
                         actions: &available,
                         plan: None,
                     };
-                    concierge_worker::llm::decide(llm, &pool, &turn, &mut |_| {}).await?.0
+                    let (decision, info) = concierge_worker::llm::decide(llm, &pool, &turn, &mut |_| {}).await?;
+                    if let Some(fallback) = info.fallback {
+                        *figures.fallbacks.entry(fallback).or_default() += 1;
+                    }
+                    decision
                 }
                 None => concierge_worker::engine::decide(&found, &conversation, &message, &available),
             };
+            deciding += started.elapsed();
             let kind = decision.kind().as_str();
             let entry = figures.by_label.entry(case.expected.clone()).or_default();
             entry.1 += 1;
@@ -241,6 +259,26 @@ pub async fn decisions(
         figures.accuracy = right as f64 / cases.len().max(1) as f64;
         figures.citation_accuracy = cited as f64 / answers.max(1) as f64;
         figures.action_accuracy = actions_right as f64 / actions.max(1) as f64;
+        figures.seconds_per_decision = deciding.as_secs_f64() / cases.len().max(1) as f64;
+        if llm.is_some() {
+            let tokens: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(sum(prompt_tokens), 0)::bigint FROM llm_calls WHERE purpose IN ('decide', 'repair')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            figures.prompt_tokens = Some(tokens as f64 / cases.len().max(1) as f64);
+            for (check, pattern) in [
+                ("ungrounded", "the answer states facts%"),
+                ("clarify_restates", "the clarifying question only repeats%"),
+                ("clarify_covered", "passage p1 covers the question%"),
+            ] {
+                let count: i64 = sqlx::query_scalar("SELECT count(*) FROM llm_calls WHERE error LIKE $1")
+                    .bind(pattern)
+                    .fetch_one(&pool)
+                    .await?;
+                figures.rejections.insert(check.into(), count as usize);
+            }
+        }
         anyhow::Ok(figures)
     }
     .await;
@@ -260,6 +298,21 @@ pub fn print_decisions(figures: &DecisionFigures) {
         figures.citation_accuracy
     );
     println!("action accuracy   {:.3}   (action-labelled questions running the right action)", figures.action_accuracy);
+    if let Some(tokens) = figures.prompt_tokens {
+        println!("prompt tokens     {tokens:.0}   (mean per decision, repairs included, as the server counted)");
+    }
+    println!("seconds/decision  {:.2}", figures.seconds_per_decision);
+    if !figures.rejections.is_empty() {
+        let listed: Vec<String> = figures.rejections.iter().map(|(check, n)| format!("{check} {n}")).collect();
+        println!("replies rejected  {}", listed.join(", "));
+        let fallen: usize = figures.fallbacks.values().sum();
+        let listed: Vec<String> = figures.fallbacks.iter().map(|(why, n)| format!("{why} {n}")).collect();
+        println!(
+            "fallback rate     {:.3}   ({})",
+            fallen as f64 / figures.cases.max(1) as f64,
+            if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
+        );
+    }
     if !figures.misses.is_empty() {
         println!("\nmisses ({}):", figures.misses.len());
         for miss in &figures.misses {

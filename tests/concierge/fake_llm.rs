@@ -17,6 +17,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 
+use concierge_shared::config::DecisionFormat;
+
 use crate::helpers::simulate_delay;
 
 #[derive(Clone, Debug)]
@@ -29,6 +31,8 @@ pub enum Reply {
     Status(u16, Option<&'static str>),
     /// Answer after this long.
     Hang(Duration),
+    /// This JSON body, after this long (a slow but working server).
+    Slow(Duration, Value),
     /// A body of this many bytes.
     Huge(usize),
 }
@@ -81,6 +85,10 @@ async fn complete(State(script): State<Arc<Mutex<Script>>>, body: axum::Json<Val
             }
             response
         }
+        Some(Reply::Slow(wait, value)) => {
+            simulate_delay(wait).await;
+            axum::Json(value).into_response()
+        }
         Some(Reply::Hang(wait)) => {
             simulate_delay(wait).await;
             axum::Json(tool_reply("answer", json!({ "text": "поздно", "citations": [] }))).into_response()
@@ -125,6 +133,31 @@ pub fn tool_reply(name: &str, arguments: Value) -> Value {
         }]}}],
         "usage": { "prompt_tokens": 900, "completion_tokens": 60 }
     })
+}
+
+/// A completion carrying the decision `name` with `arguments` as the server answers in
+/// `format`: a tool call, or the `{"decision": ...}` object as content.
+pub fn decision_reply(format: DecisionFormat, name: &str, arguments: Value) -> Value {
+    match format {
+        DecisionFormat::Tools => tool_reply(name, arguments),
+        DecisionFormat::JsonSchema | DecisionFormat::JsonObject => {
+            let mut decision = json!({ "decision": name });
+            for (key, value) in arguments.as_object().into_iter().flatten() {
+                decision[key] = value.clone();
+            }
+            content_reply(&decision.to_string())
+        }
+    }
+}
+
+/// A reply whose decision cannot be read, as it would come in `format`.
+pub fn malformed_reply(format: DecisionFormat) -> Value {
+    match format {
+        DecisionFormat::Tools => tool_reply("answer", json!("not an object")),
+        DecisionFormat::JsonSchema | DecisionFormat::JsonObject => {
+            content_reply("{\"decision\": \"answer\", \"text\": ")
+        }
+    }
 }
 
 /// A completion with plain content (JSON mode).

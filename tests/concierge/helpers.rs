@@ -324,7 +324,12 @@ impl Sse {
 
     /// The next event (comments and retry hints skipped); panics after `WAIT`.
     pub async fn next(&mut self) -> SseEvent {
-        tokio::time::timeout(WAIT, self.next_inner()).await.expect("no SSE event in time")
+        self.next_within(WAIT).await
+    }
+
+    /// The next event, waiting up to `within` (a real model can take longer than [`WAIT`]).
+    pub async fn next_within(&mut self, within: Duration) -> SseEvent {
+        tokio::time::timeout(within, self.next_inner()).await.expect("no SSE event in time")
     }
 
     async fn next_inner(&mut self) -> SseEvent {

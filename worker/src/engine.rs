@@ -242,7 +242,7 @@ fn is_vague_word(word: &str) -> bool {
 }
 
 /// Whether every word is one that says something is wrong without saying what.
-fn is_vague(words: &[String]) -> bool {
+pub fn is_vague(words: &[String]) -> bool {
     !words.is_empty() && words.iter().all(|w| is_vague_word(w))
 }
 

@@ -4,6 +4,10 @@
 //! message gets one reply; a hand-over also queues the escalate job. In human mode the message
 //! waits for an operator, and is queued for the conversation's Telegram topic.
 //!
+//! Decisions of one conversation are made one at a time, in the messages' order (a
+//! per-conversation advisory lock held for the whole decision): a message sent while a slow model
+//! thinks about the previous one is decided after it, with that reply in its history.
+//!
 //! Transient failures (the database) are retried with exponential backoff within the job's
 //! attempt budget; when the budget is spent the user gets a system message instead of silence.
 
@@ -54,6 +58,27 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
     if message.role != MessageRole::User || messages::handled(&ctx.pool, message.id).await? {
         return Ok(());
     }
+    // One decision at a time per conversation: a message sent while the model thinks about the
+    // previous one waits here, and earlier messages whose jobs have not started yet go first.
+    let mut lock = ctx.pool.begin().await?;
+    conversations::lock_decisions(&mut lock, message.conversation_id).await?;
+    let current = conversations::get(&ctx.pool, message.conversation_id).await?;
+    if current.is_some_and(|c| c.mode == ConversationMode::Ai) {
+        for earlier in messages::unhandled_before(&ctx.pool, &message).await? {
+            tracing::info!(earlier = %earlier.id, "deciding an earlier message first");
+            process_one(ctx, earlier).await?;
+        }
+    }
+    process_one(ctx, message).await?;
+    lock.commit().await?;
+    Ok(())
+}
+
+/// Route one user message, under the conversation's decision lock.
+async fn process_one(ctx: &Context, message: Message) -> anyhow::Result<()> {
+    if messages::handled(&ctx.pool, message.id).await? {
+        return Ok(());
+    }
     let conversation = conversations::get(&ctx.pool, message.conversation_id)
         .await?
         .context("the message's conversation is missing")?;
@@ -66,11 +91,12 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let history = messages::latest(&ctx.pool, conversation.id, HISTORY)
-        .await?
-        .into_iter()
-        .filter(|m| m.seq < message.seq)
-        .collect::<Vec<_>>();
+    // What came before the message, and the replies to earlier messages that were sent after
+    // it while they were decided (replies follow the order of the questions).
+    let latest = messages::latest(&ctx.pool, conversation.id, HISTORY).await?;
+    let earlier = |id: Option<MessageId>| latest.iter().any(|m| Some(m.id) == id && m.seq < message.seq);
+    let history =
+        latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
     let query = engine::query_with_context(&history, &message.content);
     let retrieval = ctx.knowledge.search(&query, &SearchOptions::top(engine::SEARCHED)).await;
     let found = &retrieval.result;
@@ -143,7 +169,8 @@ async fn queue_for_operators(
 }
 
 /// Streamed answer text, sent to the widget in pieces of at most every 100 ms so that
-/// PostgreSQL is not flooded with one NOTIFY per token.
+/// PostgreSQL is not flooded with one NOTIFY per token; and the typing notice, renewed while a
+/// slow model thinks, so that the widget's dots stay on however long the answer takes.
 struct Deltas {
     sender: tokio::sync::mpsc::UnboundedSender<String>,
     task: tokio::task::JoinHandle<()>,
@@ -151,6 +178,8 @@ struct Deltas {
 
 impl Deltas {
     const EVERY: Duration = Duration::from_millis(100);
+    /// Well within the widget's 60 s without news before it drops the dots.
+    const TYPING_EVERY: Duration = Duration::from_secs(15);
 
     fn start(pool: sqlx::PgPool, conversation_id: ConversationId, reply_to: MessageId) -> Self {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -158,6 +187,8 @@ impl Deltas {
             let mut pending = String::new();
             let mut ticks = tokio::time::interval(Self::EVERY);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut typing =
+                tokio::time::interval_at(tokio::time::Instant::now() + Self::TYPING_EVERY, Self::TYPING_EVERY);
             let mut open = true;
             while open {
                 tokio::select! {
@@ -169,6 +200,12 @@ impl Deltas {
                         None => open = false,
                     },
                     _ = ticks.tick() => {}
+                    _ = typing.tick() => {
+                        if let Err(error) = (Event::Typing { conversation_id, reply_to }).publish(&pool).await {
+                            tracing::debug!(%error, "a typing notice was not sent");
+                        }
+                        continue;
+                    }
                 }
                 // Every tick, and once more when the answer is complete: send what came.
                 while !pending.is_empty() {

@@ -47,6 +47,15 @@ pub struct AiSettings {
     /// provider is tried again, in seconds.
     #[arg(long, env = "CONCIERGE_LLM_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
     pub llm_breaker_cooldown_secs: u64,
+    /// How the model returns its decision: tools (tool calls; OpenAI, DeepSeek), json_schema
+    /// (output constrained to one JSON schema; llama.cpp, Ollama, vLLM) or json_object (JSON
+    /// mode, the prompt states the shape; DeepSeek's JSON mode).
+    #[arg(long, env = "CONCIERGE_LLM_DECISION_FORMAT", value_enum, default_value_t = DecisionFormat::Tools)]
+    pub llm_decision_format: DecisionFormat,
+    /// Estimated tokens of one decision prompt (system prompt, decision format, context,
+    /// passages, history); passages and history are cut to fit.
+    #[arg(long, env = "CONCIERGE_LLM_PROMPT_TOKENS", default_value_t = 1_200)]
+    pub llm_prompt_tokens: usize,
     /// The versioned system prompt (`system.md`).
     #[arg(long, env = "CONCIERGE_PROMPTS_DIR", default_value = "prompts")]
     pub prompts_dir: PathBuf,
@@ -75,6 +84,38 @@ pub struct AiConfig {
     pub prompts_dir: PathBuf,
     /// After 3 failed calls in a row, how long new messages are answered offline.
     pub breaker_cooldown: Duration,
+    /// How the model returns its decision.
+    pub decision_format: DecisionFormat,
+    /// Estimated tokens of one decision prompt; passages and history are cut to fit.
+    pub prompt_tokens: usize,
+}
+
+/// How the model returns its decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecisionFormat {
+    /// One tool call among `answer`, `clarify`, `escalate`, `run_action`.
+    #[value(name = "tools")]
+    Tools,
+    /// `response_format: json_schema`: one object whose `decision` field names the kind.
+    #[value(name = "json_schema")]
+    JsonSchema,
+    /// `response_format: json_object`: the same object, its shape stated in the prompt.
+    #[value(name = "json_object")]
+    JsonObject,
+}
+
+impl DecisionFormat {
+    pub const ALL: [DecisionFormat; 3] =
+        [DecisionFormat::Tools, DecisionFormat::JsonSchema, DecisionFormat::JsonObject];
+
+    /// The setting's value, also stored in the decision's metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionFormat::Tools => "tools",
+            DecisionFormat::JsonSchema => "json_schema",
+            DecisionFormat::JsonObject => "json_object",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,6 +159,8 @@ impl AiSettings {
             daily_token_budget: self.llm_daily_tokens,
             prompts_dir: self.prompts_dir,
             breaker_cooldown: Duration::from_secs(self.llm_breaker_cooldown_secs),
+            decision_format: self.llm_decision_format,
+            prompt_tokens: self.llm_prompt_tokens,
         }
     }
 }
@@ -137,6 +180,8 @@ impl AiConfig {
             daily_token_budget: 5_000_000,
             prompts_dir: "prompts".into(),
             breaker_cooldown: Duration::from_secs(30),
+            decision_format: DecisionFormat::Tools,
+            prompt_tokens: 1_200,
         }
     }
 }

@@ -17,7 +17,7 @@ mod ai;
 mod embeddings;
 mod telegram;
 
-pub use ai::{AiConfig, AiSettings, Provider};
+pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 use telegram::valid_webhook_secret;
 pub use telegram::{TelegramConfig, TelegramMode, TelegramSettings};

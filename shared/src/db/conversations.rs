@@ -103,6 +103,22 @@ pub async fn lock(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<O
         .await
 }
 
+/// The advisory-lock class of a conversation's decisions (two-key advisory locks never meet the
+/// one-key locks the job queue takes).
+const DECISION_LOCK: i32 = 0x636f_6e63;
+
+/// Holds the conversation's decision lock for the rest of the transaction: one decision at a
+/// time per conversation, in every worker process, however long the model takes. Unlike
+/// [`lock`] it leaves the row free for the API meanwhile.
+pub async fn lock_decisions(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))")
+        .bind(DECISION_LOCK)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A page of the owner's conversations, newest first, after the `(created_at, id)` cursor.
 pub async fn list_owned(
     db: impl PgExecutor<'_>,

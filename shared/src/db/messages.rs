@@ -202,6 +202,26 @@ pub async fn handled(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<boo
     .await
 }
 
+/// The user messages before `message` that wait for a reply: sent since the conversation's
+/// last message of any other role, and neither answered nor running an action. Those whose
+/// jobs have not run yet are decided first, so that replies follow the messages' order.
+pub async fn unhandled_before(db: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<Vec<Message>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages m WHERE conversation_id = $1 AND role = 'user' AND seq < $2
+           AND seq > COALESCE((SELECT max(seq) FROM messages
+                               WHERE conversation_id = $1 AND role <> 'user' AND seq < $2), 0)
+           AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id)
+           AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)
+         ORDER BY seq"
+    ))
+    .bind(message.conversation_id)
+    .bind(message.seq)
+    .fetch_all(db)
+    .await
+}
+
 /// The conversation's first user message, if any.
 pub async fn first_user_message(
     db: impl PgExecutor<'_>,

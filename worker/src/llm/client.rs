@@ -66,6 +66,10 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// OpenAI `tools` definitions; the model must call one.
     pub tools: Vec<Value>,
+    /// OpenAI `response_format` (`json_schema` or `json_object`) as JSON text, sent as it is
+    /// (the order of a schema's properties matters to grammar-constrained servers), when the
+    /// decision comes as JSON text rather than a tool call.
+    pub response_format: Option<String>,
     pub max_tokens: u32,
     pub stream: bool,
 }
@@ -226,11 +230,20 @@ impl LlmClient {
             body["tools"] = Value::Array(request.tools.clone());
             body["tool_choice"] = Value::String("required".into());
         }
+
         if request.stream {
             body["stream"] = Value::Bool(true);
             body["stream_options"] = serde_json::json!({ "include_usage": true });
         }
-        let mut http = self.http.post(&self.url).json(&body);
+        let mut text = body.to_string();
+        if let Some(format) = &request.response_format {
+            // `body` is an object: its text ends with `}`.
+            text.pop();
+            text.push_str(",\"response_format\":");
+            text.push_str(format);
+            text.push('}');
+        }
+        let mut http = self.http.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(text);
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key.expose());
         }
@@ -310,8 +323,9 @@ fn parse_completion(bytes: &[u8]) -> Result<ChatResponse, LlmError> {
 }
 
 /// Assemble a streamed completion (`data: {...}` chunks, then `data: [DONE]`), passing the text
-/// of the answer to `on_delta` as it comes: plain content, or the `text` argument of an
-/// `answer` tool call.
+/// of the answer to `on_delta` as it comes: plain content, the `text` argument of an `answer`
+/// tool call, or the `text` field of a decision written as JSON in the content (the JSON
+/// itself never shows).
 async fn read_stream(
     response: reqwest::Response,
     on_delta: &mut (dyn FnMut(&str) + Send),
@@ -320,6 +334,9 @@ async fn read_stream(
     let mut calls: Vec<ToolCall> = Vec::new();
     let mut usage = Usage::default();
     let mut answer_text = super::stream_text::FieldStream::new("text");
+    let mut content_text = super::stream_text::FieldStream::new("text");
+    // Whether the content is JSON (a decision), known from its first visible character.
+    let mut content_is_json: Option<bool> = None;
     let mut buffer = Vec::new();
     let mut total = 0usize;
     let mut chunks = response.bytes_stream();
@@ -344,7 +361,19 @@ async fn read_stream(
             let Some(delta) = event.pointer("/choices/0/delta") else { continue };
             if let Some(text) = delta.get("content").and_then(Value::as_str) {
                 content.push_str(text);
-                on_delta(text);
+                if content_is_json.is_none() {
+                    content_is_json = content.trim_start().chars().next().map(|c| matches!(c, '{' | '`' | '<'));
+                }
+                match content_is_json {
+                    Some(false) => on_delta(text),
+                    Some(true) => {
+                        let text = content_text.push(text);
+                        if !text.is_empty() {
+                            on_delta(&text);
+                        }
+                    }
+                    None => {}
+                }
             }
             for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
                 let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);

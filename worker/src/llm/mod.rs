@@ -2,41 +2,45 @@
 //!
 //! The model sees the versioned system prompt (`prompts/system.md`), a context block (who the user
 //! is — role only, never secrets —, the page they are on, how many clarifying questions were
-//! asked, the retrieved knowledge passages with ids), the conversation so far within a token
-//! budget, and the message. It must call one tool: `answer` (text and the ids of the passages it
-//! used), `clarify`, `escalate` (reason and a summary for operators) or, when actions are
-//! offered, `run_action`. A reply that is not exactly one valid tool call — unknown tool, bad
-//! arguments, citations of passages that were not in the context, malformed JSON, an empty
-//! answer — is sent back once with the reason; if the second reply is no better, or the provider
-//! fails (timeout, errors after retries, the circuit breaker open, a budget spent), the offline
-//! engine decides instead and the message metadata says why. Every call is recorded in
-//! `llm_calls`.
+//! asked, the retrieved knowledge passages with ids), the conversation so far, and the message,
+//! all within the prompt budget. It returns one decision — `answer` (text and the ids of the
+//! passages it used), `clarify`, `escalate` (reason and a summary for operators) or, when actions
+//! are offered, `run_action` — as a tool call or as a JSON object, as the decision format says. A
+//! reply that is not exactly one valid decision — unknown tool, bad arguments, citations of
+//! passages that were not in the context, malformed JSON, an empty answer —, a clarifying
+//! question that asks nothing, or an answer stating facts its passages do not hold, is sent back
+//! once with the reason; if the second reply is no better, or the provider fails (timeout,
+//! errors after retries, the circuit breaker open, a budget spent), the offline engine decides
+//! instead and the message metadata says why. Every call is recorded in `llm_calls`.
 
 pub mod client;
+mod grounding;
 mod guard;
 mod parse;
 mod prompt;
 mod record;
 mod stream_text;
+mod words;
 
 use std::{sync::Arc, time::Instant};
 
 use concierge_shared::{
+    MessageRole,
     actions::ActionDefinition,
-    config::AiConfig,
+    config::{AiConfig, DecisionFormat},
     db::{conversations::Conversation, llm_calls, messages::Message},
     knowledge::{Hit, SearchResult},
 };
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::engine::{self, Decision};
+use crate::engine::{self, Decision, Source};
 use client::{ChatMessage, ChatRequest, LlmClient, LlmError};
 pub use guard::StreamGuard;
 use guard::guard;
 use parse::parse_decision;
 pub use prompt::Prompt;
-use prompt::{build_messages, tools};
+use prompt::build;
 use record::{record, record_invalid};
 
 /// Knowledge passages given to the model.
@@ -89,6 +93,19 @@ pub struct Turn<'a> {
     pub plan: Option<String>,
 }
 
+/// Why a reply was not accepted: the word for the metadata's `fallback` and the reason the
+/// repair message gives.
+struct Rejection {
+    fallback: &'static str,
+    problem: String,
+}
+
+impl Rejection {
+    fn invalid(problem: String) -> Self {
+        Self { fallback: "invalid_reply", problem }
+    }
+}
+
 /// Decide with the model, falling back to the offline engine. `on_delta` receives streamed
 /// answer text, held back as far as needed for the prompt-leak check ([`StreamGuard`]).
 pub async fn decide(
@@ -98,10 +115,11 @@ pub async fn decide(
     on_delta: &mut (dyn FnMut(&str) + Send),
 ) -> anyhow::Result<(Decision, DecisionInfo)> {
     let ids = (turn.conversation.id, turn.message.id);
+    let format = llm.config.decision_format;
     let offline = |reason: &str| {
         (
             engine::decide(turn.found, turn.conversation, turn.message, turn.actions),
-            DecisionInfo::offline(Some(reason.to_owned())),
+            DecisionInfo::offline(Some(reason.to_owned())).with_format(format.as_str()),
         )
     };
     if let Some(reason) = budget_spent(pool, &llm.config, turn.conversation).await? {
@@ -112,14 +130,18 @@ pub async fn decide(
         return Ok(offline("circuit_open"));
     }
 
-    let passages: Vec<Hit> = turn.found.hits.iter().take(PASSAGES).cloned().collect();
-    let mut messages = build_messages(llm, turn, &passages);
-    let tools = tools(turn.actions);
+    let candidates: Vec<Hit> = turn.found.hits.iter().take(PASSAGES).cloned().collect();
+    let built = build(llm, turn, &candidates);
+    let passages = &candidates[..built.passages];
+    tracing::debug!(estimated_tokens = built.estimated_tokens, passages = passages.len(), "decision prompt");
+    let mut messages = built.messages;
     let mut purpose = "decide";
+    let mut fallback = "invalid_reply";
     for round in 0..2 {
         let request = ChatRequest {
             messages: messages.clone(),
-            tools: tools.clone(),
+            tools: built.tools.clone(),
+            response_format: built.response_format.clone(),
             max_tokens: 1_000,
             stream: llm.config.stream,
         };
@@ -142,21 +164,30 @@ pub async fn decide(
                 return Ok(offline(outcome));
             }
         };
-        match parse_decision(&response, &passages, turn).and_then(|d| guard(d, &llm.prompt)) {
+        let checked = parse_decision(&response, passages, turn)
+            .and_then(|d| guard(d, &llm.prompt))
+            .map_err(Rejection::invalid)
+            .and_then(|d| check(d, passages, turn));
+        match checked {
             Ok(decision) => {
                 // The whole reply passed the checks: what was held back may show.
                 if let Some(rest) = stream_guard.finish() {
                     on_delta(&rest);
                 }
                 record(pool, llm, ids, purpose, &Ok(response), elapsed).await?;
-                let info = DecisionInfo::llm(llm.client.model().to_owned(), llm.prompt.version.clone());
+                let info = DecisionInfo::llm(llm.client.model().to_owned(), llm.prompt.version.clone())
+                    .with_format(format.as_str());
                 return Ok((decision, info));
             }
-            Err(problem) => {
+            Err(rejection) => {
+                let problem = rejection.problem;
+                fallback = rejection.fallback;
                 record_invalid(pool, llm, ids, purpose, &response, &problem, elapsed).await?;
                 tracing::warn!(round, %problem, "unusable model reply");
-                // Ask once more, saying what was wrong.
-                if let Some(reply) = response.message.clone() {
+                // Ask once more, saying what was wrong: as the result of the tool called, if one
+                // was, and in a note after it.
+                if let Some(reply) = response.message.clone().filter(|m| m.content.is_some() || m.tool_calls.is_some())
+                {
                     let call_ids: Vec<String> = reply.tool_calls.iter().flatten().map(|c| c.id.clone()).collect();
                     messages.push(reply);
                     for id in call_ids {
@@ -168,15 +199,86 @@ pub async fn decide(
                         });
                     }
                 }
+                let again = match format {
+                    DecisionFormat::Tools => "Reply again with exactly one valid tool call.",
+                    DecisionFormat::JsonSchema | DecisionFormat::JsonObject => {
+                        "Reply again with exactly one JSON decision object of the shape given."
+                    }
+                };
                 messages.push(ChatMessage::new(
                     "user",
-                    format!("[system] Your previous reply was rejected: {problem}. Reply again with exactly one valid tool call."),
+                    format!("[system] Your previous reply was rejected: {problem}. {again}"),
                 ));
                 purpose = "repair";
             }
         }
     }
-    Ok(offline("invalid_reply"))
+    Ok(offline(fallback))
+}
+
+/// The checks of what a reply says, past its form: a clarifying question must ask something
+/// the passages do not answer, and an answer must be supported by what it cites.
+fn check(decision: Decision, passages: &[Hit], turn: &Turn<'_>) -> Result<Decision, Rejection> {
+    match &decision {
+        Decision::Clarify { text, .. } => check_clarify(text, turn)?,
+        Decision::Answer { text, sources } => check_grounding(text, sources, passages, turn)?,
+        Decision::Escalate { .. } | Decision::Action { .. } => {}
+    }
+    Ok(decision)
+}
+
+/// The share of a clarifying question's content words found in the user's message above which
+/// the question only restates the message.
+const RESTATED: f64 = 0.6;
+
+/// A clarifying question is refused when it restates the user's message, or when the best
+/// passage covers the message well enough for the offline engine to answer with it.
+fn check_clarify(question: &str, turn: &Turn<'_>) -> Result<(), Rejection> {
+    let asked = words::stems(question);
+    let said = words::stems(&turn.message.content);
+    if asked.len() >= 2 && words::shared(&asked, &said) as f64 / asked.len() as f64 >= RESTATED {
+        return Err(Rejection {
+            fallback: "clarify_restates",
+            problem: "the clarifying question only repeats the user's message; answer from the passages, \
+                      escalate, or ask about what is actually unclear"
+                .into(),
+        });
+    }
+    let vague = engine::is_vague(&engine::words(&turn.message.content));
+    if !vague && engine::confident(turn.found).is_some() {
+        return Err(Rejection {
+            fallback: "clarify_covered",
+            problem: "passage p1 covers the question; answer from it instead of asking".into(),
+        });
+    }
+    Ok(())
+}
+
+/// An answer is refused when it states numbers, names or menu steps that none of the passages
+/// it cites holds (numbers the user wrote excepted).
+fn check_grounding(text: &str, sources: &[Source], passages: &[Hit], turn: &Turn<'_>) -> Result<(), Rejection> {
+    let cited: Vec<String> = passages
+        .iter()
+        .filter(|hit| sources.iter().any(|s| s.chunk_id == hit.chunk.id))
+        .map(|hit| format!("{}\n{}\n{}", hit.chunk.doc_title, hit.chunk.heading, hit.chunk.text))
+        .collect();
+    let cited: Vec<&str> = cited.iter().map(String::as_str).collect();
+    let mut user_texts: Vec<&str> =
+        turn.history.iter().filter(|m| m.role == MessageRole::User).map(|m| m.content.as_str()).collect();
+    user_texts.push(&turn.message.content);
+    let missing = grounding::unsupported(text, &cited, &user_texts);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    Err(Rejection {
+        fallback: "ungrounded",
+        problem: format!(
+            "the answer states facts that no cited passage holds: {}; state only what the cited passages say, \
+             and cite the passages you use",
+            listed.join(", ")
+        ),
+    })
 }
 
 /// Whether a token budget is spent: `Some(reason)` then.
@@ -222,7 +324,7 @@ pub async fn follow_up(
             ),
         ),
     ];
-    let request = ChatRequest { messages, tools: Vec::new(), max_tokens: 700, stream: false };
+    let request = ChatRequest { messages, tools: Vec::new(), response_format: None, max_tokens: 700, stream: false };
     let started = Instant::now();
     let result = llm.client.chat(&request, &mut |_| {}).await;
     let elapsed = started.elapsed().as_millis() as i64;

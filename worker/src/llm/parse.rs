@@ -1,5 +1,6 @@
-//! Reading a decision out of the model's reply: exactly one tool call (or, in JSON mode, one
-//! `{"decision": ...}` object), with arguments of the tool's shape.
+//! Reading a decision out of the model's reply: exactly one tool call, or one decision written
+//! as JSON in the text (`{"decision": ...}`, or a tool call's bare `{"name", "arguments"}`
+//! shape), in every decision format, with arguments of the tool's shape.
 //!
 //! Invariant: a reply becomes a [`Decision`] only when every check passes — a known tool,
 //! arguments that deserialize with no unknown fields, a non-empty answer within
@@ -45,14 +46,6 @@ struct EscalateArgs {
     summary: String,
 }
 
-/// A JSON-mode reply: `{"decision": "answer", ...}` with the same fields as the tools.
-#[derive(Deserialize)]
-struct JsonDecision {
-    decision: String,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, Value>,
-}
-
 /// The decision in a reply, or why it is unusable.
 pub(super) fn parse_decision(response: &ChatResponse, passages: &[Hit], turn: &Turn<'_>) -> Result<Decision, String> {
     let (name, arguments): (String, Value) = match response.tool_calls.as_slice() {
@@ -63,10 +56,7 @@ pub(super) fn parse_decision(response: &ChatResponse, passages: &[Hit], turn: &T
         }
         [] => {
             let content = response.content.as_deref().ok_or("the reply is empty")?;
-            let json = strip_fences(content);
-            let parsed: JsonDecision =
-                serde_json::from_str(json).map_err(|_| "the reply is not a tool call".to_owned())?;
-            (parsed.decision, Value::Object(parsed.rest))
+            decision_in_text(content)?
         }
         _ => return Err("more than one tool call".into()),
     };
@@ -84,8 +74,7 @@ pub(super) fn parse_decision(response: &ChatResponse, passages: &[Hit], turn: &T
             }
             let mut sources = Vec::new();
             for citation in &args.citations {
-                let n: usize =
-                    citation.trim_start_matches('p').parse().map_err(|_| format!("unknown citation {citation:?}"))?;
+                let n = citation_number(citation).ok_or_else(|| format!("unknown citation {citation:?}"))?;
                 let hit = passages
                     .get(n.wrapping_sub(1))
                     .ok_or_else(|| format!("citation {citation:?} is not in the context"))?;
@@ -144,11 +133,117 @@ pub(super) fn parse_decision(response: &ChatResponse, passages: &[Hit], turn: &T
     }
 }
 
-fn strip_fences(content: &str) -> &str {
-    let trimmed = content.trim();
-    trimmed
-        .strip_prefix("```json")
-        .or_else(|| trimmed.strip_prefix("```"))
-        .and_then(|rest| rest.strip_suffix("```"))
-        .map_or(trimmed, str::trim)
+/// The passage number a citation names: `p2`, also as `P2`, `[p2]` or `p2: <the passage's text>`,
+/// as small models write them.
+fn citation_number(citation: &str) -> Option<usize> {
+    let rest = citation.trim().trim_start_matches('[').trim_start();
+    let rest = rest.strip_prefix(['p', 'P']).unwrap_or(rest);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let after = rest[digits.len()..].chars().next();
+    if after.is_some_and(|c| c.is_alphanumeric()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The fields each decision kind takes; in a `{"decision": ...}` object the others are ignored
+/// (a schema-constrained reply writes them as null).
+fn fields_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "answer" => &["text", "citations"],
+        "clarify" => &["question"],
+        "escalate" => &["reason", "summary"],
+        "run_action" => &["name", "params"],
+        _ => &[],
+    }
+}
+
+/// A decision written as JSON text: `{"decision": "answer", "text": ...}` (the JSON formats),
+/// or the bare shape of a tool call, `{"name": "answer", "arguments": {...}}` with the arguments
+/// as an object or as JSON text, which small models write instead of calling the tool. Either
+/// may come inside a ```json fence or `<tool_call>` tags, or after a sentence.
+fn decision_in_text(content: &str) -> Result<(String, Value), String> {
+    let not_json = || "the reply is neither a tool call nor one JSON decision object".to_owned();
+    let json = json_part(content).ok_or_else(not_json)?;
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(json) else { return Err(not_json()) };
+    if let Some(Value::String(kind)) = object.remove("decision") {
+        let fields = fields_of(&kind);
+        let arguments =
+            object.into_iter().filter(|(key, value)| fields.contains(&key.as_str()) && !value.is_null()).collect();
+        return Ok((kind, Value::Object(arguments)));
+    }
+    let name = object.get("name").and_then(Value::as_str).map(str::to_owned);
+    let arguments = object.remove("arguments").or_else(|| object.remove("parameters"));
+    match (name, arguments) {
+        (Some(name), Some(Value::String(text))) => {
+            let arguments = serde_json::from_str(&text)
+                .map_err(|e| format!("the arguments of `{name}` are not valid JSON ({e})"))?;
+            Ok((name, arguments))
+        }
+        (Some(name), Some(arguments)) => Ok((name, arguments)),
+        _ => Err(not_json()),
+    }
+}
+
+/// The JSON object in a reply's text: inside a fence or `<tool_call>` tags, else from the first
+/// `{` to the last `}`.
+fn json_part(content: &str) -> Option<&str> {
+    let mut text = content.trim();
+    if let Some(start) = text.find("```") {
+        let inner = &text[start + 3..];
+        let inner = inner.strip_prefix("json").unwrap_or(inner);
+        text = inner.find("```").map_or(inner, |end| &inner[..end]);
+    } else if let Some(start) = text.find("<tool_call>") {
+        let inner = &text[start + "<tool_call>".len()..];
+        text = inner.find("</tool_call>").map_or(inner, |end| &inner[..end]);
+    }
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    (start < end).then(|| &text[start..=end])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{citation_number, decision_in_text};
+
+    #[test]
+    fn citations_are_read_as_small_models_write_them() {
+        for (citation, n) in
+            [("p1", Some(1)), ("P2", Some(2)), ("[p3]", Some(3)), ("p1: Тариф «Профи»", Some(1)), ("4", Some(4))]
+        {
+            assert_eq!(citation_number(citation), n, "{citation}");
+        }
+        for citation in ["doc", "p", "p1x", ""] {
+            assert_eq!(citation_number(citation), None, "{citation}");
+        }
+    }
+
+    #[test]
+    fn decisions_written_as_text_are_read_in_every_shape_small_models_use() {
+        let answer = json!({ "text": "Да.", "citations": ["p1"] });
+        for content in [
+            r#"{"decision": "answer", "text": "Да.", "citations": ["p1"], "question": null, "reason": null}"#
+                .to_owned(),
+            format!("```json\n{}\n```", json!({ "decision": "answer", "text": "Да.", "citations": ["p1"] })),
+            json!({ "name": "answer", "arguments": answer }).to_string(),
+            json!({ "name": "answer", "arguments": answer.to_string() }).to_string(),
+            format!("Вот ответ:\n```\n{}\n```", json!({ "name": "answer", "arguments": answer })),
+            format!("<tool_call>\n{}\n</tool_call>", json!({ "name": "answer", "arguments": answer })),
+        ] {
+            let (name, arguments) = decision_in_text(&content).unwrap_or_else(|e| panic!("{content}: {e}"));
+            assert_eq!((name.as_str(), &arguments), ("answer", &answer), "{content}");
+        }
+        let (name, arguments) =
+            decision_in_text(r#"{"decision": "run_action", "name": "check_zoom_status", "params": {}}"#).unwrap();
+        assert_eq!((name.as_str(), arguments), ("run_action", json!({ "name": "check_zoom_status", "params": {} })));
+        for content in [
+            "Оплатить можно картой.",
+            "{\"text\": \"без решения\"}",
+            "{\"name\": \"answer\", \"arguments\": \"{oops\"}",
+        ] {
+            assert!(decision_in_text(content).is_err(), "{content}");
+        }
+    }
 }
