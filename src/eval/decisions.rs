@@ -163,7 +163,10 @@ pub(super) struct Bench {
 }
 
 /// Run `work` on a fresh [`Bench`], then remove it.
-pub(super) async fn with_bench<T>(config: &Config, work: impl AsyncFnOnce(&Bench) -> anyhow::Result<T>) -> anyhow::Result<T> {
+pub(super) async fn with_bench<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&Bench) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let scratch = Scratch::start().await?;
     let pool = scratch.pool.clone();
     let result = async {

@@ -60,7 +60,11 @@ pub(crate) struct Scratch {
 impl Scratch {
     pub async fn start() -> anyhow::Result<Self> {
         // Unique per run, so that evaluations running side by side in one process never meet.
-        let dir = std::env::temp_dir().join(format!("concierge-eval-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "concierge-eval-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let options = concierge_shared::pg::ClusterOptions { data_dir: dir.clone(), ephemeral: true };
         let cluster = tokio::task::spawn_blocking(move || concierge_shared::pg::Cluster::start(&options)).await??;
         crate::create_database(&cluster.url("postgres"), "eval").await?;
@@ -87,4 +91,3 @@ pub(crate) fn read_jsonl<T: serde::de::DeserializeOwned>(file: &std::path::Path)
         .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not a case", file.display(), n + 1)))
         .collect()
 }
-

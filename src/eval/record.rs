@@ -26,7 +26,10 @@ fn new_run(run: &DecisionRun) -> anyhow::Result<NewEvalRun> {
 }
 
 /// Open the configured database, bring its schema up to date, write, and close it again.
-async fn with_database<T>(config: &Config, write: impl AsyncFnOnce(&sqlx::PgPool) -> anyhow::Result<T>) -> anyhow::Result<T> {
+async fn with_database<T>(
+    config: &Config,
+    write: impl AsyncFnOnce(&sqlx::PgPool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let database = Database::open(config).await?;
     let result = async {
         let pool = concierge_shared::db::connect(&database.url, 2).await?;

@@ -221,7 +221,12 @@ async fn recorded_runs_are_listed_newest_first_to_admins_only() {
     let entries = entries.as_array().unwrap();
     let kinds: Vec<(&str, f64)> = entries
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap(), e["runs"][e["runs"].as_array().unwrap().len() - 1]["accuracy"].as_f64().unwrap()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["runs"][e["runs"].as_array().unwrap().len() - 1]["accuracy"].as_f64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(kinds, [("run", 0.71), ("compare", 0.6), ("run", 0.506)]);
     let comparison = &entries[1];
