@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn compare_takes_two_prompts_folders_and_no_prompts_dir() {
         use clap::Parser;
-        let parse = |args: &[&str]| Cli::try_parse_from([&["concierge", "eval", "decisions"], args].concat());
+        let parse = |args: &[&str]| Cli::try_parse_from([&["concierge", "eval", "decisions"][..], args].concat());
         let cli = parse(&["--compare", "prompts-a", "prompts-b", "--no-record"]).unwrap();
         let Some(super::Command::Eval(super::EvalCommand::Decisions(args))) = cli.command else {
             panic!("not eval decisions");

@@ -178,7 +178,8 @@ pub(super) async fn with_bench<T>(
         }
         let kb = KnowledgeBase::load(pool.clone(), embedder).await?;
         let available = concierge_shared::actions::available(&pool, true).await?;
-        work(&Bench { pool: pool.clone(), kb, available }).await
+        let bench = Bench { pool: pool.clone(), kb, available };
+        work(&bench).await
     }
     .await;
     scratch.stop().await?;

@@ -46,7 +46,7 @@ async fn with_database<T>(
 /// Record a plain run; returns what it was recorded as.
 pub async fn record_run(config: &Config, run: &DecisionRun) -> anyhow::Result<String> {
     let new = new_run(run)?;
-    let id = with_database(config, async |pool| Ok(eval_runs::insert_run(pool, &new).await?)).await?;
+    let id = with_database(config, async |pool| anyhow::Ok(eval_runs::insert_run(pool, &new).await?)).await?;
     Ok(format!("eval run {id}"))
 }
 
@@ -59,6 +59,6 @@ pub async fn record_comparison(config: &Config, comparison: &Comparison) -> anyh
         p_value: comparison.p_value,
         differing: serde_json::to_value(&comparison.differing)?,
     };
-    let id = with_database(config, async |pool| Ok(eval_runs::insert_comparison(pool, &a, &b, &test).await?)).await?;
+    let id = with_database(config, async |pool| anyhow::Ok(eval_runs::insert_comparison(pool, &a, &b, &test).await?)).await?;
     Ok(format!("eval comparison {id}"))
 }
