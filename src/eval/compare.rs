@@ -174,18 +174,12 @@ pub fn render_comparison(comparison: &Comparison) -> String {
 
     let _ = writeln!(out, "\nconversations decided differently ({}):", comparison.differing.len());
     if !comparison.differing.is_empty() {
-        let _ = writeln!(out, "  {:<12} {:<10} {:<28} {}", "id", "expected", "A", "B");
+        let _ = writeln!(out, "  {:<12} {:<10} {:<28} B", "id", "expected", "A");
     }
     let mark = |right: bool| if right { "right" } else { "wrong" };
     for d in &comparison.differing {
-        let _ = writeln!(
-            out,
-            "  {:<12} {:<10} {:<28} {}",
-            d.id,
-            d.expected,
-            format!("{} ({})", d.a, mark(d.a_right)),
-            format!("{} ({})", d.b, mark(d.b_right))
-        );
+        let (a, b) = (format!("{} ({})", d.a, mark(d.a_right)), format!("{} ({})", d.b, mark(d.b_right)));
+        let _ = writeln!(out, "  {:<12} {:<10} {a:<28} {b}", d.id, d.expected);
     }
 
     let (b_count, c_count) = (comparison.a_only_right, comparison.b_only_right);

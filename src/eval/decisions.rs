@@ -158,7 +158,7 @@ fn decision_format(ai: &AiConfig) -> Option<String> {
 /// run reads.
 pub(super) struct Bench {
     pool: sqlx::PgPool,
-    kb: KnowledgeBase,
+    kb: std::sync::Arc<KnowledgeBase>,
     available: Vec<ActionDefinition>,
 }
 

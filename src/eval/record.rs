@@ -59,6 +59,7 @@ pub async fn record_comparison(config: &Config, comparison: &Comparison) -> anyh
         p_value: comparison.p_value,
         differing: serde_json::to_value(&comparison.differing)?,
     };
-    let id = with_database(config, async |pool| anyhow::Ok(eval_runs::insert_comparison(pool, &a, &b, &test).await?)).await?;
+    let id = with_database(config, async |pool| anyhow::Ok(eval_runs::insert_comparison(pool, &a, &b, &test).await?))
+        .await?;
     Ok(format!("eval comparison {id}"))
 }

@@ -160,7 +160,7 @@ async fn compare_pairs_two_prompts_on_the_same_conversations_and_records_them() 
     assert_eq!(entry["kind"], "compare", "{entry}");
     assert_eq!(entry["comparison"]["a_only_right"], 1);
     assert_eq!(entry["comparison"]["b_only_right"], 6);
-    assert_eq!(entry["comparison"]["p_value"], 0.125);
+    assert!((entry["comparison"]["p_value"].as_f64().unwrap() - 0.125).abs() < 1e-12, "{entry}");
     assert_eq!(entry["comparison"]["differing"].as_array().unwrap().len(), 7);
     assert_eq!(entry["runs"][0]["side"], "a");
     assert_eq!(entry["runs"][1]["side"], "b");
