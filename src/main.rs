@@ -83,7 +83,9 @@ enum EvalCommand {
     /// Knowledge search: recall@1, recall@5, MRR@10, out-of-scope rejection, and the misses.
     Retrieval(concierge::eval::RetrievalArgs),
     /// Decisions (answer, clarify, action, escalate) of the configured engine on labelled
-    /// conversations: accuracy, citation accuracy, action accuracy, and the misses.
+    /// conversations: accuracy, citation accuracy, action accuracy, and the misses; with
+    /// --compare, two prompt versions side by side with McNemar's exact test. Each run is
+    /// recorded in the database (DATABASE_URL, else the private cluster) unless --no-record.
     Decisions(concierge::eval::DecisionArgs),
 }
 
@@ -136,11 +138,7 @@ async fn main() -> anyhow::Result<()> {
             database.close().await?;
             result
         }
-        Command::Eval(EvalCommand::Decisions(args)) => {
-            let figures = concierge::eval::decisions(&config, &args).await?;
-            concierge::eval::print_decisions(&figures);
-            Ok(())
-        }
+        Command::Eval(EvalCommand::Decisions(args)) => concierge::eval::decisions_command(&config, &args).await,
         Command::Eval(EvalCommand::Retrieval(args)) => {
             let figures = concierge::eval::retrieval(&config, &args).await?;
             concierge::eval::print_retrieval(&figures, args.all_misses);
@@ -270,6 +268,20 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn compare_takes_two_prompts_folders_and_no_prompts_dir() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Cli::try_parse_from([&["concierge", "eval", "decisions"][..], args].concat());
+        let cli = parse(&["--compare", "prompts-a", "prompts-b", "--no-record"]).unwrap();
+        let Some(super::Command::Eval(super::EvalCommand::Decisions(args))) = cli.command else {
+            panic!("not eval decisions");
+        };
+        assert_eq!(args.compare, Some(vec!["prompts-a".into(), "prompts-b".into()]));
+        assert!(args.no_record);
+        assert!(parse(&["--compare", "prompts-a"]).is_err());
+        assert!(parse(&["--compare", "a", "b", "--prompts-dir", "c"]).is_err());
     }
 
     /// README.md's configuration table and `concierge --help` name the same variables.

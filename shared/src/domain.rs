@@ -61,6 +61,14 @@ uuid_id!(
     /// Identifies one reindex run (`reindex_runs.id`).
     ReindexRunId
 );
+uuid_id!(
+    /// Identifies one recorded decision evaluation (`eval_runs.id`).
+    EvalRunId
+);
+uuid_id!(
+    /// Identifies one recorded prompt comparison (`eval_comparisons.id`), which links two runs.
+    EvalComparisonId
+);
 
 /// Ids Telegram gives: a number with a meaning, never mixed with another kind of number.
 /// Stored, serialized and bound as the bare number.

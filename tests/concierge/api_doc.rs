@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/conversations/{id}/notes"),
     ("post", "/admin/conversations/{id}/reply"),
     ("post", "/admin/conversations/{id}/typing"),
+    ("get", "/admin/eval-runs"),
     ("get", "/admin/events"),
     ("post", "/admin/events/token"),
     ("get", "/admin/metrics"),

@@ -1,5 +1,5 @@
 //! A scripted OpenAI-compatible server on loopback: each request takes the next scripted reply
-//! (a 500 when the script is empty) and is recorded.
+//! (when the script is empty, the responder's reply to the request, else a 500) and is recorded.
 
 use std::{
     collections::VecDeque,
@@ -37,10 +37,14 @@ pub enum Reply {
     Huge(usize),
 }
 
+/// Replies to a request from what it says, for tests where the order of requests is not fixed.
+type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
     replies: VecDeque<Reply>,
     requests: Vec<Value>,
+    responder: Option<Responder>,
 }
 
 #[derive(Clone)]
@@ -64,6 +68,12 @@ impl FakeLlm {
         self
     }
 
+    /// Answer every request the script has no reply for with `responder(request)`.
+    pub fn respond_with(&self, responder: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> &Self {
+        self.script.lock().unwrap().responder = Some(Arc::new(responder));
+        self
+    }
+
     pub fn requests(&self) -> Vec<Value> {
         self.script.lock().unwrap().requests.clone()
     }
@@ -72,8 +82,9 @@ impl FakeLlm {
 async fn complete(State(script): State<Arc<Mutex<Script>>>, body: axum::Json<Value>) -> Response {
     let reply = {
         let mut script = script.lock().unwrap();
+        let reply = script.replies.pop_front().or_else(|| script.responder.as_ref().map(|respond| respond(&body.0)));
         script.requests.push(body.0);
-        script.replies.pop_front()
+        reply
     };
     match reply {
         None => (StatusCode::INTERNAL_SERVER_ERROR, "script exhausted").into_response(),

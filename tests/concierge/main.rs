@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod conversations;
 mod embeddings;
+mod eval;
 mod fake_embeddings;
 mod fake_llm;
 mod fake_telegram;

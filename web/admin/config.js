@@ -7,11 +7,12 @@ export const TOKEN_KEY = 'concierge.admin.token';
 export const LANG_KEY = 'concierge.admin.lang';
 export const DEFAULT_LANG = 'ru';
 
-export const TABS = ['conversations', 'actions', 'knowledge', 'metrics', 'api'];
+export const TABS = ['conversations', 'actions', 'knowledge', 'metrics', 'evals', 'api'];
 
 export const PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 200;
 export const RUNS_LIMIT = 100;
+export const EVALS_LIMIT = 100;
 export const SEARCH_LIMIT = 10;
 export const REQUEST_TIMEOUT_MS = 20000;
 export const TYPING_EVERY_MS = 3000;

@@ -6,6 +6,7 @@ import { hideError, onAuthRejected } from './api.js';
 import { METRICS_DEFAULT_DAYS, METRICS_PRESETS } from './config.js';
 import { loadList } from './conversations.js';
 import { byId, h } from './dom.js';
+import { loadEvals } from './evals.js';
 import { applyStrings, LANG, t } from './i18n.js';
 import { loadDocuments, searchKnowledge, startReindex } from './knowledge.js';
 import { setLive } from './live.js';
@@ -73,6 +74,8 @@ function collectElements() {
     chartOutcomes: byId('chart-outcomes'),
     chartRating: byId('chart-rating'),
     chartReply: byId('chart-reply'),
+    evalsRows: byId('evals-rows'),
+    evalsRefresh: byId('evals-refresh'),
     apiFrame: byId('api-frame'),
   });
 }
@@ -111,6 +114,7 @@ function bindEvents() {
     loadMetrics();
   });
   els.mRecompute.addEventListener('click', recomputeMetrics);
+  els.evalsRefresh.addEventListener('click', loadEvals);
   for (const days of METRICS_PRESETS) {
     els.mPresets.appendChild(h('button', {
       type: 'button',

@@ -8,6 +8,7 @@ import { closeDetail, openDetail } from './conversation.js';
 import { loadList } from './conversations.js';
 import { byId } from './dom.js';
 import { t } from './i18n.js';
+import { loadEvals } from './evals.js';
 import { loadDocuments } from './knowledge.js';
 import { loadMetrics } from './metrics.js';
 import { navigate } from './nav.js';
@@ -60,6 +61,9 @@ export function onRoute() {
       break;
     case 'metrics':
       if (!state.metrics.loaded) loadMetrics();
+      break;
+    case 'evals':
+      if (!state.evals.loaded) loadEvals();
       break;
     case 'api':
       // The reference page is large: it loads when the tab is first shown.

@@ -11,6 +11,7 @@ export const state = {
   actions: null,
   knowledge: null,
   metrics: null,
+  evals: null,
   live: { source: null, failures: 0, pollTimer: null, retryTimer: null, retries: 0, hadError: false, gen: 0 },
 };
 
@@ -20,6 +21,7 @@ export function resetState() {
   state.actions = { defs: [], runs: [], loaded: false, defsGen: 0, runsGen: 0, pending: new Set() };
   state.knowledge = { docs: [], loaded: false, gen: 0, runId: null, pollFailures: 0, searchGen: 0 };
   state.metrics = { data: null, loaded: false, gen: 0 };
+  state.evals = { entries: [], loaded: false, gen: 0 };
 }
 
 /** Run `fn` once, `ms` after the latest call with the same key. */

@@ -95,8 +95,7 @@ async fn process_one(ctx: &Context, message: Message) -> anyhow::Result<()> {
     // it while they were decided (replies follow the order of the questions).
     let latest = messages::latest(&ctx.pool, conversation.id, HISTORY).await?;
     let earlier = |id: Option<MessageId>| latest.iter().any(|m| Some(m.id) == id && m.seq < message.seq);
-    let history =
-        latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
+    let history = latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
     let query = engine::query_with_context(&history, &message.content);
     let retrieval = ctx.knowledge.search(&query, &SearchOptions::top(engine::SEARCHED)).await;
     let found = &retrieval.result;

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod admin_events;
 pub mod conversations;
+pub mod evals;
 pub mod health;
 pub mod human;
 pub mod knowledge;
@@ -46,6 +47,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(actions::admin_list_actions))
         .routes(routes!(actions::admin_patch_action))
         .routes(routes!(actions::admin_list_runs))
+        .routes(routes!(evals::admin_list_eval_runs))
         .routes(routes!(knowledge::request_reindex))
         .routes(routes!(knowledge::get_reindex))
         .routes(routes!(knowledge::search_knowledge))
