@@ -171,6 +171,15 @@ pub fn render_comparison(comparison: &Comparison) -> String {
     }
     row("citation accuracy", &format!("{:.3}", a.citation_accuracy), &format!("{:.3}", b.citation_accuracy));
     row("action accuracy", &format!("{:.3}", a.action_accuracy), &format!("{:.3}", b.action_accuracy));
+    let tokens = |f: &super::DecisionFigures| f.prompt_tokens.map_or("-".to_owned(), |t| format!("{t:.0}"));
+    row("prompt tokens", &tokens(a), &tokens(b));
+    row("seconds/decision", &format!("{:.2}", a.seconds_per_decision), &format!("{:.2}", b.seconds_per_decision));
+    let counted = |map: &std::collections::BTreeMap<String, usize>| {
+        let listed: Vec<String> = map.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
+    };
+    row("replies rejected", &counted(&a.rejections), &counted(&b.rejections));
+    row("fallbacks", &counted(&a.fallbacks), &counted(&b.fallbacks));
 
     let _ = writeln!(out, "\nconversations decided differently ({}):", comparison.differing.len());
     if !comparison.differing.is_empty() {
