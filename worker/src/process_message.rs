@@ -55,11 +55,12 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         tracing::warn!("message no longer exists; nothing to do");
         return Ok(());
     };
-    if message.role != MessageRole::User || messages::handled(&ctx.pool, message.id).await? {
+    if message.role != MessageRole::User {
         return Ok(());
     }
     // One decision at a time per conversation: a message sent while the model thinks about the
     // previous one waits here, and earlier messages whose jobs have not started yet go first.
+    // Whether a message is already answered is asked under the lock, in `process_one`.
     let mut lock = ctx.pool.begin().await?;
     conversations::lock_decisions(&mut lock, message.conversation_id).await?;
     let current = conversations::get(&ctx.pool, message.conversation_id).await?;
