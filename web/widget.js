@@ -918,6 +918,8 @@
       this.pollRound = 0;
       this.timers = { token: 0, poll: 0, retry: 0 };
       this.stopped = false;
+      // Streams the server ended because their token expired.
+      this.expired = 0;
     }
 
     // With the token from the create response, or without one (a restored conversation).
@@ -962,6 +964,10 @@
       this.timers.token = setTimeout(() => this.renewToken(), renewIn);
     }
 
+    pauseRenewal() {
+      clearTimeout(this.timers.token);
+    }
+
     // Reconnect with the new token while the old one is still valid, so that the browser's
     // own reconnections never present an expired one.
     async renewToken() {
@@ -988,6 +994,13 @@
         this.stopPolling();
       };
       source.onerror = () => this.onStreamError(source);
+      // The server ends a stream when its token expires (a tab asleep past the renewal, say):
+      // connect again at once with a fresh token, after the last event delivered.
+      source.addEventListener('expired', () => {
+        if (source !== this.source) return;
+        this.expired += 1;
+        this.recover();
+      });
       STREAM_EVENTS.forEach((type) => {
         source.addEventListener(type, (event) => {
           if (source === this.source) this.dispatch(type, parseJson(event.data));
@@ -1180,6 +1193,14 @@
 
     dropStream() {
       if (this.feed) this.feed.reconnect();
+    }
+
+    pauseTokenRenewal() {
+      if (this.feed) this.feed.pauseRenewal();
+    }
+
+    expiredStreams() {
+      return this.feed ? this.feed.expired : 0;
     }
 
     // --- text ---------------------------------------------------------------------------
@@ -2232,6 +2253,15 @@
         // Close the current EventSource and connect afresh: simulates a cut connection.
         dropStream() {
           if (widget) widget.dropStream();
+        },
+        // Skip the next stream token renewal, as a tab asleep past it would: the server then
+        // ends the stream when the token expires, and the widget must resume after it.
+        pauseTokenRenewal() {
+          if (widget) widget.pauseTokenRenewal();
+        },
+        // How many streams the server has ended because their token expired.
+        expiredStreams() {
+          return widget ? widget.expiredStreams() : 0;
         },
       },
     };

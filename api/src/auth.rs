@@ -84,10 +84,10 @@ impl Keys {
         Ok(StreamToken { token, expires_in: self.stream_ttl.as_secs() })
     }
 
-    /// Whether `token` is a valid admin stream token.
-    pub fn verify_admin_stream(&self, token: &str) -> Result<(), ApiError> {
+    /// Whether `token` is a valid admin stream token; its expiry (Unix seconds) if so.
+    pub fn verify_admin_stream(&self, token: &str) -> Result<u64, ApiError> {
         jsonwebtoken::decode::<OwnClaims>(token, &self.stream.1, &own_validation(ADMIN_STREAM_AUDIENCE))
-            .map(|_| ())
+            .map(|data| data.claims.exp)
             .map_err(|e| ApiError::Unauthorized(format!("invalid or expired stream token ({e})")))
     }
 
@@ -106,24 +106,43 @@ impl Keys {
                 Some("admin") => Role::Admin,
                 Some(other) => return Err(ApiError::Unauthorized(format!("unknown role {other:?} in the token"))),
             };
-            return Ok(Caller { owner: OwnerKey::user(&claims.sub), role, name: claims.name, email: claims.email });
+            return Ok(Caller {
+                owner: OwnerKey::user(&claims.sub),
+                role,
+                name: claims.name,
+                email: claims.email,
+                expires_at: Some(claims.exp),
+            });
         }
         let data = jsonwebtoken::decode::<OwnClaims>(token, &self.visitor.1, &own_validation(VISITOR_AUDIENCE))
             .map_err(|e| ApiError::Unauthorized(format!("invalid or expired token ({e})")))?;
         let id =
             Uuid::parse_str(&data.claims.sub).map_err(|_| ApiError::Unauthorized("invalid visitor token".into()))?;
-        Ok(Caller { owner: OwnerKey::visitor(id), role: Role::Visitor, name: None, email: None })
+        Ok(Caller {
+            owner: OwnerKey::visitor(id),
+            role: Role::Visitor,
+            name: None,
+            email: None,
+            expires_at: Some(data.claims.exp),
+        })
     }
 
-    /// The owner a stream token was issued to, if it is valid for `conversation`.
-    pub fn verify_stream(&self, token: &str, conversation: ConversationId) -> Result<OwnerKey, ApiError> {
+    /// The owner a stream token was issued to, if it is valid for `conversation`, and when it
+    /// expires (Unix seconds).
+    pub fn verify_stream(
+        &self,
+        token: &str,
+        conversation: ConversationId,
+    ) -> Result<(OwnerKey, Option<u64>), ApiError> {
         let data = jsonwebtoken::decode::<OwnClaims>(token, &self.stream.1, &own_validation(STREAM_AUDIENCE))
             .map_err(|e| ApiError::Unauthorized(format!("invalid or expired stream token ({e})")))?;
         if data.claims.cid != Some(conversation) {
             // Same answer as for someone else's conversation.
             return Err(ApiError::NotFound);
         }
-        OwnerKey::parse(&data.claims.sub).ok_or_else(|| ApiError::Unauthorized("invalid stream token".into()))
+        let owner =
+            OwnerKey::parse(&data.claims.sub).ok_or_else(|| ApiError::Unauthorized("invalid stream token".into()))?;
+        Ok((owner, Some(data.claims.exp)))
     }
 }
 
@@ -135,6 +154,9 @@ pub fn sign_platform_token(secret: &str, claims: &impl Serialize) -> jsonwebtoke
 
 fn own_validation(audience: &str) -> Validation {
     let mut validation = Validation::new(Algorithm::HS256);
+    // Concierge's own tokens are checked by the clock that issued them: no leeway, so a stream
+    // token is refused from the moment its stream ends.
+    validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "sub", "aud"]);
     validation.set_audience(&[audience]);
     validation
@@ -147,6 +169,7 @@ fn expiry(ttl: Duration) -> u64 {
 #[derive(Debug, Deserialize)]
 struct PlatformClaims {
     sub: String,
+    exp: u64,
     name: Option<String>,
     email: Option<String>,
     role: Option<String>,
@@ -175,6 +198,8 @@ pub struct Caller {
     pub role: Role,
     pub name: Option<String>,
     pub email: Option<String>,
+    /// When the token expires (Unix seconds); `None` for the console's admin token.
+    pub expires_at: Option<u64>,
 }
 
 fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
@@ -211,6 +236,7 @@ pub fn verify(state: &AppState, token: &str) -> Result<Caller, ApiError> {
             role: Role::Admin,
             name: Some("Администратор".into()),
             email: None,
+            expires_at: None,
         });
     }
     state.keys.verify_bearer(token)

@@ -1,25 +1,35 @@
 //! Fan-out of database events to this process's SSE streams.
 //!
 //! One `LISTEN concierge_events` connection per API process, whatever the number of streams.
-//! A notification only wakes the streams of its conversation; each stream then reads
-//! `seq > last sent` from the database itself. Reading rather than trusting payloads is what
-//! makes streams gapless: notifications coalesce, and when the listener's connection drops,
-//! every stream is woken on reconnect and catches up from its own position.
+//! A notification only wakes the streams of its conversation. Streams read what they have not
+//! sent from the database rather than trusting payloads, which is what makes them gapless:
+//! notifications coalesce, and when the listener's connection drops, every stream is woken on
+//! reconnect and catches up from its own position.
+//!
+//! One read per conversation per notification serves all of that conversation's streams in the
+//! process: the first stream woken reads the new messages into the conversation's [`Tail`], a
+//! window of its latest messages, and the others take them from there. A stream further behind
+//! than the window (a reconnect with an old `Last-Event-ID`) pages through the database itself.
+//! Edited messages are read once per edit the same way.
+//!
 //! Ephemeral events (typing, streamed answer text) are not stored: they are passed on as they
 //! come, and a stream that misses one loses nothing, since the final message follows.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use concierge_shared::{
     ConversationId,
-    db::{self, Heard},
+    db::{self, Heard, messages::Message},
     events,
 };
 use sqlx::PgPool;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{OnceCell, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
@@ -27,11 +37,19 @@ pub struct Hub {
     conversations: Arc<Mutex<HashMap<ConversationId, Channels>>>,
     /// Every committed message of every conversation, for the admin console.
     activity: broadcast::Sender<(ConversationId, i64)>,
+    /// Message reads the streams of this process have made.
+    reads: Arc<AtomicU64>,
+    next_subscriber: Arc<AtomicU64>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Self { conversations: Default::default(), activity: broadcast::channel(ACTIVITY_CAPACITY).0 }
+        Self {
+            conversations: Default::default(),
+            activity: broadcast::channel(ACTIVITY_CAPACITY).0,
+            reads: Default::default(),
+            next_subscriber: Default::default(),
+        }
     }
 }
 
@@ -40,21 +58,111 @@ const ACTIVITY_CAPACITY: usize = 1024;
 
 /// What the streams of one conversation listen to.
 struct Channels {
-    /// Bumped when messages may have been committed.
+    /// Bumped when messages may have been committed; the value is the wake's generation.
     wake: watch::Sender<u64>,
-    /// Typing and streamed text, passed on as they come.
-    live: broadcast::Sender<Arc<events::Event>>,
+    /// Typing, streamed text and edits, passed on as they come.
+    live: broadcast::Sender<Arc<Live>>,
+    /// The latest messages, shared by the conversation's streams.
+    tail: Arc<tokio::sync::Mutex<Tail>>,
 }
 
 /// Ephemeral events a stream may fall behind on before it skips some.
 const LIVE_CAPACITY: usize = 64;
+
+/// Most messages a conversation's tail keeps, however far behind one of its streams is. It
+/// usually holds far fewer: what some stream of the conversation has yet to send.
+const TAIL_CAPACITY: usize = 256;
+
+/// An ephemeral event, shared by every stream of its conversation.
+pub struct Live {
+    pub event: events::Event,
+    /// For an edit: the message as it now reads, read by the first stream that needs it.
+    edited: OnceCell<Option<Arc<Message>>>,
+}
+
+impl Live {
+    /// The edited message (`None`: not an edit, or the message is gone), read from the
+    /// database once for all streams.
+    pub async fn edited_message(&self, pool: &PgPool) -> sqlx::Result<Option<Arc<Message>>> {
+        let events::Event::Edited { message_id, .. } = self.event else { return Ok(None) };
+        self.edited
+            .get_or_try_init(|| async { Ok(db::messages::get(pool, message_id).await?.map(Arc::new)) })
+            .await
+            .cloned()
+    }
+}
+
+/// A window of a conversation's latest messages: every message with `start < seq <= end`.
+/// It is complete as of wake generation `read_at`: the read that filled it began after that
+/// generation's notification, and so after the commits it announced.
+#[derive(Default)]
+struct Tail {
+    read_at: Option<u64>,
+    start: i64,
+    end: i64,
+    messages: VecDeque<Arc<Message>>,
+    /// How far each stream of the conversation has read, by subscription: what all of them
+    /// have read is dropped.
+    positions: HashMap<u64, i64>,
+}
+
+impl Tail {
+    fn covers(&self, after: i64) -> bool {
+        self.read_at.is_some() && after >= self.start && after <= self.end
+    }
+
+    fn after(&self, after: i64) -> Vec<Arc<Message>> {
+        self.messages.iter().filter(|message| message.seq > after).cloned().collect()
+    }
+
+    /// An empty window from `start`, complete as of `read_at`; the streams' positions stay.
+    fn reset(&mut self, read_at: Option<u64>, start: i64) {
+        self.read_at = read_at;
+        self.start = start;
+        self.end = start;
+        self.messages.clear();
+    }
+
+    fn append(&mut self, messages: &[Arc<Message>]) {
+        for message in messages {
+            self.end = message.seq;
+            self.messages.push_back(message.clone());
+        }
+    }
+
+    /// Note how far a stream has read, and forget what every stream has read and the oldest
+    /// messages beyond the capacity.
+    fn trim(&mut self, subscriber: u64, read_up_to: i64) {
+        self.positions.insert(subscriber, read_up_to);
+        let all_read = self.positions.values().copied().min().unwrap_or(read_up_to);
+        while self.messages.front().is_some_and(|message| message.seq <= all_read) {
+            let dropped = self.messages.pop_front().expect("a front message");
+            self.start = dropped.seq;
+        }
+        while self.messages.len() > TAIL_CAPACITY {
+            let dropped = self.messages.pop_front().expect("longer than the capacity");
+            self.start = dropped.seq;
+        }
+    }
+}
+
+/// A page of messages for one stream; `more`: the page was full, read again.
+pub struct Page {
+    pub messages: Vec<Arc<Message>>,
+    pub more: bool,
+}
 
 /// A stream's registration; dropping it unregisters.
 pub struct Subscription {
     hub: Hub,
     conversation: ConversationId,
     wake: Option<watch::Receiver<u64>>,
-    live: broadcast::Receiver<Arc<events::Event>>,
+    live: broadcast::Receiver<Arc<Live>>,
+    tail: Arc<tokio::sync::Mutex<Tail>>,
+    /// The wake generation the stream has seen.
+    generation: u64,
+    /// Names the subscription in its conversation's tail.
+    id: u64,
 }
 
 /// What woke a stream.
@@ -62,7 +170,7 @@ pub enum Signal {
     /// Read the messages after the last one sent.
     CatchUp,
     /// Pass this on.
-    Live(Arc<events::Event>),
+    Live(Arc<Live>),
 }
 
 impl Subscription {
@@ -87,15 +195,79 @@ impl Subscription {
                         // happen while we hold one; never spin if it does.
                         std::future::pending::<()>().await;
                     }
+                    self.generation = *wake.borrow_and_update();
                     return Signal::CatchUp;
                 }
             }
         }
     }
+
+    /// Messages with `seq > after`, at most `limit` of them: from the conversation's tail when
+    /// it reaches back that far, otherwise from the database. A tail older than the latest wake
+    /// is brought up to date by one read, which the conversation's other streams then share.
+    pub async fn read_after(&self, pool: &PgPool, after: i64, limit: i64) -> sqlx::Result<Page> {
+        let mut tail = self.tail.lock().await;
+        if tail.covers(after) {
+            if tail.read_at < Some(self.generation) {
+                let fresh = self.hub.read(pool, self.conversation, tail.end, limit).await?;
+                if fresh.more {
+                    // Too much at once for the window: start it afresh on a later read.
+                    tail.reset(None, 0);
+                    drop(tail);
+                    return self.hub.read(pool, self.conversation, after, limit).await;
+                }
+                tail.append(&fresh.messages);
+                tail.read_at = Some(self.generation);
+            }
+            let messages = tail.after(after);
+            let more = messages.len() as i64 > limit;
+            let messages: Vec<_> = messages.into_iter().take(limit as usize).collect();
+            tail.trim(self.id, messages.last().map_or(after, |message| message.seq));
+            return Ok(Page { messages, more });
+        }
+        let page = self.hub.read(pool, self.conversation, after, limit).await?;
+        if !page.more && tail.read_at < Some(self.generation) {
+            // Complete up to now: it becomes the conversation's window.
+            tail.reset(Some(self.generation), after);
+            tail.append(&page.messages);
+        }
+        if tail.read_at.is_some() {
+            tail.trim(self.id, page.messages.last().map_or(after, |message| message.seq));
+        }
+        Ok(page)
+    }
+}
+
+impl Hub {
+    /// How many times this process's streams have read messages from the database.
+    pub fn database_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    async fn read(&self, pool: &PgPool, conversation: ConversationId, after: i64, limit: i64) -> sqlx::Result<Page> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("concierge_sse_reads_total").increment(1);
+        let mut messages = db::messages::list_after(pool, conversation, after, limit + 1).await?;
+        let more = messages.len() as i64 > limit;
+        messages.truncate(limit as usize);
+        Ok(Page { messages: messages.into_iter().map(Arc::new).collect(), more })
+    }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        // The tail is locked while a stream reads; forget this one's position once it is free.
+        match self.tail.clone().try_lock_owned() {
+            Ok(mut tail) => {
+                tail.positions.remove(&self.id);
+            }
+            Err(_) => {
+                let (tail, id) = (self.tail.clone(), self.id);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { tail.lock().await.positions.remove(&id) });
+                }
+            }
+        }
         let mut map = self.hub.conversations.lock().expect("hub lock");
         drop(self.wake.take());
         if map.get(&self.conversation).is_some_and(|channels| channels.wake.receiver_count() == 0) {
@@ -107,14 +279,21 @@ impl Drop for Subscription {
 impl Hub {
     pub fn subscribe(&self, conversation: ConversationId) -> Subscription {
         let mut map = self.conversations.lock().expect("hub lock");
-        let channels = map
-            .entry(conversation)
-            .or_insert_with(|| Channels { wake: watch::channel(0).0, live: broadcast::channel(LIVE_CAPACITY).0 });
+        let channels = map.entry(conversation).or_insert_with(|| Channels {
+            wake: watch::channel(0).0,
+            live: broadcast::channel(LIVE_CAPACITY).0,
+            tail: Default::default(),
+        });
+        let wake = channels.wake.subscribe();
+        let generation = *wake.borrow();
         Subscription {
             hub: self.clone(),
             conversation,
-            wake: Some(channels.wake.subscribe()),
+            wake: Some(wake),
             live: channels.live.subscribe(),
+            tail: channels.tail.clone(),
+            generation,
+            id: self.next_subscriber.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -131,8 +310,8 @@ impl Hub {
         let Some(channels) = map.get(&event.conversation_id()) else { return };
         match event {
             events::Event::Message { .. } => channels.wake.send_modify(|generation| *generation += 1),
-            live => {
-                let _ = channels.live.send(Arc::new(live));
+            event => {
+                let _ = channels.live.send(Arc::new(Live { event, edited: OnceCell::new() }));
             }
         }
     }

@@ -162,6 +162,11 @@ async fn get_json(http: &reqwest::Client, url: String, token: impl std::fmt::Dis
 
 /// The all-in-one binary with the demo site, Telegram pointed at the fake.
 async fn start_concierge(fake: &FakeTelegram) -> (Child, String) {
+    start_concierge_with(fake, &[]).await
+}
+
+/// [`start_concierge`] with more settings.
+async fn start_concierge_with(fake: &FakeTelegram, settings: &[(&str, &str)]) -> (Child, String) {
     let database_url = fresh_database().await;
     let port = free_port();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -183,6 +188,7 @@ async fn start_concierge(fake: &FakeTelegram) -> (Child, String) {
         .env("CONCIERGE_TELEGRAM_OPERATORS", OPERATOR_ID.to_string())
         .env("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", "6000")
         .env("RUST_LOG", "warn")
+        .envs(settings.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -260,6 +266,71 @@ async fn the_widget_and_the_console_work_in_chromium() {
         the_console_lists_the_conversation_and_shows_the_metrics,
     );
     stage.browser.client.close().await.unwrap();
+}
+
+/// Stream tokens that live four seconds, and a widget that misses its renewal (a tab asleep):
+/// the server ends the stream when the token expires, the widget resumes with a fresh one, and
+/// the conversation on either side of that shows every message once, in order.
+#[tokio::test]
+async fn a_stream_past_its_token_resumes_without_a_gap_in_chromium() {
+    if !chromium_available() {
+        return;
+    }
+    let fake = FakeTelegram::start().await;
+    let (concierge, base) = start_concierge_with(&fake, &[("CONCIERGE_STREAM_TOKEN_TTL_SECS", "4")]).await;
+    let browser = Browser::start().await;
+    let stage = Stage { fake, base, http: reqwest::Client::new(), browser, _concierge: concierge };
+    stories!(&stage, the_widget_resumes_a_stream_its_token_ended);
+    stage.browser.client.close().await.unwrap();
+}
+
+async fn the_widget_resumes_a_stream_its_token_ended(stage: &Stage) {
+    let browser = &stage.browser;
+    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
+    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
+    browser
+        .js(
+            "const select = document.getElementById('login-as'); select.value = 'boris';
+             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![],
+        )
+        .await;
+    browser.open_widget().await;
+    // Questions and answers before, across and after the expiry.
+    for (round, question) in ["Как оплатить подписку?", "Как отменить подписку?", "Спасибо!"].into_iter().enumerate()
+    {
+        if round == 1 {
+            browser.js("window.LectioConcierge.debug.pauseTokenRenewal(); return true;", vec![]).await;
+        }
+        let answers = browser.messages().await.iter().filter(|m| m["role"] == "assistant").count();
+        browser.say(question).await;
+        browser
+            .until(
+                "the answer",
+                "return messages().filter((m) => m.role === 'assistant' && m.id).length > arguments[0];",
+                vec![json!(answers)],
+            )
+            .await;
+        if round == 1 {
+            browser
+                .until(
+                    "the server to end the stream at its token's expiry",
+                    "return window.LectioConcierge.debug.expiredStreams() > 0;",
+                    vec![],
+                )
+                .await;
+        }
+    }
+    let shown = browser.messages().await;
+    let stored: Vec<&Value> = shown.iter().filter(|m| m["id"].is_string()).collect();
+    let mut ids: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let seqs: Vec<i64> = stored.iter().filter_map(|m| m["seq"].as_i64()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), stored.len(), "no message shown twice: {shown:#?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "messages in order: {seqs:?}");
+    let last_seq = stage.conversation_of("boris").await["last_seq"].as_i64().unwrap();
+    assert_eq!(stored.len() as i64, last_seq, "every stored message is shown once: {shown:#?}");
 }
 
 /// Signed in as Anna on the demo site, a question gets an answer that cites its document.

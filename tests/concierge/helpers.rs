@@ -163,6 +163,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub config: Config,
     pub client: reqwest::Client,
+    /// The API's event hub, to observe what its streams read.
+    pub hub: concierge_api::hub::Hub,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -180,6 +182,7 @@ impl TestApp {
         let pool = concierge_shared::db::connect(&db_url, 20).await.unwrap();
         let shutdown = CancellationToken::new();
         let state = concierge_api::AppState::build(config.clone(), pool.clone(), shutdown.clone()).await.unwrap();
+        let hub = state.hub.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn({
@@ -187,7 +190,7 @@ impl TestApp {
             async move { concierge_api::serve(listener, concierge_api::router(state), shutdown).await.unwrap() }
         });
         let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
-        Self { addr, db_url, pool, config, client, shutdown, tasks: vec![server] }
+        Self { addr, db_url, pool, config, client, hub, shutdown, tasks: vec![server] }
     }
 
     /// The API and the workers, both in-process.
@@ -317,9 +320,25 @@ impl Sse {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
+        Self::from_response(response)
+    }
+
+    /// The events of a response already known to be a stream.
+    pub fn from_response(response: reqwest::Response) -> Self {
         let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(content_type.starts_with("text/event-stream"), "{content_type}");
         Self { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    /// The next event, or `None` once the server has ended the stream.
+    pub async fn next_or_end(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(event) = self.buffered() {
+                return Some(event);
+            }
+            let chunk = self.body.next().await?.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
     }
 
     /// The next event (comments and retry hints skipped); panics after `WAIT`.
@@ -334,25 +353,33 @@ impl Sse {
 
     async fn next_inner(&mut self) -> SseEvent {
         loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (None, "message".to_owned(), String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().parse().unwrap());
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if !data.is_empty() {
-                    return SseEvent { id, event, data: serde_json::from_str(&data).unwrap() };
-                }
+            if let Some(event) = self.buffered() {
+                return event;
             }
             let chunk = self.body.next().await.expect("the stream ended").unwrap();
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
+    }
+
+    /// The first whole event in the buffer, taken out of it.
+    fn buffered(&mut self) -> Option<SseEvent> {
+        while let Some(end) = self.buffer.find("\n\n") {
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (None, "message".to_owned(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = Some(v.trim().parse().unwrap());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if !data.is_empty() {
+                return Some(SseEvent { id, event, data: serde_json::from_str(&data).unwrap() });
+            }
+        }
+        None
     }
 
     /// Skip events until one from `role` arrives.

@@ -19,5 +19,6 @@ mod messaging;
 mod metrics;
 mod ownership;
 mod processes;
+mod streams;
 mod telegram;
 mod web_unit;

@@ -79,6 +79,15 @@ export async function connectLive() {
   source.addEventListener('lagged', () => {
     if (live.source === source) refreshVisible();
   });
+  // The feed's token expired and the server is ending the stream: connect again with a new
+  // one, and reload what may have changed in between.
+  source.addEventListener('expired', () => {
+    if (live.source !== source) return;
+    source.close();
+    live.source = null;
+    live.hadError = true;
+    connectLive();
+  });
   source.addEventListener('error', () => {
     if (live.source !== source) return;
     live.failures += 1;

@@ -4,7 +4,8 @@
 //!
 //! `EventSource` cannot send headers, so the console first asks `POST /admin/events/token` for
 //! a short-lived stream token and passes that as `?token=`: the admin credential itself never
-//! goes into a URL (and so into access logs).
+//! goes into a URL (and so into access logs). Like a conversation's stream, the feed ends with an
+//! `expired` event when its token expires; the console reconnects with a new one.
 
 use std::convert::Infallible;
 
@@ -27,6 +28,7 @@ use crate::{
         responses::{Malformed, NotAdmin, Unauthenticated},
     },
     extract::Query,
+    routes::stream,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -53,32 +55,39 @@ pub async fn admin_events(
     Query(query): Query<EventsQuery>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    match (&query.token, auth::bearer_token(&parts)?) {
-        (Some(token), _) => state.keys.verify_admin_stream(token)?,
+    let expires_at = match (&query.token, auth::bearer_token(&parts)?) {
+        (Some(token), _) => Some(state.keys.verify_admin_stream(token)?),
         (None, Some(bearer)) => {
-            if auth::verify(&state, bearer)?.role != Role::Admin {
+            let caller = auth::verify(&state, bearer)?;
+            if caller.role != Role::Admin {
                 return Err(ApiError::Forbidden("this route is for administrators".into()));
             }
+            caller.expires_at
         }
         (None, None) => {
             return Err(ApiError::Unauthorized("pass an Authorization header or `?token=` (a stream token)".into()));
         }
-    }
+    };
     let receiver = state.hub.activity();
     let shutdown = state.shutdown.clone();
-    let stream = futures::stream::unfold((receiver, shutdown), |(mut receiver, shutdown)| async move {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            received = receiver.recv() => match received {
-                Ok((conversation_id, seq)) => Event::default()
-                    .event("activity")
-                    .json_data(serde_json::json!({ "conversation_id": conversation_id, "seq": seq }))
-                    .expect("activity serialises"),
-                Err(RecvError::Lagged(_)) => Event::default().event("lagged").data("{}"),
-                Err(RecvError::Closed) => return None,
-            },
-        };
-        Some((Ok(event), (receiver, shutdown)))
-    });
+    // `Some(deadline)` until the token expires; then `None`, once the `expired` event is sent.
+    let deadline = Some(expires_at.map(stream::instant_of));
+    let stream =
+        futures::stream::unfold((receiver, shutdown, deadline), |(mut receiver, shutdown, deadline)| async move {
+            let expires = deadline?;
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = stream::until(expires) => return Some((Ok(stream::expired_event()), (receiver, shutdown, None))),
+                received = receiver.recv() => match received {
+                    Ok((conversation_id, seq)) => Event::default()
+                        .event("activity")
+                        .json_data(serde_json::json!({ "conversation_id": conversation_id, "seq": seq }))
+                        .expect("activity serialises"),
+                    Err(RecvError::Lagged(_)) => Event::default().event("lagged").data("{}"),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            Some((Ok(event), (receiver, shutdown, deadline)))
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.sse_heartbeat).text("heartbeat")))
 }

@@ -97,7 +97,7 @@ pub async fn create_conversation(
         Some(caller) => (caller, None),
         None => {
             let (token, owner) = state.keys.issue_visitor()?;
-            (Caller { owner, role: Role::Visitor, name: None, email: None }, Some(token))
+            (Caller { owner, role: Role::Visitor, name: None, email: None, expires_at: None }, Some(token))
         }
     };
     let conversation = conversations::create(

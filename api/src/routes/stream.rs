@@ -11,17 +11,28 @@
 //! renewed, and the operator's message ends it. An `edit` event (no id) carries a message sent earlier
 //! in its new form, when an operator edits a reply. Idle streams get a comment line every
 //! `CONCIERGE_SSE_HEARTBEAT_SECS` so that proxies keep them open.
+//!
+//! A stream lives no longer than the token that opened it: when the token expires, the stream
+//! sends an `expired` event (no id) and ends, and the client reconnects with a fresh token and
+//! `Last-Event-ID` (or `?after=`), losing nothing. A backlog is sent a page at a time, each page
+//! read once the previous one has gone out, so a long conversation never sits whole in memory.
 
-use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use axum::{
     extract::State,
     http::{HeaderMap, request::Parts},
     response::sse::{Event, KeepAlive, Sse},
 };
-use concierge_shared::{ConversationId, MessageId, db::messages, events};
+use concierge_shared::{ConversationId, db::messages::Message, events};
 use futures::Stream;
 use serde::Deserialize;
+
+use tokio::time::Instant;
 
 use crate::{
     AppState,
@@ -31,7 +42,7 @@ use crate::{
         responses::{Malformed, NoSuchConversation, Unauthenticated},
     },
     extract::{Path, Query},
-    hub::{Signal, Subscription},
+    hub::{Live, Signal, Subscription},
     routes::messages::MessageOut,
 };
 
@@ -55,9 +66,12 @@ pub async fn stream_conversation(
     Query(query): Query<StreamQuery>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let owner = match (&query.token, auth::bearer_token(&parts)?) {
+    let (owner, expires_at) = match (&query.token, auth::bearer_token(&parts)?) {
         (Some(token), _) => state.keys.verify_stream(token, id)?,
-        (None, Some(bearer)) => state.keys.verify_bearer(bearer)?.owner,
+        (None, Some(bearer)) => {
+            let caller = state.keys.verify_bearer(bearer)?;
+            (caller.owner, caller.expires_at)
+        }
         (None, None) => {
             return Err(ApiError::Unauthorized("pass `?token=<stream token>` or an Authorization header".into()));
         }
@@ -76,10 +90,33 @@ pub async fn stream_conversation(
             pending: VecDeque::new(),
             subscription,
             first: true,
+            more: false,
+            expires: expires_at.map(instant_of),
+            ended: false,
         },
         next_event,
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.sse_heartbeat).text("heartbeat")))
+}
+
+/// The moment a token with this `exp` (Unix seconds) stops being accepted: `exp` is the last
+/// second it is valid in.
+pub fn instant_of(exp: u64) -> Instant {
+    let end = UNIX_EPOCH + Duration::from_secs(exp.saturating_add(1));
+    Instant::now() + end.duration_since(SystemTime::now()).unwrap_or_default()
+}
+
+/// Sent before a stream ends because its token expired.
+pub fn expired_event() -> Event {
+    Event::default().event("expired").data(r#"{"reason":"token_expired"}"#)
+}
+
+/// Wait until `at`, or forever.
+pub async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError> {
@@ -107,6 +144,12 @@ struct StreamState {
     pending: VecDeque<Event>,
     subscription: Subscription,
     first: bool,
+    /// The last page read was full: read the next before waiting.
+    more: bool,
+    /// When the token that opened the stream expires.
+    expires: Option<Instant>,
+    /// The `expired` event is queued; end once it is sent.
+    ended: bool,
 }
 
 struct ClientGauge;
@@ -129,21 +172,31 @@ async fn next_event(mut s: StreamState) -> Option<(Result<Event, Infallible>, St
         if let Some(event) = s.pending.pop_front() {
             return Some((Ok(event), s));
         }
+        if s.ended {
+            return None;
+        }
+        if s.expires.is_some_and(|at| Instant::now() >= at) {
+            s.ended = true;
+            s.pending.push_back(expired_event());
+            continue;
+        }
         if s.first {
             s.first = false;
             // Tell EventSource how soon to reconnect after a drop.
             s.pending.push_back(Event::default().retry(Duration::from_secs(2)).comment("connected"));
-        } else {
+        } else if !s.more {
+            let expires = s.expires;
             let signal = tokio::select! {
                 _ = s.state.shutdown.cancelled() => return None,
+                _ = until(expires) => continue,
                 signal = s.subscription.next() => signal,
             };
-            if let Signal::Live(event) = signal {
-                if let events::Event::Edited { message_id, .. } = *event {
-                    if let Some(event) = edit_event(&s, message_id).await {
-                        return Some((Ok(event), s));
-                    }
-                } else if let Some(event) = live_event(&event) {
+            if let Signal::Live(live) = signal {
+                let event = match live.event {
+                    events::Event::Edited { .. } => edit_event(&s, &live).await,
+                    ref other => live_event(other),
+                };
+                if let Some(event) = event {
                     return Some((Ok(event), s));
                 }
                 continue;
@@ -180,31 +233,27 @@ fn live_event(event: &events::Event) -> Option<Event> {
 
 /// An `edit` event: the edited message as it now reads. Only messages the stream has already
 /// sent are edited; a later one will be sent in its current form anyway.
-async fn edit_event(s: &StreamState, message_id: MessageId) -> Option<Event> {
-    let message = messages::get(&s.state.pool, message_id).await.ok().flatten()?;
+async fn edit_event(s: &StreamState, live: &Live) -> Option<Event> {
+    let message = live.edited_message(&s.state.pool).await.ok().flatten()?;
     if message.conversation_id != s.conversation || message.seq > s.last_seq {
         return None;
     }
-    Event::default().event("edit").json_data(MessageOut::from(message)).ok()
+    Event::default().event("edit").json_data(MessageOut::from(Message::clone(&message))).ok()
 }
 
-/// Queue every message after `last_seq`.
+/// Queue the next page of messages after `last_seq`.
 async fn catch_up(s: &mut StreamState) -> sqlx::Result<()> {
-    loop {
-        let batch = messages::list_after(&s.state.pool, s.conversation, s.last_seq, BATCH).await?;
-        let full = batch.len() as i64 == BATCH;
-        for message in batch {
-            s.last_seq = message.seq;
-            let kind = if message.metadata.is_status() { "status" } else { "message" };
-            let event = Event::default()
-                .id(message.seq.to_string())
-                .event(kind)
-                .json_data(MessageOut::from(message))
-                .expect("messages serialise");
-            s.pending.push_back(event);
-        }
-        if !full {
-            return Ok(());
-        }
+    let page = s.subscription.read_after(&s.state.pool, s.last_seq, BATCH).await?;
+    s.more = page.more;
+    for message in page.messages {
+        s.last_seq = message.seq;
+        let kind = if message.metadata.is_status() { "status" } else { "message" };
+        let event = Event::default()
+            .id(message.seq.to_string())
+            .event(kind)
+            .json_data(MessageOut::from(Message::clone(&message)))
+            .expect("messages serialise");
+        s.pending.push_back(event);
     }
+    Ok(())
 }
