@@ -290,6 +290,19 @@ impl ApiProcess {
     }
 }
 
+/// The rate limits switched off for the benchmark's processes.
+const BENCH_UNLIMITED: [&str; 9] = [
+    "CONCIERGE_LIMIT_CONVERSATIONS_PER_HOUR",
+    "CONCIERGE_LIMIT_MESSAGES_PER_MINUTE",
+    "CONCIERGE_LIMIT_IP_MESSAGES_PER_MINUTE",
+    "CONCIERGE_LIMIT_ESCALATIONS_PER_DAY",
+    "CONCIERGE_LIMIT_ACTION_RUNS_PER_MINUTE",
+    "CONCIERGE_LIMIT_STREAM_TOKENS_PER_MINUTE",
+    "CONCIERGE_LIMIT_STREAMS_PER_PRINCIPAL",
+    "CONCIERGE_LIMIT_STREAMS_PER_PROCESS",
+    "CONCIERGE_LIMIT_ADMIN_SEARCH_PER_MINUTE",
+];
+
 fn spawn_concierge_command(url: &str, args: &[&str]) -> anyhow::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
     command
@@ -298,6 +311,9 @@ fn spawn_concierge_command(url: &str, args: &[&str]) -> anyhow::Result<Command> 
         .env("CONCIERGE_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
         .env("CONCIERGE_DB_MAX_CONNECTIONS", "32")
+        // The benchmark is one client driving thousands of conversations and streams from
+        // 127.0.0.1 as fast as it can: it measures the system, not the limits.
+        .envs(BENCH_UNLIMITED.iter().map(|name| (name, "0")))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     Ok(command)

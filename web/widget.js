@@ -1983,7 +1983,10 @@
       const conversation = this.conversation;
       const open = !this.isClosed();
       const confirming = this.confirmingEnd && Boolean(conversation) && open;
-      this.el.escalate.hidden = !open || confirming || Boolean(conversation && conversation.mode === 'human');
+      // Operators need a question to answer: the server refuses a hand-over before one.
+      const wrote = Array.from(this.messages.values()).some((m) => m.role === 'user');
+      this.el.escalate.hidden =
+        !open || confirming || !wrote || Boolean(conversation && conversation.mode === 'human');
       this.el.escalate.disabled = this.busy.has('escalate');
       this.el.end.hidden = !conversation || !open;
       this.el.end.disabled = this.busy.has('close');

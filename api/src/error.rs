@@ -36,6 +36,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the service is busy, retry shortly")]
     Unavailable,
+    /// Over a rate limit or a quota: 429 with `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -65,15 +68,17 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Validation { code, .. } | ApiError::Conflict { code, .. } => {
-                code
-            }
+            ApiError::BadRequest { code, .. }
+            | ApiError::Validation { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
@@ -110,6 +115,9 @@ pub struct ErrorDetail {
     /// The input at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Over a limit: seconds to wait before trying again, as in the `Retry-After` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
@@ -126,8 +134,16 @@ impl IntoResponse for ApiError {
             ApiError::Validation { field, .. } => Some(field.to_string()),
             _ => None,
         };
-        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message, field } };
-        (status, Json(body)).into_response()
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message, field, retry_after } };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -160,4 +176,12 @@ pub mod responses {
     #[derive(utoipa::IntoResponses)]
     #[response(status = 422, description = "Invalid input")]
     pub struct InvalidInput(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 429,
+        description = "Over a rate limit or quota (`rate_limited`, `escalation_limit`, `too_many_streams`); retry after the seconds in `Retry-After`",
+        headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))
+    )]
+    pub struct TooManyRequests(pub ErrorBody);
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod hub;
+pub mod limits;
 mod routes;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::{auth::Keys, hub::Hub};
+use crate::{auth::Keys, hub::Hub, limits::Limits};
 
 /// Largest request body accepted; message content is limited separately, in characters.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The search index for admin search, built on first use.
     pub knowledge: Arc<tokio::sync::OnceCell<Arc<concierge_shared::knowledge::KnowledgeBase>>>,
+    /// This process's rate limiters and open-stream counts.
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -44,7 +47,28 @@ impl AppState {
         let keys = Keys::new(secret, config.visitor_token_ttl, config.stream_token_ttl);
         let hub = Hub::default();
         hub.start(pool.clone(), shutdown.clone()).await.context("cannot LISTEN for events")?;
-        Ok(Self { pool, config: Arc::new(config), keys: Arc::new(keys), hub, shutdown, knowledge: Default::default() })
+        let limits = Arc::new(Limits::new(&config.limits));
+        tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+            keys: Arc::new(keys),
+            hub,
+            shutdown,
+            knowledge: Default::default(),
+            limits,
+        })
+    }
+}
+
+/// Every minute, drop the limiter state of clients that are back to a full allowance.
+async fn forget_idle_limits(limits: Arc<Limits>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => limits.forget_idle(),
+        }
     }
 }
 
@@ -129,10 +153,12 @@ fn cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(3600))
 }
 
-/// Serve `router` on `listener` until `shutdown` is cancelled, then drain open requests.
+/// Serve `router` on `listener` until `shutdown` is cancelled, then drain open requests. Each
+/// request carries its peer's address (`ConnectInfo`), the key of the per-IP limits.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
-    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    let app =
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app);
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
     Ok(())
 }

@@ -211,6 +211,32 @@ pub async fn enqueue<J: Job>(conn: &mut PgConnection, job: &J, max_attempts: u32
     Ok(written == 1)
 }
 
+/// Enqueue `job` again to run once `delay` has passed: work that must wait (a capped resource)
+/// without spending its attempts. The payload is the job's own; its idempotency key gets a
+/// unique suffix, since the key of the run that postpones it is taken.
+pub async fn enqueue_later<J: Job>(
+    conn: &mut PgConnection,
+    job: &J,
+    max_attempts: u32,
+    delay: std::time::Duration,
+) -> sqlx::Result<()> {
+    let job = encode(job);
+    let key = job.idempotency_key.map(|key| format!("{key}:later:{}", job.id));
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+         VALUES ($1, $2, $3, 'Pending', 0, $4, now() + $6 * interval '1 millisecond', 0, ''::hstore, $5)",
+    )
+    .bind(&job.id)
+    .bind(job.queue)
+    .bind(&job.payload)
+    .bind(max_attempts as i32)
+    .bind(&key)
+    .bind(delay.as_millis() as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// How long finished jobs stay in `apalis.jobs` (for the console's and Prometheus' figures).
 pub const FINISHED_JOBS_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 

@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 use concierge_shared::{
-    config::Config,
+    config::{Config, LimitsConfig, TrustedProxies},
     pg::{Cluster, ClusterOptions},
 };
 use futures::{Stream, StreamExt};
@@ -133,6 +133,25 @@ pub fn test_config(database_url: &str) -> Config {
         admin_token: None,
         metrics_token: None,
         metrics_bind: None,
+        limits: test_limits(),
+    }
+}
+
+/// Limits no test meets unless it means to: every test's clients share 127.0.0.1 and act much
+/// faster than people. The limiters still run on every request; `limits.rs` lowers them.
+pub fn test_limits() -> LimitsConfig {
+    LimitsConfig {
+        trusted_proxies: TrustedProxies::default(),
+        conversations_per_hour: 100_000,
+        messages_per_minute: 100_000,
+        ip_messages_per_minute: 100_000,
+        escalations_per_day: 1_000,
+        action_runs_per_minute: 100_000,
+        stream_tokens_per_minute: 100_000,
+        streams_per_principal: 10_000,
+        streams_per_process: 100_000,
+        admin_search_per_minute: 100_000,
+        webhook_per_minute: 100_000,
     }
 }
 
@@ -165,6 +184,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The API's event hub, to observe what its streams read.
     pub hub: concierge_api::hub::Hub,
+    /// Whether workers run in-process, so that messages get answered.
+    worker: bool,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -190,7 +211,7 @@ impl TestApp {
             async move { concierge_api::serve(listener, concierge_api::router(state), shutdown).await.unwrap() }
         });
         let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
-        Self { addr, db_url, pool, config, client, hub, shutdown, tasks: vec![server] }
+        Self { addr, db_url, pool, config, client, hub, worker: false, shutdown, tasks: vec![server] }
     }
 
     /// The API and the workers, both in-process.
@@ -201,6 +222,7 @@ impl TestApp {
     }
 
     pub async fn start_worker(&mut self) {
+        self.worker = true;
         let ctx = concierge_worker::Context::build(&self.config, self.pool.clone()).await.unwrap();
         let (config, shutdown) = (self.config.clone(), self.shutdown.clone());
         self.tasks.push(tokio::spawn(async move {
@@ -261,6 +283,33 @@ impl TestApp {
     pub async fn stream(&self, conversation: &Conversation, last_event_id: Option<i64>) -> Sse {
         let url = self.url(&format!("/conversations/{}/stream/?token={}", conversation.id, conversation.stream_token));
         Sse::connect(&self.client, &url, last_event_id).await
+    }
+
+    /// Unless the user has written in the conversation already, write a first question (one the
+    /// offline engine asks to clarify) and, with workers running, wait for its answer: what a
+    /// user does before asking for a person, which needs a question to answer.
+    pub async fn write_first(&self, conversation: &Conversation) {
+        let written: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = $1::uuid AND role = 'user'")
+                .bind(&conversation.id)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        if written > 0 {
+            return;
+        }
+        let question = self.say(conversation, "Здравствуйте, у меня вопрос").await;
+        if self.worker {
+            wait_until("the first question answered", WAIT, async || {
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM messages WHERE reply_to = $1::uuid")
+                    .bind(question["id"].as_str().unwrap())
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap()
+                    > 0
+            })
+            .await;
+        }
     }
 
     /// Messages of the conversation as stored, by sequence.

@@ -86,6 +86,7 @@ async fn the_user_button_escalates_and_operators_hand_back_to_the_ai() {
     let app = TestApp::spawn_with_worker().await;
     let conversation = app.open(None).await;
     let mut sse = app.stream(&conversation, None).await;
+    app.write_first(&conversation).await;
     let (status, body) =
         app.post(Some(&conversation.bearer), &format!("/conversations/{}/escalate", conversation.id), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -16,9 +16,9 @@ use crate::{
     helpers::{Conversation, TestApp, WAIT, platform_token, user_token, wait_until},
 };
 
-const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
+pub const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
 
-fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfig {
+pub fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfig {
     TelegramConfig {
         bot_token: TOKEN.into(),
         chat_id: CHAT_ID,
@@ -26,6 +26,8 @@ fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfig {
         mode,
         operators: vec![OPERATOR_ID],
         messages_per_minute: 60_000,
+        topics_per_window: 0,
+        topics_window: Duration::from_secs(3600),
         timeout: Duration::from_secs(10),
     }
 }
@@ -67,7 +69,10 @@ async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
     .await
 }
 
+/// Press "call an operator", having written first (a hand-over needs a question): the
+/// conversation's first message is answered before the button is pressed.
 async fn escalate(app: &TestApp, conversation: &Conversation) {
+    app.write_first(conversation).await;
     let (status, body) =
         app.post(Some(&conversation.bearer), &format!("/conversations/{}/escalate/", conversation.id), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -14,7 +14,9 @@ use crate::{
     auth::{Admin, Caller, owned},
     error::{
         ApiError, ErrorBody,
-        responses::{ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, Unauthenticated},
+        responses::{
+            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, TooManyRequests, Unauthenticated,
+        },
     },
     extract::{Json, Path, Query},
 };
@@ -54,13 +56,14 @@ pub struct ExecuteIn {
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id, action = %name), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput))]
+#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput, TooManyRequests))]
 pub async fn execute_action(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, name)): Path<(ConversationId, String)>,
     Json(input): Json<ExecuteIn>,
 ) -> Result<(StatusCode, JsonOut<ActionRun>), ApiError> {
+    state.limits.action_runs.check(&caller.owner)?;
     let conversation = owned(&state, id, &caller.owner).await?;
     if conversation.status == ConversationStatus::Closed {
         return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));

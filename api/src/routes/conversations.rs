@@ -17,9 +17,10 @@ use crate::{
     auth::{Caller, MaybeCaller, StreamToken, owned},
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, Malformed, NoSuchConversation, Unauthenticated},
+        responses::{InvalidInput, Malformed, NoSuchConversation, TooManyRequests, Unauthenticated},
     },
     extract::{Json, Path, Query},
+    limits::ClientIp,
     routes::messages::MessageOut,
 };
 
@@ -78,12 +79,15 @@ pub struct CreatedConversationOut {
 }
 
 #[tracing::instrument(skip_all, err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), Malformed, Unauthenticated, InvalidInput))]
+#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), Malformed, Unauthenticated, InvalidInput, TooManyRequests))]
 pub async fn create_conversation(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     MaybeCaller(caller): MaybeCaller,
     Json(input): Json<CreateConversationIn>,
 ) -> Result<(StatusCode, JsonOut<CreatedConversationOut>), ApiError> {
+    // Per IP: a visitor gets a new identity with every conversation, the address stays.
+    state.limits.conversations.check(&ip)?;
     let page_url = optional_text(input.page_url, "page_url", 2048)?;
     if let Some(url) = &page_url {
         let valid = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
@@ -268,12 +272,13 @@ pub async fn rate_conversation(
 }
 
 /// A fresh stream token, for an EventSource whose token expired.
-#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), Malformed, Unauthenticated, NoSuchConversation))]
+#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests))]
 pub async fn create_stream_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<ConversationId>,
 ) -> Result<JsonOut<StreamToken>, ApiError> {
+    state.limits.stream_tokens.check(&caller.owner)?;
     owned(&state, id, &caller.owner).await?;
     Ok(JsonOut(state.keys.issue_stream(&caller.owner, id)?))
 }

@@ -9,7 +9,7 @@ use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, EscalationReason, OperatorChannel,
     db::{
         conversations::{self, Conversation},
-        llm_calls,
+        escalations, llm_calls,
         messages::{self, NewMessage},
         telegram::{self, Note},
     },
@@ -26,15 +26,20 @@ use crate::{
     AppState,
     auth::{Admin, Caller, owned},
     error::{
-        ApiError,
-        responses::{ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, Unauthenticated},
+        ApiError, ErrorBody,
+        responses::{
+            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, TooManyRequests, Unauthenticated,
+        },
     },
     extract::{Json, Path, Query},
     routes::{conversations::ConversationOut, messages::MessageOut},
 };
 
-/// `POST /conversations/{id}/escalate`: the user asks for a person.
-#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed))]
+/// `POST /conversations/{id}/escalate`: the user asks for a person. Only once they have said
+/// something (operators need a question to answer), and at most
+/// `CONCIERGE_LIMIT_ESCALATIONS_PER_DAY` times a day per principal, however many
+/// conversations they open: each hand-over costs a Telegram topic and an operator's attention.
+#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, (status = 409, description = "The conversation is closed (`conversation_closed`), or the user has not written yet (`nothing_written`)", body = ErrorBody), TooManyRequests))]
 pub async fn escalate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -44,6 +49,12 @@ pub async fn escalate_conversation(
     if conversation.status == ConversationStatus::Closed {
         return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
     }
+    if messages::first_user_message(&state.pool, id).await?.is_none() {
+        return Err(ApiError::conflict(
+            "nothing_written",
+            "write your question first; an operator will see it with the conversation",
+        ));
+    }
     let mut tx = state.pool.begin().await?;
     let current = conversations::lock(&mut tx, id).await?.ok_or(ApiError::NotFound)?;
     if current.status == ConversationStatus::Closed {
@@ -51,6 +62,17 @@ pub async fn escalate_conversation(
         return Err(ApiError::conflict("conversation_closed", "the conversation is closed"));
     }
     if current.mode == ConversationMode::Ai {
+        let per_day = state.config.limits.escalations_per_day;
+        if per_day > 0
+            && let Some(wait) = escalations::record_request(&mut tx, &caller.owner, id, per_day).await?
+        {
+            return Err(crate::limits::refusal(
+                "escalations",
+                "escalation_limit",
+                format!("at most {per_day} requests for an operator a day; the conversation stays with the assistant"),
+                wait,
+            ));
+        }
         conversations::set_human_mode(&mut tx, id, EscalationReason::UserRequest.as_str()).await?;
         let texts = Locale::from_code(&current.locale).texts();
         let text = texts.handover(texts.escalated_to_human, chrono::Utc::now());

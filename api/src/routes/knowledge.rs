@@ -17,7 +17,7 @@ use crate::{
     auth::Admin,
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated},
+        responses::{InvalidInput, Malformed, NotAdmin, TooManyRequests, Unauthenticated},
     },
     extract::{Path, Query},
 };
@@ -92,12 +92,14 @@ pub struct HitOut {
     pub text: String,
 }
 
-#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
+#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, TooManyRequests))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(admin): Admin,
     Query(query): Query<SearchQuery>,
 ) -> Result<JsonOut<SearchOut>, ApiError> {
+    // Each search may embed the query with a paid embeddings server.
+    state.limits.admin_search.check(&admin.owner)?;
     let q = query.q.trim();
     if q.is_empty() || q.chars().count() > 1000 {
         return Err(ApiError::validation("invalid_query", "q", "q must be 1 to 1000 characters"));

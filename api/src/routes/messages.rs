@@ -20,9 +20,12 @@ use crate::{
     auth::{Caller, owned},
     error::{
         ApiError,
-        responses::{ConversationClosed, InvalidInput, Malformed, NoSuchConversation, Unauthenticated},
+        responses::{
+            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, TooManyRequests, Unauthenticated,
+        },
     },
     extract::{Json, Path, Query},
+    limits::ClientIp,
 };
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -80,13 +83,17 @@ pub struct PostMessageIn {
 const CLIENT_MESSAGE_ID_MAX: usize = 100;
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput))]
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput, TooManyRequests))]
 pub async fn post_message(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     caller: Caller,
     Path(id): Path<ConversationId>,
     Json(input): Json<PostMessageIn>,
 ) -> Result<Response, ApiError> {
+    // The address first: one client with many visitor identities still has one address.
+    state.limits.ip_messages.check(&ip)?;
+    state.limits.messages.check(&caller.owner)?;
     let content = input.content.trim();
     if content.is_empty() {
         return Err(ApiError::validation("empty_message", "content", "the message is empty"));

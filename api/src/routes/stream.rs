@@ -39,10 +39,11 @@ use crate::{
     auth::{self, owned},
     error::{
         ApiError,
-        responses::{Malformed, NoSuchConversation, Unauthenticated},
+        responses::{Malformed, NoSuchConversation, TooManyRequests, Unauthenticated},
     },
     extract::{Path, Query},
     hub::{Live, Signal, Subscription},
+    limits::StreamGuard,
     routes::messages::MessageOut,
 };
 
@@ -59,7 +60,7 @@ pub struct StreamQuery {
     pub after: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NoSuchConversation))]
+#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests))]
 pub async fn stream_conversation(
     State(state): State<AppState>,
     Path(id): Path<ConversationId>,
@@ -78,12 +79,14 @@ pub async fn stream_conversation(
     };
     owned(&state, id, &owner).await?;
     let after = resume_point(&parts.headers, query.after)?;
+    let place = state.limits.open_stream(&owner)?;
 
     // Register before the first read, so nothing committed in between is missed.
     let subscription = state.hub.subscribe(id);
     let stream = futures::stream::unfold(
         StreamState {
             _gauge: ClientGauge::new(),
+            _place: place,
             state: state.clone(),
             conversation: id,
             last_seq: after,
@@ -138,6 +141,8 @@ fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError
 struct StreamState {
     /// Counts this stream in `concierge_sse_clients` while it lives.
     _gauge: ClientGauge,
+    /// Holds this stream's place under the open-stream limits while it lives.
+    _place: StreamGuard,
     state: AppState,
     conversation: ConversationId,
     last_seq: i64,

@@ -18,17 +18,24 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     AppState,
-    error::{ApiError, ErrorBody, responses::InvalidInput},
+    error::{
+        ApiError, ErrorBody,
+        responses::{InvalidInput, TooManyRequests},
+    },
+    limits::ClientIp,
 };
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
-#[utoipa::path(post, path = "/telegram/webhook", tag = "telegram", summary = "Telegram Bot API updates (X-Telegram-Bot-Api-Secret-Token must match)", request_body(content = Object, description = "A Telegram Update"), responses((status = 200, description = "Stored (or a replay, ignored)"), (status = 400, body = ErrorBody), (status = 403, description = "Wrong or missing secret; nothing stored", body = ErrorBody), InvalidInput))]
+#[utoipa::path(post, path = "/telegram/webhook", tag = "telegram", summary = "Telegram Bot API updates (X-Telegram-Bot-Api-Secret-Token must match)", request_body(content = Object, description = "A Telegram Update"), responses((status = 200, description = "Stored (or a replay, ignored)"), (status = 400, body = ErrorBody), (status = 403, description = "Wrong or missing secret; nothing stored", body = ErrorBody), InvalidInput, TooManyRequests))]
 pub async fn webhook(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<JsonOut<Value>, ApiError> {
+    // Before the secret is compared: guessing it costs a request like any other.
+    state.limits.webhook.check(&ip)?;
     let Some(secret) = state.config.webhook_secret.as_ref().map(Secret::expose) else {
         return Err(ApiError::Forbidden("the Telegram webhook is not configured".into()));
     };

@@ -43,6 +43,10 @@ pub struct AiSettings {
     /// Tokens all conversations may spend per UTC day; after that they are answered offline.
     #[arg(long, env = "CONCIERGE_LLM_DAILY_TOKENS", default_value_t = 5_000_000)]
     pub llm_daily_tokens: i64,
+    /// Tokens one principal (a platform user or a visitor), all their conversations together,
+    /// may spend per UTC day; after that their messages are answered offline.
+    #[arg(long, env = "CONCIERGE_LLM_PRINCIPAL_DAILY_TOKENS", default_value_t = 200_000)]
+    pub llm_principal_daily_tokens: i64,
     /// After 3 failed calls in a row, how long new messages are answered offline before the
     /// provider is tried again, in seconds.
     #[arg(long, env = "CONCIERGE_LLM_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
@@ -80,6 +84,9 @@ pub struct AiConfig {
     pub conversation_token_budget: i64,
     /// Tokens all conversations may spend per UTC day.
     pub daily_token_budget: i64,
+    /// Tokens one principal's conversations together may spend per UTC day, so that opening
+    /// new conversations does not buy a fresh conversation budget.
+    pub principal_daily_token_budget: i64,
     /// The versioned prompts.
     pub prompts_dir: PathBuf,
     /// After 3 failed calls in a row, how long new messages are answered offline.
@@ -157,6 +164,7 @@ impl AiSettings {
             stream: self.llm_stream,
             conversation_token_budget: self.llm_conversation_tokens,
             daily_token_budget: self.llm_daily_tokens,
+            principal_daily_token_budget: self.llm_principal_daily_tokens,
             prompts_dir: self.prompts_dir,
             breaker_cooldown: Duration::from_secs(self.llm_breaker_cooldown_secs),
             decision_format: self.llm_decision_format,
@@ -178,6 +186,7 @@ impl AiConfig {
             stream: true,
             conversation_token_budget: 60_000,
             daily_token_budget: 5_000_000,
+            principal_daily_token_budget: 200_000,
             prompts_dir: "prompts".into(),
             breaker_cooldown: Duration::from_secs(30),
             decision_format: DecisionFormat::Tools,

@@ -15,10 +15,12 @@ pub use crate::secret::Secret;
 
 mod ai;
 mod embeddings;
+mod limits;
 mod telegram;
 
 pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
+pub use limits::{LimitsConfig, LimitsSettings, TrustedProxies};
 use telegram::valid_webhook_secret;
 pub use telegram::{TelegramConfig, TelegramMode, TelegramSettings};
 
@@ -98,6 +100,8 @@ pub struct Settings {
     pub embeddings: EmbeddingsSettings,
     #[command(flatten)]
     pub telegram: TelegramSettings,
+    #[command(flatten)]
+    pub limits: LimitsSettings,
 }
 
 /// Said below every binary's `--help`: what is read from the environment besides the settings.
@@ -155,6 +159,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub metrics_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
+    /// Rate limits and quotas of the API.
+    pub limits: LimitsConfig,
 }
 
 impl Settings {
@@ -191,6 +197,7 @@ impl Settings {
             fixtures_dir: self.fixtures_dir,
             telegram: self.telegram.resolve()?,
             webhook_secret,
+            limits: self.limits.resolve()?,
             metrics_bind: self
                 .metrics_bind
                 .map(|bind| bind.parse().with_context(|| format!("CONCIERGE_METRICS_BIND={bind:?} is not host:port")))

@@ -34,6 +34,10 @@ pub struct TelegramSettings {
     /// Posts per minute to the group, all workers together (Telegram allows about 20).
     #[arg(long, env = "CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE", default_value_t = 20)]
     pub telegram_messages_per_minute: u32,
+    /// New forum topics per hour, all workers together; past it the creation of a topic (and
+    /// its card) waits, queued, until the hour allows it. Topics that exist keep working.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_TOPICS_PER_HOUR", default_value_t = 30)]
+    pub telegram_topics_per_hour: u32,
     /// Another Bot API server (a self-hosted telegram-bot-api, or a test's). Default:
     /// https://api.telegram.org.
     #[arg(long, env = "CONCIERGE_TELEGRAM_API_URL")]
@@ -56,6 +60,10 @@ pub struct TelegramConfig {
     pub operators: Vec<u64>,
     /// Posts per minute to the group, all workers together.
     pub messages_per_minute: u32,
+    /// New topics per `topics_window`, all workers together; 0: no cap.
+    pub topics_per_window: u32,
+    /// The window the topic cap counts over: an hour (tests shorten it).
+    pub topics_window: Duration,
     /// One Bot API request.
     pub timeout: Duration,
 }
@@ -102,6 +110,8 @@ impl TelegramSettings {
             mode,
             operators,
             messages_per_minute: self.telegram_messages_per_minute,
+            topics_per_window: self.telegram_topics_per_hour,
+            topics_window: Duration::from_secs(3600),
             timeout: Duration::from_secs(self.telegram_timeout_secs),
         }))
     }

@@ -64,12 +64,35 @@ pub async fn insert(db: impl sqlx::PgExecutor<'_>, call: &NewLlmCall<'_>) -> sql
     Ok(())
 }
 
-/// Tokens spent so far by one conversation, and by all of them since midnight UTC.
-pub async fn tokens_spent(db: impl sqlx::PgExecutor<'_>, conversation: ConversationId) -> sqlx::Result<(i64, i64)> {
+/// What the token budgets are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokensSpent {
+    /// By the conversation, ever.
+    pub conversation: i64,
+    /// By every conversation of its owner since midnight UTC: opening a new conversation does
+    /// not reset it.
+    pub principal_today: i64,
+    /// By all conversations since midnight UTC.
+    pub today: i64,
+}
+
+/// Tokens spent so far by one conversation, by its owner's conversations today, and by all of
+/// them today (UTC).
+pub async fn tokens_spent(db: impl sqlx::PgExecutor<'_>, conversation: ConversationId) -> sqlx::Result<TokensSpent> {
     sqlx::query_as(
-        "SELECT
-             COALESCE((SELECT sum(prompt_tokens + completion_tokens) FROM llm_calls WHERE conversation_id = $1), 0)::bigint,
-             COALESCE((SELECT sum(prompt_tokens + completion_tokens) FROM llm_calls WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0)::bigint",
+        "WITH today AS (SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start)
+         SELECT
+             COALESCE((SELECT sum(prompt_tokens + completion_tokens) FROM llm_calls WHERE conversation_id = $1), 0)::bigint
+                 AS conversation,
+             COALESCE((SELECT sum(l.prompt_tokens + l.completion_tokens)
+                       FROM conversations mine
+                       JOIN conversations theirs ON theirs.owner = mine.owner
+                       JOIN llm_calls l ON l.conversation_id = theirs.id
+                       WHERE mine.id = $1 AND l.created_at >= (SELECT start FROM today)), 0)::bigint
+                 AS principal_today,
+             COALESCE((SELECT sum(prompt_tokens + completion_tokens) FROM llm_calls
+                       WHERE created_at >= (SELECT start FROM today)), 0)::bigint
+                 AS today",
     )
     .bind(conversation)
     .fetch_one(db)

@@ -287,10 +287,12 @@ async fn budget_spent(
     config: &AiConfig,
     conversation: &Conversation,
 ) -> sqlx::Result<Option<&'static str>> {
-    let (conversation_tokens, day_tokens) = llm_calls::tokens_spent(pool, conversation.id).await?;
-    Ok(if conversation_tokens >= config.conversation_token_budget {
+    let spent = llm_calls::tokens_spent(pool, conversation.id).await?;
+    Ok(if spent.conversation >= config.conversation_token_budget {
         Some("conversation_budget")
-    } else if day_tokens >= config.daily_token_budget {
+    } else if spent.principal_today >= config.principal_daily_token_budget {
+        Some("principal_budget")
+    } else if spent.today >= config.daily_token_budget {
         Some("daily_budget")
     } else {
         None

@@ -22,9 +22,10 @@ pub async fn handle(job: Escalate, ctx: Data<Context>) -> Result<(), BoxDynError
         return Ok(());
     };
     let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_secs(1), max: Duration::from_secs(30) };
-    let refused = |error: &SendError| matches!(error, SendError::Refused(_));
-    match backoff.run("escalating to Telegram", refused, || escalate(&ctx, &telegram, &job)).await {
+    let final_answer = |error: &SendError| matches!(error, SendError::Refused(_) | SendError::Held(_));
+    match backoff.run("escalating to Telegram", final_answer, || escalate(&ctx, &telegram, &job)).await {
         Ok(()) => Ok(()),
+        Err(SendError::Held(wait)) => topic::postpone(&ctx, &job, wait).await.map_err(|error| error.to_string().into()),
         Err(SendError::Refused(error)) => {
             tracing::error!(%error, "Telegram refused the escalation");
             Err(error.into())

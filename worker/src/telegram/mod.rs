@@ -42,6 +42,10 @@ pub enum SendError {
     /// Telegram refused the request itself; sending it again changes nothing.
     #[error("{0}")]
     Refused(String),
+    /// A new topic must wait this long under the cap on new topics: not a failure, the work
+    /// is queued again for then.
+    #[error("the cap on new topics is reached; the topic waits {0:?}")]
+    Held(Duration),
 }
 
 impl From<sqlx::Error> for SendError {
@@ -55,6 +59,9 @@ pub struct Telegram {
     pub chat_id: TelegramChatId,
     pub mode: TelegramMode,
     interval: Duration,
+    /// New topics allowed per `topics_window` (0: no cap).
+    pub topics_per_window: u32,
+    pub topics_window: Duration,
     operators: HashSet<u64>,
     admins: Mutex<Option<(Instant, HashSet<u64>)>>,
 }
@@ -77,6 +84,8 @@ impl Telegram {
             chat_id: TelegramChatId(config.chat_id),
             mode: config.mode,
             interval: config.send_interval(),
+            topics_per_window: config.topics_per_window,
+            topics_window: config.topics_window,
             operators: config.operators.iter().copied().collect(),
             admins: Mutex::new(None),
         })

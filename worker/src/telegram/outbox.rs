@@ -78,7 +78,7 @@ async fn send_pending(
                 Err(SendError::Refused(error)) if super::topic_closed(error) => {
                     tracing::info!(thread_id = %topic.1, "the topic was closed in Telegram; reopening it");
                     match telegram.reopen_topic(&ctx.pool, topic).await {
-                        Err(SendError::Transient(error)) => return Err(SendError::Transient(error)),
+                        Err(error @ (SendError::Transient(_) | SendError::Held(_))) => return Err(error),
                         Err(SendError::Refused(error)) => {
                             tracing::warn!(%error, "Telegram refused to reopen the topic")
                         }
@@ -107,6 +107,8 @@ async fn send_pending(
                 store::mark_attempt(&ctx.pool, post.id, &error, false).await?;
                 return Err(SendError::Transient(error));
             }
+            // Only a new topic is ever held, never a post.
+            Err(held @ SendError::Held(_)) => return Err(held),
         }
     }
     Ok(())
@@ -128,7 +130,12 @@ async fn reopen_deleted(
     let Some(escalation_id) = messages::latest_handover(&ctx.pool, conversation_id).await? else { return Ok(false) };
     tracing::warn!(thread_id = %thread, "the topic was deleted in Telegram; opening a new one");
     store::forget_thread(&ctx.pool, conversation_id, chat, thread).await?;
-    super::topic::open_topic(ctx, telegram, &Escalate { conversation_id, escalation_id }).await?;
+    let job = Escalate { conversation_id, escalation_id };
+    match super::topic::open_topic(ctx, telegram, &job).await {
+        // The new topic waits under the cap; the escalation, queued again, sends the posts.
+        Err(SendError::Held(wait)) => super::topic::postpone(ctx, &job, wait).await?,
+        other => other?,
+    }
     Ok(true)
 }
 

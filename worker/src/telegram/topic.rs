@@ -54,6 +54,18 @@ pub async fn open_topic(ctx: &Context, telegram: &Telegram, job: &Escalate) -> R
     Ok(())
 }
 
+/// Queue the escalation again for when the cap on new topics lets its topic be created. Its
+/// card and the posts that follow wait with it, in order: nothing is dropped, and topics that
+/// exist keep receiving posts meanwhile.
+pub async fn postpone(ctx: &Context, job: &Escalate, wait: Duration) -> Result<(), SendError> {
+    // A little past the moment a place frees, so that the place has freed when the job looks.
+    let wait = wait + Duration::from_millis(50);
+    let mut conn = ctx.pool.acquire().await?;
+    concierge_shared::jobs::enqueue_later(&mut conn, job, ctx.max_attempts, wait).await?;
+    tracing::info!(wait_ms = wait.as_millis() as u64, "new topics are capped; this topic waits");
+    Ok(())
+}
+
 async fn ensure_topic(
     ctx: &Context,
     telegram: &Telegram,
@@ -67,6 +79,20 @@ async fn ensure_topic(
         match store::claim_topic(&ctx.pool, conversation.id, telegram.chat_id, &name, CLAIM_LEASE).await? {
             TopicClaim::Ready(thread_id) => return Ok(thread_id),
             TopicClaim::Claimed => {
+                if telegram.topics_per_window > 0
+                    && let Some(wait) = store::reserve_creation(
+                        &ctx.pool,
+                        telegram.chat_id,
+                        conversation.id,
+                        telegram.topics_per_window,
+                        telegram.topics_window,
+                    )
+                    .await?
+                {
+                    store::release_claim(&ctx.pool, conversation.id).await?;
+                    metrics::counter!("concierge_rate_limited_total", "limit" => "telegram_topics").increment(1);
+                    return Err(SendError::Held(wait));
+                }
                 let created = super::while_renewing(telegram.create_topic(&ctx.pool, &name), CLAIM_LEASE / 3, || {
                     store::renew_claim(&ctx.pool, conversation.id, CLAIM_LEASE)
                 })

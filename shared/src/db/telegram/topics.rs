@@ -190,3 +190,47 @@ pub async fn release_claim(db: impl PgExecutor<'_>, conversation_id: Conversatio
         .await?;
     Ok(())
 }
+
+/// Take a place under the cap on new topics in `chat_id` (`per_window` creations in any
+/// `window`, all workers together) for the conversation's topic, or say how long until one
+/// frees: then nothing is taken. A place is taken before Telegram is asked and kept whatever
+/// Telegram answers, so a failing group is not asked more often either.
+pub async fn reserve_creation(
+    pool: &sqlx::PgPool,
+    chat_id: TelegramChatId,
+    conversation_id: ConversationId,
+    per_window: u32,
+    window: Duration,
+) -> sqlx::Result<Option<Duration>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('concierge topic creations ' || ($1::bigint)::text, 0))",
+    )
+    .bind(chat_id)
+    .execute(&mut *tx)
+    .await?;
+    // The creation that, with the newer ones, fills the cap: when it leaves the window, a
+    // place frees.
+    let wait: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM created_at + $3 * interval '1 millisecond' - now())::float8
+         FROM telegram_topic_creations
+         WHERE chat_id = $1 AND created_at > now() - $3 * interval '1 millisecond'
+         ORDER BY created_at DESC OFFSET $2 - 1 LIMIT 1",
+    )
+    .bind(chat_id)
+    .bind(i64::from(per_window))
+    .bind(window.as_millis() as i64)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(wait) = wait {
+        tx.rollback().await?;
+        return Ok(Some(Duration::from_secs_f64(wait.max(0.0))));
+    }
+    sqlx::query("INSERT INTO telegram_topic_creations (chat_id, conversation_id) VALUES ($1, $2)")
+        .bind(chat_id)
+        .bind(conversation_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(None)
+}
