@@ -56,7 +56,7 @@ pub async fn admin_events(
     match (&query.token, auth::bearer_token(&parts)?) {
         (Some(token), _) => state.keys.verify_admin_stream(token)?,
         (None, Some(bearer)) => {
-            if auth::verify(&state, bearer)?.role != Role::Admin {
+            if auth::verify(&state, bearer).await?.role != Role::Admin {
                 return Err(ApiError::Forbidden("this route is for administrators".into()));
             }
         }

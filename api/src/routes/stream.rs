@@ -57,7 +57,7 @@ pub async fn stream_conversation(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let owner = match (&query.token, auth::bearer_token(&parts)?) {
         (Some(token), _) => state.keys.verify_stream(token, id)?,
-        (None, Some(bearer)) => state.keys.verify_bearer(bearer)?.owner,
+        (None, Some(bearer)) => state.keys.verify_bearer(&state.pool, bearer).await?.owner,
         (None, None) => {
             return Err(ApiError::Unauthorized("pass `?token=<stream token>` or an Authorization header".into()));
         }

@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod eval_runs;
 pub mod llm_calls;
 pub mod messages;
+pub mod privacy;
 pub mod reindex_runs;
 pub mod telegram;
 pub mod worker_instances;
