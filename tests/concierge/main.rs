@@ -18,6 +18,7 @@ mod llm;
 mod messaging;
 mod metrics;
 mod ownership;
+mod privacy;
 mod processes;
 mod telegram;
 mod web_unit;
