@@ -63,7 +63,9 @@ async fn the_openapi_document_covers_every_route() {
     assert_eq!(documented, expected);
     // Each documented route is served: none falls through to the router's fallback.
     for (method, path) in ROUTES {
-        let url = app.url(&path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{name}", "x").replace("{sub}", "anna"));
+        let url = app.url(
+            &path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{name}", "x").replace("{sub}", "anna"),
+        );
         let request = match *method {
             "get" => app.client.get(&url),
             "post" => app.client.post(&url),

@@ -40,8 +40,7 @@ async fn rows_mentioning(app: &TestApp, needle: &str) -> Vec<(String, i64)> {
     let mut found = Vec::new();
     for table in tables {
         let sql = format!("SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'");
-        let count: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(needle).fetch_one(&app.pool).await.unwrap();
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(needle).fetch_one(&app.pool).await.unwrap();
         if count > 0 {
             found.push((table, count));
         }
@@ -152,7 +151,8 @@ async fn erasure_removes_every_row_about_a_person_and_deletes_their_topic_throug
     let exported = &conversations[0];
     assert_eq!(exported["conversation"]["id"], anna.id.as_str());
     assert_eq!(exported["conversation"]["owner_email"], "anna@example.com");
-    let texts: Vec<&str> = exported["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
+    let texts: Vec<&str> =
+        exported["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
     assert!(texts.contains(&"Позовите оператора, пожалуйста"), "{texts:?}");
     assert!(texts.contains(&"Сейчас посмотрю."), "{texts:?}");
     assert_eq!(exported["action_runs"].as_array().unwrap().len(), 1);
@@ -256,7 +256,8 @@ async fn page_urls_lose_their_query_and_fragment_unless_kept() {
     let url = "https://lectio.ru/pay?email=anna@example.com&token=abc#card";
     for (keep, expected) in [(false, "https://lectio.ru/pay"), (true, url)] {
         let app = TestApp::spawn_with(|config| config.keep_page_query = keep).await;
-        let (status, body) = app.post(None, "/conversations/", json!({ "page_url": url, "page_title": "Оплата" })).await;
+        let (status, body) =
+            app.post(None, "/conversations/", json!({ "page_url": url, "page_title": "Оплата" })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["page_url"], expected, "keep = {keep}");
         let stored: Option<String> = sqlx::query_scalar("SELECT page_url FROM conversations WHERE id = $1::uuid")
@@ -295,8 +296,11 @@ async fn retention_deletes_closed_conversations_past_the_limit_and_keeps_the_met
 
     // Forty days back, and that day's figures as they stand with the rows.
     let mut tx = app.pool.begin().await.unwrap();
-    for (table, column) in [("messages", "conversation_id"), ("action_runs", "conversation_id"), ("llm_calls", "conversation_id")] {
-        let sql = format!("UPDATE {table} SET created_at = created_at - interval '40 days' WHERE {column} = ANY($1::uuid[])");
+    for (table, column) in
+        [("messages", "conversation_id"), ("action_runs", "conversation_id"), ("llm_calls", "conversation_id")]
+    {
+        let sql =
+            format!("UPDATE {table} SET created_at = created_at - interval '40 days' WHERE {column} = ANY($1::uuid[])");
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind([old, open]).execute(&mut *tx).await.unwrap();
     }
     sqlx::query(
@@ -328,11 +332,8 @@ async fn retention_deletes_closed_conversations_past_the_limit_and_keeps_the_met
         ("telegram_outbox", "conversation_id"),
     ] {
         let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1::uuid");
-        let (old_rows, recent_rows, open_rows) = (
-            count_of(&app, &sql, old).await,
-            count_of(&app, &sql, recent).await,
-            count_of(&app, &sql, open).await,
-        );
+        let (old_rows, recent_rows, open_rows) =
+            (count_of(&app, &sql, old).await, count_of(&app, &sql, recent).await, count_of(&app, &sql, open).await);
         assert_eq!(old_rows, 0, "{table} of the old conversation");
         if table != "telegram_outbox" {
             assert!(recent_rows > 0 && open_rows > 0, "{table}: {recent_rows} {open_rows}");

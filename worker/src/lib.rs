@@ -26,7 +26,8 @@ use concierge_shared::{
     db::worker_instances::{self, Instance},
     embeddings::Embedder,
     jobs::{
-        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend, TelegramUpdate,
+        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend,
+        TelegramUpdate,
     },
     knowledge::KnowledgeBase,
 };

@@ -82,7 +82,8 @@ async fn audit(
     subject_hash: &str,
     counts: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let entry = AuditEntry { admin_owner: &admin.owner, admin_name: admin.name.as_deref(), action, subject_hash, counts };
+    let entry =
+        AuditEntry { admin_owner: &admin.owner, admin_name: admin.name.as_deref(), action, subject_hash, counts };
     privacy::record_audit(db, entry).await?;
     Ok(())
 }

@@ -308,10 +308,9 @@ pub async fn retention_batch(
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
-    report.expired_revocations = sqlx::query("DELETE FROM revoked_visitors WHERE expires_at < now()")
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as i64;
+    report.expired_revocations =
+        sqlx::query("DELETE FROM revoked_visitors WHERE expires_at < now()").execute(&mut *tx).await?.rows_affected()
+            as i64;
     tx.commit().await?;
     Ok(Some(report))
 }

@@ -205,7 +205,10 @@ pub async fn sweep(ctx: &Context) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await?;
     if deletions {
         // Any send job deletes the topics waiting; this one has no topic of its own to send to.
-        let job = TelegramSend { conversation_id: ConversationId(uuid::Uuid::nil()), cause: format!("sweep:deletions:{minute}") };
+        let job = TelegramSend {
+            conversation_id: ConversationId(uuid::Uuid::nil()),
+            cause: format!("sweep:deletions:{minute}"),
+        };
         concierge_shared::jobs::enqueue(&mut tx, &job, ctx.max_attempts).await?;
     }
     for conversation_id in &stranded {

@@ -380,12 +380,7 @@ pub async fn claim_deletion(conn: &mut PgConnection) -> sqlx::Result<Option<Topi
 
 /// Record how a deletion ended: `state` is `sent` (deleted), `skipped` (Telegram no longer
 /// had the topic) or `failed` (refused for good); `pending` with an error is a failed attempt.
-pub async fn finish_deletion(
-    db: impl PgExecutor<'_>,
-    id: i64,
-    state: &str,
-    error: Option<&str>,
-) -> sqlx::Result<()> {
+pub async fn finish_deletion(db: impl PgExecutor<'_>, id: i64, state: &str, error: Option<&str>) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE telegram_outbox SET state = $2, attempts = attempts + 1, last_error = $3,
          sent_at = CASE WHEN $2 = 'pending' THEN sent_at ELSE now() END WHERE id = $1",
