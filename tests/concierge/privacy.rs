@@ -249,6 +249,19 @@ async fn an_erased_visitor_s_token_is_refused() {
     // Another visitor is not affected.
     let (status, body) = app.get(Some(&other.bearer), &format!("/conversations/{}", other.id)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The routes are documented with the subject's limits and every answer.
+    let (_, document) = app.get(None, "/openapi.json").await;
+    for (path, method) in [("/admin/users/{sub}", "delete"), ("/admin/users/{sub}/export", "get")] {
+        let operation = &document["paths"][path][method];
+        let parameter = &operation["parameters"][0];
+        assert_eq!((&parameter["name"], &parameter["in"]), (&json!("sub"), &json!("path")), "{operation}");
+        assert_eq!(parameter["schema"]["minLength"], 1, "{operation}");
+        assert_eq!(parameter["schema"]["maxLength"], 300, "{operation}");
+        for status in ["200", "400", "401", "403", "422"] {
+            assert!(operation["responses"][status].is_object(), "{method} {path} documents {status}");
+        }
+    }
 }
 
 #[tokio::test]
