@@ -11,6 +11,9 @@
 //!   message after it; to first human reply: from the hand-over to the first operator message.
 //!
 //! Messages, action runs and model calls are counted by when they happened.
+//!
+//! A day retention has deleted rows of is frozen ([`freeze_day`]): computed with those rows
+//! just before they went, and never overwritten by a later computation.
 
 use std::collections::BTreeMap;
 
