@@ -29,6 +29,8 @@ use crate::{AppState, error::ApiError};
 /// Signing and verification keys.
 pub struct Keys {
     platform: DecodingKey,
+    /// Key of the salted hash that names erased and exported people in `admin_audit`.
+    audit: Vec<u8>,
     visitor: (EncodingKey, DecodingKey),
     stream: (EncodingKey, DecodingKey),
     visitor_ttl: Duration,
@@ -47,8 +49,14 @@ impl Keys {
             let key = mac.finalize().into_bytes();
             (EncodingKey::from_secret(&key), DecodingKey::from_secret(&key))
         };
+        let audit = {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+            mac.update(b"concierge audit subject v1");
+            mac.finalize().into_bytes().to_vec()
+        };
         Self {
             platform: DecodingKey::from_secret(secret.as_bytes()),
+            audit,
             visitor: derive("concierge visitor token v1"),
             stream: derive("concierge stream token v1"),
             visitor_ttl,
@@ -91,8 +99,34 @@ impl Keys {
             .map_err(|e| ApiError::Unauthorized(format!("invalid or expired stream token ({e})")))
     }
 
-    /// The caller behind a bearer token: a platform user, or a visitor.
-    pub fn verify_bearer(&self, token: &str) -> Result<Caller, ApiError> {
+    /// The salted hash (HMAC-SHA256, hex) that names `owner` in the audit log: whoever holds
+    /// the platform secret and a sub can find that person's entries; the log alone names nobody.
+    pub fn subject_hash(&self, owner: &OwnerKey) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.audit).expect("HMAC takes any key length");
+        mac.update(owner.as_str().as_bytes());
+        mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// When the last visitor token issued now would expire: how long a revocation must last.
+    pub fn visitor_tokens_expire(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.visitor_ttl
+    }
+
+    /// The caller behind a bearer token: a platform user, or a visitor whose tokens were not
+    /// revoked by an erasure (one primary-key lookup, for visitor tokens only).
+    pub async fn verify_bearer(&self, pool: &sqlx::PgPool, token: &str) -> Result<Caller, ApiError> {
+        let caller = self.verify_signature(token)?;
+        if let Some(visitor) = caller.owner.as_str().strip_prefix("visitor:")
+            && let Ok(id) = Uuid::parse_str(visitor)
+            && concierge_shared::db::privacy::visitor_revoked(pool, id).await?
+        {
+            return Err(ApiError::Unauthorized("this visitor token was revoked".into()));
+        }
+        Ok(caller)
+    }
+
+    /// The caller a bearer token's signature and claims name.
+    fn verify_signature(&self, token: &str) -> Result<Caller, ApiError> {
         let mut platform = Validation::new(Algorithm::HS256);
         platform.set_required_spec_claims(&["exp", "sub"]);
         platform.validate_aud = false;
@@ -220,14 +254,14 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer(parts)? {
-            Some(token) => verify(state, token),
+            Some(token) => verify(state, token).await,
             None => Err(ApiError::Unauthorized("this route needs `Authorization: Bearer <token>`".into())),
         }
     }
 }
 
 /// A platform, visitor or admin-console token.
-pub fn verify(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+pub async fn verify(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     if let Some(admin) = state.config.admin_token.as_ref().map(Secret::expose)
         && bool::from(subtle::ConstantTimeEq::ct_eq(token.as_bytes(), admin.as_bytes()))
     {
@@ -239,7 +273,7 @@ pub fn verify(state: &AppState, token: &str) -> Result<Caller, ApiError> {
             expires_at: None,
         });
     }
-    state.keys.verify_bearer(token)
+    state.keys.verify_bearer(&state.pool, token).await
 }
 
 /// A caller with the platform's admin role; anyone else authenticated gets 403.
@@ -271,7 +305,7 @@ impl FromRequestParts<AppState> for MaybeCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer(parts)? {
-            Some(token) => verify(state, token).map(|c| MaybeCaller(Some(c))),
+            Some(token) => verify(state, token).await.map(|c| MaybeCaller(Some(c))),
             None => Ok(MaybeCaller(None)),
         }
     }

@@ -123,6 +123,7 @@ async fn record_request(request: axum::extract::Request, next: axum::middleware:
         axum::http::Method::GET
         | axum::http::Method::POST
         | axum::http::Method::PATCH
+        | axum::http::Method::DELETE
         | axum::http::Method::OPTIONS => request.method().to_string(),
         _ => "other".to_owned(),
     };
@@ -147,7 +148,7 @@ fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::{HeaderName, Method, header};
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")])
         .expose_headers([HeaderName::from_static("idempotent-replayed")])
         .max_age(std::time::Duration::from_secs(3600))

@@ -30,6 +30,7 @@ pub enum Queue {
     TelegramSend,
     TelegramUpdate,
     Metrics,
+    Retention,
 }
 
 impl Queue {
@@ -41,6 +42,7 @@ impl Queue {
         Queue::TelegramSend,
         Queue::TelegramUpdate,
         Queue::Metrics,
+        Queue::Retention,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -53,6 +55,7 @@ impl Queue {
             Queue::TelegramSend => "concierge::telegram-send",
             Queue::TelegramUpdate => "concierge::telegram-update",
             Queue::Metrics => "concierge::metrics",
+            Queue::Retention => "concierge::retention",
         }
     }
 
@@ -66,6 +69,7 @@ impl Queue {
             Queue::TelegramSend => "telegram-send",
             Queue::TelegramUpdate => "telegram-update",
             Queue::Metrics => "metrics",
+            Queue::Retention => "retention",
         }
     }
 
@@ -175,6 +179,21 @@ impl Job for ComputeMetrics {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(format!("{}:{}", self.day, self.cause))
+    }
+}
+
+/// Delete the closed conversations past `CONCIERGE_RETENTION_DAYS`, in batches. `cause` makes
+/// the job unique (the schedule slot); any run deletes everything due.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApplyRetention {
+    pub cause: String,
+}
+
+impl Job for ApplyRetention {
+    const QUEUE: Queue = Queue::Retention;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.cause.clone())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod knowledge;
 pub mod message_meta;
 pub mod metrics;
 pub mod pg;
+pub mod privacy;
 pub mod queue_schema;
 pub mod secret;
 pub mod telemetry;

@@ -11,12 +11,15 @@
 //!   message after it; to first human reply: from the hand-over to the first operator message.
 //!
 //! Messages, action runs and model calls are counted by when they happened.
+//!
+//! A day retention has deleted rows of is frozen ([`freeze_day`]): computed with those rows
+//! just before they went, and never overwritten by a later computation.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ConversationMetrics {
@@ -62,6 +65,16 @@ pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
 
 /// The metrics of everything in `[from, to)`.
 pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> sqlx::Result<ConversationMetrics> {
+    let mut conn = pool.acquire().await?;
+    compute_on(&mut conn, from, to).await
+}
+
+/// [`compute`] on the caller's connection (inside its transaction, as retention needs).
+pub async fn compute_on(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<ConversationMetrics> {
     let row: ConversationFigures = sqlx::query_as(
         "WITH span AS (
                  SELECT c.*,
@@ -104,7 +117,7 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     )
     .bind(from)
     .bind(to)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let (messages, fallbacks): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE role = 'user'),
@@ -115,7 +128,7 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     .bind(from)
     .bind(to)
     .bind(crate::message_meta::FALLBACK)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let (llm_calls, llm_tokens): (i64, i64) = sqlx::query_as(
         "SELECT count(*), coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint
@@ -123,7 +136,7 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     )
     .bind(from)
     .bind(to)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let runs: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT action, status, count(*) FROM action_runs WHERE created_at >= $1 AND created_at < $2
@@ -131,7 +144,7 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     )
     .bind(from)
     .bind(to)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut actions: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (action, status, count) in runs {
@@ -156,19 +169,38 @@ pub async fn compute(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> s
     })
 }
 
-/// Compute and store one UTC day.
+/// Compute and store one UTC day. A frozen day (see [`freeze_day`]) keeps its stored figures.
 pub async fn compute_day(pool: &PgPool, day: NaiveDate) -> sqlx::Result<ConversationMetrics> {
     let start = day_start(day);
     let metrics = compute(pool, start, start + chrono::Duration::days(1)).await?;
     sqlx::query(
         "INSERT INTO conversation_metrics (day, figures, computed_at) VALUES ($1, $2, now())
-         ON CONFLICT (day) DO UPDATE SET figures = EXCLUDED.figures, computed_at = now()",
+         ON CONFLICT (day) DO UPDATE SET figures = EXCLUDED.figures, computed_at = now()
+         WHERE conversation_metrics.frozen_at IS NULL",
     )
     .bind(day)
     .bind(sqlx::types::Json(&metrics))
     .execute(pool)
     .await?;
     Ok(metrics)
+}
+
+/// Compute one UTC day from the rows as they are now, store it and freeze it: retention does
+/// this, in its transaction, before it deletes rows the day was computed from, so that the
+/// day's figures never change afterwards. A day already frozen is left as it is.
+pub async fn freeze_day(conn: &mut PgConnection, day: NaiveDate) -> sqlx::Result<()> {
+    let start = day_start(day);
+    let metrics = compute_on(conn, start, start + chrono::Duration::days(1)).await?;
+    sqlx::query(
+        "INSERT INTO conversation_metrics (day, figures, computed_at, frozen_at) VALUES ($1, $2, now(), now())
+         ON CONFLICT (day) DO UPDATE SET figures = EXCLUDED.figures, computed_at = now(), frozen_at = now()
+         WHERE conversation_metrics.frozen_at IS NULL",
+    )
+    .bind(day)
+    .bind(sqlx::types::Json(&metrics))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

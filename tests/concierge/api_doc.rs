@@ -24,6 +24,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/events/token"),
     ("get", "/admin/metrics"),
     ("post", "/admin/metrics/recompute"),
+    ("delete", "/admin/users/{sub}"),
+    ("get", "/admin/users/{sub}/export"),
     ("get", "/conversations"),
     ("post", "/conversations"),
     ("get", "/conversations/{id}"),
@@ -61,10 +63,13 @@ async fn the_openapi_document_covers_every_route() {
     assert_eq!(documented, expected);
     // Each documented route is served: none falls through to the router's fallback.
     for (method, path) in ROUTES {
-        let url = app.url(&path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{name}", "x"));
+        let url = app.url(
+            &path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{name}", "x").replace("{sub}", "anna"),
+        );
         let request = match *method {
             "get" => app.client.get(&url),
             "post" => app.client.post(&url),
+            "delete" => app.client.delete(&url),
             _ => app.client.patch(&url),
         };
         let response = request.send().await.unwrap();

@@ -55,6 +55,8 @@ pub struct Behaviour {
     pub flood_windows: AtomicBool,
     /// Answer the next N sendMessage calls with 500.
     pub fail_sends: AtomicUsize,
+    /// Answer the next N deleteForumTopic calls with 500.
+    pub fail_deletes: AtomicUsize,
     /// Delay createForumTopic by this many milliseconds.
     pub create_delay_ms: AtomicUsize,
     /// Topics an operator closed by hand: sendMessage there is refused until reopenForumTopic.
@@ -173,8 +175,13 @@ async fn handle(
         )
             .into_response();
     }
-    if method == "sendMessage"
-        && fake.behaviour.fail_sends.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    let failing = match method.as_str() {
+        "sendMessage" => Some(&fake.behaviour.fail_sends),
+        "deleteForumTopic" => Some(&fake.behaviour.fail_deletes),
+        _ => None,
+    };
+    if let Some(failing) = failing
+        && failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     {
         fake.record(&method, body, 500);
         return (

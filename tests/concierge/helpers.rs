@@ -133,6 +133,8 @@ pub fn test_config(database_url: &str) -> Config {
         admin_token: None,
         metrics_token: None,
         metrics_bind: None,
+        retention: None,
+        keep_page_query: false,
         limits: test_limits(),
     }
 }

@@ -19,6 +19,7 @@ mod llm;
 mod messaging;
 mod metrics;
 mod ownership;
+mod privacy;
 mod processes;
 mod streams;
 mod telegram;

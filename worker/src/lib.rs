@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod platform;
 pub mod process_message;
 pub mod reindex;
+pub mod retention;
 mod retry;
 pub mod telegram;
 mod wakeup;
@@ -25,7 +26,8 @@ use concierge_shared::{
     db::worker_instances::{self, Instance},
     embeddings::Embedder,
     jobs::{
-        ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend, TelegramUpdate,
+        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend,
+        TelegramUpdate,
     },
     knowledge::KnowledgeBase,
 };
@@ -54,6 +56,8 @@ pub struct Context {
     pub definitions: Arc<actions::DefinitionCache>,
     /// The support group, when a bot is configured; escalations then open Telegram topics.
     pub telegram: Option<Arc<telegram::Telegram>>,
+    /// How long closed conversations are kept (`CONCIERGE_RETENTION_DAYS`); `None`: for ever.
+    pub retention: Option<Duration>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -73,7 +77,7 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
-    /// telegram-send, telegram-update, metrics); default all.
+    /// telegram-send, telegram-update, metrics, retention); default all.
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs of each queue run at once.
@@ -146,6 +150,7 @@ impl Context {
             plans: Default::default(),
             definitions: Default::default(),
             telegram: config.telegram.as_ref().map(telegram::Telegram::new).transpose()?.map(Arc::new),
+            retention: config.retention,
         })
     }
 }
@@ -223,6 +228,9 @@ pub async fn run(
                 register!(monitor, TelegramUpdate, ctx, inserts, config, name, concurrency, telegram::updates::handle)
             }
             Queue::Metrics => register!(monitor, ComputeMetrics, ctx, inserts, config, name, 1, metrics::handle),
+            Queue::Retention => {
+                register!(monitor, ApplyRetention, ctx, inserts, config, name, 1, retention::handle)
+            }
         };
     }
     if let Some(bind) = config.metrics_bind {
@@ -235,6 +243,9 @@ pub async fn run(
     }
     if options.queues.contains(&Queue::Metrics) {
         tokio::spawn(metrics::schedule(ctx.clone(), shutdown.clone()));
+    }
+    if options.queues.contains(&Queue::Retention) && ctx.retention.is_some() {
+        tokio::spawn(retention::schedule(ctx.clone(), shutdown.clone()));
     }
     if let Some(telegram) = ctx.telegram.clone() {
         if options.queues.contains(&Queue::TelegramSend) {

@@ -58,7 +58,7 @@ pub async fn admin_events(
     let expires_at = match (&query.token, auth::bearer_token(&parts)?) {
         (Some(token), _) => Some(state.keys.verify_admin_stream(token)?),
         (None, Some(bearer)) => {
-            let caller = auth::verify(&state, bearer)?;
+            let caller = auth::verify(&state, bearer).await?;
             if caller.role != Role::Admin {
                 return Err(ApiError::Forbidden("this route is for administrators".into()));
             }

@@ -89,12 +89,17 @@ pub async fn create_conversation(
     // Per IP: a visitor gets a new identity with every conversation, the address stays.
     state.limits.conversations.check(&ip)?;
     let page_url = optional_text(input.page_url, "page_url", 2048)?;
-    if let Some(url) = &page_url {
-        let valid = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !valid {
-            return Err(ApiError::validation("invalid_page_url", "page_url", "page_url must be an http(s) URL"));
-        }
-    }
+    let page_url = match page_url {
+        Some(url) => match url::Url::parse(&url) {
+            // The query and fragment go before anything is stored, so neither the model nor
+            // Telegram ever sees them (unless CONCIERGE_KEEP_PAGE_QUERY).
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                Some(if state.config.keep_page_query { url } else { concierge_shared::privacy::page_url(&u, false) })
+            }
+            _ => return Err(ApiError::validation("invalid_page_url", "page_url", "page_url must be an http(s) URL")),
+        },
+        None => None,
+    };
     let page_title = optional_text(input.page_title, "page_title", 300)?;
 
     let (caller, visitor_token) = match caller {

@@ -10,6 +10,7 @@ pub mod knowledge;
 pub mod messages;
 pub mod metrics;
 pub mod pages;
+pub mod privacy;
 pub mod stream;
 pub mod telegram;
 
@@ -48,6 +49,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(actions::admin_patch_action))
         .routes(routes!(actions::admin_list_runs))
         .routes(routes!(evals::admin_list_eval_runs))
+        .routes(routes!(privacy::erase_user))
+        .routes(routes!(privacy::export_user))
         .routes(routes!(knowledge::request_reindex))
         .routes(routes!(knowledge::get_reindex))
         .routes(routes!(knowledge::search_knowledge))

@@ -70,7 +70,7 @@ pub async fn stream_conversation(
     let (owner, expires_at) = match (&query.token, auth::bearer_token(&parts)?) {
         (Some(token), _) => state.keys.verify_stream(token, id)?,
         (None, Some(bearer)) => {
-            let caller = state.keys.verify_bearer(bearer)?;
+            let caller = state.keys.verify_bearer(&state.pool, bearer).await?;
             (caller.owner, caller.expires_at)
         }
         (None, None) => {

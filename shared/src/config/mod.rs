@@ -94,6 +94,16 @@ pub struct Settings {
     /// workers. Unset: `/metrics` is open.
     #[arg(long, env = "CONCIERGE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<Secret>,
+    /// Days a closed conversation is kept after its last activity; then a worker deletes it
+    /// with its messages, action runs, model calls and Telegram topic (daily metrics stay).
+    /// Unset: kept for ever.
+    #[arg(long, env = "CONCIERGE_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: Option<u32>,
+    /// Store page URLs with their query and fragment (1 or true); by default they are cut off
+    /// before the URL is stored, shown to the model or posted to Telegram.
+    #[arg(long, env = "CONCIERGE_KEEP_PAGE_QUERY", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub keep_page_query: bool,
     #[command(flatten)]
     pub ai: AiSettings,
     #[command(flatten)]
@@ -161,6 +171,10 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     /// Rate limits and quotas of the API.
     pub limits: LimitsConfig,
+    /// How long closed conversations are kept; `None`: for ever.
+    pub retention: Option<Duration>,
+    /// Keep the query and fragment of page URLs.
+    pub keep_page_query: bool,
 }
 
 impl Settings {
@@ -204,6 +218,8 @@ impl Settings {
                 .transpose()?,
             admin_token: long_enough("CONCIERGE_ADMIN_TOKEN", self.admin_token)?,
             metrics_token: long_enough("CONCIERGE_METRICS_TOKEN", self.metrics_token)?,
+            retention: self.retention_days.map(|days| Duration::from_secs(86_400 * u64::from(days))),
+            keep_page_query: self.keep_page_query,
         })
     }
 }
@@ -263,6 +279,16 @@ mod tests {
         assert_eq!(config.ai.model, "gpt-4o-mini");
         assert!(config.ai.stream);
         assert!(config.telegram.is_none() && config.database_url.is_none());
+        assert!(config.retention.is_none() && !config.keep_page_query);
+    }
+
+    #[test]
+    fn retention_is_days_and_the_page_query_setting_takes_1() {
+        let config = settings(&["--retention-days", "30", "--keep-page-query", "1"]).resolve().unwrap();
+        assert_eq!(config.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert!(config.keep_page_query);
+        let cli = Cli::command().try_get_matches_from(["concierge", "--retention-days", "0"]);
+        assert!(cli.is_err(), "zero days is refused");
     }
 
     #[test]

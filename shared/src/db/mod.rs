@@ -6,6 +6,7 @@ pub mod escalations;
 pub mod eval_runs;
 pub mod llm_calls;
 pub mod messages;
+pub mod privacy;
 pub mod reindex_runs;
 pub mod telegram;
 pub mod worker_instances;

@@ -14,7 +14,10 @@ use concierge_shared::{
     db::{conversations, messages, telegram as store},
     jobs::{Escalate, TelegramSend},
 };
-use teloxide::types::InlineKeyboardMarkup;
+use teloxide::{
+    prelude::Requester,
+    types::{ChatId, InlineKeyboardMarkup, MessageId, ThreadId},
+};
 
 use crate::{
     Context,
@@ -32,13 +35,50 @@ pub async fn handle(job: TelegramSend, ctx: Data<Context>) -> Result<(), BoxDynE
         return Ok(());
     };
     let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_secs(1), max: Duration::from_secs(30) };
-    if let Err(error) =
-        backoff.run("sending to Telegram", |_| false, || deliver(&ctx, &telegram, job.conversation_id)).await
-    {
+    let work = || async {
+        // Topic deletions (of erased or expired conversations) ride on any send job.
+        delete_topics(&ctx, &telegram).await?;
+        deliver(&ctx, &telegram, job.conversation_id).await
+    };
+    if let Err(error) = backoff.run("sending to Telegram", |_| false, work).await {
         // The posts stay pending; the sweep queues this topic again in a minute.
         tracing::error!(%error, "sending to Telegram keeps failing; the sweep will try again");
     }
     Ok(())
+}
+
+/// Delete the forum topics queued for deletion, oldest first. Each one is held (a row lock)
+/// while Telegram is asked, so no two jobs ask for the same one; a transient failure leaves it
+/// pending, with the error, for the next try.
+pub async fn delete_topics(ctx: &Context, telegram: &Telegram) -> Result<(), SendError> {
+    loop {
+        let mut tx = ctx.pool.begin().await?;
+        let Some(deletion) = store::claim_deletion(&mut tx).await? else { return Ok(()) };
+        let (chat, thread) = (ChatId(deletion.chat_id.0), ThreadId(MessageId(deletion.thread_id.0)));
+        let deleted =
+            telegram.paced(&ctx.pool, || async move { telegram.bot.delete_forum_topic(chat, thread).await }).await;
+        let outcome = match &deleted {
+            Ok(_) => ("sent", None),
+            Err(SendError::Refused(error)) if super::topic_gone(error) || error.contains("TOPIC_ID_INVALID") => {
+                tracing::info!(post = deletion.key, "the topic was already gone in Telegram");
+                ("skipped", Some(error.as_str()))
+            }
+            Err(SendError::Refused(error)) => {
+                tracing::error!(post = deletion.key, %error, "Telegram refused to delete a topic; it is marked failed");
+                ("failed", Some(error.as_str()))
+            }
+            Err(SendError::Transient(error)) => {
+                tracing::warn!(post = deletion.key, %error, "deleting a topic failed; it will be retried");
+                ("pending", Some(error.as_str()))
+            }
+        };
+        store::finish_deletion(&mut *tx, deletion.id, outcome.0, outcome.1).await?;
+        tx.commit().await?;
+        if let Err(SendError::Transient(error)) = deleted {
+            return Err(SendError::Transient(error));
+        }
+        tracing::info!(post = deletion.key, state = outcome.0, "topic deletion handled");
+    }
 }
 
 /// Send what is pending for the conversation's topic, unless another job is doing it.
@@ -160,14 +200,24 @@ async fn holding_lease<T>(
     result
 }
 
-/// Queue a send job for topics whose posts have waited with nobody sending them.
+/// Queue a send job for topics whose posts have waited with nobody sending them, and one for
+/// topic deletions left waiting.
 pub async fn sweep(ctx: &Context) -> anyhow::Result<()> {
     let stranded = store::stranded(&ctx.pool, Duration::from_secs(60)).await?;
-    if stranded.is_empty() {
+    let deletions = store::stranded_deletions(&ctx.pool, Duration::from_secs(60)).await?;
+    if stranded.is_empty() && !deletions {
         return Ok(());
     }
     let minute = chrono::Utc::now().timestamp() / 60;
     let mut tx = ctx.pool.begin().await?;
+    if deletions {
+        // Any send job deletes the topics waiting; this one has no topic of its own to send to.
+        let job = TelegramSend {
+            conversation_id: ConversationId(uuid::Uuid::nil()),
+            cause: format!("sweep:deletions:{minute}"),
+        };
+        concierge_shared::jobs::enqueue(&mut tx, &job, ctx.max_attempts).await?;
+    }
     for conversation_id in &stranded {
         let job =
             TelegramSend { conversation_id: *conversation_id, cause: format!("sweep:{conversation_id}:{minute}") };

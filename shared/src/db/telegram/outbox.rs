@@ -324,6 +324,86 @@ pub async fn delayed_posts(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     .await
 }
 
+/// The outbox key of a topic's deletion: a topic is deleted once.
+pub fn deletion_key(chat_id: TelegramChatId, thread_id: TelegramThreadId) -> String {
+    format!("delete-topic:{chat_id}:{thread_id}")
+}
+
+/// Queue the deletion of a forum topic (its conversation is being erased or has expired) and
+/// a send job that carries it out, in the caller's transaction. The row names the topic, not
+/// the conversation, which is gone by the time it is sent. Returns whether it was queued now.
+pub async fn queue_topic_deletion(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    chat_id: TelegramChatId,
+    thread_id: TelegramThreadId,
+    max_attempts: u32,
+) -> sqlx::Result<bool> {
+    let key = deletion_key(chat_id, thread_id);
+    let added = sqlx::query(
+        "INSERT INTO telegram_outbox (key, kind, text, chat_id, thread_id) VALUES ($1, 'delete_topic', '', $2, $3)
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&key)
+    .bind(chat_id)
+    .bind(thread_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if added {
+        jobs::enqueue(conn, &TelegramSend { conversation_id, cause: key }, max_attempts).await?;
+    }
+    Ok(added)
+}
+
+/// A topic deletion waiting to be sent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TopicDeletion {
+    pub id: i64,
+    pub key: String,
+    pub chat_id: TelegramChatId,
+    pub thread_id: TelegramThreadId,
+    pub attempts: i32,
+}
+
+/// The oldest pending topic deletion no other sender holds, locked until `conn`'s transaction
+/// ends: one sender per deletion, however many jobs run.
+pub async fn claim_deletion(conn: &mut PgConnection) -> sqlx::Result<Option<TopicDeletion>> {
+    sqlx::query_as(
+        "SELECT id, key, chat_id, thread_id, attempts FROM telegram_outbox
+         WHERE kind = 'delete_topic' AND state = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Record how a deletion ended: `state` is `sent` (deleted), `skipped` (Telegram no longer
+/// had the topic) or `failed` (refused for good); `pending` with an error is a failed attempt.
+pub async fn finish_deletion(db: impl PgExecutor<'_>, id: i64, state: &str, error: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE telegram_outbox SET state = $2, attempts = attempts + 1, last_error = $3,
+         sent_at = CASE WHEN $2 = 'pending' THEN sent_at ELSE now() END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether topic deletions have waited longer than `age` (their jobs failed for good, or died).
+pub async fn stranded_deletions(db: impl PgExecutor<'_>, age: Duration) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM telegram_outbox WHERE kind = 'delete_topic' AND state = 'pending'
+                        AND created_at < now() - $1 * interval '1 millisecond')",
+    )
+    .bind(age.as_millis() as i64)
+    .fetch_one(db)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::split_post;
