@@ -18,6 +18,8 @@ mod llm;
 mod messaging;
 mod metrics;
 mod ownership;
+mod pages;
 mod processes;
 mod telegram;
+mod tokens;
 mod web_unit;
