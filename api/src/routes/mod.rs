@@ -73,6 +73,7 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
             ),
     );
     limit_texts(&mut openapi, max_message_chars);
+    document_empty_metadata(&mut openapi);
     let document = openapi.clone();
     let router = router.route("/openapi.json", get(move || async move { axum::Json(document) }));
     (router, openapi)
@@ -91,6 +92,16 @@ fn limit_texts(openapi: &mut utoipa::openapi::OpenApi, max_message_chars: usize)
     }
 }
 
+/// User messages carry no metadata, `{}`: one more shape of `MessageMeta`, with no `kind`.
+fn document_empty_metadata(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ObjectBuilder, RefOr, schema::Schema};
+    let Some(components) = openapi.components.as_mut() else { return };
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("MessageMeta") {
+        let empty = ObjectBuilder::new().max_properties(Some(0)).description(Some("A user's message: no metadata"));
+        one_of.items.push(empty.into());
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -99,6 +110,8 @@ fn limit_texts(openapi: &mut utoipa::openapi::OpenApi, max_message_chars: usize)
     ),
     servers((url = "/api/concierge")),
     modifiers(&BearerAuth),
+    // Referenced by `StatusMeta`'s hand-over, which the derive cannot describe itself.
+    components(schemas(concierge_shared::message_meta::Handover)),
     security(("bearer" = [])),
 )]
 struct ApiDoc;

@@ -84,6 +84,10 @@ pub async fn stream_conversation(
 }
 
 fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError> {
+    // Checked even when the header wins: the document says what `after` may be.
+    if after.is_some_and(|seq| seq < 0) {
+        return Err(ApiError::validation("invalid_after", "after", "after must not be negative"));
+    }
     let header = match headers.get("last-event-id") {
         Some(value) => {
             Some(value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(
