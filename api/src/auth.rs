@@ -128,11 +128,23 @@ impl Keys {
                 };
                 return Ok(Caller { owner: OwnerKey::user(&claims.sub), role, name: claims.name, email: claims.email });
             }
-            // Signed with the platform's secret but not acceptable: say why.
-            Err(error) if !matches!(error.kind(), ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm) => {
+            // Signed with the platform's secret (the claims are checked after the signature) but
+            // not acceptable: say why.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::ExpiredSignature
+                        | ErrorKind::ImmatureSignature
+                        | ErrorKind::InvalidIssuer
+                        | ErrorKind::InvalidAudience
+                        | ErrorKind::InvalidSubject
+                        | ErrorKind::MissingRequiredClaim(_)
+                        | ErrorKind::InvalidClaimFormat(_)
+                ) =>
+            {
                 return Err(ApiError::Unauthorized(format!("invalid platform token ({error})")));
             }
-            // Another key signed it: perhaps ours, for a visitor.
+            // Another key signed it (perhaps ours, for a visitor), or it is no token at all.
             Err(_) => {}
         }
         let data = jsonwebtoken::decode::<OwnClaims>(token, &self.visitor.1, &own_validation(VISITOR_AUDIENCE))
