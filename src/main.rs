@@ -206,18 +206,19 @@ async fn reindex(config: &Config, url: &str) -> anyhow::Result<()> {
 }
 
 async fn run_all(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Refused before anything starts: the demo hands out tokens to whoever reaches it.
+    let serve_demo = config.demo_mode()?;
     let database = Database::open(&config).await?;
     config.jwt_secret = Some(concierge::jwt_secret(&config)?.into());
-    let demo = match config.platform_url {
-        Some(_) => None,
-        None => {
-            let data = concierge::demo_platform::DemoData::load(&config.fixtures_dir.join("demo_platform.json"))?;
-            let (url, token) = concierge::demo_platform::serve(data.clone(), shutdown.clone()).await?;
-            tracing::info!(%url, "no CONCIERGE_PLATFORM_URL: actions read the demo platform");
-            config.platform_url = Some(url);
-            config.platform_token = Some(token.into());
-            Some(data)
-        }
+    let demo = if serve_demo {
+        let data = concierge::demo_platform::DemoData::load(&config.fixtures_dir.join("demo_platform.json"))?;
+        let (url, token) = concierge::demo_platform::serve(data.clone(), shutdown.clone()).await?;
+        tracing::info!(%url, "no CONCIERGE_PLATFORM_URL: actions read the demo platform");
+        config.platform_url = Some(url);
+        config.platform_token = Some(token.into());
+        Some(data)
+    } else {
+        None
     };
     let secret = config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
     let users = match &demo {

@@ -1730,10 +1730,19 @@
       this.el = {};
       this.host = h('div', { id: HOST_ID });
       this.root = this.host.attachShadow({ mode: 'open' });
-      const style = document.createElement('style');
-      style.textContent = STYLES;
       this.el.shell = h('div', { class: 'shell', lang: this.lang }, [this.buildLauncher(), this.buildPanel()]);
-      this.root.append(style, this.el.shell);
+      // A constructed style sheet passes a host page's Content-Security-Policy that forbids
+      // inline styles; a <style> element is the fallback for browsers without one.
+      if (typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype && 'adoptedStyleSheets' in this.root) {
+        const sheet = new CSSStyleSheet();
+        sheet.replaceSync(STYLES);
+        this.root.adoptedStyleSheets = [sheet];
+        this.root.append(this.el.shell);
+      } else {
+        const style = document.createElement('style');
+        style.textContent = STYLES;
+        this.root.append(style, this.el.shell);
+      }
       this.root.addEventListener('keydown', (event) => {
         if (event.key === 'Escape' && this.isOpen) {
           event.stopPropagation();

@@ -9,6 +9,11 @@
 //!
 //! Visitor and stream tokens are signed with keys derived from the platform secret, one per
 //! kind, so no kind of token can pass for another. The algorithm is pinned to HS256.
+//!
+//! Platform tokens must name `CONCIERGE_JWT_ISSUER` in `iss` and `CONCIERGE_JWT_AUDIENCE` in
+//! `aud` when those are set; `nbf` is honoured when present. Clocks may differ by
+//! [`CLOCK_LEEWAY_SECS`] for `exp` and `nbf` of platform tokens; Concierge's own tokens are
+//! checked by the clock that issued them, with none.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,11 +31,25 @@ use uuid::Uuid;
 
 use crate::{AppState, error::ApiError};
 
+/// How far the platform's clock and ours may disagree, in seconds, when `exp` and `nbf` are
+/// checked: a constant, small enough that an expired token is refused within half a minute.
+pub const CLOCK_LEEWAY_SECS: u64 = 30;
+
+/// Which platform tokens are accepted besides a valid signature.
+#[derive(Debug, Clone, Default)]
+pub struct PlatformClaimsPolicy {
+    /// The `iss` required, if any.
+    pub issuer: Option<String>,
+    /// The `aud` required, if any.
+    pub audience: Option<String>,
+}
+
 /// Signing and verification keys.
 pub struct Keys {
     platform: DecodingKey,
     /// Key of the salted hash that names erased and exported people in `admin_audit`.
     audit: Vec<u8>,
+    platform_validation: Validation,
     visitor: (EncodingKey, DecodingKey),
     stream: (EncodingKey, DecodingKey),
     visitor_ttl: Duration,
@@ -42,7 +61,7 @@ const STREAM_AUDIENCE: &str = "concierge-stream";
 const ADMIN_STREAM_AUDIENCE: &str = "concierge-admin-stream";
 
 impl Keys {
-    pub fn new(secret: &str, visitor_ttl: Duration, stream_ttl: Duration) -> Self {
+    pub fn new(secret: &str, policy: &PlatformClaimsPolicy, visitor_ttl: Duration, stream_ttl: Duration) -> Self {
         let derive = |label: &str| {
             let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
             mac.update(label.as_bytes());
@@ -57,6 +76,7 @@ impl Keys {
         Self {
             platform: DecodingKey::from_secret(secret.as_bytes()),
             audit,
+            platform_validation: platform_validation(policy),
             visitor: derive("concierge visitor token v1"),
             stream: derive("concierge stream token v1"),
             visitor_ttl,
@@ -127,26 +147,46 @@ impl Keys {
 
     /// The caller a bearer token's signature and claims name.
     fn verify_signature(&self, token: &str) -> Result<Caller, ApiError> {
-        let mut platform = Validation::new(Algorithm::HS256);
-        platform.set_required_spec_claims(&["exp", "sub"]);
-        platform.validate_aud = false;
-        if let Ok(data) = jsonwebtoken::decode::<PlatformClaims>(token, &self.platform, &platform) {
-            let claims = data.claims;
-            if claims.sub.trim().is_empty() {
-                return Err(ApiError::Unauthorized("the token's `sub` is empty".into()));
+        use jsonwebtoken::errors::ErrorKind;
+        match jsonwebtoken::decode::<PlatformClaims>(token, &self.platform, &self.platform_validation) {
+            Ok(data) => {
+                let claims = data.claims;
+                if claims.sub.trim().is_empty() {
+                    return Err(ApiError::Unauthorized("the token's `sub` is empty".into()));
+                }
+                let role = match claims.role.as_deref() {
+                    None | Some("user") => Role::User,
+                    Some("admin") => Role::Admin,
+                    Some(other) => {
+                        return Err(ApiError::Unauthorized(format!("unknown role {other:?} in the token")));
+                    }
+                };
+                return Ok(Caller {
+                    owner: OwnerKey::user(&claims.sub),
+                    role,
+                    name: claims.name,
+                    email: claims.email,
+                    expires_at: Some(claims.exp),
+                });
             }
-            let role = match claims.role.as_deref() {
-                None | Some("user") => Role::User,
-                Some("admin") => Role::Admin,
-                Some(other) => return Err(ApiError::Unauthorized(format!("unknown role {other:?} in the token"))),
-            };
-            return Ok(Caller {
-                owner: OwnerKey::user(&claims.sub),
-                role,
-                name: claims.name,
-                email: claims.email,
-                expires_at: Some(claims.exp),
-            });
+            // Signed with the platform's secret (the claims are checked after the signature) but
+            // not acceptable: say why.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::ExpiredSignature
+                        | ErrorKind::ImmatureSignature
+                        | ErrorKind::InvalidIssuer
+                        | ErrorKind::InvalidAudience
+                        | ErrorKind::InvalidSubject
+                        | ErrorKind::MissingRequiredClaim(_)
+                        | ErrorKind::InvalidClaimFormat(_)
+                ) =>
+            {
+                return Err(ApiError::Unauthorized(format!("invalid platform token ({error})")));
+            }
+            // Another key signed it (perhaps ours, for a visitor), or it is no token at all.
+            Err(_) => {}
         }
         let data = jsonwebtoken::decode::<OwnClaims>(token, &self.visitor.1, &own_validation(VISITOR_AUDIENCE))
             .map_err(|e| ApiError::Unauthorized(format!("invalid or expired token ({e})")))?;
@@ -193,6 +233,26 @@ fn own_validation(audience: &str) -> Validation {
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "sub", "aud"]);
     validation.set_audience(&[audience]);
+    validation
+}
+
+fn platform_validation(policy: &PlatformClaimsPolicy) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    let mut required = vec!["exp", "sub"];
+    validation.leeway = CLOCK_LEEWAY_SECS;
+    validation.validate_nbf = true;
+    if let Some(issuer) = &policy.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    match &policy.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
     validation
 }
 

@@ -174,6 +174,14 @@ pub mod responses {
     pub struct ConversationClosed(pub ErrorBody);
 
     #[derive(utoipa::IntoResponses)]
+    #[response(status = 413, description = "The request body is larger than 64 KiB")]
+    pub struct TooLarge(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 415, description = "The body is not `application/json`")]
+    pub struct NotJson(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
     #[response(status = 422, description = "Invalid input")]
     pub struct InvalidInput(pub ErrorBody);
 
@@ -184,4 +192,8 @@ pub mod responses {
         headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))
     )]
     pub struct TooManyRequests(pub ErrorBody);
+
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 503, description = "The service is busy (no database connection free in time); retry shortly")]
+    pub struct Unavailable(pub ErrorBody);
 }

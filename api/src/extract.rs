@@ -13,8 +13,9 @@ use crate::error::ApiError;
 /// them cannot overflow.
 pub const PLAUSIBLE_YEARS: std::ops::RangeInclusive<i32> = 2000..=9000;
 
-/// A JSON body. Request types use `#[serde(deny_unknown_fields)]`. A string anywhere in it
-/// that holds a NUL character is refused here, naming its field: PostgreSQL stores no NUL in
+/// A JSON body: an object, as the OpenAPI document says (serde would also read a struct from an
+/// array of its fields). Request types use `#[serde(deny_unknown_fields)]`. A string anywhere in
+/// it that holds a NUL character is refused here, naming its field: PostgreSQL stores no NUL in
 /// text or jsonb.
 pub struct Json<T>(pub T);
 
@@ -28,6 +29,9 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let axum::Json(value) =
             axum::Json::<serde_json::Value>::from_request(req, state).await.map_err(json_rejection)?;
+        if !value.is_object() {
+            return Err(ApiError::validation("invalid_body", "body", "the body must be a JSON object"));
+        }
         if let Some(field) = nul_at(&value, "body") {
             return Err(ApiError::validation(
                 "invalid_text",

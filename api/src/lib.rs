@@ -44,7 +44,9 @@ impl AppState {
     pub async fn build(config: Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<Self> {
         concierge_shared::telemetry::prometheus();
         let secret = config.require_jwt_secret()?;
-        let keys = Keys::new(secret, config.visitor_token_ttl, config.stream_token_ttl);
+        let policy =
+            auth::PlatformClaimsPolicy { issuer: config.jwt_issuer.clone(), audience: config.jwt_audience.clone() };
+        let keys = Keys::new(secret, &policy, config.visitor_token_ttl, config.stream_token_ttl);
         let hub = Hub::default();
         hub.start(pool.clone(), shutdown.clone()).await.context("cannot LISTEN for events")?;
         let limits = Arc::new(Limits::new(&config.limits));
@@ -74,7 +76,7 @@ async fn forget_idle_limits(limits: Arc<Limits>, shutdown: CancellationToken) {
 
 /// The API's routes. Paths are declared without a trailing slash; `serve` strips one.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = routes::router();
+    let (api, openapi) = routes::router(state.config.max_message_chars);
     Router::new()
         .nest("/api/concierge", api.layer(cors()))
         .merge(routes::pages(openapi))
@@ -137,9 +139,9 @@ async fn record_request(request: axum::extract::Request, next: axum::middleware:
     response
 }
 
-/// The OpenAPI description of `/api/concierge`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::router().1
+/// The OpenAPI description of `/api/concierge`, with the limits of `config`.
+pub fn openapi(config: &Config) -> utoipa::openapi::OpenApi {
+    routes::router(config.max_message_chars).1
 }
 
 /// The widget runs on the host platform's pages, another origin. Credentials are bearer

@@ -203,7 +203,19 @@ pub struct StatusMeta {
     pub mode: ConversationMode,
     /// Set when this notice hands the conversation to a person.
     #[serde(flatten)]
+    #[schema(schema_with = optional_handover)]
     pub handover: Option<Handover>,
+}
+
+/// The schema of [`StatusMeta::handover`]: the hand-over's fields beside `status` and `mode`, or
+/// none of them (a flattened `Option` is never `null`, which is what the derive would say).
+fn optional_handover() -> utoipa::openapi::Schema {
+    use utoipa::openapi::{ObjectBuilder, Ref, schema::AnyOfBuilder};
+    AnyOfBuilder::new()
+        .item(Ref::from_schema_name("Handover"))
+        .item(ObjectBuilder::new().description(Some("No hand-over: only `status` and `mode`")))
+        .build()
+        .into()
 }
 
 /// Why and by what a conversation was handed to a person.

@@ -134,3 +134,116 @@ async fn a_metrics_token_keeps_prometheus_figures_private() {
     assert_eq!(right.status(), StatusCode::OK);
     assert!(right.text().await.unwrap().contains("concierge_http_requests_total"));
 }
+
+/// The document states what the handlers enforce: optional authentication where a visitor may
+/// call anonymously, every error status a route can answer, and the constraints on inputs.
+#[tokio::test]
+async fn the_openapi_document_states_auth_statuses_and_constraints() {
+    let app = TestApp::spawn_with(|config| config.max_message_chars = 1234).await;
+    let (_, document) = app.get(None, "/openapi.json").await;
+    let operations: Vec<(String, String, &Value)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().unwrap().iter().map(move |(method, operation)| (method.clone(), path.clone(), operation))
+        })
+        .collect();
+    let security = |operation: &Value| operation.get("security").cloned().unwrap_or(document["security"].clone());
+    let optional = serde_json::json!([{}, { "bearer": [] }]);
+    let anonymous = serde_json::json!([{}]);
+    for (method, path, operation) in &operations {
+        let route = format!("{method} {path}");
+        let statuses: BTreeSet<&str> = operation["responses"].as_object().unwrap().keys().map(String::as_str).collect();
+        let has = |status: &str| statuses.contains(status);
+        let auth = security(operation);
+        match (method.as_str(), path.as_str()) {
+            ("post", "/conversations") | ("get", "/conversations/{id}/stream") | ("get", "/admin/events") => {
+                assert_eq!(auth, optional, "{route}")
+            }
+            ("get", "/openapi.json") | ("post", "/telegram/webhook") => assert_eq!(auth, anonymous, "{route}"),
+            _ => assert_eq!(auth, serde_json::json!([{ "bearer": [] }]), "{route}"),
+        }
+        if auth != anonymous {
+            assert!(has("401"), "{route} answers 401");
+        }
+        if path.starts_with("/admin/") || path.starts_with("/knowledge/") {
+            assert!(has("403"), "{route} answers 403 to non-administrators");
+        } else if auth != anonymous {
+            assert!(has("429"), "{route} may be rate limited");
+        }
+        let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+        if parameters.iter().any(|p| p["in"] == "path" || p["in"] == "query") {
+            assert!(has("400"), "{route} answers 400 to a malformed parameter");
+        }
+        for parameter in parameters.iter().filter(|p| p["in"] == "path" && p["name"] == "id") {
+            assert_eq!(parameter["schema"]["format"], "uuid", "{route}");
+        }
+        if let Some(body) = operation.get("requestBody") {
+            assert!(body["content"].get("application/json").is_some(), "{route}");
+            for status in ["413", "422"] {
+                assert!(has(status), "{route} answers {status}");
+            }
+            if *path != "/telegram/webhook" {
+                assert!(has("415"), "{route} answers 415 to a body that is not JSON");
+            }
+        }
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                    "{route} {status}"
+                );
+            }
+        }
+    }
+
+    let schemas = &document["components"]["schemas"];
+    // `deny_unknown_fields` is stated.
+    for input in [
+        "CreateConversationIn",
+        "PostMessageIn",
+        "RateIn",
+        "ExecuteIn",
+        "PatchActionIn",
+        "ReplyIn",
+        "NoteIn",
+        "RecomputeIn",
+    ] {
+        assert_eq!(schemas[input]["additionalProperties"], false, "{input}: {}", schemas[input]);
+    }
+    let property = |schema: &str, name: &str| schemas[schema]["properties"][name].clone();
+    assert_eq!(property("PostMessageIn", "content")["maxLength"], 1234);
+    assert_eq!(property("PostMessageIn", "content")["minLength"], 1);
+    assert_eq!(property("ReplyIn", "content")["maxLength"], 1234);
+    assert_eq!(property("PostMessageIn", "client_message_id")["maxLength"], 100);
+    assert_eq!(property("CreateConversationIn", "page_url")["maxLength"], 2048);
+    assert!(property("CreateConversationIn", "page_url")["pattern"].is_string());
+    assert_eq!(property("RateIn", "rating")["minimum"], 1);
+    assert_eq!(property("RateIn", "rating")["maximum"], 5);
+    assert_eq!(property("RateIn", "comment")["maxLength"], 2000);
+    assert_eq!(property("RecomputeIn", "from")["format"], "date");
+
+    let parameter = |method: &str, path: &str, name: &str| {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} {name}"))["schema"]
+            .clone()
+    };
+    let limit = parameter("get", "/conversations", "limit");
+    assert_eq!((limit["minimum"].clone(), limit["maximum"].clone()), (1.into(), 100.into()));
+    assert_eq!(parameter("get", "/conversations/{id}/messages", "after")["minimum"], 0);
+    assert_eq!(parameter("get", "/conversations/{id}/messages", "limit")["maximum"], 500);
+    assert_eq!(parameter("get", "/admin/conversations", "from")["format"], "date");
+    assert_eq!(parameter("get", "/admin/conversations", "rating")["maximum"], 5);
+    let modes = parameter("get", "/admin/conversations", "mode");
+    assert!(modes.to_string().contains("\"human\"") && modes.to_string().contains("\"ai\""), "{modes}");
+    assert_eq!(parameter("get", "/knowledge/search", "q")["maxLength"], 1000);
+    assert_eq!(parameter("get", "/admin/eval-runs", "limit")["maximum"], 200);
+    // A rate-limited answer says when to retry.
+    let too_many = &document["paths"]["/conversations"]["post"]["responses"]["429"];
+    assert!(too_many["headers"].get("Retry-After").is_some(), "{too_many}");
+}

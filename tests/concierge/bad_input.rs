@@ -151,3 +151,37 @@ async fn nul_characters_and_dates_out_of_range_are_refused_not_failed() {
         assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_date");
     }
 }
+
+/// What the OpenAPI document states is what is accepted: a body is an object (serde alone would
+/// read a struct from an array of its fields), lengths count characters as sent, a page URL is
+/// an absolute http(s) URL.
+#[tokio::test]
+async fn inputs_outside_the_documented_contract_are_refused() {
+    let app = TestApp::spawn().await;
+    for body in [json!([null, null]), json!(["https://lectio.ru/", "Lectio"]), json!("text"), json!(1)] {
+        let (status, answer) = app.post(None, "/conversations", body.clone()).await;
+        assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+    for url in ["", " https://lectio.ru/", "https:lectio.ru", "mailto:help@lectio.ru"] {
+        let (status, answer) = app.post(None, "/conversations", json!({ "page_url": url })).await;
+        assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_page_url");
+    }
+    let padded = format!("{} ", "т".repeat(300));
+    let (status, answer) = app.post(None, "/conversations", json!({ "page_title": padded })).await;
+    assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "too_long");
+    let conversation = app.open(None).await;
+    let path = format!("/conversations/{}/messages", conversation.id);
+    let (status, answer) =
+        app.post(Some(&conversation.bearer), &path, json!({ "content": format!("{} ", "я".repeat(4000)) })).await;
+    assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "message_too_long");
+    let stream = format!("/conversations/{}/stream?after=-1", conversation.id);
+    let response = app
+        .client
+        .get(app.url(&stream))
+        .bearer_auth(&conversation.bearer)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -140,3 +140,47 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_message_gets_one_reply() {
     assert_eq!(app.stored_messages(&conversation.id).await.len(), 2);
     app.assert_stream_quiet(&conversation, &mut sse).await;
 }
+
+/// `concierge` with the demo platform on an address others can reach: it refuses before it
+/// starts anything, and says what to configure.
+#[tokio::test]
+async fn the_demo_refuses_a_public_address() {
+    let data_dir = tempfile_dir("demo-public");
+    let run = |extra: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_concierge"));
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("CONCIERGE_PLATFORM_URL")
+            .env_remove("CONCIERGE_DEMO")
+            .env("CONCIERGE_BIND", "0.0.0.0:0")
+            .env("CONCIERGE_DATA_DIR", &data_dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.output()
+    };
+    let output = tokio::time::timeout(WAIT, run(&[])).await.expect("concierge exits").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for needed in ["0.0.0.0:0 is not a loopback address", "CONCIERGE_PLATFORM_URL", "CONCIERGE_DEMO=1"] {
+        assert!(stderr.contains(needed), "{needed:?} in {stderr}");
+    }
+    // Nothing was started: no cluster, no generated secret.
+    assert!(!data_dir.join("pg").exists() && !data_dir.join("jwt-secret").exists());
+
+    let beside_platform = [("CONCIERGE_DEMO", "1"), ("CONCIERGE_PLATFORM_URL", "http://127.0.0.1:9/api")];
+    let output = tokio::time::timeout(WAIT, run(&beside_platform)).await.expect("concierge exits").unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("Unset CONCIERGE_DEMO"), "{stderr}");
+}
+
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,5 +1,6 @@
-// The session: the admin token (from the sign-in form, `?token=` or localStorage), signing in
-// and out, and emptying the views between two sessions.
+// The session: the admin token (from the sign-in form, `?token=` or sessionStorage), signing in
+// and out, and emptying the views between two sessions. The token lives in sessionStorage: it
+// survives reloads of this tab, and is gone when the tab closes.
 
 import { hideError } from './api.js';
 import { clearCharts } from './charts.js';
@@ -12,7 +13,13 @@ import { cancelAll, els, resetState, state } from './state.js';
 
 function readStoredToken() {
   try {
-    return localStorage.getItem(TOKEN_KEY);
+    // Earlier versions kept the token in localStorage, where it outlived the browser session.
+    localStorage.removeItem(TOKEN_KEY);
+  } catch (error) {
+    // Nothing to forget where storage is refused.
+  }
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
   } catch (error) {
     return null;
   }
@@ -20,8 +27,8 @@ function readStoredToken() {
 
 function storeToken(token) {
   try {
-    if (token) localStorage.setItem(TOKEN_KEY, token);
-    else localStorage.removeItem(TOKEN_KEY);
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
   } catch (error) {
     // Private modes may refuse storage; the token then lives for this page only.
   }

@@ -15,7 +15,8 @@ use crate::{
     error::{
         ApiError, ErrorBody,
         responses::{
-            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, TooManyRequests, Unauthenticated,
+            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, NotJson, TooLarge,
+            TooManyRequests, Unauthenticated, Unavailable,
         },
     },
     extract::{Json, Path, Query},
@@ -36,7 +37,7 @@ impl From<ActionDefinition> for ActionOut {
     }
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/actions", tag = "actions", summary = "The actions the caller may run here", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = Vec<ActionOut>), Malformed, Unauthenticated, NoSuchConversation))]
+#[utoipa::path(get, path = "/conversations/{id}/actions", tag = "actions", summary = "The actions the caller may run here", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = Vec<ActionOut>), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests, Unavailable))]
 pub async fn list_conversation_actions(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,7 +57,7 @@ pub struct ExecuteIn {
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id, action = %name), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput, TooManyRequests))]
+#[utoipa::path(post, path = "/conversations/{id}/actions/{name}/execute", tag = "actions", summary = "Run an action; its result arrives as a message", params(("id" = uuid::Uuid, Path, description = "The conversation"), ("name" = String, Path, description = "The action: 2 to 63 of a-z, 0-9 and _, starting with a letter", pattern = "^[a-z][a-z0-9_]{1,62}$")), request_body = ExecuteIn, responses((status = 202, body = ActionRun), Malformed, Unauthenticated, (status = 404, description = "No such conversation for this caller, or no such action available in it", body = ErrorBody), ConversationClosed, TooLarge, NotJson, InvalidInput, TooManyRequests, Unavailable))]
 pub async fn execute_action(
     State(state): State<AppState>,
     caller: Caller,
@@ -95,7 +96,7 @@ pub struct AdminActionOut {
     pub definition: ActionDefinition,
 }
 
-#[utoipa::path(get, path = "/admin/actions", tag = "actions", summary = "Admin: every action definition", responses((status = 200, body = Vec<AdminActionOut>), Malformed, Unauthenticated, NotAdmin))]
+#[utoipa::path(get, path = "/admin/actions", tag = "actions", summary = "Admin: every action definition", responses((status = 200, body = Vec<AdminActionOut>), Unauthenticated, NotAdmin, Unavailable))]
 pub async fn admin_list_actions(
     State(state): State<AppState>,
     _admin: Admin,
@@ -109,7 +110,7 @@ pub struct PatchActionIn {
     pub active: bool,
 }
 
-#[utoipa::path(patch, path = "/admin/actions/{name}", tag = "actions", summary = "Admin: switch an action on or off", params(("name" = String, Path, description = "The action")), request_body = PatchActionIn, responses((status = 200, body = AdminActionOut), Malformed, Unauthenticated, NotAdmin, (status = 404, description = "No such action", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/admin/actions/{name}", tag = "actions", summary = "Admin: switch an action on or off", params(("name" = String, Path, description = "The action: 2 to 63 of a-z, 0-9 and _, starting with a letter", pattern = "^[a-z][a-z0-9_]{1,62}$")), request_body = PatchActionIn, responses((status = 200, body = AdminActionOut), Malformed, Unauthenticated, NotAdmin, (status = 404, description = "No such action", body = ErrorBody), TooLarge, NotJson, InvalidInput, Unavailable))]
 pub async fn admin_patch_action(
     State(state): State<AppState>,
     _admin: Admin,
@@ -127,11 +128,14 @@ pub async fn admin_patch_action(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
+    /// How many runs, newest first: 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    /// Only the runs of this action.
     pub action: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/action-runs", tag = "actions", summary = "Admin: the action log", params(RunsQuery), responses((status = 200, body = Vec<ActionRun>), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
+#[utoipa::path(get, path = "/admin/action-runs", tag = "actions", summary = "Admin: the action log", params(RunsQuery), responses((status = 200, body = Vec<ActionRun>), Malformed, Unauthenticated, NotAdmin, InvalidInput, Unavailable))]
 pub async fn admin_list_runs(
     State(state): State<AppState>,
     _admin: Admin,

@@ -49,7 +49,7 @@ pub async fn admin_events_token(
     Ok((StatusCode::CREATED, JsonOut(state.keys.issue_admin_stream(&admin.owner)?)))
 }
 
-#[utoipa::path(get, path = "/admin/events", tag = "operators", summary = "Admin: Server-Sent Events, `activity` for every new message", params(EventsQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NotAdmin))]
+#[utoipa::path(get, path = "/admin/events", tag = "operators", summary = "Admin: Server-Sent Events, `activity` for every new message", params(EventsQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NotAdmin), security((), ("bearer" = [])))]
 pub async fn admin_events(
     State(state): State<AppState>,
     Query(query): Query<EventsQuery>,

@@ -17,7 +17,10 @@ use crate::{
     auth::{Caller, MaybeCaller, StreamToken, owned},
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, Malformed, NoSuchConversation, TooManyRequests, Unauthenticated},
+        responses::{
+            InvalidInput, Malformed, NoSuchConversation, NotJson, TooLarge, TooManyRequests, Unauthenticated,
+            Unavailable,
+        },
     },
     extract::{Json, Path, Query},
     limits::ClientIp,
@@ -64,7 +67,11 @@ impl From<Conversation> for ConversationOut {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversationIn {
+    /// The page the widget is on: an absolute http(s) URL, at most 2048 characters.
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub page_url: Option<String>,
+    /// The page's title, at most 300 characters; blank counts as none.
+    #[schema(max_length = 300)]
     pub page_title: Option<String>,
 }
 
@@ -79,7 +86,7 @@ pub struct CreatedConversationOut {
 }
 
 #[tracing::instrument(skip_all, err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), Malformed, Unauthenticated, InvalidInput, TooManyRequests))]
+#[utoipa::path(post, path = "/conversations", tag = "conversations", summary = "Open a conversation (anonymous callers get a visitor token)", request_body = CreateConversationIn, responses((status = 201, body = CreatedConversationOut), Malformed, Unauthenticated, TooLarge, NotJson, InvalidInput, TooManyRequests, Unavailable), security((), ("bearer" = [])))]
 pub async fn create_conversation(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -88,18 +95,12 @@ pub async fn create_conversation(
 ) -> Result<(StatusCode, JsonOut<CreatedConversationOut>), ApiError> {
     // Per IP: a visitor gets a new identity with every conversation, the address stays.
     state.limits.conversations.check(&ip)?;
-    let page_url = optional_text(input.page_url, "page_url", 2048)?;
-    let page_url = match page_url {
-        Some(url) => match url::Url::parse(&url) {
-            // The query and fragment go before anything is stored, so neither the model nor
-            // Telegram ever sees them (unless CONCIERGE_KEEP_PAGE_QUERY).
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                Some(if state.config.keep_page_query { url } else { concierge_shared::privacy::page_url(&u, false) })
-            }
-            _ => return Err(ApiError::validation("invalid_page_url", "page_url", "page_url must be an http(s) URL")),
-        },
-        None => None,
-    };
+    // The query and fragment go before anything is stored, so neither the model nor Telegram
+    // ever sees them (unless CONCIERGE_KEEP_PAGE_QUERY).
+    let page_url = input.page_url.map(checked_page_url).transpose()?.map(|url| match url::Url::parse(&url) {
+        Ok(parsed) if !state.config.keep_page_query => concierge_shared::privacy::page_url(&parsed, false),
+        _ => url,
+    });
     let page_title = optional_text(input.page_title, "page_title", 300)?;
 
     let (caller, visitor_token) = match caller {
@@ -129,20 +130,37 @@ pub async fn create_conversation(
     ))
 }
 
+/// An absolute http(s) URL, as the document states it: at most 2048 characters, starting with
+/// the scheme (no blank before it).
+fn checked_page_url(url: String) -> Result<String, ApiError> {
+    if url.chars().count() > 2048 {
+        return Err(ApiError::validation("too_long", "page_url", "page_url is longer than 2048 characters"));
+    }
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    let valid = matches!(scheme.as_deref(), Some("http" | "https"))
+        && url::Url::parse(&url).is_ok_and(|u| u.has_host() && matches!(u.scheme(), "http" | "https"));
+    if !valid {
+        return Err(ApiError::validation("invalid_page_url", "page_url", "page_url must be an http(s) URL"));
+    }
+    Ok(url)
+}
+
+/// A free text of at most `max_chars` characters as sent (the limit the document states);
+/// stored trimmed, and blank counts as none.
 fn optional_text(value: Option<String>, field: &'static str, max_chars: usize) -> Result<Option<String>, ApiError> {
-    let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
+    let Some(value) = value else { return Ok(None) };
     if value.chars().count() > max_chars {
         return Err(ApiError::validation("too_long", field, format!("{field} is longer than {max_chars} characters")));
     }
-    Ok(Some(value))
+    Ok(Some(value.trim().to_owned()).filter(|v| !v.is_empty()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -154,7 +172,7 @@ pub struct ConversationPageOut {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/conversations", tag = "conversations", summary = "The caller's conversations, newest first", params(ListQuery), responses((status = 200, body = ConversationPageOut), Malformed, Unauthenticated, InvalidInput))]
+#[utoipa::path(get, path = "/conversations", tag = "conversations", summary = "The caller's conversations, newest first", params(ListQuery), responses((status = 200, body = ConversationPageOut), Malformed, Unauthenticated, InvalidInput, TooManyRequests, Unavailable))]
 pub async fn list_conversations(
     State(state): State<AppState>,
     caller: Caller,
@@ -193,7 +211,7 @@ pub struct ConversationDetailOut {
     pub has_earlier: bool,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", summary = "A conversation with its latest messages", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationDetailOut), Malformed, Unauthenticated, NoSuchConversation))]
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", summary = "A conversation with its latest messages", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationDetailOut), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests, Unavailable))]
 pub async fn get_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -210,7 +228,7 @@ pub async fn get_conversation(
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/close", tag = "conversations", summary = "Close the conversation (idempotent)", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation))]
+#[utoipa::path(post, path = "/conversations/{id}/close", tag = "conversations", summary = "Close the conversation (idempotent)", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests, Unavailable))]
 pub async fn close_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -234,12 +252,16 @@ pub async fn close_conversation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateIn {
+    /// 1 (bad) to 5 (great).
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: i16,
+    /// At most 2000 characters; blank counts as none.
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/rate", tag = "conversations", summary = "Rate the help, once", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = RateIn, responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, (status = 409, description = "Already rated, or nothing to rate yet", body = ErrorBody), InvalidInput))]
+#[utoipa::path(post, path = "/conversations/{id}/rate", tag = "conversations", summary = "Rate the help, once", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = RateIn, responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, (status = 409, description = "Already rated, or nothing to rate yet", body = ErrorBody), TooLarge, NotJson, InvalidInput, TooManyRequests, Unavailable))]
 pub async fn rate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -277,7 +299,7 @@ pub async fn rate_conversation(
 }
 
 /// A fresh stream token, for an EventSource whose token expired.
-#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests))]
+#[utoipa::path(post, path = "/conversations/{id}/stream-token", tag = "conversations", summary = "A fresh short-lived token for the SSE stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = StreamToken), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests, Unavailable))]
 pub async fn create_stream_token(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,7 +10,7 @@ use crate::{
     auth::Admin,
     error::{
         ApiError,
-        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated},
+        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated, Unavailable},
     },
     extract::Query,
 };
@@ -20,12 +20,13 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct EvalRunsQuery {
     /// How many entries (a comparison counts as one), 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
 /// `GET /admin/eval-runs`: plain runs and comparisons, newest first; a comparison's runs come
 /// in the order A, B.
-#[utoipa::path(get, path = "/admin/eval-runs", tag = "eval", summary = "Admin: recorded decision evaluations", params(EvalRunsQuery), responses((status = 200, body = Vec<EvalEntry>), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
+#[utoipa::path(get, path = "/admin/eval-runs", tag = "eval", summary = "Admin: recorded decision evaluations", params(EvalRunsQuery), responses((status = 200, body = Vec<EvalEntry>), Malformed, Unauthenticated, NotAdmin, InvalidInput, Unavailable))]
 pub async fn admin_list_eval_runs(
     State(state): State<AppState>,
     _admin: Admin,

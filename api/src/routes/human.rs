@@ -26,9 +26,10 @@ use crate::{
     AppState,
     auth::{Admin, Caller, owned},
     error::{
-        ApiError, ErrorBody,
+        ApiError,
         responses::{
-            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, TooManyRequests, Unauthenticated,
+            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, NotJson, TooLarge,
+            TooManyRequests, Unauthenticated, Unavailable,
         },
     },
     extract::{Json, Path, Query},
@@ -39,7 +40,7 @@ use crate::{
 /// something (operators need a question to answer), and at most
 /// `CONCIERGE_LIMIT_ESCALATIONS_PER_DAY` times a day per principal, however many
 /// conversations they open: each hand-over costs a Telegram topic and an operator's attention.
-#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, (status = 409, description = "The conversation is closed (`conversation_closed`), or the user has not written yet (`nothing_written`)", body = ErrorBody), TooManyRequests))]
+#[utoipa::path(post, path = "/conversations/{id}/escalate", tag = "operators", summary = "The user asks for a person", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationOut), Malformed, Unauthenticated, NoSuchConversation, (status = 409, description = "The conversation is closed (`conversation_closed`), or the user has not written yet (`nothing_written`)", body = ErrorBody), TooManyRequests, Unavailable))]
 pub async fn escalate_conversation(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,22 +122,36 @@ impl From<Conversation> for AdminConversationOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AdminListQuery {
+    #[param(inline, value_type = Option<ConversationMode>)]
     pub mode: Option<String>,
+    #[param(inline, value_type = Option<ConversationStatus>)]
     pub status: Option<String>,
+    /// Only conversations rated so, 1 to 5.
+    #[param(minimum = 1, maximum = 5)]
     pub rating: Option<i16>,
-    /// First day (YYYY-MM-DD, UTC) of creation.
+    /// First day (YYYY-MM-DD, UTC, years 2000 to 9000) of creation.
+    #[param(value_type = Option<chrono::NaiveDate>)]
     pub from: Option<String>,
-    /// Last day (YYYY-MM-DD, UTC) of creation, inclusive.
+    /// Last day (YYYY-MM-DD, UTC, years 2000 to 9000) of creation, inclusive.
+    #[param(value_type = Option<chrono::NaiveDate>)]
     pub to: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// A `YYYY-MM-DD` query parameter.
 pub fn parse_day(value: &str, field: &'static str) -> Result<chrono::NaiveDate, ApiError> {
     use chrono::Datelike;
-    chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
-        .ok()
+    // Exactly the document's `format: date` (RFC 3339 full-date): four-digit year, two-digit
+    // month and day, nothing around them.
+    let shaped = value.len() == 10
+        && value.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    Some(value)
+        .filter(|_| shaped)
+        .and_then(|value| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok())
         .filter(|day| crate::extract::PLAUSIBLE_YEARS.contains(&day.year()))
         .ok_or_else(|| {
             ApiError::validation(
@@ -153,7 +168,7 @@ pub struct AdminPageOut {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/conversations", tag = "operators", summary = "Admin: conversations by latest activity, filtered", params(AdminListQuery), responses((status = 200, body = AdminPageOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
+#[utoipa::path(get, path = "/admin/conversations", tag = "operators", summary = "Admin: conversations by latest activity, filtered", params(AdminListQuery), responses((status = 200, body = AdminPageOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, Unavailable))]
 pub async fn admin_list_conversations(
     State(state): State<AppState>,
     _admin: Admin,
@@ -210,7 +225,7 @@ pub struct AdminDetailOut {
     pub llm_calls: Vec<llm_calls::LlmCall>,
 }
 
-#[utoipa::path(get, path = "/admin/conversations/{id}", tag = "operators", summary = "Admin: transcript, notes, topic, action runs and model calls", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminDetailOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation))]
+#[utoipa::path(get, path = "/admin/conversations/{id}", tag = "operators", summary = "Admin: transcript, notes, topic, action runs and model calls", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminDetailOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, Unavailable))]
 pub async fn admin_get_conversation(
     State(state): State<AppState>,
     _admin: Admin,
@@ -231,6 +246,8 @@ pub async fn admin_get_conversation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyIn {
+    /// The text, not blank, at most `CONCIERGE_MAX_MESSAGE_CHARS` characters.
+    #[schema(min_length = 1)]
     pub content: String,
 }
 
@@ -249,8 +266,10 @@ fn operator_texts(conversation: &Conversation) -> &'static OperatorTexts {
 }
 
 fn checked_content<'a>(state: &AppState, content: &'a str) -> Result<&'a str, ApiError> {
+    // Counted as sent, as the document states the limit; stored trimmed.
+    let too_long = content.chars().count() > state.config.max_message_chars;
     let content = content.trim();
-    if content.is_empty() || content.chars().count() > state.config.max_message_chars {
+    if content.is_empty() || too_long {
         return Err(ApiError::validation(
             "invalid_content",
             "content",
@@ -262,7 +281,7 @@ fn checked_content<'a>(state: &AppState, content: &'a str) -> Result<&'a str, Ap
 
 /// Reply as an operator: the message reaches the user's stream; the conversation is (or
 /// becomes) human-handled. Operators following the conversation in Telegram see it too.
-#[utoipa::path(post, path = "/admin/conversations/{id}/reply", tag = "operators", summary = "Admin: reply as an operator", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = ReplyIn, responses((status = 201, body = MessageOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed, InvalidInput))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/reply", tag = "operators", summary = "Admin: reply as an operator", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = ReplyIn, responses((status = 201, body = MessageOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed, TooLarge, NotJson, InvalidInput, Unavailable))]
 pub async fn admin_reply(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -282,7 +301,7 @@ pub async fn admin_reply(
 
 /// The operator is writing: the user's widget shows "{name} is typing" for a few seconds. The
 /// console calls this every few seconds while its reply box is being typed in.
-#[utoipa::path(post, path = "/admin/conversations/{id}/typing", tag = "operators", summary = "Admin: show the user that an operator is typing", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 204, description = "The user's streams were told"), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/typing", tag = "operators", summary = "Admin: show the user that an operator is typing", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 204, description = "The user's streams were told"), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed, Unavailable))]
 pub async fn admin_typing(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -298,7 +317,7 @@ pub async fn admin_typing(
 }
 
 /// Hand the conversation back to the AI.
-#[utoipa::path(post, path = "/admin/conversations/{id}/ai", tag = "operators", summary = "Admin: hand the conversation back to the AI", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/ai", tag = "operators", summary = "Admin: hand the conversation back to the AI", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed, Unavailable))]
 pub async fn admin_hand_back(
     State(state): State<AppState>,
     _admin: Admin,
@@ -316,7 +335,7 @@ pub async fn admin_hand_back(
 }
 
 /// Close the conversation; the closing notice asks the user to rate.
-#[utoipa::path(post, path = "/admin/conversations/{id}/close", tag = "operators", summary = "Admin: close and ask the user to rate", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/close", tag = "operators", summary = "Admin: close and ask the user to rate", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = AdminConversationOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, Unavailable))]
 pub async fn admin_close(
     State(state): State<AppState>,
     _admin: Admin,
@@ -335,11 +354,13 @@ pub async fn admin_close(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteIn {
+    /// The text, not blank, at most `CONCIERGE_MAX_MESSAGE_CHARS` characters.
+    #[schema(min_length = 1)]
     pub content: String,
 }
 
 /// An internal note: operators see it in the console and the transcript, the user never does.
-#[utoipa::path(post, path = "/admin/conversations/{id}/notes", tag = "operators", summary = "Admin: an internal note the user never sees", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = NoteIn, responses((status = 201, body = Vec<Note>), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, InvalidInput))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/notes", tag = "operators", summary = "Admin: an internal note the user never sees", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = NoteIn, responses((status = 201, body = Vec<Note>), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, TooLarge, NotJson, InvalidInput, Unavailable))]
 pub async fn admin_add_note(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -17,7 +17,7 @@ use crate::{
     auth::Admin,
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, Malformed, NotAdmin, TooManyRequests, Unauthenticated},
+        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated, Unavailable},
     },
     extract::{Path, Query},
 };
@@ -32,7 +32,7 @@ pub struct ReindexRunOut {
 }
 
 /// Queue a reindex of the knowledge directory; requests made while one is queued join it.
-#[utoipa::path(post, path = "/knowledge/reindex", tag = "knowledge", summary = "Admin: reindex the knowledge directory", responses((status = 202, body = ReindexRunOut), Malformed, Unauthenticated, NotAdmin))]
+#[utoipa::path(post, path = "/knowledge/reindex", tag = "knowledge", summary = "Admin: reindex the knowledge directory", responses((status = 202, body = ReindexRunOut), Unauthenticated, NotAdmin, Unavailable))]
 pub async fn request_reindex(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -41,7 +41,7 @@ pub async fn request_reindex(
     Ok((StatusCode::ACCEPTED, JsonOut(ReindexRunOut { run, joined: Some(!created) })))
 }
 
-#[utoipa::path(get, path = "/knowledge/reindex/{id}", tag = "knowledge", summary = "Admin: a reindex run and its report", params(("id" = uuid::Uuid, Path, description = "The run")), responses((status = 200, body = ReindexRunOut), Malformed, Unauthenticated, NotAdmin, (status = 404, description = "No such run", body = ErrorBody)))]
+#[utoipa::path(get, path = "/knowledge/reindex/{id}", tag = "knowledge", summary = "Admin: a reindex run and its report", params(("id" = uuid::Uuid, Path, description = "The run")), responses((status = 200, body = ReindexRunOut), Malformed, Unauthenticated, NotAdmin, (status = 404, description = "No such run", body = ErrorBody), Unavailable))]
 pub async fn get_reindex(
     State(state): State<AppState>,
     _admin: Admin,
@@ -55,7 +55,11 @@ pub async fn get_reindex(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// The question, 1 to 1000 characters, not blank.
+    #[param(min_length = 1, max_length = 1000)]
     pub q: String,
+    /// How many passages, 1 to 50; default 10.
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<usize>,
 }
 
@@ -92,7 +96,7 @@ pub struct HitOut {
     pub text: String,
 }
 
-#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, TooManyRequests))]
+#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, Unavailable))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -100,8 +104,10 @@ pub async fn search_knowledge(
 ) -> Result<JsonOut<SearchOut>, ApiError> {
     // Each search may embed the query with a paid embeddings server.
     state.limits.admin_search.check(&admin.owner)?;
+    // Counted as sent, as the document states the limit.
+    let too_long = query.q.chars().count() > 1000;
     let q = query.q.trim();
-    if q.is_empty() || q.chars().count() > 1000 {
+    if q.is_empty() || too_long {
         return Err(ApiError::validation("invalid_query", "q", "q must be 1 to 1000 characters"));
     }
     let limit = query.limit.unwrap_or(10);
@@ -160,7 +166,7 @@ async fn knowledge(state: &AppState) -> Result<Arc<KnowledgeBase>, ApiError> {
 }
 
 /// The indexed documents, by path.
-#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<store::DocumentSummary>), Malformed, Unauthenticated, NotAdmin))]
+#[utoipa::path(get, path = "/knowledge/documents", tag = "knowledge", summary = "Admin: the indexed documents", responses((status = 200, body = Vec<store::DocumentSummary>), Unauthenticated, NotAdmin, Unavailable))]
 pub async fn list_documents(
     State(state): State<AppState>,
     _admin: Admin,

@@ -21,7 +21,8 @@ use crate::{
     error::{
         ApiError,
         responses::{
-            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, TooManyRequests, Unauthenticated,
+            ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotJson, TooLarge, TooManyRequests,
+            Unauthenticated, Unavailable,
         },
     },
     extract::{Json, Path, Query},
@@ -75,15 +76,20 @@ impl MessageOut {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessageIn {
+    /// The text, not blank, at most `CONCIERGE_MAX_MESSAGE_CHARS` characters (the document
+    /// states the configured limit).
+    #[schema(min_length = 1)]
     pub content: String,
-    /// Chosen by the client; resending the same one returns the first message.
+    /// Chosen by the client, 1 to 100 characters, not blank; resending the same one returns the
+    /// first message.
+    #[schema(min_length = 1, max_length = 100)]
     pub client_message_id: Option<String>,
 }
 
 const CLIENT_MESSAGE_ID_MAX: usize = 100;
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
-#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, InvalidInput, TooManyRequests))]
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "messages", summary = "Send a user message; the reply arrives on the stream", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body = PostMessageIn, responses((status = 202, body = MessageOut, headers(("Idempotent-Replayed" = String, description = "`true` when this `client_message_id` was sent before and the first message is returned"))), Malformed, Unauthenticated, NoSuchConversation, ConversationClosed, TooLarge, NotJson, InvalidInput, TooManyRequests, Unavailable))]
 pub async fn post_message(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -94,22 +100,20 @@ pub async fn post_message(
     // The address first: one client with many visitor identities still has one address.
     state.limits.ip_messages.check(&ip)?;
     state.limits.messages.check(&caller.owner)?;
-    let content = input.content.trim();
-    if content.is_empty() {
-        return Err(ApiError::validation("empty_message", "content", "the message is empty"));
-    }
+    // Lengths are counted as sent, as the document states them; the text is stored trimmed.
     let max = state.config.max_message_chars;
-    if content.chars().count() > max {
+    if input.content.chars().count() > max {
         return Err(ApiError::validation(
             "message_too_long",
             "content",
             format!("the message is longer than {max} characters"),
         ));
     }
-    let client_message_id = match input.client_message_id.as_deref().map(str::trim) {
-        Some("") => {
-            return Err(ApiError::validation("invalid_client_message_id", "client_message_id", "must not be empty"));
-        }
+    let content = input.content.trim();
+    if content.is_empty() {
+        return Err(ApiError::validation("empty_message", "content", "the message is empty"));
+    }
+    let client_message_id = match input.client_message_id.as_deref() {
         // (A NUL character never gets here: the JSON extractor refuses it in any field.)
         Some(id) if id.chars().count() > CLIENT_MESSAGE_ID_MAX => {
             return Err(ApiError::validation(
@@ -118,7 +122,10 @@ pub async fn post_message(
                 format!("must be at most {CLIENT_MESSAGE_ID_MAX} characters"),
             ));
         }
-        other => other,
+        Some(id) if id.trim().is_empty() => {
+            return Err(ApiError::validation("invalid_client_message_id", "client_message_id", "must not be empty"));
+        }
+        other => other.map(str::trim),
     };
 
     let mut conn = state.pool.acquire().await?;
@@ -148,8 +155,11 @@ pub async fn post_message(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
-    /// Only messages with a greater sequence number.
+    /// Only messages with a greater sequence number (0 or more; default 0).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+    /// Page size, 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -161,7 +171,7 @@ pub struct MessagePageOut {
     pub has_more: bool,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "messages", summary = "Messages after a sequence number (polling)", params(("id" = uuid::Uuid, Path, description = "The conversation"), ListMessagesQuery), responses((status = 200, body = MessagePageOut), Malformed, Unauthenticated, NoSuchConversation, InvalidInput))]
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "messages", summary = "Messages after a sequence number (polling)", params(("id" = uuid::Uuid, Path, description = "The conversation"), ListMessagesQuery), responses((status = 200, body = MessagePageOut), Malformed, Unauthenticated, NoSuchConversation, InvalidInput, TooManyRequests, Unavailable))]
 pub async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,7 +14,7 @@ use crate::{
     auth::Admin,
     error::{
         ApiError,
-        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated},
+        responses::{InvalidInput, Malformed, NotAdmin, NotJson, TooLarge, Unauthenticated, Unavailable},
     },
     extract::{Json, Query},
     routes::human::parse_day,
@@ -27,7 +27,11 @@ const MAX_DAYS: i64 = 366;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SpanQuery {
+    /// First day (YYYY-MM-DD, years 2000 to 9000); default 13 days before `to`.
+    #[param(value_type = Option<NaiveDate>)]
     pub from: Option<String>,
+    /// Last day, inclusive; default today (UTC). A span covers at most 366 days.
+    #[param(value_type = Option<NaiveDate>)]
     pub to: Option<String>,
 }
 
@@ -55,7 +59,7 @@ fn span(from: Option<&str>, to: Option<&str>) -> Result<(NaiveDate, NaiveDate), 
 }
 
 /// `GET /admin/metrics?from=YYYY-MM-DD&to=YYYY-MM-DD` (default: the last 14 days).
-#[utoipa::path(get, path = "/admin/metrics", tag = "metrics", summary = "Admin: daily conversation metrics and totals", params(SpanQuery), responses((status = 200, body = MetricsOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
+#[utoipa::path(get, path = "/admin/metrics", tag = "metrics", summary = "Admin: daily conversation metrics and totals", params(SpanQuery), responses((status = 200, body = MetricsOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, Unavailable))]
 pub async fn get_metrics(
     State(state): State<AppState>,
     _admin: Admin,
@@ -71,7 +75,11 @@ pub async fn get_metrics(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecomputeIn {
+    /// First day (YYYY-MM-DD, years 2000 to 9000).
+    #[schema(value_type = NaiveDate)]
     pub from: String,
+    /// Last day, inclusive; at most 366 days after `from`.
+    #[schema(value_type = NaiveDate)]
     pub to: String,
 }
 
@@ -81,7 +89,7 @@ pub struct RecomputeOut {
 }
 
 /// `POST /admin/metrics/recompute`: queue the metrics job for every day of the span.
-#[utoipa::path(post, path = "/admin/metrics/recompute", tag = "metrics", summary = "Admin: recompute the metrics of a span of days", request_body = RecomputeIn, responses((status = 202, body = RecomputeOut), Malformed, Unauthenticated, NotAdmin, InvalidInput))]
+#[utoipa::path(post, path = "/admin/metrics/recompute", tag = "metrics", summary = "Admin: recompute the metrics of a span of days", request_body = RecomputeIn, responses((status = 202, body = RecomputeOut), Malformed, Unauthenticated, NotAdmin, TooLarge, NotJson, InvalidInput, Unavailable))]
 pub async fn recompute(
     State(state): State<AppState>,
     _admin: Admin,

@@ -21,8 +21,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{AppState, error::ApiError};
 
 /// The JSON API and its OpenAPI description, built from the same declarations: each handler's
-/// `#[utoipa::path]` gives both its route and its documentation, so the two cannot drift.
-pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// `#[utoipa::path]` gives both its route and its documentation, so the two cannot drift. The
+/// limits that are settings (`max_message_chars`) are written into the document as configured.
+pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(conversations::create_conversation, conversations::list_conversations))
         .routes(routes!(conversations::get_conversation))
@@ -63,11 +64,45 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         utoipa::openapi::path::OperationBuilder::new()
             .tag("meta")
             .summary(Some("This document"))
-            .response("200", utoipa::openapi::ResponseBuilder::new().description("The OpenAPI document")),
+            .operation_id(Some("openapi"))
+            // Anyone may read it.
+            .security(utoipa::openapi::security::SecurityRequirement::default())
+            .response(
+                "200",
+                utoipa::openapi::ResponseBuilder::new().description("The OpenAPI document").content(
+                    "application/json",
+                    utoipa::openapi::content::Content::new(Some(utoipa::openapi::ObjectBuilder::new())),
+                ),
+            ),
     );
+    limit_texts(&mut openapi, max_message_chars);
+    document_empty_metadata(&mut openapi);
     let document = openapi.clone();
     let router = router.route("/openapi.json", get(move || async move { axum::Json(document) }));
     (router, openapi)
+}
+
+/// `maxLength` of the message texts: the configured `CONCIERGE_MAX_MESSAGE_CHARS`.
+fn limit_texts(openapi: &mut utoipa::openapi::OpenApi, max_message_chars: usize) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let Some(components) = openapi.components.as_mut() else { return };
+    for name in ["PostMessageIn", "ReplyIn", "NoteIn"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name)
+            && let Some(RefOr::T(Schema::Object(content))) = object.properties.get_mut("content")
+        {
+            content.max_length = Some(max_message_chars);
+        }
+    }
+}
+
+/// User messages carry no metadata, `{}`: one more shape of `MessageMeta`, with no `kind`.
+fn document_empty_metadata(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ObjectBuilder, RefOr, schema::Schema};
+    let Some(components) = openapi.components.as_mut() else { return };
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("MessageMeta") {
+        let empty = ObjectBuilder::new().max_properties(Some(0)).description(Some("A user's message: no metadata"));
+        one_of.items.push(empty.into());
+    }
 }
 
 #[derive(OpenApi)]
@@ -78,6 +113,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     ),
     servers((url = "/api/concierge")),
     modifiers(&BearerAuth),
+    // Referenced by `StatusMeta`'s hand-over, which the derive cannot describe itself.
+    components(schemas(concierge_shared::message_meta::Handover)),
     security(("bearer" = [])),
 )]
 struct ApiDoc;

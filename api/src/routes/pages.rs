@@ -3,6 +3,12 @@
 //! the API reference, and the knowledge base's documents as pages (the links under cited
 //! answers). Every file is embedded at build time, so the binary needs no web folder and no
 //! network at run time.
+//!
+//! Every page is sent with a Content-Security-Policy that lets it run only scripts of its own
+//! origin (none inline) and talk only to its own origin's API, so that text which slips into a
+//! page (a knowledge document, a conversation shown in the console) cannot run as code.
+
+use std::sync::LazyLock;
 
 use axum::{
     Router,
@@ -20,6 +26,34 @@ const WIDGET_JS: &str = include_str!("../../../web/widget.js");
 const ADMIN_HTML: &str = include_str!("../../../web/admin/index.html");
 /// The API reference page; utoipa-scalar puts the OpenAPI document where it says `$spec`.
 const API_REFERENCE_HTML: &str = include_str!("../../../web/admin/api.html");
+
+/// The console and its API reference tab: own scripts, styles and API only; the reference may
+/// be framed by the console alone, the console by nobody.
+pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     font-src 'self'; connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// The API reference (Scalar): its own script only, but it styles its components inline.
+const API_REFERENCE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'self'";
+
+/// A knowledge page's style, allowed by its hash: the page runs no script at all.
+const KNOWLEDGE_STYLE: &str =
+    "body{font:16px/1.55 system-ui,sans-serif;max-width:720px;margin:2rem auto;padding:0 1rem;color:#1f2937}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:1.8rem}.category{color:#6b7280;font-size:.9rem}
+code{background:#f3f4f6;padding:0 .25em;border-radius:4px}a{color:#4f46e5}";
+
+static KNOWLEDGE_CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(KNOWLEDGE_STYLE));
+    let policy = format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'self'"
+    );
+    HeaderValue::from_str(&policy).expect("a policy is ASCII")
+});
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
@@ -101,7 +135,9 @@ pub async fn widget_js() -> Response {
 
 /// `GET /admin/`: the admin console (it signs in with an admin token itself).
 pub async fn admin_console() -> Response {
-    asset("text/html; charset=utf-8", Caching::Console, ADMIN_HTML)
+    let mut response = asset("text/html; charset=utf-8", Caching::Console, ADMIN_HTML);
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
+    response
 }
 
 /// `GET /admin/{*file}`: one of the console's modules, styles or vendored libraries.
@@ -112,11 +148,15 @@ pub async fn console_file(Path(path): Path<String>) -> Result<Response, ApiError
 
 /// `GET /admin/api`: the API reference (Scalar, served from `/admin/vendor/scalar/`).
 pub fn api_reference(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
-    Scalar::with_url("/admin/api", openapi).custom_html(API_REFERENCE_HTML).into()
+    let router: Router<AppState> = Scalar::with_url("/admin/api", openapi).custom_html(API_REFERENCE_HTML).into();
+    router.layer(axum::middleware::map_response(|mut response: Response| async move {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(API_REFERENCE_CSP));
+        response
+    }))
 }
 
 /// `GET /kb/{path}`: one knowledge document as a page.
-pub async fn knowledge_page(State(state): State<AppState>, Path(path): Path<String>) -> Result<Html<String>, ApiError> {
+pub async fn knowledge_page(State(state): State<AppState>, Path(path): Path<String>) -> Result<Response, ApiError> {
     let store::DocumentPage { title, category, sections } =
         store::page(&state.pool, &path).await?.ok_or(ApiError::NotFound)?;
     let mut body = String::new();
@@ -126,34 +166,61 @@ pub async fn knowledge_page(State(state): State<AppState>, Path(path): Path<Stri
         }
         body.push_str(&markdown(text));
     }
-    Ok(Html(format!(
+    let page = Html(format!(
         r#"<!doctype html>
 <html lang="ru"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="strict-origin-when-cross-origin">
 <title>{title} — справка Lectio</title>
-<style>body{{font:16px/1.55 system-ui,sans-serif;max-width:720px;margin:2rem auto;padding:0 1rem;color:#1f2937}}
-h1{{font-size:1.6rem}}h2{{font-size:1.2rem;margin-top:1.8rem}}.category{{color:#6b7280;font-size:.9rem}}
-code{{background:#f3f4f6;padding:0 .25em;border-radius:4px}}a{{color:#4f46e5}}</style></head>
+<style>{KNOWLEDGE_STYLE}</style></head>
 <body><p class="category">Справка Lectio · {category}</p><h1>{title}</h1>
 {body}</body></html>"#,
         title = escape(&title),
         category = escape(&category),
-    )))
+    ));
+    Ok(([(header::CONTENT_SECURITY_POLICY, KNOWLEDGE_CSP.clone())], page).into_response())
 }
 
-/// Markdown to HTML without raw HTML or images: both become text or links.
+/// Markdown to HTML without raw HTML or images: both become text or links. Links keep only
+/// http(s), `mailto:` and relative destinations; any other (`javascript:`, `data:`, `vbscript:`)
+/// becomes plain text, its words kept.
 fn markdown(text: &str) -> String {
-    let events =
-        Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(|event| match event {
+    let mut dropped = Vec::new();
+    let events = Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).filter_map(|event| {
+        Some(match event {
             Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
-            Event::Start(Tag::Image { dest_url, title, id, .. }) => {
-                Event::Start(Tag::Link { link_type: pulldown_cmark::LinkType::Inline, dest_url, title, id })
+            Event::Start(Tag::Link { dest_url, title, id, link_type })
+            | Event::Start(Tag::Image { dest_url, title, id, link_type }) => {
+                let safe = safe_link(&dest_url);
+                dropped.push(!safe);
+                if !safe {
+                    return None;
+                }
+                Event::Start(Tag::Link { link_type, dest_url, title, id })
             }
-            Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
+            Event::End(TagEnd::Link | TagEnd::Image) => {
+                if dropped.pop().unwrap_or(false) {
+                    return None;
+                }
+                Event::End(TagEnd::Link)
+            }
             other => other,
-        });
+        })
+    });
     let mut html = String::new();
     pulldown_cmark::html::push_html(&mut html, events);
     html
+}
+
+/// Whether a link destination stays on the web: http(s) or mailto, or relative (a path, a
+/// query, a fragment). A scheme is recognised as browsers do, ignoring case, surrounding
+/// blanks and the tabs and newlines they strip inside it (`java\tscript:`).
+fn safe_link(destination: &str) -> bool {
+    let cleaned: String = destination.trim().chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    let before_path = cleaned.split(['/', '?', '#']).next().unwrap_or_default();
+    match before_path.split_once(':') {
+        None => true,
+        Some((scheme, _)) => ["http", "https", "mailto"].iter().any(|allowed| scheme.eq_ignore_ascii_case(allowed)),
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -165,6 +232,38 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn links_keep_only_web_and_relative_destinations() {
+        for safe in [
+            "https://lectio.example.com/a",
+            "HTTP://x.example",
+            "/kb/faq/a.md",
+            "other.md",
+            "#part",
+            "?q=1",
+            "mailto:help@lectio.example.com",
+            "faq/a:b.md/../c",
+        ] {
+            assert!(safe_link(safe), "{safe}");
+        }
+        for unsafe_ in [
+            "javascript:alert(1)",
+            " JavaScript:alert(1)",
+            "java\tscript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox",
+            "file:///etc/passwd",
+        ] {
+            assert!(!safe_link(unsafe_), "{unsafe_}");
+        }
+        let html = markdown(
+            "See [the guide](/kb/guides/zoom.md), [this](javascript:alert(1)) and ![img](data:image/png;base64,AA)",
+        );
+        assert!(html.contains(r#"<a href="/kb/guides/zoom.md">the guide</a>"#), "{html}");
+        assert!(!html.contains("javascript") && !html.contains("data:"), "{html}");
+        assert!(html.contains("this") && html.contains("img"), "{html}");
+    }
 
     /// Every file under `web/admin/` (but the two HTML templates) and `web/vendor/` that a
     /// browser loads is served, with the content type its extension calls for.

@@ -39,7 +39,7 @@ use crate::{
     auth::{self, owned},
     error::{
         ApiError,
-        responses::{Malformed, NoSuchConversation, TooManyRequests, Unauthenticated},
+        responses::{InvalidInput, Malformed, NoSuchConversation, TooManyRequests, Unauthenticated, Unavailable},
     },
     extract::{Path, Query},
     hub::{Live, Signal, Subscription},
@@ -56,11 +56,12 @@ const BATCH: i64 = 200;
 pub struct StreamQuery {
     /// A stream token from `POST .../stream-token` or the create response.
     pub token: Option<String>,
-    /// Resume after this sequence number when no `Last-Event-ID` header is sent.
+    /// Resume after this sequence number (0 or more) when no `Last-Event-ID` header is sent.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests))]
+#[utoipa::path(get, path = "/conversations/{id}/stream", tag = "messages", summary = "Server-Sent Events: message, status, typing, delta and edit events; Last-Event-ID resumes", params(("id" = uuid::Uuid, Path, description = "The conversation"), StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "The `id` of the last event received: resume after it (EventSource sends it when it reconnects)")), responses((status = 200, description = "An event stream", content_type = "text/event-stream"), Malformed, Unauthenticated, NoSuchConversation, InvalidInput, TooManyRequests, Unavailable), security((), ("bearer" = [])))]
 pub async fn stream_conversation(
     State(state): State<AppState>,
     Path(id): Path<ConversationId>,
@@ -123,6 +124,10 @@ pub async fn until(at: Option<Instant>) {
 }
 
 fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError> {
+    // Checked even when the header wins: the document says what `after` may be.
+    if after.is_some_and(|seq| seq < 0) {
+        return Err(ApiError::validation("invalid_after", "after", "after must not be negative"));
+    }
     let header = match headers.get("last-event-id") {
         Some(value) => {
             Some(value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v >= 0).ok_or_else(

@@ -13,27 +13,34 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use concierge_shared::{TelegramUpdateId, config::Secret, db::telegram};
-use serde_json::{Value, json};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::{
     AppState,
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, TooManyRequests},
+        responses::{InvalidInput, Malformed, TooLarge, TooManyRequests, Unavailable},
     },
     limits::ClientIp,
 };
 
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
-#[utoipa::path(post, path = "/telegram/webhook", tag = "telegram", summary = "Telegram Bot API updates (X-Telegram-Bot-Api-Secret-Token must match)", request_body(content = Object, description = "A Telegram Update"), responses((status = 200, description = "Stored (or a replay, ignored)"), (status = 400, body = ErrorBody), (status = 403, description = "Wrong or missing secret; nothing stored", body = ErrorBody), InvalidInput, TooManyRequests))]
+/// What Telegram gets back: it only looks at the status.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookOut {
+    /// Always `true`.
+    pub ok: bool,
+}
+
+#[utoipa::path(post, path = "/telegram/webhook", tag = "telegram", summary = "Telegram Bot API updates (X-Telegram-Bot-Api-Secret-Token must match)", params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "The secret given to Telegram with `setWebhook` (CONCIERGE_WEBHOOK_SECRET)")), request_body(content = Object, description = "A Telegram Update"), responses((status = 200, body = WebhookOut, description = "Stored (or a replay, ignored)"), Malformed, (status = 403, description = "Wrong or missing secret, or no webhook configured; nothing stored", body = ErrorBody), TooLarge, InvalidInput, TooManyRequests, Unavailable), security(()))]
 pub async fn webhook(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<JsonOut<Value>, ApiError> {
+) -> Result<JsonOut<WebhookOut>, ApiError> {
     // Before the secret is compared: guessing it costs a request like any other.
     state.limits.webhook.check(&ip)?;
     let Some(secret) = state.config.webhook_secret.as_ref().map(Secret::expose) else {
@@ -59,5 +66,5 @@ pub async fn webhook(
     if !stored {
         tracing::debug!(%update_id, "replayed Telegram update ignored");
     }
-    Ok(JsonOut(json!({ "ok": true })))
+    Ok(JsonOut(WebhookOut { ok: true }))
 }

@@ -40,6 +40,13 @@ pub struct Settings {
     /// generates one into the data folder when unset.
     #[arg(long, env = "CONCIERGE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+    /// The `iss` platform tokens must carry. Unset: not checked.
+    #[arg(long, env = "CONCIERGE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` platform tokens must carry (one of theirs, when they list several). Unset: not
+    /// checked.
+    #[arg(long, env = "CONCIERGE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// The private cluster (`pg/`, `postgres.log`) and generated secrets.
     #[arg(long, env = "CONCIERGE_DATA_DIR", default_value = ".concierge")]
     pub data_dir: PathBuf,
@@ -73,6 +80,11 @@ pub struct Settings {
     /// built from `fixtures/demo_platform.json`.
     #[arg(long, env = "CONCIERGE_PLATFORM_URL")]
     pub platform_url: Option<String>,
+    /// Serve the demo platform, its demo page, `/demo/users` and their tokens even though
+    /// CONCIERGE_BIND is not a loopback address (`1`/`true`). Without it the demo runs only on
+    /// loopback; never with CONCIERGE_PLATFORM_URL.
+    #[arg(long, env = "CONCIERGE_DEMO", default_value_t = false, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
     /// Sent as a bearer token to the platform.
     #[arg(long, env = "CONCIERGE_PLATFORM_TOKEN", hide_env_values = true)]
     pub platform_token: Option<Secret>,
@@ -145,6 +157,9 @@ pub struct Config {
     pub database_url: Option<Secret>,
     pub bind: SocketAddr,
     pub jwt_secret: Option<Secret>,
+    /// The issuer and audience platform tokens must name, when set.
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
     pub data_dir: PathBuf,
     pub knowledge_dir: PathBuf,
     pub db_max_connections: u32,
@@ -158,8 +173,10 @@ pub struct Config {
     pub ai: AiConfig,
     /// The embeddings server, if any; without one the knowledge search is lexical only.
     pub embeddings: Option<EmbeddingsConfig>,
-    /// `None`: the all-in-one binary serves a demo platform.
+    /// `None`: the all-in-one binary serves a demo platform (see [`Config::demo_mode`]).
     pub platform_url: Option<String>,
+    /// The demo may be served on a non-loopback address.
+    pub demo: bool,
     pub platform_token: Option<Secret>,
     pub platform_timeout: Duration,
     pub fixtures_dir: PathBuf,
@@ -183,7 +200,9 @@ impl Settings {
         if let Some(secret) = &self.telegram.webhook_secret
             && !valid_webhook_secret(secret.expose())
         {
-            bail!("CONCIERGE_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -");
+            bail!(
+                "CONCIERGE_WEBHOOK_SECRET must be 16-256 characters of A-Z, a-z, 0-9, _ and - (generate one: `openssl rand -hex 32`)"
+            );
         }
         let long_enough = |name: &str, token: Option<Secret>| match token {
             Some(token) if token.expose().len() < 24 => bail!("{name} must be at least 24 characters long"),
@@ -194,6 +213,8 @@ impl Settings {
             database_url: self.database_url,
             bind: self.bind,
             jwt_secret: self.jwt_secret,
+            jwt_issuer: self.jwt_issuer.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
+            jwt_audience: self.jwt_audience.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
             data_dir: self.data_dir,
             knowledge_dir: self.knowledge_dir,
             db_max_connections: self.db_max_connections,
@@ -207,6 +228,7 @@ impl Settings {
             ai: self.ai.resolve(),
             platform_url: self.platform_url.map(|u| u.trim_end_matches('/').to_owned()),
             platform_token: self.platform_token,
+            demo: self.demo,
             platform_timeout: Duration::from_secs(self.platform_timeout_secs),
             fixtures_dir: self.fixtures_dir,
             telegram: self.telegram.resolve()?,
@@ -232,6 +254,30 @@ impl Config {
             None => bail!(
                 "DATABASE_URL is not set. Point it at PostgreSQL, or run the all-in-one `concierge` \
                  binary, which starts a private cluster when DATABASE_URL is unset"
+            ),
+        }
+    }
+
+    /// Whether the all-in-one binary serves the demo platform, with its demo users and the
+    /// tokens it signs for them: only without CONCIERGE_PLATFORM_URL, and only on a loopback
+    /// address unless CONCIERGE_DEMO is set, since anyone who reaches `/demo/users` gets an
+    /// administrator's token. Anything else is a configuration to refuse.
+    pub fn demo_mode(&self) -> anyhow::Result<bool> {
+        match (&self.platform_url, self.demo) {
+            (Some(_), true) => bail!(
+                "CONCIERGE_DEMO is set together with CONCIERGE_PLATFORM_URL: the demo platform never runs beside \
+                 a real one. Unset CONCIERGE_DEMO"
+            ),
+            (Some(_), false) => Ok(false),
+            (None, true) => Ok(true),
+            (None, false) if self.bind.ip().is_loopback() => Ok(true),
+            (None, false) => bail!(
+                "CONCIERGE_BIND={} is not a loopback address and CONCIERGE_PLATFORM_URL is not set. Without a \
+                 platform Concierge serves a demo one, whose /demo/users page hands out tokens (an \
+                 administrator's among them) to anyone who can reach it. Set CONCIERGE_PLATFORM_URL and \
+                 CONCIERGE_PLATFORM_TOKEN to the host platform's API, bind 127.0.0.1, or set CONCIERGE_DEMO=1 to \
+                 show the demo on this address anyway",
+                self.bind
             ),
         }
     }
@@ -301,7 +347,7 @@ mod tests {
             "--support-notifications-chat-id",
             "-1001234",
             "--webhook-secret",
-            "hook_secret-1",
+            "hook_secret-0123456789",
             "--telegram-operators",
             "1, 2,",
             "--llm-stream",
@@ -324,8 +370,25 @@ mod tests {
         assert!(error.to_string().contains("CONCIERGE_ADMIN_TOKEN"), "{error}");
         let error = settings(&["--webhook-secret", "has space"]).resolve().unwrap_err();
         assert!(error.to_string().contains("CONCIERGE_WEBHOOK_SECRET"), "{error}");
+        // Telegram would take a one-character secret; anyone could guess it.
+        let error = settings(&["--webhook-secret", "short_secret-15"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("16-256"), "{error}");
+        assert!(settings(&["--webhook-secret", "long_secret-0016"]).resolve().is_ok());
         let error = settings(&["--support-bot-token", "123:abc"]).resolve().unwrap_err();
         assert!(error.to_string().contains("SUPPORT_NOTIFICATIONS_CHAT_ID"), "{error}");
+    }
+
+    #[test]
+    fn the_demo_runs_on_loopback_or_when_asked_and_never_beside_a_platform() {
+        let demo = |args: &[&str]| settings(args).resolve().unwrap().demo_mode();
+        assert!(demo(&[]).unwrap());
+        assert!(demo(&["--bind", "[::1]:8080"]).unwrap());
+        let error = demo(&["--bind", "0.0.0.0:8080"]).unwrap_err().to_string();
+        assert!(error.contains("CONCIERGE_PLATFORM_URL") && error.contains("CONCIERGE_DEMO=1"), "{error}");
+        assert!(demo(&["--bind", "0.0.0.0:8080", "--demo", "1"]).unwrap());
+        assert!(!demo(&["--bind", "0.0.0.0:8080", "--platform-url", "https://lectio.example.com/api"]).unwrap());
+        let error = demo(&["--platform-url", "https://lectio.example.com/api", "--demo", "true"]).unwrap_err();
+        assert!(error.to_string().contains("Unset CONCIERGE_DEMO"), "{error}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub struct TelegramSettings {
     /// manage topics. Required with the bot token.
     #[arg(long, env = "SUPPORT_NOTIFICATIONS_CHAT_ID", allow_negative_numbers = true)]
     pub support_notifications_chat_id: Option<String>,
-    /// What Telegram sends in X-Telegram-Bot-Api-Secret-Token (1–256 of A-Z, a-z, 0-9, _ and
+    /// What Telegram sends in X-Telegram-Bot-Api-Secret-Token (16–256 of A-Z, a-z, 0-9, _ and
     /// -). Unset: the webhook refuses every update.
     #[arg(long, env = "CONCIERGE_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<Secret>,
@@ -124,7 +124,12 @@ impl TelegramConfig {
     }
 }
 
-/// Telegram accepts 1 to 256 characters `A-Z`, `a-z`, `0-9`, `_` and `-` as a webhook secret.
+/// The shortest webhook secret accepted: anyone who guesses it can post updates as Telegram.
+pub(super) const MIN_WEBHOOK_SECRET: usize = 16;
+
+/// Telegram accepts 1 to 256 characters `A-Z`, `a-z`, `0-9`, `_` and `-` as a webhook secret;
+/// we want at least [`MIN_WEBHOOK_SECRET`] of them, so that it cannot be guessed.
 pub(super) fn valid_webhook_secret(secret: &str) -> bool {
-    (1..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (MIN_WEBHOOK_SECRET..=256).contains(&secret.len())
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
