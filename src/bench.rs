@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// The query model on `--embeddings-url` (default: the passage model).
     #[arg(long, requires = "embeddings_url")]
     pub embeddings_query_model: Option<String>,
+    /// Count the database statements of each latency run (pg_stat_statements) and print the
+    /// most frequent ones, per answered message.
+    #[arg(long)]
+    pub statements: bool,
 }
 
 const SECRET: &str = "bench-secret-0123456789-abcdefghij";
@@ -83,7 +87,7 @@ const QUESTIONS: &[&str] = &[
 pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     raise_fd_limit();
     let dir = std::env::temp_dir().join(format!("concierge-bench-{}", std::process::id()));
-    let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false };
+    let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false, statements: args.statements };
     println!("Starting a private PostgreSQL cluster in {}", dir.display());
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options)).await??;
     let result = run_on(&config, &cluster, &args).await;
@@ -92,14 +96,23 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow::Result<()> {
+/// A database on `cluster` with the migrations, the knowledge base and the actions: the same
+/// start as the all-in-one binary. Returns its URL and a small pool on it.
+pub(crate) async fn prepare(config: &Config, cluster: &Cluster) -> anyhow::Result<(String, sqlx::PgPool)> {
     crate::create_database(&cluster.url("postgres"), "bench").await?;
     let url = cluster.url("bench");
     let pool = concierge_shared::db::connect(&url, 4).await?;
     concierge_shared::db::migrate(&pool).await?;
-    // The same start as the all-in-one binary: the knowledge base and the actions.
     concierge_shared::knowledge::store::reindex(&pool, &config.knowledge_dir).await?;
     concierge_shared::actions::load_fixtures(&pool, &config.fixtures_dir.join("initial_actions.json")).await?;
+    Ok((url, pool))
+}
+
+async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow::Result<()> {
+    let (url, pool) = prepare(config, cluster).await?;
+    if args.statements {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await?;
+    }
     let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
 
     // 1. Intake.
@@ -126,7 +139,7 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
         "\n[2/3] Answer latency: {} conversations × {} messages, ~{} ms between a reply and the next message, one worker process",
         args.conversations, args.messages, args.think_ms
     );
-    let lexical = measure_latency(&http, &api, &user, &url, args, &[]).await?;
+    let lexical = measure_latency(&http, &api, &user, &url, &pool, args, &[]).await?;
     let embeddings = match &args.embeddings_url {
         Some(url) => url.clone(),
         None => crate::bench_embeddings::serve().await?,
@@ -143,7 +156,7 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
         ("CONCIERGE_EMBEDDINGS_QUERY_MODEL", settings.query_model.clone()),
         ("CONCIERGE_EMBEDDINGS_QUERY_CACHE", "0".to_owned()),
     ];
-    let hybrid = measure_latency(&http, &api, &user, &url, args, &env).await?;
+    let hybrid = measure_latency(&http, &api, &user, &url, &pool, args, &env).await?;
 
     // 3. Idle streams.
     println!("\n[3/3] Idle SSE streams: {} against one API process", args.streams);
@@ -167,6 +180,9 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
             measured.rate,
             mark(p50 <= 15.0 && p99 <= 60.0)
         );
+        if let Some(statements) = &measured.statements {
+            statements.print(measured.histogram.len());
+        }
     }
     println!(
         "streams  {held} idle streams held   API RSS {:.0} MB → {:.0} MB   (target 10,000 under 300 MB) {}",
@@ -182,6 +198,42 @@ struct Latency {
     histogram: Histogram<u64>,
     /// Messages answered per second.
     rate: f64,
+    /// With `--statements`: what the database ran meanwhile.
+    statements: Option<Statements>,
+}
+
+/// The statements run during a latency test, most frequent first.
+struct Statements {
+    total: i64,
+    top: Vec<(i64, f64, String)>,
+}
+
+impl Statements {
+    async fn reset(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        sqlx::query("SELECT pg_stat_statements_reset()").execute(pool).await?;
+        Ok(())
+    }
+
+    async fn read(pool: &sqlx::PgPool) -> anyhow::Result<Self> {
+        let rows: Vec<(i64, f64, String)> = sqlx::query_as(
+            "SELECT calls, total_exec_time / calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+             FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND query NOT LIKE '%pg_stat_statements%'
+             ORDER BY calls DESC",
+        )
+        .fetch_all(pool)
+        .await?;
+        Ok(Self { total: rows.iter().map(|row| row.0).sum(), top: rows.into_iter().take(25).collect() })
+    }
+
+    fn print(&self, messages: u64) {
+        let per = |calls: i64| calls as f64 / messages.max(1) as f64;
+        println!("         {:.1} statements per answered message; the most frequent:", per(self.total));
+        for (calls, mean_ms, query) in &self.top {
+            println!("         {:>6.2}/msg {:>7.3} ms  {query}", per(*calls), mean_ms);
+        }
+    }
 }
 
 impl Latency {
@@ -196,6 +248,7 @@ async fn measure_latency(
     api: &ApiProcess,
     user: &str,
     url: &str,
+    pool: &sqlx::PgPool,
     args: &BenchArgs,
     env: &[(&str, String)],
 ) -> anyhow::Result<Latency> {
@@ -204,28 +257,46 @@ async fn measure_latency(
     let mut worker = command.spawn().context("cannot start a worker process")?;
     // Timed from the worker's first reply on: its start-up is not an answer's latency.
     latency(http, api, user, 1, 1, 0).await.context("the worker's first reply")?;
+    if args.statements {
+        Statements::reset(pool).await?;
+    }
     let started = Instant::now();
     let histogram = latency(http, api, user, args.conversations, args.messages, args.think_ms).await;
     let rate = histogram.as_ref().map_or(0.0, |h| h.len() as f64 / started.elapsed().as_secs_f64());
+    let statements = if args.statements { Some(Statements::read(pool).await?) } else { None };
     worker.kill().await.ok();
-    Ok(Latency { histogram: histogram?, rate })
+    Ok(Latency { histogram: histogram?, rate, statements })
 }
 
 fn user_token() -> String {
+    platform_token("bench-user")
+}
+
+/// A day's platform token for user `sub`.
+pub(crate) fn platform_token(sub: &str) -> String {
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + 86_400;
-    let claims = json!({ "sub": "bench-user", "name": "Bench", "role": "user", "exp": exp });
+    let claims = json!({ "sub": sub, "name": "Bench", "role": "user", "exp": exp });
     concierge_api::auth::sign_platform_token(SECRET, &claims).expect("signing a token")
 }
 
-struct ApiProcess {
+pub(crate) struct ApiProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl ApiProcess {
     async fn spawn(url: &str) -> anyhow::Result<Self> {
+        Self::spawn_with(url, &[], false).await
+    }
+
+    /// An API process with more settings; `limited`: with its default rate limits.
+    pub(crate) async fn spawn_with(url: &str, env: &[(&str, String)], limited: bool) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = spawn_concierge_command(url, &["api"])?;
+        if limited {
+            with_default_limits(&mut command);
+        }
+        command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let child = command.env("CONCIERGE_BIND", format!("127.0.0.1:{port}")).spawn()?;
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -239,9 +310,12 @@ impl ApiProcess {
     }
 
     async fn open(&self, http: &reqwest::Client, bearer: &str) -> anyhow::Result<String> {
-        let body: Value = http
-            .post(format!("{}/conversations", self.base))
-            .bearer_auth(bearer)
+        self.open_as(http, &Client { bearer: bearer.to_owned(), forwarded_for: None }).await
+    }
+
+    async fn open_as(&self, http: &reqwest::Client, client: &Client) -> anyhow::Result<String> {
+        let body: Value = client
+            .request(http.post(format!("{}/conversations", self.base)))
             .json(&json!({}))
             .send()
             .await?
@@ -269,7 +343,7 @@ impl ApiProcess {
             .await?)
     }
 
-    fn rss(&self) -> u64 {
+    pub(crate) fn rss(&self) -> u64 {
         let Some(pid) = self.child.id() else { return 0 };
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
@@ -280,7 +354,7 @@ impl ApiProcess {
             .map_or(0, |kb| kb * 1024)
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
@@ -303,7 +377,7 @@ const BENCH_UNLIMITED: [&str; 9] = [
     "CONCIERGE_LIMIT_ADMIN_SEARCH_PER_MINUTE",
 ];
 
-fn spawn_concierge_command(url: &str, args: &[&str]) -> anyhow::Result<Command> {
+pub(crate) fn spawn_concierge_command(url: &str, args: &[&str]) -> anyhow::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(args)
@@ -317,6 +391,13 @@ fn spawn_concierge_command(url: &str, args: &[&str]) -> anyhow::Result<Command> 
         .stdin(Stdio::null())
         .kill_on_drop(true);
     Ok(command)
+}
+
+/// Undo [`spawn_concierge_command`]'s switching off of the limits.
+pub(crate) fn with_default_limits(command: &mut Command) {
+    for name in BENCH_UNLIMITED {
+        command.env_remove(name);
+    }
 }
 
 async fn intake(
@@ -426,15 +507,45 @@ async fn latency(
     messages: usize,
     think_ms: u64,
 ) -> anyhow::Result<Histogram<u64>> {
+    let client = Client { bearer: bearer.to_owned(), forwarded_for: None };
+    latency_of(http, api, &vec![client; conversations], messages, think_ms).await
+}
+
+/// Who sends a conversation's messages: a bearer token, and the client address a trusted
+/// proxy would name.
+#[derive(Clone)]
+pub(crate) struct Client {
+    pub(crate) bearer: String,
+    pub(crate) forwarded_for: Option<String>,
+}
+
+impl Client {
+    fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.bearer_auth(&self.bearer);
+        match &self.forwarded_for {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        }
+    }
+}
+
+/// One conversation per client, each sending `messages` questions `think_ms` apart (±50%)
+/// after its previous reply; the time from each POST to its reply on the stream.
+pub(crate) async fn latency_of(
+    http: &reqwest::Client,
+    api: &ApiProcess,
+    clients: &[Client],
+    messages: usize,
+    think_ms: u64,
+) -> anyhow::Result<Histogram<u64>> {
     let mut tasks = Vec::new();
-    for n in 0..conversations {
-        let id = api.open(http, bearer).await?;
-        let (http, base, bearer) = (http.clone(), api.base.clone(), bearer.to_owned());
+    for (n, client) in clients.iter().enumerate() {
+        let id = api.open_as(http, client).await?;
+        let (http, base, client) = (http.clone(), api.base.clone(), client.clone());
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3).unwrap();
-            let response = http
-                .get(format!("{base}/conversations/{id}/stream"))
-                .bearer_auth(&bearer)
+            let response = client
+                .request(http.get(format!("{base}/conversations/{id}/stream")))
                 .send()
                 .await?
                 .error_for_status()?;
@@ -446,9 +557,8 @@ async fn latency(
                 }
                 let question = QUESTIONS[(n + i) % QUESTIONS.len()];
                 let started = Instant::now();
-                let sent: Value = http
-                    .post(format!("{base}/conversations/{id}/messages"))
-                    .bearer_auth(&bearer)
+                let sent: Value = client
+                    .request(http.post(format!("{base}/conversations/{id}/messages")))
                     .json(&json!({ "content": question }))
                     .send()
                     .await?
@@ -550,7 +660,7 @@ async fn idle_streams(
 }
 
 /// 10,000 sockets need more than the usual 1,024 descriptors; children inherit the limit.
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct.
     unsafe {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

@@ -3,8 +3,10 @@
 //! the tests and the benchmark.
 
 pub mod bench;
+pub mod bench_abuse;
 mod bench_embeddings;
 pub mod bench_knowledge;
+mod bench_telegram;
 pub mod demo_platform;
 pub mod demo_site;
 pub mod eval;
@@ -32,7 +34,7 @@ impl Database {
         if let Some(url) = &config.database_url {
             return Ok(Self { url: url.expose().to_owned(), cluster: None });
         }
-        let options = ClusterOptions { data_dir: config.data_dir.clone(), ephemeral: false };
+        let options = ClusterOptions { data_dir: config.data_dir.clone(), ephemeral: false, statements: false };
         tracing::info!(data_dir = %config.data_dir.display(), "no DATABASE_URL: starting a private PostgreSQL cluster");
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options)).await??;
         create_database(&cluster.url("postgres"), "concierge").await?;

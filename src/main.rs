@@ -43,8 +43,9 @@ enum Command {
     /// The support bot: register or remove its webhook, show what Telegram knows of it.
     #[command(subcommand)]
     Telegram(TelegramCommand),
-    /// Benchmarks: the system (intake, answer latency, idle streams, on a private cluster) or
-    /// the knowledge search (build time, latency, memory for a synthetic base).
+    /// Benchmarks: the system (intake, answer latency, idle streams, on a private cluster), a
+    /// flood against the limits while normal conversations run (`abuse`), or the knowledge
+    /// search (build time, latency, memory for a synthetic base).
     Bench {
         #[arg(value_enum, default_value = "system")]
         what: BenchTarget,
@@ -58,6 +59,7 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchTarget {
     System,
+    Abuse,
     Knowledge,
 }
 
@@ -147,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Telegram(command) => telegram(&config, command).await,
         Command::Bench { what, system, knowledge } => match what {
             BenchTarget::System => bench::run(config, system).await,
+            BenchTarget::Abuse => concierge::bench_abuse::run(config, system).await,
             BenchTarget::Knowledge => concierge::bench_knowledge::run(&config.knowledge_dir, &knowledge),
         },
     }

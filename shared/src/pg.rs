@@ -32,6 +32,8 @@ pub struct ClusterOptions {
     pub data_dir: PathBuf,
     /// A throwaway cluster (tests): durability settings off for speed.
     pub ephemeral: bool,
+    /// Load `pg_stat_statements`, so that the benchmark can count the statements of its work.
+    pub statements: bool,
 }
 
 /// A running cluster. Dropping it without `stop` still ends the server: the parent-death signal
@@ -78,7 +80,7 @@ impl Cluster {
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
-            match spawn_server(&bin, run_as.as_ref(), &cluster_dir, &home, port, options.ephemeral) {
+            match spawn_server(&bin, run_as.as_ref(), &cluster_dir, &home, port, options) {
                 Ok((pid, exited)) => {
                     let exited = Mutex::new(exited);
                     let cluster = Cluster { pid, port, password: password.clone(), home: home.clone(), exited };
@@ -351,7 +353,7 @@ fn spawn_server(
     cluster_dir: &Path,
     data_dir: &Path,
     port: u16,
-    ephemeral: bool,
+    options: &ClusterOptions,
 ) -> anyhow::Result<(i32, mpsc::Receiver<()>)> {
     let log_path = data_dir.join("postgres.log");
     let log = fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -369,7 +371,10 @@ fn spawn_server(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    if ephemeral {
+    if options.statements {
+        command.args(["-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all"]);
+    }
+    if options.ephemeral {
         command.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
     }
     if let Some(user) = run_as {
@@ -462,8 +467,9 @@ mod tests {
         fs::set_permissions(&closed_data, fs::Permissions::from_mode(0o700)).unwrap();
 
         for data_dir in [closed_parent.join("data"), closed_data] {
-            let cluster = Cluster::start(&ClusterOptions { data_dir: data_dir.clone(), ephemeral: true })
-                .unwrap_or_else(|error| panic!("{}: {error:#}", data_dir.display()));
+            let cluster =
+                Cluster::start(&ClusterOptions { data_dir: data_dir.clone(), ephemeral: true, statements: false })
+                    .unwrap_or_else(|error| panic!("{}: {error:#}", data_dir.display()));
             let home = relocated_home(&data_dir).unwrap();
             assert!(cluster.log_path().starts_with(&home), "{}", cluster.log_path().display());
             assert!(home.starts_with("/var/tmp"), "{}", home.display());

@@ -65,7 +65,8 @@ impl Scratch {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
-        let options = concierge_shared::pg::ClusterOptions { data_dir: dir.clone(), ephemeral: true };
+        let options =
+            concierge_shared::pg::ClusterOptions { data_dir: dir.clone(), ephemeral: true, statements: false };
         let cluster = tokio::task::spawn_blocking(move || concierge_shared::pg::Cluster::start(&options)).await??;
         crate::create_database(&cluster.url("postgres"), "eval").await?;
         let pool = concierge_shared::db::connect(&cluster.url("eval"), 4).await?;

@@ -49,7 +49,8 @@ fn server() -> &'static Server {
         }
         remove_stale_clusters();
         let dir = test_root().join(format!("concierge-test-{}", std::process::id()));
-        let cluster = Cluster::start(&ClusterOptions { data_dir: dir, ephemeral: true }).expect("start a test cluster");
+        let cluster = Cluster::start(&ClusterOptions { data_dir: dir, ephemeral: true, statements: false })
+            .expect("start a test cluster");
         let admin_url = cluster.url("postgres");
         // The cluster lives as long as the test process; the parent-death signal stops it.
         let cluster: &'static Cluster = Box::leak(Box::new(cluster));

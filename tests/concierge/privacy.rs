@@ -84,6 +84,8 @@ async fn erasure_removes_every_row_about_a_person_and_deletes_their_topic_throug
         mode: TelegramMode::Webhook,
         operators: vec![OPERATOR_ID],
         messages_per_minute: 60_000,
+        topics_per_window: 0,
+        topics_window: Duration::from_secs(3600),
         timeout: Duration::from_secs(10),
     };
     let mut app = TestApp::spawn_with(|config| {

@@ -26,7 +26,7 @@ use crate::{
     AppState,
     auth::{Admin, Caller, owned},
     error::{
-        ApiError,
+        ApiError, ErrorBody,
         responses::{
             ConversationClosed, InvalidInput, Malformed, NoSuchConversation, NotAdmin, NotJson, TooLarge,
             TooManyRequests, Unauthenticated, Unavailable,

@@ -17,7 +17,7 @@ use crate::{
     auth::Admin,
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, Malformed, NotAdmin, Unauthenticated, Unavailable},
+        responses::{InvalidInput, Malformed, NotAdmin, TooManyRequests, Unauthenticated, Unavailable},
     },
     extract::{Path, Query},
 };
@@ -96,7 +96,7 @@ pub struct HitOut {
     pub text: String,
 }
 
-#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, Unavailable))]
+#[utoipa::path(get, path = "/knowledge/search", tag = "knowledge", summary = "Admin: ranked passages for a query", params(SearchQuery), responses((status = 200, body = SearchOut), Malformed, Unauthenticated, NotAdmin, InvalidInput, TooManyRequests, Unavailable))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -71,11 +71,12 @@ pub async fn delete_topics(ctx: &Context, telegram: &Telegram) -> Result<(), Sen
                 tracing::warn!(post = deletion.key, %error, "deleting a topic failed; it will be retried");
                 ("pending", Some(error.as_str()))
             }
+            Err(SendError::Held(_)) => ("pending", None),
         };
         store::finish_deletion(&mut *tx, deletion.id, outcome.0, outcome.1).await?;
         tx.commit().await?;
-        if let Err(SendError::Transient(error)) = deleted {
-            return Err(SendError::Transient(error));
+        if let Err(error @ (SendError::Transient(_) | SendError::Held(_))) = deleted {
+            return Err(error);
         }
         tracing::info!(post = deletion.key, state = outcome.0, "topic deletion handled");
     }
