@@ -35,6 +35,13 @@ const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 const TOPICS_PER_HOUR: u64 = 30;
 /// The flooding client's address.
 const FLOODER: &str = "198.51.100.7";
+/// Requests the flooder keeps in flight on each route.
+const IN_FLIGHT: usize = 4;
+/// Conversations the flooder opens (within the hourly limit of one address) to call an
+/// operator in each.
+const OWN_CONVERSATIONS: usize = 12;
+/// The tally's name for the visitors' hand-overs.
+const VISITORS: &str = "visitor hand-over";
 
 pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     bench::raise_fd_limit();
@@ -120,9 +127,12 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
         let others: Vec<String> =
             statuses.iter().filter(|(status, _)| **status != 429).map(|(status, n)| format!("{status}: {n}")).collect();
         println!("flood    {route:<22} 429: {limited:>6}   {}", others.join("  "));
-        all_limited &= limited > 0;
+        // The visitors calling an operator are many clients, each within its limits.
+        if *route != VISITORS {
+            all_limited &= limited > 0;
+        }
     }
-    println!("flood    every route answered 429 {}", mark(all_limited));
+    println!("flood    every route the flooder hit answered 429 {}", mark(all_limited));
     println!("flood    streams held open by the flooder at the end: {streams_held}");
     println!("memory   API RSS {:.0} MB → {:.0} MB during the flood", rss_before as f64 / 1e6, rss_after as f64 / 1e6);
     println!(
@@ -169,6 +179,29 @@ async fn flood(http: reqwest::Client, base: String, stop: Arc<AtomicBool>, tally
     let visitor = opened["visitor_token"].as_str().context("no visitor token")?.to_owned();
     let stream_token = opened["stream_token"]["token"].as_str().context("no stream token")?.to_owned();
 
+    // A user of the flooder's with conversations of their own, each with a question in it, to
+    // call an operator in one after another.
+    let user = bench::platform_token("bench-flooder");
+    let mut own = Vec::new();
+    for _ in 0..OWN_CONVERSATIONS {
+        let opened: Value = flooder(http.post(format!("{base}/conversations")).bearer_auth(&user).json(&json!({})))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let own_id = opened["id"].as_str().context("no id")?.to_owned();
+        flooder(
+            http.post(format!("{base}/conversations/{own_id}/messages"))
+                .bearer_auth(&user)
+                .json(&json!({ "content": "Где запись урока?" })),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+        own.push(own_id);
+    }
+
     type Make = Box<dyn Fn() -> reqwest::RequestBuilder + Send + Sync>;
     let routes: Vec<(&'static str, Make)> = vec![
         ("open conversation", {
@@ -184,9 +217,13 @@ async fn flood(http: reqwest::Client, base: String, stop: Arc<AtomicBool>, tally
             })
         }),
         ("escalate", {
-            let (http, base, id, visitor) = (http.clone(), base.clone(), id.clone(), visitor.clone());
+            // Round the flooder's own conversations: a hand-over in each costs a topic.
+            let (http, base, user) = (http.clone(), base.clone(), user.clone());
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let own = Arc::new(own);
             Box::new(move || {
-                http.post(format!("{base}/conversations/{id}/escalate")).bearer_auth(&visitor).json(&json!({}))
+                let id = &own[next.fetch_add(1, Ordering::Relaxed) % own.len()];
+                http.post(format!("{base}/conversations/{id}/escalate")).bearer_auth(&user)
             })
         }),
         ("run action", {
@@ -218,16 +255,19 @@ async fn flood(http: reqwest::Client, base: String, stop: Arc<AtomicBool>, tally
     ];
     let mut tasks = Vec::new();
     for (route, make) in routes {
-        let (stop, tally) = (stop.clone(), tally.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let status = match flooder(make()).send().await {
-                    Ok(response) => response.status().as_u16(),
-                    Err(_) => 0,
-                };
-                tally.count(route, status);
-            }
-        }));
+        let make = Arc::new(make);
+        for _ in 0..IN_FLIGHT {
+            let (stop, tally, make) = (stop.clone(), tally.clone(), make.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = match flooder(make()).send().await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    tally.count(route, status);
+                }
+            }));
+        }
     }
     // Streams: open and hold as many as the server lets one visitor have.
     let streams = {
@@ -264,7 +304,7 @@ async fn escalating_visitors(http: reqwest::Client, base: String, count: usize, 
         let opened: Value =
             forwarded(http.post(format!("{base}/conversations")).json(&json!({}))).send().await?.json().await?;
         let (Some(id), Some(visitor)) = (opened["id"].as_str(), opened["visitor_token"].as_str()) else {
-            tally.count("visitor hand-over", 0);
+            tally.count(VISITORS, 0);
             continue;
         };
         forwarded(
@@ -278,7 +318,7 @@ async fn escalating_visitors(http: reqwest::Client, base: String, count: usize, 
             .send()
             .await?
             .status();
-        tally.count("visitor hand-over", status.as_u16());
+        tally.count(VISITORS, status.as_u16());
     }
     Ok(())
 }
