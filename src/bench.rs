@@ -85,12 +85,22 @@ const QUESTIONS: &[&str] = &[
 ];
 
 pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    on_private_cluster("concierge-bench", args.statements, async |cluster| run_on(&config, cluster, &args).await).await
+}
+
+/// Run `bench` on a private cluster made for it in a temporary folder named `name`, removed
+/// afterwards; `statements`: with pg_stat_statements loaded.
+pub(crate) async fn on_private_cluster(
+    name: &str,
+    statements: bool,
+    bench: impl AsyncFnOnce(&Cluster) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("concierge-bench-{}", std::process::id()));
-    let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false, statements: args.statements };
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false, statements };
     println!("Starting a private PostgreSQL cluster in {}", dir.display());
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options)).await??;
-    let result = run_on(&config, &cluster, &args).await;
+    let result = bench(&cluster).await;
     tokio::task::spawn_blocking(move || cluster.stop()).await??;
     let _ = std::fs::remove_dir_all(&dir);
     result

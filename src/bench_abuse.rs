@@ -18,10 +18,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use concierge_shared::{
-    config::Config,
-    pg::{Cluster, ClusterOptions},
-};
+use concierge_shared::{config::Config, pg::Cluster};
 use serde_json::{Value, json};
 
 use crate::{
@@ -44,15 +41,8 @@ const OWN_CONVERSATIONS: usize = 12;
 const VISITORS: &str = "visitor hand-over";
 
 pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
-    bench::raise_fd_limit();
-    let dir = std::env::temp_dir().join(format!("concierge-bench-abuse-{}", std::process::id()));
-    let options = ClusterOptions { data_dir: dir.clone(), ephemeral: false, statements: false };
-    println!("Starting a private PostgreSQL cluster in {}", dir.display());
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options)).await??;
-    let result = run_on(&config, &cluster, &args).await;
-    tokio::task::spawn_blocking(move || cluster.stop()).await??;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    bench::on_private_cluster("concierge-bench-abuse", false, async |cluster| run_on(&config, cluster, &args).await)
+        .await
 }
 
 async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow::Result<()> {

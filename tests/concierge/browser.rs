@@ -323,16 +323,7 @@ async fn the_widget_resumes_a_stream_its_token_ended(stage: &Stage) {
                 .await;
         }
     }
-    let shown = browser.messages().await;
-    let stored: Vec<&Value> = shown.iter().filter(|m| m["id"].is_string()).collect();
-    let mut ids: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
-    let seqs: Vec<i64> = stored.iter().filter_map(|m| m["seq"].as_i64()).collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), stored.len(), "no message shown twice: {shown:#?}");
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "messages in order: {seqs:?}");
-    let last_seq = stage.conversation_of("boris").await["last_seq"].as_i64().unwrap();
-    assert_eq!(stored.len() as i64, last_seq, "every stored message is shown once: {shown:#?}");
+    shows_every_stored_message_once(stage, "boris").await;
 }
 
 /// Signed in as Anna on the demo site, a question gets an answer that cites its document.
@@ -416,7 +407,12 @@ async fn a_cut_stream_loses_and_doubles_nothing(stage: &Stage) {
             vec![],
         )
         .await;
-    let shown = browser.messages().await;
+    shows_every_stored_message_once(stage, "anna").await;
+}
+
+/// The widget shows each stored message of `user`'s latest conversation once, in order.
+async fn shows_every_stored_message_once(stage: &Stage, user: &str) {
+    let shown = stage.browser.messages().await;
     let stored: Vec<&Value> = shown.iter().filter(|m| m["id"].is_string()).collect();
     let mut ids: Vec<&str> = stored.iter().map(|m| m["id"].as_str().unwrap()).collect();
     let seqs: Vec<i64> = stored.iter().filter_map(|m| m["seq"].as_i64()).collect();
@@ -424,8 +420,8 @@ async fn a_cut_stream_loses_and_doubles_nothing(stage: &Stage) {
     ids.dedup();
     assert_eq!(ids.len(), stored.len(), "no message shown twice: {shown:#?}");
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "messages in order: {seqs:?}");
-    let last_seq = stage.conversation_of("anna").await["last_seq"].as_i64().unwrap();
-    assert_eq!(stored.len() as i64, last_seq, "every stored message is shown once");
+    let last_seq = stage.conversation_of(user).await["last_seq"].as_i64().unwrap();
+    assert_eq!(stored.len() as i64, last_seq, "every stored message is shown once: {shown:#?}");
 }
 
 /// Calling an operator opens a topic; an operator typing in the console shows in the widget
