@@ -97,7 +97,8 @@ fn strip_prefix(text: &str) -> String {
     text.to_owned()
 }
 
-/// Path parameters; a malformed id is a 400 naming the problem.
+/// Path parameters; a malformed id is a 400 naming the problem, and so is a NUL character
+/// (`%00`), which PostgreSQL cannot store or compare.
 pub struct Path<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Path<T>
@@ -108,6 +109,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if holds_encoded_nul(parts.uri.path()) {
+            return Err(ApiError::bad_request("invalid_path", "the path contains a NUL character"));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(rejection) => Err(ApiError::bad_request("invalid_path", rejection.body_text())),
@@ -115,7 +119,7 @@ where
     }
 }
 
-/// Query parameters; unknown or malformed ones are a 400.
+/// Query parameters; unknown or malformed ones are a 400, and so is one holding a NUL character.
 pub struct Query<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
@@ -126,6 +130,13 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            let name = name.replace('\0', "\u{fffd}");
+            return Err(ApiError::bad_request("invalid_query", format!("{name} contains a NUL character")));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => Err(ApiError::bad_request(
@@ -134,4 +145,9 @@ where
             )),
         }
     }
+}
+
+/// Whether percent-decoding `text` yields a NUL: `%00` is the only escape that does.
+fn holds_encoded_nul(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|w| w == b"%00")
 }

@@ -139,6 +139,11 @@ async fn nul_characters_and_dates_out_of_range_are_refused_not_failed() {
         .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text");
     assert_eq!(app.count("SELECT count(*) FROM action_runs").await, 0);
+    // Nor in a query string or a path.
+    let (status, body) = app.get(Some(&admin), "/admin/action-runs?action=zoom%00check").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+    let (status, body) = app.get(Some(&admin), "/admin/users/an%00na/export").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_path");
 
     // Dates the database cannot hold are refused as input, not failed on.
     let (status, body) =

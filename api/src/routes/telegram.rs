@@ -54,8 +54,11 @@ pub async fn webhook(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         _ => ApiError::bad_request("invalid_body", rejection.body_text()),
     })?;
-    let update: Value =
+    let mut update: Value =
         serde_json::from_slice(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    // Telegram passes on whatever its users typed; jsonb stores no NUL, and refusing the update
+    // would only make Telegram send it again.
+    replace_nul(&mut update);
     let update_id =
         update.get("update_id").and_then(Value::as_i64).map(TelegramUpdateId).ok_or_else(|| {
             ApiError::validation("invalid_update", "update_id", "an update needs an integer update_id")
@@ -67,4 +70,39 @@ pub async fn webhook(
         tracing::debug!(%update_id, "replayed Telegram update ignored");
     }
     Ok(JsonOut(WebhookOut { ok: true }))
+}
+
+/// Replaces every NUL character in the strings and keys of `value` with U+FFFD.
+fn replace_nul(value: &mut Value) {
+    const REPLACEMENT: &str = "\u{fffd}";
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', REPLACEMENT),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(fields) => {
+            if fields.keys().any(|key| key.contains('\0')) {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(key, item)| (key.replace('\0', REPLACEMENT), item))
+                    .collect();
+            }
+            fields.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn nul_characters_become_replacement_characters() {
+        let mut update =
+            json!({ "update_id": 1, "message": { "text": "a\u{0}b", "entities": [{ "x\u{0}": "\u{0}" }] } });
+        super::replace_nul(&mut update);
+        assert_eq!(
+            update,
+            json!({ "update_id": 1, "message": { "text": "a\u{fffd}b", "entities": [{ "x\u{fffd}": "\u{fffd}" }] } })
+        );
+    }
 }
