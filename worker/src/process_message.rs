@@ -51,50 +51,81 @@ pub async fn handle(job: ProcessMessage, ctx: Data<Context>, attempt: Attempt) -
 }
 
 async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
-    let Some(message) = messages::get(&ctx.pool, job.message_id).await.context("loading the message")? else {
+    // One decision at a time per conversation: a message sent while the model thinks about the
+    // previous one waits here, and earlier messages whose jobs have not started yet go first.
+    let mut lock = ctx.pool.begin().await?;
+    let Some(message) =
+        conversations::lock_decisions(&mut lock, job.message_id).await.context("loading the message")?
+    else {
         tracing::warn!("message no longer exists; nothing to do");
         return Ok(());
     };
     if message.role != MessageRole::User {
         return Ok(());
     }
-    // One decision at a time per conversation: a message sent while the model thinks about the
-    // previous one waits here, and earlier messages whose jobs have not started yet go first.
-    // Whether a message is already answered is asked under the lock, in `process_one`.
-    let mut lock = ctx.pool.begin().await?;
-    conversations::lock_decisions(&mut lock, message.conversation_id).await?;
-    let current = conversations::get(&ctx.pool, message.conversation_id).await?;
-    if current.is_some_and(|c| c.mode == ConversationMode::Ai) {
-        for earlier in messages::unhandled_before(&ctx.pool, &message).await? {
+    let mut state = decision_state(&mut lock, &message).await?;
+    if state.earlier_waiting && state.conversation.mode == ConversationMode::Ai {
+        for earlier in messages::unhandled_before(&mut *lock, &message).await? {
             tracing::info!(earlier = %earlier.id, "deciding an earlier message first");
-            process_one(ctx, earlier).await?;
+            let earlier_state = decision_state(&mut lock, &earlier).await?;
+            process_one(ctx, &mut lock, earlier, earlier_state, Commit::OnItsOwn).await?;
         }
+        state = decision_state(&mut lock, &message).await?;
     }
-    process_one(ctx, message).await?;
-    lock.commit().await?;
+    match process_one(ctx, &mut lock, message, state, Commit::WithTheLock).await? {
+        Written::Yes => lock.commit().await?,
+        Written::No => lock.rollback().await?,
+    }
     Ok(())
 }
 
-/// Route one user message, under the conversation's decision lock.
-async fn process_one(ctx: &Context, message: Message) -> anyhow::Result<()> {
-    if messages::handled(&ctx.pool, message.id).await? {
-        return Ok(());
-    }
-    let conversation = conversations::get(&ctx.pool, message.conversation_id)
-        .await?
-        .context("the message's conversation is missing")?;
-    if conversation.status == ConversationStatus::Closed {
-        return Ok(());
+/// Where a decision is written.
+#[derive(Clone, Copy)]
+enum Commit {
+    /// In a transaction of its own, committed at once: an earlier message's reply, so that the
+    /// conversation's row is not held while the next one is decided.
+    OnItsOwn,
+    /// In the decision lock's transaction, which the caller commits right after: one commit
+    /// fewer for the message the job is about.
+    WithTheLock,
+}
+
+/// Whether a decision wrote anything (else its transaction is rolled back).
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    Yes,
+    No,
+}
+
+async fn decision_state(
+    conn: &mut sqlx::PgConnection,
+    message: &Message,
+) -> anyhow::Result<conversations::DecisionState> {
+    conversations::decision_state(conn, message).await?.context("the message's conversation is missing")
+}
+
+/// Route one user message, under the conversation's decision lock (`lock`, which the reads go
+/// through).
+async fn process_one(
+    ctx: &Context,
+    lock: &mut sqlx::PgConnection,
+    message: Message,
+    state: conversations::DecisionState,
+    commit: Commit,
+) -> anyhow::Result<Written> {
+    let conversation = state.conversation;
+    if state.handled || conversation.status == ConversationStatus::Closed {
+        return Ok(Written::No);
     }
     // Operators answer; those in Telegram read it in the conversation's topic. (Handed back to
     // the AI since the conversation was read: the AI answers.)
     if conversation.mode == ConversationMode::Human && forward_to_operators(ctx, &message).await? {
-        return Ok(());
+        return Ok(Written::No);
     }
 
     // What came before the message, and the replies to earlier messages that were sent after
     // it while they were decided (replies follow the order of the questions).
-    let latest = messages::latest(&ctx.pool, conversation.id, HISTORY).await?;
+    let latest = messages::latest(&mut *lock, conversation.id, HISTORY).await?;
     let earlier = |id: Option<MessageId>| latest.iter().any(|m| Some(m.id) == id && m.seq < message.seq);
     let history = latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
     let query = engine::query_with_context(&history, &message.content);
@@ -131,7 +162,17 @@ async fn process_one(ctx: &Context, message: Message) -> anyhow::Result<()> {
     };
     let mut info = info;
     info.retrieval = Some(RetrievalInfo::of(found, retrieval.fallback));
-    apply(ctx, &conversation, &message, decision, &info).await
+    match commit {
+        Commit::WithTheLock => apply(lock, ctx, &conversation, &message, decision, &info).await,
+        Commit::OnItsOwn => {
+            let mut tx = ctx.pool.begin().await?;
+            let written = apply(&mut tx, ctx, &conversation, &message, decision, &info).await?;
+            if written == Written::Yes {
+                tx.commit().await?;
+            }
+            Ok(written)
+        }
+    }
 }
 
 /// Leave the message to operators if the conversation is (still) with them; returns false
@@ -240,26 +281,26 @@ fn floor_char_boundary(text: &str, max: usize) -> usize {
     cut
 }
 
-/// Write the decision in one transaction under the conversation's lock.
+/// Write the decision in `tx`, under the conversation's row lock; the caller commits it if
+/// anything was written.
 async fn apply(
+    tx: &mut sqlx::PgConnection,
     ctx: &Context,
     conversation: &Conversation,
     message: &Message,
     decision: Decision,
     info: &DecisionInfo,
-) -> anyhow::Result<()> {
-    let mut tx = ctx.pool.begin().await?;
-    let Some(current) = conversations::lock(&mut tx, conversation.id).await? else {
-        return Ok(());
+) -> anyhow::Result<Written> {
+    let Some(current) = conversations::lock(&mut *tx, conversation.id).await? else {
+        return Ok(Written::No);
     };
     if current.status != ConversationStatus::Open {
-        return Ok(());
+        return Ok(Written::No);
     }
     if current.mode != ConversationMode::Ai {
         // A person took over while the decision was being made: the message is theirs now.
-        queue_for_operators(&mut tx, ctx, &current, message).await?;
-        tx.commit().await?;
-        return Ok(());
+        queue_for_operators(&mut *tx, ctx, &current, message).await?;
+        return Ok(Written::Yes);
     }
     let kind = decision.kind();
     let escalates = matches!(decision, Decision::Escalate { .. });
@@ -267,7 +308,7 @@ async fn apply(
         // The reply is the action's result, posted by the execute-action job.
         let requested_by = if info.engine == Engine::Llm { ActionRequester::Llm } else { ActionRequester::Offline };
         let queued = actions::queue_run(
-            &mut tx,
+            &mut *tx,
             conversation.id,
             Some(message.id),
             name,
@@ -276,11 +317,11 @@ async fn apply(
             ctx.max_attempts,
         )
         .await?;
-        if queued.is_some() {
-            tx.commit().await?;
-            tracing::info!(conversation_id = %conversation.id, action = name, "action queued");
+        if queued.is_none() {
+            return Ok(Written::No);
         }
-        return Ok(());
+        tracing::info!(conversation_id = %conversation.id, action = name, "action queued");
+        return Ok(Written::Yes);
     }
     let info = info.clone();
     let reply = match decision {
@@ -288,28 +329,27 @@ async fn apply(
             NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::answer(info, sources))
         }
         Decision::Clarify { text, suggestions } => {
-            conversations::increment_clarify(&mut tx, conversation.id).await?;
+            conversations::increment_clarify(&mut *tx, conversation.id).await?;
             NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::clarify(info, suggestions))
         }
         Decision::Escalate { reason, text, summary } => {
-            conversations::set_human_mode(&mut tx, conversation.id, reason.as_str()).await?;
+            conversations::set_human_mode(&mut *tx, conversation.id, reason.as_str()).await?;
             NewMessage::system(text).with_metadata(MessageMeta::handover(reason, summary, info))
         }
         Decision::Action { .. } => unreachable!("handled above"),
     };
-    match messages::append(&mut tx, conversation.id, reply.replying_to(message.id)).await? {
+    match messages::append(&mut *tx, conversation.id, reply.replying_to(message.id)).await? {
         Some(reply) => {
             if escalates {
                 let job = Escalate { conversation_id: conversation.id, escalation_id: reply.id };
-                jobs::enqueue(&mut tx, &job, ctx.max_attempts).await?;
+                jobs::enqueue(&mut *tx, &job, ctx.max_attempts).await?;
             }
-            tx.commit().await?;
             tracing::info!(conversation_id = %conversation.id, decision = kind.as_str(), reply_seq = reply.seq, "replied");
+            Ok(Written::Yes)
         }
         // Another run of this job replied first.
-        None => tx.rollback().await?,
+        None => Ok(Written::No),
     }
-    Ok(())
 }
 
 /// Tell the user that their message could not be processed, once.

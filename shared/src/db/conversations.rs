@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::{
-    ConversationId, ConversationMode, ConversationStatus, OwnerKey, OwnerKind, Role,
+    ConversationId, ConversationMode, ConversationStatus, MessageId, OwnerKey, OwnerKind, Role,
     db::messages::{self, Message, NewMessage},
 };
 
@@ -107,16 +107,50 @@ pub async fn lock(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<O
 /// one-key locks the job queue takes).
 const DECISION_LOCK: i32 = 0x636f_6e63;
 
-/// Holds the conversation's decision lock for the rest of the transaction: one decision at a
-/// time per conversation, in every worker process, however long the model takes. Unlike
-/// [`lock`] it leaves the row free for the API meanwhile.
-pub async fn lock_decisions(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))")
-        .bind(DECISION_LOCK)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Reads the user message `id` and holds its conversation's decision lock for the rest of the
+/// transaction, in one round trip: one decision at a time per conversation, in every worker
+/// process, however long the model takes. Unlike [`lock`] it leaves the row free for the API
+/// meanwhile. Read what the decision depends on after this returns: a statement sees what was
+/// committed before it began.
+pub async fn lock_decisions(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH message AS (SELECT {} FROM messages WHERE id = $1),
+              locked AS (SELECT pg_advisory_xact_lock($2, hashtext(conversation_id::text)) FROM message)
+         SELECT message.* FROM message, locked",
+        messages::COLUMNS
+    )))
+    .bind(id)
+    .bind(DECISION_LOCK)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What a decision about one user message starts from, read under the decision lock.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DecisionState {
+    #[sqlx(flatten)]
+    pub conversation: Conversation,
+    /// The message has its reply, or an action run answering it.
+    pub handled: bool,
+    /// Earlier user messages of the conversation wait for theirs (see
+    /// [`messages::unhandled_before`]).
+    pub earlier_waiting: bool,
+}
+
+/// The conversation of `message` and whether it, or messages before it, are answered: one round
+/// trip.
+pub async fn decision_state(db: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<Option<DecisionState>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, {} AS handled, EXISTS ({}) AS earlier_waiting FROM conversations WHERE id = $1",
+        columns!(),
+        messages::HANDLED,
+        messages::UNHANDLED_BEFORE,
+    )))
+    .bind(message.conversation_id)
+    .bind(message.seq)
+    .bind(message.id)
+    .fetch_optional(db)
+    .await
 }
 
 /// A page of the owner's conversations, newest first, after the `(created_at, id)` cursor.

@@ -192,30 +192,31 @@ pub async fn get(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<
     sqlx::query_as(concat!("SELECT ", columns!(), " FROM messages WHERE id = $1")).bind(id).fetch_optional(db).await
 }
 
-/// Whether the user message has been dealt with: it has its reply, or an action run answering it.
-pub async fn handled(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE reply_to = $1) OR EXISTS (SELECT 1 FROM action_runs WHERE message_id = $1)",
-    )
-    .bind(id)
-    .fetch_one(db)
-    .await
-}
+/// The columns of a message, for queries written elsewhere.
+pub(crate) const COLUMNS: &str = columns!();
 
-/// The user messages before `message` that wait for a reply: sent since the conversation's
-/// last message of any other role, and neither answered nor running an action. Those whose
-/// jobs have not run yet are decided first, so that replies follow the messages' order.
+/// Whether the user message `$3` has been dealt with: it has its reply, or an action run
+/// answering it.
+pub(crate) const HANDLED: &str = "(EXISTS (SELECT 1 FROM messages WHERE reply_to = $3)
+     OR EXISTS (SELECT 1 FROM action_runs WHERE message_id = $3))";
+
+/// The user messages of conversation `$1` before seq `$2` that wait for a reply: sent since the
+/// conversation's last message of any other role, and neither answered nor running an action.
+pub(crate) const UNHANDLED_BEFORE: &str =
+    "SELECT id FROM messages m WHERE conversation_id = $1 AND role = 'user' AND seq < $2
+       AND seq > COALESCE((SELECT max(seq) FROM messages
+                           WHERE conversation_id = $1 AND role <> 'user' AND seq < $2), 0)
+       AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id)
+       AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)";
+
+/// The user messages before `message` that wait for a reply (see [`UNHANDLED_BEFORE`]), in
+/// order. Those whose jobs have not run yet are decided first, so that replies follow the
+/// messages' order.
 pub async fn unhandled_before(db: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<Vec<Message>> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM messages m WHERE conversation_id = $1 AND role = 'user' AND seq < $2
-           AND seq > COALESCE((SELECT max(seq) FROM messages
-                               WHERE conversation_id = $1 AND role <> 'user' AND seq < $2), 0)
-           AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id)
-           AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)
-         ORDER BY seq"
-    ))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM messages WHERE id IN ({UNHANDLED_BEFORE}) ORDER BY seq",
+        columns!()
+    )))
     .bind(message.conversation_id)
     .bind(message.seq)
     .fetch_all(db)
