@@ -364,6 +364,12 @@ impl Tally {
                     self.actions += 1;
                     if Some(name) == case.action.as_ref() {
                         self.actions_right += 1;
+                    } else {
+                        self.figures.misses.push(format!(
+                            "{} runs {name}, want {}: {message:?}",
+                            case.id,
+                            case.action.as_deref().unwrap_or("-")
+                        ));
                     }
                 }
                 name.clone()

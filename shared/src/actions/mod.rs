@@ -206,19 +206,21 @@ pub fn validate_params(schema: &Value, params: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `text` matches one of the trigger phrases: every word of a phrase begins a word of
-/// the text, less its ending (the last two letters of words longer than four), so inflections
-/// match: "урока" matches "уроков", "запись" matches "записи".
+/// Whether `text` matches one of the trigger phrases: the stem of every word of a phrase begins
+/// the stem of a word of the text (the knowledge index's Snowball stemmers), so inflections and
+/// cut-off phrase words match ("урока" matches "уроков", "зум не подключ" matches "не
+/// подключается"), and words that merely share letters do not ("проверь" is not "провела").
+/// A stem shorter than four letters must be the whole stem ("моя" is not "можно", "не" is not
+/// "нет").
 pub fn triggered(keywords: &[String], text: &str) -> bool {
-    let words: Vec<String> = split_words(text);
+    const SHORT: usize = 4;
+    let words = crate::knowledge::stems(text);
     keywords.iter().any(|phrase| {
-        let phrase_words = split_words(phrase);
-        !phrase_words.is_empty()
-            && phrase_words.iter().all(|p| {
-                let length = p.chars().count();
-                let keep = if length <= 4 { length } else { (length - 2).clamp(4, 6) };
-                let prefix: String = p.chars().take(keep).collect();
-                words.iter().any(|w| w.starts_with(&prefix))
+        let phrase_stems = crate::knowledge::stems(phrase);
+        !phrase_stems.is_empty()
+            && phrase_stems.iter().all(|p| {
+                let short = p.chars().count() < SHORT;
+                words.iter().any(|w| if short { w == p } else { w.starts_with(p.as_str()) })
             })
     })
 }
@@ -342,5 +344,12 @@ mod tests {
         assert!(triggered(&keywords, "У меня не работает зум!"));
         assert!(triggered(&keywords, "где записи вчерашних уроков?"));
         assert!(!triggered(&keywords, "как подключить зум"));
+        // Words that share their first letters with a phrase's are other words.
+        let check = vec!["проверь зум".to_owned()];
+        assert!(triggered(&check, "Проверьте, пожалуйста, мой зум"));
+        assert!(!triggered(&check, "Я провела урок в зуме"));
+        let mine = vec!["моя подписка".to_owned()];
+        assert!(triggered(&mine, "Что с моей подпиской?"));
+        assert!(!triggered(&mine, "можно подписку через СБП оплатить?"));
     }
 }

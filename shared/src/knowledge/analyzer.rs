@@ -233,6 +233,23 @@ pub(super) fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// The words of `text`, lowercased, ё folded to е and stemmed like indexed text, stop words
+/// kept: how trigger phrases are compared with what users type.
+pub fn stems(text: &str) -> Vec<String> {
+    let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(LowerCaser)
+        .filter(Stemmer::new(Language::Russian))
+        .filter(Stemmer::new(Language::English))
+        .build();
+    let folded = fold(text);
+    let mut stream = analyzer.token_stream(&folded);
+    let mut stems = Vec::new();
+    while stream.advance() {
+        stems.push(stream.token().text.clone());
+    }
+    stems
+}
+
 /// The distinct terms of `text`, in order of first occurrence.
 pub(super) fn analyze_distinct(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     let folded = fold(text);

@@ -12,6 +12,7 @@ mod query;
 pub mod store;
 mod vectors;
 
+pub use analyzer::stems;
 pub use base::{KnowledgeBase, Retrieval};
 pub use document::{Chunk, Document, DocumentError, FrontMatter, content_hash, load_dir, parse_document};
 pub use index::{DEFAULT_FUSION, Fusion, Hit, KnowledgeIndex, SearchOptions, SearchResult, Vectors};
