@@ -263,8 +263,13 @@ async fn polling_stores_each_update_exactly_as_telegram_sent_it() {
     // reply written by hand with odd spacing and escapes, and a button press teloxide cannot
     // read: each one goes out and is stored byte for byte.
     let service = fixture_text("getUpdates_forum_service_messages.json");
-    let service: HashMap<String, Vec<&RawValue>> = serde_json::from_str(&service).unwrap();
-    let mut sent: Vec<String> = service["result"].iter().map(|raw| raw.get().to_owned()).collect();
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Vec<&'a RawValue>,
+    }
+    let service: Answer<'_> = serde_json::from_str(&service).unwrap();
+    let mut sent: Vec<String> = service.result.iter().map(|raw| raw.get().to_owned()).collect();
     sent.push(format!(
         "{{ \"update_id\" : 730700001, \"message\": {{\"message_id\":5401, \"from\": {}, \"chat\": {{\"id\": {CHAT_ID}, \
          \"title\": \"Lectio support\", \"is_forum\": true, \"type\": \"supergroup\"}}, \"date\": 1764001000, \
@@ -484,3 +489,4 @@ async fn the_fake_bot_api_answers_in_the_real_shapes() {
     assert_eq!(upgraded, errors["group_upgraded"]);
     assert_eq!(upgraded["parameters"]["migrate_to_chat_id"], CHAT_ID);
 }
+
