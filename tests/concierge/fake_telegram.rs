@@ -219,7 +219,11 @@ async fn handle(
         "sendMessage" if in_set(&fake.behaviour.closed_threads) => Some("topic_closed"),
         "sendMessage" | "sendChatAction" if in_set(&fake.behaviour.deleted_threads) => Some("message_thread_not_found"),
         "sendMessage"
-            if fake.behaviour.lost_lookups.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() =>
+            if fake
+                .behaviour
+                .lost_lookups
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok() =>
         {
             Some("message_thread_not_found")
         }

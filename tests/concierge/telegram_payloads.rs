@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json, value::RawValue};
 
 use crate::{
-    fake_telegram::{CHAT_ID, FakeTelegram, OLD_GROUP_ID, text_update, operator_user},
+    fake_telegram::{CHAT_ID, FakeTelegram, OLD_GROUP_ID, operator_user, text_update},
     helpers::{Conversation, TestApp, WAIT, platform_token, user_token, wait_until},
     telegram::{WEBHOOK_SECRET, escalate, spawn, telegram_config, thread_of, webhook},
 };
@@ -133,7 +133,10 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
     let edited = topic("update_edited_message_in_topic.json");
     send(&app, &edited).await;
     let edit = sse.next().await;
-    assert_eq!((edit.event.as_str(), &edit.data["content"]), ("edit", &json!("Вижу два списания, возврат уже оформлен.")));
+    assert_eq!(
+        (edit.event.as_str(), &edit.data["content"]),
+        ("edit", &json!("Вижу два списания, возврат уже оформлен."))
+    );
 
     // An anonymous admin answers, forwards, starts a video chat: the first two reach the user
     // under the admin's signature.
@@ -166,6 +169,11 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
     assert_eq!(sse.next_from("system").await.data["metadata"]["status"], "closed");
     let this_bot = topic("update_command_for_this_bot_in_topic.json");
     send(&app, &this_bot).await;
+    // The bot removed from the group and added back.
+    let kicked = fixture("update_my_chat_member_kicked.json");
+    let added_back = fixture("update_my_chat_member_added_back.json");
+    send(&app, &kicked).await;
+    send(&app, &added_back).await;
 
     let outcomes = outcomes(&app).await;
     for update in &service {
@@ -186,6 +194,8 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
         (&migrate_from, "migrated: -4012345678 to -1001234567890"),
         (&button, "close"),
         (&this_bot, "close: already closed"),
+        (&kicked, "stopped: the bot was removed from the chat"),
+        (&added_back, "resumed: the bot is back in the chat"),
     ];
     for (update, outcome) in expected {
         assert_eq!(outcomes[&update_id(update)], outcome, "{update}");
@@ -208,6 +218,9 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
         .await
         .unwrap();
     assert_eq!(raw, reply.to_string());
+    // A NUL, which no jsonb can hold, is refused before anything is stored.
+    let nul = text_update(730_900_001, 5999, thread, operator_user(), "a\u{0}b");
+    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &nul).await, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]
@@ -489,4 +502,3 @@ async fn the_fake_bot_api_answers_in_the_real_shapes() {
     assert_eq!(upgraded, errors["group_upgraded"]);
     assert_eq!(upgraded["parameters"]["migrate_to_chat_id"], CHAT_ID);
 }
-

@@ -62,6 +62,10 @@ pub async fn webhook(
     })?;
     let update: Value =
         serde_json::from_slice(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    // The jsonb copy cannot hold a NUL (`\u0000`); Telegram sends none.
+    if let Some(field) = crate::extract::nul_at(&update, "body") {
+        return Err(ApiError::validation("invalid_text", field.clone(), format!("{field} contains a NUL character")));
+    }
     // Valid JSON is UTF-8; kept as Telegram sent it, byte for byte.
     let raw = std::str::from_utf8(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
     let update_id =

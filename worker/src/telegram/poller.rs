@@ -50,7 +50,10 @@ enum PollError {
 }
 
 /// One getUpdates call, as raw JSON: each update's text and its id.
-async fn get_updates(telegram: &Telegram, offset: Option<i64>) -> Result<Vec<(TelegramUpdateId, serde_json::Value, String)>, PollError> {
+async fn get_updates(
+    telegram: &Telegram,
+    offset: Option<i64>,
+) -> Result<Vec<(TelegramUpdateId, serde_json::Value, String)>, PollError> {
     let mut url = telegram.bot.api_url();
     url.path_segments_mut()
         .map_err(|()| PollError::Failed("the Bot API URL cannot take a path".into()))?

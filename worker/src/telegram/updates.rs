@@ -193,8 +193,7 @@ async fn operator_topic(
     let Some(thread) = message.thread_id.filter(|_| message.is_topic_message) else {
         return Ok(Err("ignored: not in a topic".into()));
     };
-    let Some(topic) = store::topic_by_thread(&ctx.pool, telegram.chat_id(), TelegramThreadId(thread.0.0)).await?
-    else {
+    let Some(topic) = store::topic_by_thread(&ctx.pool, telegram.chat_id(), TelegramThreadId(thread.0.0)).await? else {
         return Ok(Err("ignored: unknown topic".into()));
     };
     if anonymous {
@@ -353,7 +352,8 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     let Some(text) = message.text().map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok("ignored: edit without text".into());
     };
-    let Some(message_id) = store::linked_message(&ctx.pool, telegram.chat_id(), TelegramMessageId(message.id.0)).await?
+    let Some(message_id) =
+        store::linked_message(&ctx.pool, telegram.chat_id(), TelegramMessageId(message.id.0)).await?
     else {
         return Ok("ignored: edit of a message the user never saw".into());
     };
