@@ -54,7 +54,7 @@ where
 }
 
 /// The path (`params.lesson_id`) of the first string or key holding a NUL character.
-fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
+pub(crate) fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
     use serde_json::Value;
     match value {
         Value::String(text) if text.contains('\0') => Some(path.to_owned()),

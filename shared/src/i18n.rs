@@ -129,6 +129,8 @@ pub struct OperatorTexts {
     pub unknown_command: &'static str,
     pub not_an_operator: &'static str,
     pub topic_name_visitor: &'static str,
+    /// How an operator posting anonymously (as the group) is named without a signature.
+    pub anonymous_admin: &'static str,
 }
 
 /// What actions tell the user.
@@ -162,6 +164,9 @@ pub struct ActionTexts {
     pub status_queue_delayed: &'static str,
     pub status_llm_failing: &'static str,
     pub status_telegram_delayed: &'static str,
+    /// The bot was kicked from the support group: posts wait.
+    pub status_telegram_stopped: &'static str,
+
     pub status_platform_failing: &'static str,
     pub status_platform_down: &'static str,
     /// How a lesson's start is shown (chrono format, Moscow time).
@@ -216,6 +221,7 @@ static RU: Texts = Texts {
         unknown_command: "Неизвестная команда. Доступно: /close — закрыть, /ai — вернуть боту, /note текст — заметка.",
         not_an_operator: "Эта кнопка только для операторов поддержки.",
         topic_name_visitor: "Гость",
+        anonymous_admin: "Администратор",
     },
     actions: ActionTexts {
         zoom_ok: "Zoom подключён к Lectio, доступ действует. Лицензия: {licence}.",
@@ -256,6 +262,8 @@ static RU: Texts = Texts {
         status_queue_delayed: "очередь {queue} задерживается",
         status_llm_failing: "языковая модель не отвечает, отвечает встроенный помощник",
         status_telegram_delayed: "сообщения операторам в Telegram задерживаются",
+        status_telegram_stopped: "бота удалили из группы поддержки в Telegram, сообщения операторам ждут его возвращения",
+
         status_platform_failing: "платформа сообщает о сбое",
         status_platform_down: "платформа Lectio не отвечает",
         lesson_time_format: "%d.%m.%Y %H:%M МСК",

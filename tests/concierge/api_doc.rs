@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/events/token"),
     ("get", "/admin/metrics"),
     ("post", "/admin/metrics/recompute"),
+    ("get", "/admin/telegram/alerts"),
     ("delete", "/admin/users/{sub}"),
     ("get", "/admin/users/{sub}/export"),
     ("get", "/conversations"),

@@ -1,7 +1,12 @@
 //! A fake Telegram Bot API on loopback: it records every call, creates topics, accepts
-//! messages, serves queued updates to getUpdates, and can answer 429 (in alternating windows,
-//! like flood control), 500, or slowly. Like Telegram, it refuses messages over 4096 UTF-16
-//! units and posts to a topic that was closed.
+//! messages, serves queued updates to getUpdates (byte for byte as queued), and can answer 429
+//! (in alternating windows, like flood control), 500, or slowly. Like Telegram, it refuses
+//! messages over 4096 UTF-16 units and posts to a topic that was closed, fails to find a topic
+//! now and then, refuses everything once the bot is kicked, and answers a group's old id with
+//! its upgrade. Results and errors have the shapes the real Bot API gives (see
+//! `shared/telegram-samples/telegram_methods/` beside the project): the error envelope
+//! `{ok, error_code, description[, parameters]}`, createForumTopic's topic, sendMessage's
+//! message in a topic with the topic's creation as `reply_to_message`.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -29,7 +34,12 @@ pub const CHAT_ID: i64 = -1_001_234_567_890;
 pub const OPERATOR_ID: u64 = 4242;
 pub const STRANGER_ID: u64 = 777;
 
+/// A basic group's id before its upgrade to the supergroup [`CHAT_ID`].
+pub const OLD_GROUP_ID: i64 = -4_012_345_678;
+
 const KNOWN: &[&str] = &[
+    "getMe",
+    "sendChatAction",
     "createForumTopic",
     "reopenForumTopic",
     "deleteForumTopic",
@@ -63,6 +73,14 @@ pub struct Behaviour {
     pub closed_threads: Mutex<HashSet<i64>>,
     /// Topics deleted (by hand or with deleteForumTopic): sendMessage there is refused.
     pub deleted_threads: Mutex<HashSet<i64>>,
+    /// Answer the next N sendMessage calls to a topic that exists with "message thread not
+    /// found" (the Bot API server says so for any failed look-up of a topic).
+    pub lost_lookups: AtomicUsize,
+    /// The bot was kicked from the group: every request about it is refused with 403.
+    pub kicked: AtomicBool,
+    /// The group [`OLD_GROUP_ID`] was upgraded to [`CHAT_ID`]: requests to the old id get
+    /// "group chat was upgraded" with `migrate_to_chat_id`.
+    pub upgraded: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -70,7 +88,9 @@ pub struct FakeTelegram {
     pub url: String,
     pub behaviour: Arc<Behaviour>,
     calls: Arc<Mutex<Vec<Call>>>,
-    updates: Arc<Mutex<VecDeque<Value>>>,
+    updates: Arc<Mutex<VecDeque<String>>>,
+    /// The topics created: thread id → name, for the creation message Telegram quotes.
+    topics: Arc<Mutex<std::collections::HashMap<i64, String>>>,
     next_id: Arc<AtomicI64>,
     started: Instant,
 }
@@ -82,6 +102,7 @@ impl FakeTelegram {
             behaviour: Arc::default(),
             calls: Arc::default(),
             updates: Arc::default(),
+            topics: Arc::default(),
             next_id: Arc::new(AtomicI64::new(100)),
             started: Instant::now(),
         };
@@ -133,7 +154,12 @@ impl FakeTelegram {
 
     /// Queue an update for getUpdates.
     pub fn push_update(&self, update: Value) {
-        self.updates.lock().unwrap().push_back(update);
+        self.push_raw_update(&update.to_string());
+    }
+
+    /// Queue an update for getUpdates exactly as written (spacing, key order, escapes).
+    pub fn push_raw_update(&self, update: &str) {
+        self.updates.lock().unwrap().push_back(update.to_owned());
     }
 
     fn record(&self, method: &str, body: Value, status: u16) {
@@ -165,15 +191,7 @@ async fn handle(
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let flooding = fake.behaviour.flood_windows.load(Ordering::SeqCst) && fake.started.elapsed().as_secs() % 2 == 1;
     if flooding && method != "getUpdates" && method != "answerCallbackQuery" {
-        fake.record(&method, body, 429);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({
-                "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
-                "parameters": { "retry_after": 1 }
-            })),
-        )
-            .into_response();
+        return fake.refuse(&method, body, error_body("too_many_requests"));
     }
     let failing = match method.as_str() {
         "sendMessage" => Some(&fake.behaviour.fail_sends),
@@ -183,27 +201,36 @@ async fn handle(
     if let Some(failing) = failing
         && failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     {
-        fake.record(&method, body, 500);
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "ok": false, "error_code": 500, "description": "Internal Server Error" })),
-        )
-            .into_response();
+        return fake.refuse(&method, body, error_body("internal"));
+    }
+    let about_group = body.get("chat_id").is_some();
+    if about_group && fake.behaviour.kicked.load(Ordering::SeqCst) {
+        return fake.refuse(&method, body, error_body("bot_kicked_supergroup"));
+    }
+    if fake.behaviour.upgraded.load(Ordering::SeqCst) && body["chat_id"].as_i64() == Some(OLD_GROUP_ID) {
+        return fake.refuse(&method, body, error_body("group_upgraded"));
     }
     let thread = body["message_thread_id"].as_i64();
     let in_set = |threads: &Mutex<HashSet<i64>>| thread.is_some_and(|thread| threads.lock().unwrap().contains(&thread));
     let refusal = match method.as_str() {
         "sendMessage" if body["text"].as_str().unwrap_or_default().encode_utf16().count() > 4096 => {
-            Some("Bad Request: message is too long")
+            Some("message_is_too_long")
         }
-        "sendMessage" if in_set(&fake.behaviour.closed_threads) => Some("Bad Request: TOPIC_CLOSED"),
-        "sendMessage" if in_set(&fake.behaviour.deleted_threads) => Some("Bad Request: message thread not found"),
+        "sendMessage" if in_set(&fake.behaviour.closed_threads) => Some("topic_closed"),
+        "sendMessage" | "sendChatAction" if in_set(&fake.behaviour.deleted_threads) => Some("message_thread_not_found"),
+        "sendMessage"
+            if fake
+                .behaviour
+                .lost_lookups
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok() =>
+        {
+            Some("message_thread_not_found")
+        }
         _ => None,
     };
-    if let Some(description) = refusal {
-        fake.record(&method, body, 400);
-        return (StatusCode::BAD_REQUEST, Json(json!({ "ok": false, "error_code": 400, "description": description })))
-            .into_response();
+    if let Some(refusal) = refusal {
+        return fake.refuse(&method, body, error_body(refusal));
     }
     let result = match method.as_str() {
         "createForumTopic" => {
@@ -212,23 +239,54 @@ async fn handle(
                 simulate_delay(Duration::from_millis(delay as u64)).await;
             }
             let thread = fake.next_id.fetch_add(1, Ordering::SeqCst);
-            json!({ "message_thread_id": thread, "name": body["name"], "icon_color": 7322096 })
+            let name = body["name"].as_str().unwrap_or_default().to_owned();
+            fake.topics.lock().unwrap().insert(thread, name.clone());
+            // As in telegram_methods/openintegrations_createForumTopic_result.json (no custom
+            // emoji was asked for, so none is named).
+            json!({ "message_thread_id": thread, "name": name, "icon_color": 7322096 })
         }
         "sendMessage" => {
+            // As in telegram_methods/bodao_sendMessage_in_topic_result.json: in a topic, the
+            // message quotes the topic's creation.
             let id = fake.next_id.fetch_add(1, Ordering::SeqCst);
-            let mut message = group_message(id, body["message_thread_id"].as_i64(), bot_user());
+            let chat = body["chat_id"].as_i64().unwrap_or(CHAT_ID);
+            let mut message = message_in(chat, id, thread, bot_user());
+            if let Some(thread) = thread {
+                let name = fake.topics.lock().unwrap().get(&thread).cloned().unwrap_or_default();
+                let mut created = message_in(chat, thread, Some(thread), bot_user());
+                created["forum_topic_created"] = json!({ "name": name, "icon_color": 7322096 });
+                message["reply_to_message"] = created;
+            }
             message["text"] = body["text"].clone();
+            if !body["reply_markup"].is_null() {
+                message["reply_markup"] = body["reply_markup"].clone();
+            }
             message
+        }
+        "getMe" => {
+            let mut me = bot_user();
+            for (key, value) in [
+                ("can_join_groups", true),
+                ("can_read_all_group_messages", true),
+                ("supports_inline_queries", false),
+                ("can_connect_to_business", false),
+                ("has_main_web_app", false),
+            ] {
+                me[key] = json!(value);
+            }
+            me
         }
         "getChatAdministrators" => json!([{ "status": "creator", "is_anonymous": false, "user": operator_user() }]),
         "getUpdates" => {
-            let pending: Vec<Value> = fake.updates.lock().unwrap().drain(..).collect();
+            let pending: Vec<String> = fake.updates.lock().unwrap().drain(..).collect();
             if pending.is_empty() {
                 // A long poll that ends with nothing.
                 simulate_delay(Duration::from_millis(200)).await;
             }
             fake.record(&method, body, 200);
-            return Json(json!({ "ok": true, "result": pending })).into_response();
+            // Written by hand so that each update goes out exactly as it was queued.
+            let text = format!("{{\"ok\":true,\"result\":[{}]}}", pending.join(","));
+            return ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response();
         }
         "reopenForumTopic" => {
             fake.behaviour
@@ -246,11 +304,31 @@ async fn handle(
                 .insert(body["message_thread_id"].as_i64().unwrap_or_default());
             json!(true)
         }
-        "answerCallbackQuery" | "setWebhook" | "deleteWebhook" => json!(true),
+        "answerCallbackQuery" | "setWebhook" | "deleteWebhook" | "sendChatAction" => json!(true),
         other => unreachable!("{other} is known but not answered"),
     };
     fake.record(&method, body, 200);
     Json(json!({ "ok": true, "result": result })).into_response()
+}
+
+impl FakeTelegram {
+    /// Answer with a Bot API error body (`{ok: false, error_code, description[, parameters]}`).
+    fn refuse(&self, method: &str, body: Value, error: Value) -> Response {
+        let code = error["error_code"].as_u64().unwrap_or(400) as u16;
+        self.record(method, body, code);
+        (StatusCode::from_u16(code).unwrap(), Json(error)).into_response()
+    }
+}
+
+/// A Bot API error body by name, from `fixtures/telegram/errors.json` (the descriptions as the
+/// Bot API server builds them).
+fn error_body(name: &str) -> Value {
+    static ERRORS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../fixtures/telegram/errors.json")).expect("errors.json is JSON")
+    });
+    let error = ERRORS[name].clone();
+    assert!(error.is_object(), "no error named {name} in fixtures/telegram/errors.json");
+    error
 }
 
 pub fn bot_user() -> Value {
@@ -267,11 +345,16 @@ pub fn stranger_user() -> Value {
 
 /// A message in the support group, in a topic when `thread` is given.
 pub fn group_message(message_id: i64, thread: Option<i64>, from: Value) -> Value {
+    message_in(CHAT_ID, message_id, thread, from)
+}
+
+/// A message in the forum supergroup `chat`, in a topic when `thread` is given.
+fn message_in(chat: i64, message_id: i64, thread: Option<i64>, from: Value) -> Value {
     let mut message = json!({
         "message_id": message_id,
-        "date": 1_764_000_000,
-        "chat": { "id": CHAT_ID, "type": "supergroup", "title": "Lectio support", "is_forum": true },
         "from": from,
+        "chat": { "id": chat, "title": "Lectio support", "is_forum": true, "type": "supergroup" },
+        "date": 1_764_000_000,
     });
     if let Some(thread) = thread {
         message["message_thread_id"] = json!(thread);

@@ -24,5 +24,6 @@ mod privacy;
 mod processes;
 mod streams;
 mod telegram;
+mod telegram_payloads;
 mod tokens;
 mod web_unit;

@@ -32,7 +32,7 @@ pub fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfi
     }
 }
 
-async fn spawn(fake: &FakeTelegram, mode: TelegramMode) -> TestApp {
+pub(crate) async fn spawn(fake: &FakeTelegram, mode: TelegramMode) -> TestApp {
     spawn_paced(fake, mode, 60_000).await
 }
 
@@ -47,7 +47,7 @@ async fn spawn_paced(fake: &FakeTelegram, mode: TelegramMode, per_minute: u32) -
     app
 }
 
-async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusCode {
+pub(crate) async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusCode {
     let mut request = app.client.post(app.url("/telegram/webhook/")).json(update);
     if let Some(secret) = secret {
         request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
@@ -56,7 +56,7 @@ async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusC
 }
 
 /// The topic Telegram created for the conversation.
-async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
+pub(crate) async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
     wait_until("a topic for the conversation", WAIT, async || {
         let thread: Option<Option<i32>> =
             sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1::uuid")
@@ -71,7 +71,7 @@ async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
 
 /// Press "call an operator", having written first (a hand-over needs a question): the
 /// conversation's first message is answered before the button is pressed.
-async fn escalate(app: &TestApp, conversation: &Conversation) {
+pub(crate) async fn escalate(app: &TestApp, conversation: &Conversation) {
     app.write_first(conversation).await;
     let (status, body) =
         app.post(Some(&conversation.bearer), &format!("/conversations/{}/escalate/", conversation.id), json!({})).await;

@@ -1,5 +1,6 @@
 // The conversation list: filters, pages ("more"), refresh on activity with changed rows
-// highlighted; and how a conversation's owner, mode, status and rating are shown.
+// highlighted; and how a conversation's owner, mode, status and rating are shown. Above it,
+// Telegram's alerts: a support group the bot was kicked from, or one upgraded to a supergroup.
 
 import { api, report } from './api.js';
 import { MAX_PAGE_SIZE, PAGE_SIZE } from './config.js';
@@ -41,6 +42,7 @@ export async function loadList(mode) {
     els.convMore.hidden = true;
     els.convCount.textContent = '';
   }
+  if (mode !== 'more') loadTelegramAlerts();
   try {
     const page = await api('GET', '/admin/conversations/', { query });
     if (gen !== list.gen) return;
@@ -62,6 +64,32 @@ export async function loadList(mode) {
   } finally {
     if (gen === list.gen) setBusy(els.convMore, false);
   }
+}
+
+/** How long an upgrade of the support group stays on show (the setting may still name the old id). */
+const MIGRATION_SHOWN_MS = 7 * 24 * 3600 * 1000;
+
+/** The chats the bot cannot post to, as a banner over the list; nothing when all is well. */
+export async function loadTelegramAlerts() {
+  let stops = [];
+  try {
+    stops = await api('GET', '/admin/telegram/alerts/');
+  } catch (error) {
+    // The list's own request reports a failure; the banner just stays as it was.
+    return;
+  }
+  const now = Date.now();
+  const lines = (Array.isArray(stops) ? stops : []).flatMap((stop) => {
+    if (stop.reason === 'kicked' && !stop.resumed_at) {
+      return [t('tgKicked', { chat: stop.chat_id, since: fmtDateTime(stop.stopped_at) })];
+    }
+    if (stop.reason === 'migrated' && now - Date.parse(stop.stopped_at) < MIGRATION_SHOWN_MS) {
+      return [t('tgMigrated', { from: stop.chat_id, to: stop.migrate_to_chat_id })];
+    }
+    return [];
+  });
+  els.tgAlerts.replaceChildren(...lines.map((line) => h('p', { class: 'tg-alert' }, line)));
+  els.tgAlerts.hidden = lines.length === 0;
 }
 
 export function ownerTitle(c) {

@@ -38,6 +38,7 @@ function collectElements() {
     bannerText: byId('banner-text'),
     bannerClose: byId('banner-close'),
     listView: byId('conv-list-view'),
+    tgAlerts: byId('tg-alerts'),
     detailView: byId('conv-detail-view'),
     filters: byId('conv-filters'),
     fMode: byId('f-mode'),

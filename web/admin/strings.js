@@ -50,6 +50,8 @@ export const STRINGS = {
     modeAi: 'ai — бот',
     modeHuman: 'human — оператор',
     statusOpen: 'open — открыт',
+    tgKicked: 'Бота удалили из группы поддержки в Telegram ({chat}) {since}: сообщения операторам ждут, пока его не добавят обратно.',
+    tgMigrated: 'Группа поддержки в Telegram стала супергруппой: {from} → {to}. Сообщения уже идут в новую; укажите {to} в SUPPORT_NOTIFICATIONS_CHAT_ID.',
     statusClosed: 'closed — закрыт',
     colWho: 'Кто',
     colState: 'Состояние',

@@ -134,6 +134,14 @@ impl Context {
             ),
             None => tracing::info!("decisions by the offline engine"),
         }
+        let telegram = match &config.telegram {
+            Some(settings) => {
+                let telegram = telegram::Telegram::new(settings)?.with_max_attempts(config.job_max_attempts);
+                telegram.load_current_chat(&pool).await?;
+                Some(Arc::new(telegram))
+            }
+            None => None,
+        };
         Ok(Self {
             pool,
             knowledge,
@@ -149,7 +157,7 @@ impl Context {
             status_cache: Default::default(),
             plans: Default::default(),
             definitions: Default::default(),
-            telegram: config.telegram.as_ref().map(telegram::Telegram::new).transpose()?.map(Arc::new),
+            telegram,
             retention: config.retention,
         })
     }

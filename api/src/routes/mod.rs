@@ -57,6 +57,7 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
         .routes(routes!(knowledge::search_knowledge))
         .routes(routes!(knowledge::list_documents))
         .routes(routes!(telegram::webhook))
+        .routes(routes!(telegram::admin_telegram_alerts))
         .split_for_parts();
     openapi.paths.add_path_operation(
         "/openapi.json",

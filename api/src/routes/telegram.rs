@@ -1,10 +1,11 @@
-//! `POST /telegram/webhook`: updates from Telegram's Bot API.
+//! `POST /telegram/webhook`: updates from Telegram's Bot API; `GET /admin/telegram/alerts`:
+//! the chats the bot can no longer post to.
 //!
 //! The secret Telegram was given at `setWebhook` comes back in
 //! `X-Telegram-Bot-Api-Secret-Token`; it is compared in constant time and anything else is
 //! refused with 403 before the body is read. Each update is stored once by `update_id` with
 //! the job that handles it, and Telegram gets its 200 at once; a replayed update is
-//! acknowledged and ignored.
+//! acknowledged and ignored. The body is kept as Telegram sent it (`telegram_updates.raw`).
 
 use axum::{
     Json as JsonOut,
@@ -12,15 +13,20 @@ use axum::{
     extract::{State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode},
 };
-use concierge_shared::{TelegramUpdateId, config::Secret, db::telegram};
+use concierge_shared::{
+    TelegramUpdateId,
+    config::Secret,
+    db::telegram::{self, ChatStop},
+};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::{
     AppState,
+    auth::Admin,
     error::{
         ApiError, ErrorBody,
-        responses::{InvalidInput, Malformed, TooLarge, TooManyRequests, Unavailable},
+        responses::{InvalidInput, Malformed, NotAdmin, TooLarge, TooManyRequests, Unauthenticated, Unavailable},
     },
     limits::ClientIp,
 };
@@ -59,17 +65,30 @@ pub async fn webhook(
     // Telegram passes on whatever its users typed; jsonb stores no NUL, and refusing the update
     // would only make Telegram send it again.
     replace_nul(&mut update);
+    // Valid JSON is UTF-8; kept as Telegram sent it, byte for byte.
+    let raw = std::str::from_utf8(&body).map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
     let update_id =
         update.get("update_id").and_then(Value::as_i64).map(TelegramUpdateId).ok_or_else(|| {
             ApiError::validation("invalid_update", "update_id", "an update needs an integer update_id")
         })?;
     let mut tx = state.pool.begin().await?;
-    let stored = telegram::store_update(&mut tx, update_id, &update, state.config.job_max_attempts).await?;
+    let stored = telegram::store_update(&mut tx, update_id, &update, raw, state.config.job_max_attempts).await?;
     tx.commit().await?;
     if !stored {
         tracing::debug!(%update_id, "replayed Telegram update ignored");
     }
     Ok(JsonOut(WebhookOut { ok: true }))
+}
+
+/// `GET /admin/telegram/alerts`: chats the bot was kicked from (their posts held until it is
+/// back) and groups upgraded to a supergroup (followed by themselves; the setting still names
+/// the old id), newest first. The console shows the active ones as a banner.
+#[utoipa::path(get, path = "/admin/telegram/alerts", tag = "telegram", summary = "Admin: Telegram chats the bot cannot post to (kicked, or upgraded to a supergroup)", responses((status = 200, body = Vec<ChatStop>), Unauthenticated, NotAdmin, Unavailable))]
+pub async fn admin_telegram_alerts(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<JsonOut<Vec<ChatStop>>, ApiError> {
+    Ok(JsonOut(telegram::chat_stops(&state.pool).await?))
 }
 
 /// Replaces every NUL character in the strings and keys of `value` with U+FFFD.

@@ -69,7 +69,15 @@ pub(super) async fn system_status(ctx: &Context, texts: &ActionTexts) -> Outcome
         None => "not configured",
         Some(_) => {
             let stuck = telegram::delayed_posts(&ctx.pool).await.unwrap_or(0);
-            if stuck > 0 {
+            // Chats the bot was kicked from, and groups that became supergroups (followed, but
+            // SUPPORT_NOTIFICATIONS_CHAT_ID still names the old id).
+            let stops = telegram::chat_stops(&ctx.pool).await.unwrap_or_default();
+            let stopped = stops.iter().any(|stop| stop.reason == "kicked" && stop.resumed_at.is_none());
+            report.insert("telegram_alerts".into(), json!(stops));
+            if stopped {
+                problems.push(texts.status_telegram_stopped.into());
+                "stopped"
+            } else if stuck > 0 {
                 problems.push(texts.status_telegram_delayed.into());
                 "delayed"
             } else {

@@ -15,6 +15,9 @@ use crate::{
     telegram::{SendError, Telegram, outbox, topic},
 };
 
+/// How often an escalation held by a stopped chat looks again.
+const STOPPED_RECHECK: Duration = Duration::from_secs(60);
+
 #[tracing::instrument(skip_all, fields(conversation_id = %job.conversation_id))]
 pub async fn handle(job: Escalate, ctx: Data<Context>) -> Result<(), BoxDynError> {
     let Some(telegram) = ctx.telegram.clone() else {
@@ -22,10 +25,17 @@ pub async fn handle(job: Escalate, ctx: Data<Context>) -> Result<(), BoxDynError
         return Ok(());
     };
     let backoff = Backoff { tries: ctx.max_attempts, first: Duration::from_secs(1), max: Duration::from_secs(30) };
-    let final_answer = |error: &SendError| matches!(error, SendError::Refused(_) | SendError::Held(_));
+    let final_answer =
+        |error: &SendError| matches!(error, SendError::Refused(_) | SendError::Held(_) | SendError::Stopped(..));
     match backoff.run("escalating to Telegram", final_answer, || escalate(&ctx, &telegram, &job)).await {
         Ok(()) => Ok(()),
         Err(SendError::Held(wait)) => topic::postpone(&ctx, &job, wait).await.map_err(|error| error.to_string().into()),
+        // The bot is out of the group: the hand-over waits, looked at again each minute (no
+        // request reaches Telegram meanwhile), and goes ahead once the bot is back.
+        Err(SendError::Stopped(chat, reason)) => {
+            tracing::warn!(chat_id = %chat, %reason, "the support group takes nothing; the escalation waits");
+            topic::postpone(&ctx, &job, STOPPED_RECHECK).await.map_err(|error| error.to_string().into())
+        }
         Err(SendError::Refused(error)) => {
             tracing::error!(%error, "Telegram refused the escalation");
             Err(error.into())

@@ -4,6 +4,10 @@
 //! [`topic`], which the outbox also uses to replace a deleted topic), [`outbox`] sends a
 //! topic's posts in order, [`updates`] handles what operators do in the group, and [`poller`]
 //! fetches updates with getUpdates where no webhook can reach the API.
+//!
+//! Invariant: nothing is sent to a chat the bot was kicked from; a group upgraded to a
+//! supergroup is followed to its new id (kept in `telegram_chat_stops`), and every send after
+//! that goes there.
 
 pub mod escalate;
 pub mod outbox;
@@ -13,7 +17,10 @@ pub mod updates;
 
 use std::{
     collections::HashSet,
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -21,17 +28,23 @@ use concierge_shared::{
     TelegramChatId, TelegramMessageId, TelegramThreadId,
     config::{TelegramConfig, TelegramMode},
     db::telegram as store,
+    jobs::TelegramSend,
 };
 use sqlx::PgPool;
 use teloxide::{
     Bot, RequestError,
-    payloads::SendMessageSetters,
+    payloads::{SendChatActionSetters, SendMessageSetters},
     prelude::Requester,
-    types::{ChatId, InlineKeyboardMarkup, MessageId, ThreadId},
+    types::{ChatAction, ChatId, InlineKeyboardMarkup, MessageId, ThreadId},
 };
 
 /// How long a list of the group's administrators is trusted.
 const ADMINS_TTL: Duration = Duration::from_secs(300);
+/// Telegram's GroupAnonymousBot: the `from` of everything a group's anonymous admins post
+/// (with `sender_chat` = the group).
+pub const GROUP_ANONYMOUS_BOT: u64 = 1_087_968_824;
+/// What Telegram says when a group's old id is used after its upgrade to a supergroup.
+const GROUP_UPGRADED: &str = "Bad Request: group chat was upgraded to a supergroup chat";
 
 /// A Telegram request that did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +59,17 @@ pub enum SendError {
     /// is queued again for then.
     #[error("the cap on new topics is reached; the topic waits {0:?}")]
     Held(Duration),
+    /// The chat takes nothing for now (the bot was kicked): every post to it waits, pending,
+    /// until the bot is back. Not a failure of the post.
+    #[error("sending to chat {0} is stopped: {1}")]
+    Stopped(TelegramChatId, String),
+    /// The chat became another (a group upgraded to a supergroup): the request is to be made
+    /// again there. The move is recorded and followed already.
+    #[error("chat {0} moved to {1}")]
+    Migrated(TelegramChatId, TelegramChatId),
+    /// The topic was deleted: "message thread not found", confirmed by a second look.
+    #[error("{0}")]
+    TopicGone(String),
 }
 
 impl From<sqlx::Error> for SendError {
@@ -56,8 +80,15 @@ impl From<sqlx::Error> for SendError {
 
 pub struct Telegram {
     pub bot: Bot,
-    pub chat_id: TelegramChatId,
+    /// The support group: `SUPPORT_NOTIFICATIONS_CHAT_ID`, or the supergroup it became.
+    chat_id: AtomicI64,
     pub mode: TelegramMode,
+    /// The HTTP client's timeout, which a long poll's own wait adds to.
+    pub timeout: Duration,
+    /// The bot's username (getMe), asked once: `/close@<it>` is for this bot.
+    username: tokio::sync::OnceCell<String>,
+    /// Attempts of the send jobs it queues itself (when a held chat resumes).
+    max_attempts: u32,
     interval: Duration,
     /// New topics allowed per `topics_window` (0: no cap).
     pub topics_per_window: u32,
@@ -81,8 +112,11 @@ impl Telegram {
         }
         Ok(Self {
             bot,
-            chat_id: TelegramChatId(config.chat_id),
+            chat_id: AtomicI64::new(config.chat_id),
             mode: config.mode,
+            timeout: config.timeout,
+            username: tokio::sync::OnceCell::new(),
+            max_attempts: 5,
             interval: config.send_interval(),
             topics_per_window: config.topics_per_window,
             topics_window: config.topics_window,
@@ -91,25 +125,78 @@ impl Telegram {
         })
     }
 
-    pub fn chat(&self) -> ChatId {
-        ChatId(self.chat_id.0)
+    /// Attempts given to the send jobs it queues (`CONCIERGE_JOB_MAX_ATTEMPTS`).
+    pub fn with_max_attempts(self, max_attempts: u32) -> Self {
+        Self { max_attempts, ..self }
     }
 
-    /// Run one request to the group in the group's next send slot. A 429 holds every sender
-    /// of the chat for `retry_after` (a slot that falls inside the pause is given up for one
-    /// after it) and the request is made again; nothing is dropped.
+    /// The support group's id now.
+    pub fn chat_id(&self) -> TelegramChatId {
+        TelegramChatId(self.chat_id.load(Ordering::SeqCst))
+    }
+
+    pub fn chat(&self) -> ChatId {
+        ChatId(self.chat_id().0)
+    }
+
+    /// Follow a migration another process (or an earlier run) recorded for the support group.
+    pub async fn load_current_chat(&self, pool: &PgPool) -> sqlx::Result<()> {
+        let current = store::current_chat(pool, self.chat_id()).await?;
+        if current != self.chat_id() {
+            tracing::info!(chat_id = %current, "the support group was upgraded to a supergroup; sending there");
+            self.chat_id.store(current.0, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// The bot's username, from getMe the first time it is asked.
+    pub async fn username(&self) -> Result<&str, SendError> {
+        let name = self
+            .username
+            .get_or_try_init(|| async {
+                let me = self.bot.get_me().await.map_err(classify)?;
+                Ok::<_, SendError>(me.user.username.clone().unwrap_or_default())
+            })
+            .await?;
+        Ok(name)
+    }
+
+    /// Run one request to the group in the group's next send slot (see [`Self::paced_in`]).
     pub async fn paced<T, F, Fut>(&self, pool: &PgPool, request: F) -> Result<T, SendError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, RequestError>>,
     {
+        self.paced_in(pool, self.chat_id(), request).await
+    }
+
+    /// Run one request to `chat` in the group's next send slot. A 429 holds every sender of
+    /// the chat for `retry_after` (a slot that falls inside the pause is given up for one
+    /// after it) and the request is made again; nothing is dropped. Nothing goes to a chat
+    /// that is stopped; a refusal saying the bot was kicked stops the chat, and one saying
+    /// the group was upgraded moves the support group to its new id.
+    pub async fn paced_in<T, F, Fut>(&self, pool: &PgPool, chat: TelegramChatId, request: F) -> Result<T, SendError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, RequestError>>,
+    {
+        if let Some(stop) = store::chat_stop(pool, chat).await? {
+            match stop.migrate_to_chat_id {
+                Some(to) => {
+                    self.follow(pool, chat, to, &stop.description).await?;
+                    return Err(SendError::Migrated(chat, to));
+                }
+                None if stop.resumed_at.is_none() => return Err(SendError::Stopped(chat, stop.description)),
+                None => {}
+            }
+        }
         loop {
-            let wait = store::reserve_slot(pool, self.chat_id, self.interval).await?;
+            let wait = store::reserve_slot(pool, self.chat_id(), self.interval).await?;
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
             // A 429 came while this slot was waiting: sending now would only earn another.
-            let held = store::held_for(pool, self.chat_id).await?;
+            let held = store::held_for(pool, self.chat_id()).await?;
             if !held.is_zero() {
                 tokio::time::sleep(held).await;
                 continue;
@@ -119,10 +206,79 @@ impl Telegram {
                 Err(RequestError::RetryAfter(seconds)) => {
                     let pause = seconds.duration().max(Duration::from_secs(1));
                     tracing::info!(?pause, "Telegram asked to slow down");
-                    store::hold_chat(pool, self.chat_id, pause).await?;
+                    store::hold_chat(pool, self.chat_id(), pause).await?;
+                }
+                Err(RequestError::MigrateToChatId(to)) => {
+                    let to = TelegramChatId(to.0);
+                    self.follow(pool, chat, to, GROUP_UPGRADED).await?;
+                    return Err(SendError::Migrated(chat, to));
+                }
+                Err(RequestError::Api(api)) if bot_kicked(&api.to_string()) => {
+                    // Telegram's own words, as the console shows them.
+                    let description = api.to_string();
+                    if store::stop_kicked(pool, chat, &description).await? {
+                        tracing::error!(chat_id = %chat, %description, "the bot was kicked from the chat; its posts are held");
+                    }
+                    return Err(SendError::Stopped(chat, description));
                 }
                 Err(error) => return Err(classify(error)),
             }
+        }
+    }
+
+    /// `from` became `to`: record it, send to `to` from now on if it was the support group, and
+    /// queue every waiting post again (they go to the new group).
+    pub async fn follow(
+        &self,
+        pool: &PgPool,
+        from: TelegramChatId,
+        to: TelegramChatId,
+        description: &str,
+    ) -> Result<(), SendError> {
+        let news = store::record_migration(pool, from, to, description).await?;
+        let moved = self.chat_id.compare_exchange(from.0, to.0, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if news || moved {
+            tracing::warn!(from = %from, to = %to, "the group was upgraded to a supergroup; following it");
+            requeue_pending(pool, &format!("migrated:{from}:{to}"), self.max_attempts).await?;
+        }
+        Ok(())
+    }
+
+    /// The bot is a member of `chat` again: resume what its stop held.
+    pub async fn resume(&self, pool: &PgPool, chat: TelegramChatId) -> Result<bool, SendError> {
+        if !store::resume_chat(pool, chat).await? {
+            return Ok(false);
+        }
+        tracing::info!(chat_id = %chat, "the bot is back in the chat; sending its held posts");
+        let cause = format!("resumed:{chat}:{}", chrono::Utc::now().timestamp_millis());
+        requeue_pending(pool, &cause, self.max_attempts).await?;
+        Ok(true)
+    }
+
+    /// Whether a topic Telegram could not find ("message thread not found", which the Bot API
+    /// server answers for any failed look-up of a topic) is really gone: a harmless
+    /// `sendChatAction` in it says. `Ok(false)` means the topic is there.
+    pub async fn topic_missing(
+        &self,
+        pool: &PgPool,
+        (chat, thread_id): (TelegramChatId, TelegramThreadId),
+    ) -> Result<bool, SendError> {
+        let thread = ThreadId(MessageId(thread_id.0));
+        let probe = self
+            .paced_in(pool, chat, || {
+                let request = self.bot.send_chat_action(ChatId(chat.0), ChatAction::Typing).message_thread_id(thread);
+                async move { request.await }
+            })
+            .await;
+        match probe {
+            Ok(_) => Ok(false),
+            Err(SendError::Refused(error)) if topic_gone(&error) => Ok(true),
+            // Refused for another reason: it says nothing of the topic, so it is not replaced.
+            Err(SendError::Refused(error)) => {
+                tracing::warn!(%error, %thread_id, "could not confirm that a topic is gone");
+                Ok(false)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -137,7 +293,7 @@ impl Telegram {
     ) -> Result<TelegramMessageId, SendError> {
         let thread = ThreadId(MessageId(thread_id.0));
         let message = self
-            .paced(pool, || {
+            .paced_in(pool, chat, || {
                 let request = self.bot.send_message(ChatId(chat.0), text).message_thread_id(thread);
                 let request = match markup {
                     Some(markup) => request.reply_markup(markup.clone()),
@@ -156,7 +312,7 @@ impl Telegram {
         (chat, thread_id): (TelegramChatId, TelegramThreadId),
     ) -> Result<(), SendError> {
         let thread = ThreadId(MessageId(thread_id.0));
-        self.paced(pool, || async move { self.bot.reopen_forum_topic(ChatId(chat.0), thread).await }).await?;
+        self.paced_in(pool, chat, || async move { self.bot.reopen_forum_topic(ChatId(chat.0), thread).await }).await?;
         Ok(())
     }
 
@@ -193,6 +349,24 @@ impl Telegram {
         *self.admins.lock().expect("admins lock") = Some((Instant::now(), admins));
         Ok(allowed)
     }
+}
+
+/// Queue a send job for every conversation with posts waiting (after its chat resumed or
+/// moved).
+async fn requeue_pending(pool: &PgPool, cause: &str, max_attempts: u32) -> Result<(), SendError> {
+    let waiting = store::conversations_with_pending_posts(pool).await?;
+    let mut tx = pool.begin().await?;
+    for conversation_id in waiting {
+        let job = TelegramSend { conversation_id, cause: format!("{cause}:{conversation_id}") };
+        concierge_shared::jobs::enqueue(&mut tx, &job, max_attempts).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether a refusal says the bot is no longer in the chat.
+fn bot_kicked(description: &str) -> bool {
+    description.contains("bot was kicked") || description.contains("bot is not a member")
 }
 
 fn classify(error: RequestError) -> SendError {

@@ -5,6 +5,9 @@
 //! sends everything pending. A post stays pending until Telegram has accepted it: a transient
 //! failure is retried with backoff, and when the job's attempts are spent the sweep queues the
 //! topic again a minute later, and only a post Telegram refused outright is marked failed.
+//! "Message thread not found" is confirmed before the topic counts as deleted; a chat the bot
+//! was kicked from holds every post, and a group upgraded to a supergroup has its topics opened
+//! again in the new one.
 
 use std::time::Duration;
 
@@ -72,11 +75,19 @@ pub async fn delete_topics(ctx: &Context, telegram: &Telegram) -> Result<(), Sen
                 ("pending", Some(error.as_str()))
             }
             Err(SendError::Held(_)) => ("pending", None),
+            // Nothing can be deleted in a chat the bot left: it waits for the bot to be back. A
+            // group that moved took its topics along.
+            Err(SendError::Stopped(_, error)) => ("pending", Some(error.as_str())),
+            Err(SendError::Migrated(..)) => ("skipped", Some("the group was upgraded to a supergroup")),
+            Err(SendError::TopicGone(error)) => ("skipped", Some(error.as_str())),
         };
         store::finish_deletion(&mut *tx, deletion.id, outcome.0, outcome.1).await?;
         tx.commit().await?;
-        if let Err(error @ (SendError::Transient(_) | SendError::Held(_))) = deleted {
-            return Err(error);
+        match deleted {
+            Err(error @ (SendError::Transient(_) | SendError::Held(_))) => return Err(error),
+            // The rest wait too; the posts of this job are held the same way.
+            Err(SendError::Stopped(..)) => return Ok(()),
+            _ => {}
         }
         tracing::info!(post = deletion.key, state = outcome.0, "topic deletion handled");
     }
@@ -92,7 +103,12 @@ pub async fn deliver(ctx: &Context, telegram: &Telegram, conversation_id: Conver
         };
         let sent = send_pending(ctx, telegram, conversation_id, topic, sender).await;
         store::release_sender(&ctx.pool, conversation_id, sender).await?;
-        sent?;
+        match sent {
+            // The chat is stopped: the posts wait, pending, until it resumes (which queues
+            // this topic again).
+            Err(SendError::Stopped(..)) => return Ok(()),
+            other => other?,
+        }
         // A post queued while we released the lease found it held and left it to us.
         if store::next_post(&ctx.pool, conversation_id).await?.is_none() {
             return Ok(());
@@ -119,13 +135,25 @@ async fn send_pending(
                 Err(SendError::Refused(error)) if super::topic_closed(error) => {
                     tracing::info!(thread_id = %topic.1, "the topic was closed in Telegram; reopening it");
                     match telegram.reopen_topic(&ctx.pool, topic).await {
-                        Err(error @ (SendError::Transient(_) | SendError::Held(_))) => return Err(error),
                         Err(SendError::Refused(error)) => {
                             tracing::warn!(%error, "Telegram refused to reopen the topic")
                         }
+                        Err(error) => return Err(error),
                         Ok(()) => {}
                     }
                     telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await
+                }
+                // The Bot API server says "thread not found" for any failed look-up of a topic:
+                // only a confirmed deletion counts, and a topic that is there gets the post again.
+                Err(SendError::Refused(error)) if super::topic_gone(error) => {
+                    if telegram.topic_missing(&ctx.pool, topic).await? {
+                        return Err(SendError::TopicGone(error.clone()));
+                    }
+                    tracing::warn!(thread_id = %topic.1, %error, "Telegram did not find a topic that is there; posting again");
+                    match telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await {
+                        Err(SendError::Refused(error)) if super::topic_gone(&error) => Err(SendError::Transient(error)),
+                        other => other,
+                    }
                 }
                 _ => posted,
             }
@@ -133,11 +161,13 @@ async fn send_pending(
         .await;
         match posted {
             Ok(message_id) => store::mark_sent(&ctx.pool, post.id, message_id).await?,
-            Err(SendError::Refused(error))
-                if super::topic_gone(&error) && reopen_deleted(ctx, telegram, conversation_id, topic).await? =>
-            {
-                // The next round of `deliver` claims the new topic: its card, then this post.
-                return Ok(());
+            Err(SendError::TopicGone(error)) => {
+                if reopen_deleted(ctx, telegram, conversation_id, topic).await? {
+                    // The next round of `deliver` claims the new topic: its card, then this post.
+                    return Ok(());
+                }
+                tracing::error!(post = post.key, %error, "the topic is gone and nobody waits; the post is marked failed");
+                store::mark_attempt(&ctx.pool, post.id, &error, true).await?;
             }
             Err(SendError::Refused(error)) => {
                 tracing::error!(post = post.key, %error, "Telegram refused a post; it is marked failed");
@@ -147,6 +177,21 @@ async fn send_pending(
                 tracing::warn!(post = post.key, %error, "a Telegram post failed; it will be retried");
                 store::mark_attempt(&ctx.pool, post.id, &error, false).await?;
                 return Err(SendError::Transient(error));
+            }
+            // The whole chat is held: this post and the ones after it wait, pending, until the
+            // bot is back (then every held topic is queued again).
+            Err(SendError::Stopped(chat, reason)) => {
+                tracing::info!(post = post.key, chat_id = %chat, %reason, "the chat is stopped; the post is held");
+                return Err(SendError::Stopped(chat, reason));
+            }
+            // The group became a supergroup: its topics are opened there anew, with their card,
+            // and the posts follow.
+            Err(SendError::Migrated(from, to)) => {
+                tracing::info!(post = post.key, %from, %to, "the topic's group moved; opening the topic there");
+                if !reopen_deleted(ctx, telegram, conversation_id, topic).await? {
+                    store::mark_attempt(&ctx.pool, post.id, &format!("chat {from} moved to {to}"), true).await?;
+                }
+                return Ok(());
             }
             // Only a new topic is ever held, never a post.
             Err(held @ SendError::Held(_)) => return Err(held),

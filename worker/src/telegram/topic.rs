@@ -76,13 +76,13 @@ async fn ensure_topic(
     let name = topic_name(conversation, first_question, texts);
     let give_up = Instant::now() + CLAIM_LEASE * 4;
     loop {
-        match store::claim_topic(&ctx.pool, conversation.id, telegram.chat_id, &name, CLAIM_LEASE).await? {
+        match store::claim_topic(&ctx.pool, conversation.id, telegram.chat_id(), &name, CLAIM_LEASE).await? {
             TopicClaim::Ready(thread_id) => return Ok(thread_id),
             TopicClaim::Claimed => {
                 if telegram.topics_per_window > 0
                     && let Some(wait) = store::reserve_creation(
                         &ctx.pool,
-                        telegram.chat_id,
+                        telegram.chat_id(),
                         conversation.id,
                         telegram.topics_per_window,
                         telegram.topics_window,
@@ -100,7 +100,8 @@ async fn ensure_topic(
                 return match created {
                     Ok(created) => {
                         let mut conn = ctx.pool.acquire().await?;
-                        let recorded = store::set_thread(&mut conn, conversation.id, telegram.chat_id, created).await?;
+                        let recorded =
+                            store::set_thread(&mut conn, conversation.id, telegram.chat_id(), created).await?;
                         match recorded {
                             Some(thread_id) if thread_id == created => {
                                 tracing::info!(%thread_id, "Telegram topic created");
@@ -114,6 +115,13 @@ async fn ensure_topic(
                                 other.ok_or_else(|| SendError::Transient("the support group changed".into()))
                             }
                         }
+                    }
+                    // The group became a supergroup: the support group is its new id now, and
+                    // the topic is claimed and made there.
+                    Err(SendError::Migrated(from, to)) => {
+                        tracing::info!(%from, %to, "the support group moved; creating the topic there");
+                        store::release_claim(&ctx.pool, conversation.id).await?;
+                        continue;
                     }
                     Err(error) => {
                         store::release_claim(&ctx.pool, conversation.id).await?;

@@ -4,14 +4,18 @@
 //! `/close`, `/ai` and `/note text` (or the card's buttons) close the conversation, hand it
 //! back to the bot, or store an internal note; an edited reply edits the web message; photos
 //! and files are refused with a word to the operator. Messages from people who are not
-//! operators, from other chats and from unknown topics are ignored. Each update is handled
-//! once: it is marked processed in the transaction that applies it.
+//! operators, from other chats and from unknown topics are ignored, and so are commands for
+//! another bot (`/close@OtherBot`). The group's anonymous admins are operators. An update
+//! teloxide cannot read is handled from its JSON where it can be (a button press is answered)
+//! and logged with its kind. The bot's membership and a group's upgrade to a supergroup stop,
+//! resume or move the sending. Each update is handled once: it is marked processed in the
+//! transaction that applies it.
 
 use std::time::Duration;
 
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId, OperatorChannel, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
+    ConversationId, OperatorChannel, TelegramChatId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
     db::{
         conversations,
         messages::{self},
@@ -25,7 +29,7 @@ use concierge_shared::{
 use teloxide::{
     payloads::AnswerCallbackQuerySetters,
     prelude::Requester,
-    types::{CallbackQuery, Message, MessageKind, Update, UpdateKind, User},
+    types::{CallbackQuery, ChatMemberUpdated, Message, MessageKind, Update, UpdateKind},
 };
 
 use crate::{
@@ -82,18 +86,21 @@ async fn handle_through(
 }
 
 async fn process(ctx: &Context, telegram: &Telegram, update_id: TelegramUpdateId) -> Result<(), SendError> {
-    let Some(payload) = store::pending_update(&ctx.pool, update_id).await? else {
+    let Some(raw) = store::pending_update(&ctx.pool, update_id).await? else {
         return Ok(());
     };
-    // From text: teloxide's update parser reads a `serde_json::Value` as an unknown kind.
-    let outcome = match serde_json::from_str::<Update>(&payload.to_string()) {
+    // teloxide reads an update it cannot parse (a kind or field newer than the Bot API it
+    // knows) as an empty `UpdateKind::Error`: such updates are handled from the JSON itself.
+    let outcome = match serde_json::from_str::<Update>(&raw) {
         Ok(update) => match update.kind {
             UpdateKind::Message(message) => on_message(ctx, telegram, update_id, &message).await?,
             UpdateKind::EditedMessage(message) => on_edit(ctx, telegram, &message).await?,
             UpdateKind::CallbackQuery(query) => on_button(ctx, telegram, update_id, &query).await?,
-            _ => "ignored: not a message".into(),
+            UpdateKind::MyChatMember(member) => on_membership(telegram, ctx, &member).await?,
+            UpdateKind::Error(_) => unreadable(telegram, &raw, None).await,
+            other => format!("ignored: {}", kind_of(&raw).unwrap_or_else(|| format!("{other:?}"))),
         },
-        Err(error) => format!("ignored: unreadable update ({error})"),
+        Err(error) => unreadable(telegram, &raw, Some(&error)).await,
     };
     tracing::info!(outcome, "Telegram update handled");
     // Handlers that change a conversation mark the update in their own transaction.
@@ -101,28 +108,109 @@ async fn process(ctx: &Context, telegram: &Telegram, update_id: TelegramUpdateId
     Ok(())
 }
 
+/// The update's kind: its one key besides `update_id`.
+fn kind_of(raw: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(raw).ok()?;
+    value.as_object()?.keys().find(|key| *key != "update_id").cloned()
+}
+
+/// An update teloxide could not read: a button press is still answered (its `id` read from the
+/// JSON), so that its spinner stops; anything else is logged with its kind and kept.
+async fn unreadable(telegram: &Telegram, raw: &str, error: Option<&serde_json::Error>) -> String {
+    let value: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+    let kind = kind_of(raw).unwrap_or_else(|| "unknown".into());
+    let detail = error.map(ToString::to_string).unwrap_or_else(|| "a shape teloxide does not know".into());
+    if let Some(id) = value.pointer("/callback_query/id").and_then(|id| id.as_str()) {
+        if let Err(error) = telegram.bot.answer_callback_query(teloxide::types::CallbackQueryId(id.to_owned())).await {
+            tracing::warn!(%error, "answering an unreadable button press failed");
+        }
+        tracing::warn!(kind, %detail, "a button press could not be read; it was answered and ignored");
+        return "ignored: unreadable callback_query (answered)".into();
+    }
+    tracing::warn!(kind, %detail, "a Telegram update could not be read; it is stored and ignored");
+    format!("ignored: unreadable {kind}")
+}
+
+/// The bot's own membership of a chat changed: back in a chat it was kicked from, its held
+/// posts go; removed, the chat is stopped at once (before a post fails on it).
+async fn on_membership(telegram: &Telegram, ctx: &Context, update: &ChatMemberUpdated) -> Result<String, SendError> {
+    let chat = TelegramChatId(update.chat.id.0);
+    if update.new_chat_member.is_present() {
+        let resumed = telegram.resume(&ctx.pool, chat).await?;
+        return Ok(if resumed { "resumed: the bot is back in the chat" } else { "ignored: membership" }.into());
+    }
+    if chat != telegram.chat_id() {
+        return Ok("ignored: another chat".into());
+    }
+    if store::stop_kicked(&ctx.pool, chat, "the bot was removed from the chat").await? {
+        tracing::error!(chat_id = %chat, "the bot was removed from the chat; its posts are held");
+    }
+    Ok("stopped: the bot was removed from the chat".into())
+}
+
+/// A group upgraded to a supergroup says so twice: `migrate_to_chat_id` in the old group,
+/// `migrate_from_chat_id` in the new one. Either moves the support group.
+async fn on_migration(ctx: &Context, telegram: &Telegram, message: &Message) -> Result<Option<String>, SendError> {
+    let (from, to) = match (message.migrate_to_chat_id(), message.migrate_from_chat_id()) {
+        (Some(to), _) => (TelegramChatId(message.chat.id.0), TelegramChatId(to.0)),
+        (None, Some(from)) => (TelegramChatId(from.0), TelegramChatId(message.chat.id.0)),
+        (None, None) => return Ok(None),
+    };
+    if from != telegram.chat_id() && to != telegram.chat_id() {
+        return Ok(Some("ignored: another chat".into()));
+    }
+    telegram.follow(&ctx.pool, from, to, "group chat was upgraded to a supergroup chat").await?;
+    Ok(Some(format!("migrated: {from} to {to}")))
+}
+
+/// Who wrote an operator's message: a person, or one of the group's anonymous admins.
+struct Author {
+    /// Shown to the user with the reply.
+    first_name: String,
+    /// Signs internal notes.
+    full_name: String,
+}
+
 /// The conversation behind a message in the support group, if it was written by an operator
-/// in a known topic; otherwise why it is ignored.
+/// in a known topic; otherwise why it is ignored. An anonymous admin (from GroupAnonymousBot,
+/// on behalf of the group itself) is an operator: only the group's admins can post so.
 async fn operator_topic(
     ctx: &Context,
     telegram: &Telegram,
     message: &Message,
-) -> Result<Result<(Topic, User), String>, SendError> {
-    if message.chat.id.0 != telegram.chat_id.0 {
+) -> Result<Result<(Topic, Author), String>, SendError> {
+    if message.chat.id.0 != telegram.chat_id().0 {
         return Ok(Err("ignored: another chat".into()));
     }
     let Some(from) = message.from.clone() else { return Ok(Err("ignored: no sender".into())) };
-    if from.is_bot {
+    let anonymous = from.id.0 == super::GROUP_ANONYMOUS_BOT
+        && message.sender_chat.as_ref().is_some_and(|sender| sender.id == message.chat.id);
+    if from.is_bot && !anonymous {
         return Ok(Err("ignored: a bot".into()));
     }
-    let Some(thread) = message.thread_id else { return Ok(Err("ignored: not in a topic".into())) };
-    let Some(topic) = store::topic_by_thread(&ctx.pool, telegram.chat_id, TelegramThreadId(thread.0.0)).await? else {
+    // General never has a thread id; a reply in a group without topics has one (its root
+    // message) but is no topic message.
+    let Some(thread) = message.thread_id.filter(|_| message.is_topic_message) else {
+        return Ok(Err("ignored: not in a topic".into()));
+    };
+    let Some(topic) = store::topic_by_thread(&ctx.pool, telegram.chat_id(), TelegramThreadId(thread.0.0)).await? else {
         return Ok(Err("ignored: unknown topic".into()));
     };
+    if anonymous {
+        let texts = texts_of(ctx, topic.conversation_id).await?;
+        let name = message
+            .author_signature()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(texts.anonymous_admin)
+            .to_owned();
+        return Ok(Ok((topic, Author { first_name: name.clone(), full_name: name })));
+    }
     if !telegram.is_operator(from.id.0).await? {
         return Ok(Err("ignored: not an operator".into()));
     }
-    Ok(Ok((topic, from)))
+    let author = Author { first_name: Operator::first_name(Some(&from.first_name)), full_name: from.full_name() };
+    Ok(Ok((topic, author)))
 }
 
 async fn on_message(
@@ -131,6 +219,9 @@ async fn on_message(
     update_id: TelegramUpdateId,
     message: &Message,
 ) -> Result<String, SendError> {
+    if let Some(outcome) = on_migration(ctx, telegram, message).await? {
+        return Ok(outcome);
+    }
     if !matches!(message.kind, MessageKind::Common(_)) {
         // A topic renamed, closed or pinned to: nothing for the user.
         return Ok("ignored: a service message".into());
@@ -148,16 +239,20 @@ async fn on_message(
     };
     if let Some(command) = text.strip_prefix('/') {
         let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
-        // `/close@LectioSupportBot` in groups with several bots.
-        let name = name.split('@').next().unwrap_or(name);
+        // `/close@LectioSupportBot` in groups with several bots: only a command for this bot
+        // (or for none) is run.
+        let (name, addressee) = name.split_once('@').unwrap_or((name, ""));
+        if !addressee.is_empty() && !addressee.eq_ignore_ascii_case(telegram.username().await?) {
+            return Ok("ignored: a command for another bot".into());
+        }
         return command_outcome(ctx, update_id, id, &from, name, rest.trim(), texts).await;
     }
-    let name = Operator::first_name(Some(&from.first_name));
+    let name = from.first_name.clone();
     let mut tx = ctx.pool.begin().await?;
     let operator = Operator { name: &name, via: OperatorChannel::Telegram };
     match human::reply(&mut tx, id, &operator, text).await {
         Ok(reply) => {
-            if !store::link_message(&mut tx, telegram.chat_id, TelegramMessageId(message.id.0), reply.id).await? {
+            if !store::link_message(&mut tx, telegram.chat_id(), TelegramMessageId(message.id.0), reply.id).await? {
                 // Already mirrored by an earlier run.
                 tx.rollback().await?;
                 return Ok("reply: already delivered".into());
@@ -180,7 +275,7 @@ async fn command_outcome(
     ctx: &Context,
     update_id: TelegramUpdateId,
     id: ConversationId,
-    from: &User,
+    from: &Author,
     command: &str,
     argument: &str,
     texts: &'static OperatorTexts,
@@ -193,9 +288,9 @@ async fn command_outcome(
             Ok("refused: empty note".into())
         }
         "note" => {
-            let author = from.full_name();
+            let author = &from.full_name;
             let key = format!("update:{update_id}");
-            store::add_note(&ctx.pool, id, &author, argument, OperatorChannel::Telegram, Some(&key)).await?;
+            store::add_note(&ctx.pool, id, author, argument, OperatorChannel::Telegram, Some(&key)).await?;
             notify(ctx, id, update_id, texts.note_saved).await?;
             Ok("note".into())
         }
@@ -257,7 +352,8 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     let Some(text) = message.text().map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok("ignored: edit without text".into());
     };
-    let Some(message_id) = store::linked_message(&ctx.pool, telegram.chat_id, TelegramMessageId(message.id.0)).await?
+    let Some(message_id) =
+        store::linked_message(&ctx.pool, telegram.chat_id(), TelegramMessageId(message.id.0)).await?
     else {
         return Ok("ignored: edit of a message the user never saw".into());
     };

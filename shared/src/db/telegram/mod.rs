@@ -7,12 +7,14 @@
 //!
 //! `topics` holds each conversation's topic and its creation claim, `outbox` the posts and their
 //! sender, `pacing` the per-chat send slots, `updates` the stored updates, `links` the mapping of
-//! Telegram messages to web messages and `notes` the operators' internal notes.
+//! Telegram messages to web messages and `notes` the operators' internal notes, `stops` the chats the bot cannot post to (kicked, or
+//! migrated to a supergroup).
 
 mod links;
 mod notes;
 mod outbox;
 mod pacing;
+mod stops;
 mod topics;
 mod updates;
 
@@ -20,5 +22,6 @@ pub use links::*;
 pub use notes::*;
 pub use outbox::*;
 pub use pacing::*;
+pub use stops::*;
 pub use topics::*;
 pub use updates::*;

@@ -12,36 +12,40 @@ use crate::{
     jobs::{self, TelegramUpdate},
 };
 
-/// Store an update once, with the job that handles it; returns whether it was new.
+/// Store an update once, with the job that handles it; returns whether it was new. `raw` is
+/// the update's JSON exactly as Telegram sent it, kept as text beside its parsed `payload`.
 pub async fn store_update(
     conn: &mut PgConnection,
     update_id: TelegramUpdateId,
     payload: &serde_json::Value,
+    raw: &str,
     max_attempts: u32,
 ) -> sqlx::Result<bool> {
-    let inserted =
-        sqlx::query("INSERT INTO telegram_updates (update_id, payload) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(update_id)
-            .bind(payload)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-            == 1;
+    let inserted = sqlx::query(
+        "INSERT INTO telegram_updates (update_id, payload, raw) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(update_id)
+    .bind(payload)
+    .bind(raw)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
     if inserted {
         jobs::enqueue(conn, &TelegramUpdate { update_id }, max_attempts).await?;
     }
     Ok(inserted)
 }
 
-/// The update's payload, unless it was handled already.
-pub async fn pending_update(
-    db: impl PgExecutor<'_>,
-    update_id: TelegramUpdateId,
-) -> sqlx::Result<Option<serde_json::Value>> {
-    sqlx::query_scalar("SELECT payload FROM telegram_updates WHERE update_id = $1 AND processed_at IS NULL")
-        .bind(update_id)
-        .fetch_optional(db)
-        .await
+/// The update's JSON as Telegram sent it (re-encoded from the jsonb copy for rows stored
+/// before the raw text was kept), unless it was handled already.
+pub async fn pending_update(db: impl PgExecutor<'_>, update_id: TelegramUpdateId) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT coalesce(raw, payload::text) FROM telegram_updates WHERE update_id = $1 AND processed_at IS NULL",
+    )
+    .bind(update_id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn finish_update(db: impl PgExecutor<'_>, update_id: TelegramUpdateId, outcome: &str) -> sqlx::Result<()> {
