@@ -1,10 +1,11 @@
 //! A fake Telegram Bot API on loopback: it records every call, creates topics, accepts
 //! messages, serves queued updates to getUpdates, and can answer 429 (in alternating windows,
 //! like flood control), 500, or slowly. Like Telegram, it refuses messages over 4096 UTF-16
-//! units and posts to a topic that was closed.
+//! units and posts to a topic that was closed, renames, closes and reopens topics, and answers
+//! a change that changes nothing with TOPIC_NOT_MODIFIED.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
@@ -32,6 +33,8 @@ pub const STRANGER_ID: u64 = 777;
 const KNOWN: &[&str] = &[
     "createForumTopic",
     "reopenForumTopic",
+    "closeForumTopic",
+    "editForumTopic",
     "deleteForumTopic",
     "sendMessage",
     "getChatAdministrators",
@@ -63,6 +66,8 @@ pub struct Behaviour {
     pub closed_threads: Mutex<HashSet<i64>>,
     /// Topics deleted (by hand or with deleteForumTopic): sendMessage there is refused.
     pub deleted_threads: Mutex<HashSet<i64>>,
+    /// Each topic's current name (createForumTopic, editForumTopic).
+    pub topic_names: Mutex<HashMap<i64, String>>,
 }
 
 #[derive(Clone)]
@@ -108,6 +113,16 @@ impl FakeTelegram {
             .filter(|body| body["message_thread_id"].as_i64() == Some(thread))
             .map(|body| body["text"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// A topic's name as Telegram shows it now.
+    pub fn topic_name(&self, thread: i64) -> String {
+        self.behaviour.topic_names.lock().unwrap().get(&thread).cloned().unwrap_or_default()
+    }
+
+    /// Whether a topic is closed now.
+    pub fn topic_closed(&self, thread: i64) -> bool {
+        self.behaviour.closed_threads.lock().unwrap().contains(&thread)
     }
 
     /// Wait until `check` holds for the calls so far.
@@ -198,6 +213,18 @@ async fn handle(
         }
         "sendMessage" if in_set(&fake.behaviour.closed_threads) => Some("Bad Request: TOPIC_CLOSED"),
         "sendMessage" if in_set(&fake.behaviour.deleted_threads) => Some("Bad Request: message thread not found"),
+        "editForumTopic" | "closeForumTopic" | "reopenForumTopic" if in_set(&fake.behaviour.deleted_threads) => {
+            Some("Bad Request: message thread not found")
+        }
+        "editForumTopic"
+            if thread.is_some_and(|thread| {
+                fake.behaviour.topic_names.lock().unwrap().get(&thread).map(String::as_str) == body["name"].as_str()
+            }) =>
+        {
+            Some("Bad Request: TOPIC_NOT_MODIFIED")
+        }
+        "closeForumTopic" if in_set(&fake.behaviour.closed_threads) => Some("Bad Request: TOPIC_NOT_MODIFIED"),
+        "reopenForumTopic" if !in_set(&fake.behaviour.closed_threads) => Some("Bad Request: TOPIC_NOT_MODIFIED"),
         _ => None,
     };
     if let Some(description) = refusal {
@@ -212,6 +239,8 @@ async fn handle(
                 simulate_delay(Duration::from_millis(delay as u64)).await;
             }
             let thread = fake.next_id.fetch_add(1, Ordering::SeqCst);
+            let name = body["name"].as_str().unwrap_or_default().to_owned();
+            fake.behaviour.topic_names.lock().unwrap().insert(thread, name);
             json!({ "message_thread_id": thread, "name": body["name"], "icon_color": 7322096 })
         }
         "sendMessage" => {
@@ -236,6 +265,15 @@ async fn handle(
                 .lock()
                 .unwrap()
                 .remove(&body["message_thread_id"].as_i64().unwrap_or_default());
+            json!(true)
+        }
+        "editForumTopic" => {
+            let name = body["name"].as_str().unwrap_or_default().to_owned();
+            fake.behaviour.topic_names.lock().unwrap().insert(thread.unwrap_or_default(), name);
+            json!(true)
+        }
+        "closeForumTopic" => {
+            fake.behaviour.closed_threads.lock().unwrap().insert(thread.unwrap_or_default());
             json!(true)
         }
         "deleteForumTopic" => {

@@ -25,4 +25,5 @@ mod processes;
 mod streams;
 mod telegram;
 mod tokens;
+mod topics;
 mod web_unit;

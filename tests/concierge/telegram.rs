@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use concierge_shared::config::{TelegramConfig, TelegramMode};
+use concierge_shared::config::{SlaHours, TelegramConfig, TelegramMode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -29,10 +29,13 @@ pub fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfi
         topics_per_window: 0,
         topics_window: Duration::from_secs(3600),
         timeout: Duration::from_secs(10),
+        sla: None,
+        sla_hours: SlaHours::Duty,
+        on_duty: Vec::new(),
     }
 }
 
-async fn spawn(fake: &FakeTelegram, mode: TelegramMode) -> TestApp {
+pub async fn spawn(fake: &FakeTelegram, mode: TelegramMode) -> TestApp {
     spawn_paced(fake, mode, 60_000).await
 }
 
@@ -47,7 +50,7 @@ async fn spawn_paced(fake: &FakeTelegram, mode: TelegramMode, per_minute: u32) -
     app
 }
 
-async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusCode {
+pub async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusCode {
     let mut request = app.client.post(app.url("/telegram/webhook/")).json(update);
     if let Some(secret) = secret {
         request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
@@ -56,7 +59,7 @@ async fn webhook(app: &TestApp, secret: Option<&str>, update: &Value) -> StatusC
 }
 
 /// The topic Telegram created for the conversation.
-async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
+pub async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
     wait_until("a topic for the conversation", WAIT, async || {
         let thread: Option<Option<i32>> =
             sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1::uuid")
@@ -71,7 +74,7 @@ async fn thread_of(app: &TestApp, conversation: &Conversation) -> i64 {
 
 /// Press "call an operator", having written first (a hand-over needs a question): the
 /// conversation's first message is answered before the button is pressed.
-async fn escalate(app: &TestApp, conversation: &Conversation) {
+pub async fn escalate(app: &TestApp, conversation: &Conversation) {
     app.write_first(conversation).await;
     let (status, body) =
         app.post(Some(&conversation.bearer), &format!("/conversations/{}/escalate/", conversation.id), json!({})).await;
@@ -96,7 +99,7 @@ async fn the_whole_human_loop_runs_through_a_telegram_topic() {
     fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
     let topics = fake.accepted("createForumTopic");
     assert_eq!(topics.len(), 1);
-    assert_eq!(topics[0]["name"], "Анна · Позовите оператора, пожалуйста");
+    assert_eq!(topics[0]["name"], "🔴 Анна · Позовите оператора, пожалуйста", "a new topic waits for an operator");
     let card = fake.accepted("sendMessage").into_iter().find(|m| m["message_thread_id"] == thread).unwrap();
     let text = card["text"].as_str().unwrap();
     for expected in

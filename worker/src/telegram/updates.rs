@@ -2,7 +2,8 @@
 //!
 //! In a conversation's topic, an operator's text becomes an operator message in the web chat;
 //! `/close`, `/ai` and `/note text` (or the card's buttons) close the conversation, hand it
-//! back to the bot, or store an internal note; an edited reply edits the web message; photos
+//! back to the bot, or store an internal note; `/take` (or the card's button) gives the
+//! conversation to the operator, `/release` gives it back to all; an edited reply edits the web message; photos
 //! and files are refused with a word to the operator. Messages from people who are not
 //! operators, from other chats and from unknown topics are ignored. Each update is handled
 //! once: it is marked processed in the transaction that applies it.
@@ -19,7 +20,7 @@ use concierge_shared::{
     },
     events::Event,
     human::{self, HumanError, Operator},
-    i18n::{Locale, OperatorTexts},
+    i18n::{Locale, OperatorTexts, fill},
     jobs::TelegramUpdate,
 };
 use teloxide::{
@@ -31,7 +32,7 @@ use teloxide::{
 use crate::{
     Context,
     retry::Backoff,
-    telegram::{SendError, Telegram},
+    telegram::{SendError, Telegram, assign},
 };
 
 /// Handle the job's update, and before it any earlier one still waiting: updates are handled
@@ -162,6 +163,17 @@ async fn on_message(
                 tx.rollback().await?;
                 return Ok("reply: already delivered".into());
             }
+            // Someone else has the conversation: the reply goes through, the assignee stays, and
+            // the topic is told so.
+            match store::lock_assignee(&mut tx, id).await? {
+                Some((assignee, assignee_name)) if assignee != from.id.0 as i64 => {
+                    let text = fill(texts.reply_by_other, &[("name", &assign::operator_label(&from)), ("assignee", &assignee_name)]);
+                    post_notice(&mut tx, ctx, id, update_id, &text).await?;
+                }
+                _ => {
+                    store::refresh_topic_status(&mut tx, id, ctx.max_attempts).await?;
+                }
+            }
             store::finish_update(&mut *tx, update_id, "reply").await?;
             tx.commit().await?;
             Ok("reply".into())
@@ -188,6 +200,8 @@ async fn command_outcome(
     match command {
         "close" => close(ctx, update_id, id, texts).await,
         "ai" => hand_back(ctx, update_id, id, texts).await,
+        "take" => assign::take(ctx, update_id, id, from, texts).await,
+        "release" => assign::release(ctx, update_id, id, from, texts).await,
         "note" if argument.is_empty() => {
             notify(ctx, id, update_id, texts.note_empty).await?;
             Ok("refused: empty note".into())
@@ -270,7 +284,7 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     Ok("edit".into())
 }
 
-/// The card's buttons: `close:<id>` and `ai:<id>`.
+/// The card's buttons: `close:<id>`, `ai:<id>` and `take:<id>`.
 async fn on_button(
     ctx: &Context,
     telegram: &Telegram,
@@ -311,6 +325,7 @@ async fn on_button(
         Ok(true) => match action {
             "close" => close(ctx, update_id, id, texts).await,
             "ai" => hand_back(ctx, update_id, id, texts).await,
+            "take" => assign::take(ctx, update_id, id, &query.from, texts).await,
             _ => Ok("ignored: unknown button".into()),
         },
         Err(error) => Err(error),
@@ -333,7 +348,7 @@ async fn notify(ctx: &Context, id: ConversationId, update_id: TelegramUpdateId, 
     Ok(())
 }
 
-async fn post_notice(
+pub(super) async fn post_notice(
     tx: &mut sqlx::PgConnection,
     ctx: &Context,
     id: ConversationId,
