@@ -164,7 +164,8 @@ async fn a_user_waiting_past_the_sla_is_reminded_of_twice_naming_who_is_on_duty(
     let item = |id: &str| list["items"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap().clone();
     assert!(item(&waiting.id)["waiting_since"].is_string(), "{list}");
 
-    let reminder = |f: &FakeTelegram| f.posts_in(thread).into_iter().filter(|p| p.starts_with("⏰")).collect::<Vec<_>>();
+    let reminder =
+        |f: &FakeTelegram| f.posts_in(thread).into_iter().filter(|p| p.starts_with("⏰")).collect::<Vec<_>>();
     fake.wait_for("the first reminder", |f| !reminder(f).is_empty()).await;
     let first = &reminder(&fake)[0];
     assert!(first.contains("@olga_support, @ivan_petrov"), "{first}");
@@ -232,8 +233,10 @@ async fn an_operator_takes_a_conversation_and_releases_it() {
     // Ольга presses the card's button: the press is answered, the topic says she has it, and
     // the console shows it.
     send(&app, button(1, thread, operator_user(), format!("take:{}", conversation.id))).await;
-    fake.wait_for("the press answered", |f| f.accepted("answerCallbackQuery").iter().any(|a| a["callback_query_id"] == "cb1"))
-        .await;
+    fake.wait_for("the press answered", |f| {
+        f.accepted("answerCallbackQuery").iter().any(|a| a["callback_query_id"] == "cb1")
+    })
+    .await;
     fake.wait_for("who has it", |f| f.posts_in(thread).iter().any(|p| p == "🙋 Разговор ведёт Ольга Сергеевна.")).await;
     assert_eq!(detail(&app, &conversation).await["assignee"], "Ольга Сергеевна");
     let (_, list) = app.get(Some(&admin()), "/admin/conversations?mode=human").await;
@@ -254,8 +257,10 @@ async fn an_operator_takes_a_conversation_and_releases_it() {
 
     // Only Ольга can release it; then Иван takes it, and Ольга takes it back from him.
     send(&app, text_update(3, 9302, thread, second_operator(), "/release")).await;
-    fake.wait_for("the refusal", |f| f.posts_in(thread).iter().any(|p| p.starts_with("Разговор ведёт Ольга Сергеевна:")))
-        .await;
+    fake.wait_for("the refusal", |f| {
+        f.posts_in(thread).iter().any(|p| p.starts_with("Разговор ведёт Ольга Сергеевна:"))
+    })
+    .await;
     send(&app, text_update(4, 9303, thread, operator_user(), "/release@lectio_support_bot")).await;
     fake.wait_for("the release", |f| f.posts_in(thread).iter().any(|p| p.starts_with("👐 Ольга Сергеевна"))).await;
     assert!(detail(&app, &conversation).await["assignee"].is_null());
@@ -266,7 +271,9 @@ async fn an_operator_takes_a_conversation_and_releases_it() {
     .await;
     send(&app, text_update(6, 9305, thread, operator_user(), "/take")).await;
     fake.wait_for("Ольга took it over", |f| {
-        f.posts_in(thread).iter().any(|p| p == "🙋 Разговор ведёт Ольга Сергеевна (до этого — Иван Петров (@ivan_petrov)).")
+        f.posts_in(thread)
+            .iter()
+            .any(|p| p == "🙋 Разговор ведёт Ольга Сергеевна (до этого — Иван Петров (@ivan_petrov)).")
     })
     .await;
     assert_eq!(detail(&app, &conversation).await["assignee"], "Ольга Сергеевна");

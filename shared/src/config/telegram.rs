@@ -137,7 +137,11 @@ impl TelegramSettings {
                 // Telegram usernames: 5 to 32 of a-z, 0-9 and _.
                 let valid =
                     (5..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if valid { Ok(name.to_owned()) } else { bail!("CONCIERGE_TELEGRAM_ON_DUTY: {name:?} is not a username") }
+                if valid {
+                    Ok(name.to_owned())
+                } else {
+                    bail!("CONCIERGE_TELEGRAM_ON_DUTY: {name:?} is not a username")
+                }
             })
             .collect::<anyhow::Result<_>>()?;
         if self.telegram_messages_per_minute == 0 {

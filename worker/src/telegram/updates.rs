@@ -167,7 +167,10 @@ async fn on_message(
             // the topic is told so.
             match store::lock_assignee(&mut tx, id).await? {
                 Some((assignee, assignee_name)) if assignee != from.id.0 as i64 => {
-                    let text = fill(texts.reply_by_other, &[("name", &assign::operator_label(&from)), ("assignee", &assignee_name)]);
+                    let text = fill(
+                        texts.reply_by_other,
+                        &[("name", &assign::operator_label(&from)), ("assignee", &assignee_name)],
+                    );
                     post_notice(&mut tx, ctx, id, update_id, &text).await?;
                 }
                 _ => {

@@ -82,7 +82,9 @@ pub async fn queue_post(
 /// Queue a status row after everything queued so far, dropping older status rows still
 /// pending: the row shows the status of when it is sent, so only the latest one matters.
 async fn queue_status(conn: &mut PgConnection, conversation_id: ConversationId) -> sqlx::Result<String> {
-    sqlx::query("DELETE FROM telegram_outbox WHERE conversation_id = $1 AND kind = 'topic_status' AND state = 'pending'")
+    sqlx::query(
+        "DELETE FROM telegram_outbox WHERE conversation_id = $1 AND kind = 'topic_status' AND state = 'pending'",
+    )
     .bind(conversation_id)
     .execute(&mut *conn)
     .await?;

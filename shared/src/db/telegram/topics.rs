@@ -34,8 +34,7 @@ macro_rules! topic_columns {
 }
 
 /// Where a conversation stands, as its topic's name shows it in the group's topic list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopicStatus {
     /// With a person, and the user's message is the latest: an operator should answer.
     Waiting,
@@ -84,26 +83,38 @@ pub struct TopicView {
     pub status: TopicStatus,
 }
 
+/// A topic with what decides its status, as [`topic_view`] reads it.
+#[derive(sqlx::FromRow)]
+struct TopicViewRow {
+    name: String,
+    shown_name: Option<String>,
+    shown_closed: bool,
+    status: String,
+    mode: String,
+    /// Who wrote last of the user and the operators.
+    last_role: Option<String>,
+}
+
 /// The conversation's topic status as the conversation is now, and what its topic shows.
 pub async fn topic_view(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> sqlx::Result<Option<TopicView>> {
-    let row: Option<(String, Option<String>, bool, String, String, Option<String>)> = sqlx::query_as(
+    let row: Option<TopicViewRow> = sqlx::query_as(
         "SELECT t.name, t.shown_name, t.shown_closed, c.status, c.mode,
                 (SELECT m.role FROM messages m WHERE m.conversation_id = c.id AND m.role IN ('user', 'operator')
-                 ORDER BY m.seq DESC LIMIT 1)
+                 ORDER BY m.seq DESC LIMIT 1) AS last_role
          FROM telegram_topics t JOIN conversations c ON c.id = t.conversation_id
          WHERE t.conversation_id = $1",
     )
     .bind(conversation_id)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(name, shown_name, shown_closed, status, mode, last_role)| {
-        let status = match (status.as_str(), mode.as_str(), last_role.as_deref()) {
+    Ok(row.map(|row| {
+        let status = match (row.status.as_str(), row.mode.as_str(), row.last_role.as_deref()) {
             ("closed", _, _) => TopicStatus::Closed,
             (_, "ai", _) => TopicStatus::WithBot,
             (_, _, Some("operator")) => TopicStatus::Answered,
             _ => TopicStatus::Waiting,
         };
-        TopicView { name, shown_name, shown_closed, status }
+        TopicView { name: row.name, shown_name: row.shown_name, shown_closed: row.shown_closed, status }
     }))
 }
 
@@ -134,12 +145,11 @@ pub async fn lock_assignee(
     conn: &mut PgConnection,
     conversation_id: ConversationId,
 ) -> sqlx::Result<Option<(i64, String)>> {
-    let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT assignee_id, assignee_name FROM telegram_topics WHERE conversation_id = $1 FOR UPDATE",
-    )
-    .bind(conversation_id)
-    .fetch_optional(conn)
-    .await?;
+    let row: Option<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT assignee_id, assignee_name FROM telegram_topics WHERE conversation_id = $1 FOR UPDATE")
+            .bind(conversation_id)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.and_then(|(id, name)| Some((id?, name.unwrap_or_default()))))
 }
 
@@ -383,4 +393,18 @@ pub async fn reserve_creation(
         .await?;
     tx.commit().await?;
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TOPIC_NAME_CHARS, TopicStatus};
+
+    #[test]
+    fn a_topic_name_starts_with_its_status_and_stays_within_telegram_s_limit() {
+        assert_eq!(TopicStatus::Waiting.topic_name("Анна · Оплата"), "🔴 Анна · Оплата");
+        assert_eq!(TopicStatus::Closed.topic_name("Анна · Оплата"), "✅ Анна · Оплата");
+        let long = TopicStatus::Answered.topic_name(&"я".repeat(200));
+        assert_eq!(long.chars().count(), TOPIC_NAME_CHARS);
+        assert!(long.starts_with("💬 я") && long.ends_with('…'));
+    }
 }
