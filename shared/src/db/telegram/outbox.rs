@@ -368,12 +368,13 @@ pub async fn stranded(db: impl PgExecutor<'_>, age: Duration) -> sqlx::Result<Ve
     .await
 }
 
-/// Posts that are late: pending for more than five minutes, or failed within the last hour.
+/// Posts that are late: pending for more than five minutes, or failed within the last hour (a
+/// refused status change is no lost post: the topic only keeps its old name).
 pub async fn delayed_posts(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM telegram_outbox
          WHERE (state = 'pending' AND created_at < now() - interval '5 minutes')
-            OR (state = 'failed' AND created_at > now() - interval '1 hour')",
+            OR (state = 'failed' AND kind <> 'topic_status' AND created_at > now() - interval '1 hour')",
     )
     .fetch_one(db)
     .await
