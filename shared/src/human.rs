@@ -9,10 +9,14 @@ use crate::{
     db::{
         conversations::{self, CloseOutcome, Conversation},
         messages::{self, Message, NewMessage},
+        waits,
     },
     i18n::Locale,
     message_meta::MessageMeta,
 };
+
+/// The Prometheus histogram of the time from a hand-over to the first operator reply.
+pub const FIRST_HUMAN_REPLY_SECONDS: &str = "concierge_first_human_reply_seconds";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HumanError {
@@ -56,6 +60,10 @@ pub async fn reply(
     let conversation = lock_open(conn, id).await?;
     if conversation.mode == ConversationMode::Ai {
         conversations::set_human_mode(conn, id, "operator_joined").await?;
+    }
+    // The first reply after a hand-over ends the user's wait for a person.
+    if let Some(waited) = waits::answer(&mut *conn, id).await? {
+        ::metrics::histogram!(FIRST_HUMAN_REPLY_SECONDS, "via" => operator.via.as_str()).record(waited.as_secs_f64());
     }
     let reply = NewMessage::new(MessageRole::Operator, content)
         .with_metadata(MessageMeta::operator(operator.name, operator.via));

@@ -131,6 +131,29 @@ pub struct OperatorTexts {
     pub topic_name_visitor: &'static str,
     /// How an operator posting anonymously (as the group) is named without a signature.
     pub anonymous_admin: &'static str,
+    pub button_take: &'static str,
+    /// `/take`: who has the conversation now.
+    pub taken: &'static str,
+    /// `/take` of a conversation another operator had.
+    pub taken_over: &'static str,
+    pub already_yours: &'static str,
+    /// `/release`: the conversation is nobody's again.
+    pub released: &'static str,
+    pub release_not_yours: &'static str,
+    pub release_nobody: &'static str,
+    /// An operator answered a conversation another one has; the assignee stays.
+    pub reply_by_other: &'static str,
+    /// The answer to a button press that took the conversation.
+    pub take_toast: &'static str,
+    /// The SLA's first and second reminders: `{wait}` and `{who}`.
+    pub sla_reminder: &'static str,
+    pub sla_reminder_again: &'static str,
+    /// Whom reminders address when nobody is named on duty.
+    pub sla_everyone: &'static str,
+    /// A wait under a minute (`{n}` seconds), in minutes, in hours and minutes.
+    pub wait_seconds: &'static str,
+    pub wait_minutes: &'static str,
+    pub wait_hours: &'static str,
 }
 
 /// What actions tell the user.
@@ -200,7 +223,7 @@ static RU: Texts = Texts {
         action_line: "• {name} — {status}: {result}",
         actions_none: "Проверки не запускались.",
         conversation_line: "Разговор: {id}",
-        commands_hint: "Ответьте в этой теме — ответ увидит пользователь. Команды: /close — закрыть, /ai — вернуть боту, /note текст — заметка для своих.",
+        commands_hint: "Ответьте в этой теме — ответ увидит пользователь. Команды: /take — взять разговор себе, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка для своих.",
         transcript_heading: "Переписка ({part}/{total}):",
         transcript_empty: "Переписка пуста.",
         roles: [("user", "Пользователь"), ("assistant", "Бот"), ("operator", "Оператор"), ("system", "Система")],
@@ -218,10 +241,25 @@ static RU: Texts = Texts {
         note_empty: "Напишите текст заметки после команды: /note текст.",
         console_reply: "💬 {name} ответил(а) из консоли: {text}",
         attachment_refused: "Фото и файлы не передаются в чат пользователя. Опишите текстом или пришлите ссылку на файл.",
-        unknown_command: "Неизвестная команда. Доступно: /close — закрыть, /ai — вернуть боту, /note текст — заметка.",
+        unknown_command: "Неизвестная команда. Доступно: /take — взять, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка.",
         not_an_operator: "Эта кнопка только для операторов поддержки.",
         topic_name_visitor: "Гость",
         anonymous_admin: "Администратор",
+        button_take: "🙋 Взять",
+        taken: "🙋 Разговор ведёт {name}.",
+        taken_over: "🙋 Разговор ведёт {name} (до этого — {previous}).",
+        already_yours: "Разговор уже ведёте вы.",
+        released: "👐 {name} отпустил(а) разговор — его может взять любой оператор: /take.",
+        release_not_yours: "Разговор ведёт {name}: отпустить его может только он(а). Чтобы забрать себе — /take.",
+        release_nobody: "Разговор ни за кем не закреплён.",
+        reply_by_other: "ℹ️ Пользователю ответил(а) {name}; разговор по-прежнему ведёт {assignee}.",
+        take_toast: "Разговор ваш.",
+        sla_reminder: "⏰ Пользователь ждёт ответа оператора уже {wait}. {who}, ответьте, пожалуйста, или возьмите разговор: /take.",
+        sla_reminder_again: "⏰ Второе напоминание: пользователь ждёт уже {wait}, ответа всё ещё нет. {who}!",
+        sla_everyone: "Операторы",
+        wait_seconds: "{n} с",
+        wait_minutes: "{n} мин",
+        wait_hours: "{h} ч {m} мин",
     },
     actions: ActionTexts {
         zoom_ok: "Zoom подключён к Lectio, доступ действует. Лицензия: {licence}.",

@@ -31,6 +31,7 @@ pub enum Queue {
     TelegramUpdate,
     Metrics,
     Retention,
+    Sla,
 }
 
 impl Queue {
@@ -43,6 +44,7 @@ impl Queue {
         Queue::TelegramUpdate,
         Queue::Metrics,
         Queue::Retention,
+        Queue::Sla,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -56,6 +58,7 @@ impl Queue {
             Queue::TelegramUpdate => "concierge::telegram-update",
             Queue::Metrics => "concierge::metrics",
             Queue::Retention => "concierge::retention",
+            Queue::Sla => "concierge::sla",
         }
     }
 
@@ -70,6 +73,7 @@ impl Queue {
             Queue::TelegramUpdate => "telegram-update",
             Queue::Metrics => "metrics",
             Queue::Retention => "retention",
+            Queue::Sla => "sla",
         }
     }
 
@@ -198,6 +202,22 @@ impl Job for ApplyRetention {
 }
 
 /// A job ready to be written by a larger statement (see `db::messages::insert_user_message`).
+/// Look for users who have waited too long for a person and remind their topics. A schedule
+/// in every worker process that runs this queue asks for it every few seconds (one request per
+/// slot counts, by its key); the rows it reminds of are claimed in SQL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WatchSla {
+    pub cause: String,
+}
+
+impl Job for WatchSla {
+    const QUEUE: Queue = Queue::Sla;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.cause.clone())
+    }
+}
+
 pub struct EncodedJob {
     pub id: String,
     pub queue: &'static str,

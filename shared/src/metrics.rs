@@ -8,7 +8,9 @@
 //! - `escalated`: handed to a person (by the AI, the user's button, or an operator joining);
 //! - `closed_unresolved`: closed, never handed to a person, and not AI-resolved;
 //! - time to first reply: from the first user message to the first assistant or operator
-//!   message after it; to first human reply: from the hand-over to the first operator message.
+//!   message after it; to first human reply: from the hand-over to the first operator message;
+//! - `sla_breaches`: hand-overs whose wait for a first human reply ran past the SLA, by the
+//!   day it did (see `db::waits`).
 //!
 //! Messages, action runs and model calls are counted by when they happened.
 //!
@@ -35,6 +37,10 @@ pub struct ConversationMetrics {
     pub first_reply_p90_ms: Option<f64>,
     pub first_human_reply_p50_ms: Option<f64>,
     pub first_human_reply_p90_ms: Option<f64>,
+    /// Hand-overs whose user waited longer than the SLA for a first human reply (the topic
+    /// was reminded), counted on the day the wait ran past it.
+    #[serde(default)]
+    pub sla_breaches: i64,
     /// Action runs by action name, then by status (succeeded, failed, ...).
     pub actions: BTreeMap<String, BTreeMap<String, i64>>,
     pub llm_calls: i64,
@@ -138,6 +144,7 @@ pub async fn compute_on(
     .bind(to)
     .fetch_one(&mut *conn)
     .await?;
+    let sla_breaches = crate::db::waits::breaches(&mut *conn, from, to).await?;
     let runs: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT action, status, count(*) FROM action_runs WHERE created_at >= $1 AND created_at < $2
          GROUP BY action, status",
@@ -162,6 +169,7 @@ pub async fn compute_on(
         first_reply_p90_ms: row.first_reply_p90_ms,
         first_human_reply_p50_ms: row.first_human_reply_p50_ms,
         first_human_reply_p90_ms: row.first_human_reply_p90_ms,
+        sla_breaches,
         actions,
         llm_calls,
         llm_tokens,

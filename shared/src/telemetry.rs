@@ -10,12 +10,17 @@ pub fn init() {
 }
 
 /// This process's Prometheus registry, installed as the `metrics` recorder on first use.
-/// Histograms get latency buckets from 1 ms to 30 s.
+/// Histograms get latency buckets from 1 ms to 30 s; the wait for a person, from 10 s to a day.
 pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(crate::human::FIRST_HUMAN_REPLY_SECONDS.to_owned()),
+                &[10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0],
+            )
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();

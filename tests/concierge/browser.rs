@@ -442,6 +442,19 @@ async fn calling_an_operator_opens_a_topic_and_the_reply_appears_live(stage: &St
         fake.accepted("sendMessage").iter().find_map(|m| m["message_thread_id"].as_i64())
     })
     .await;
+    // Ольга takes the conversation in its topic; the console will show her as its assignee.
+    let take = text_update(9000, 7000, thread, operator_user(), "/take");
+    let status = stage
+        .http
+        .post(stage.api("/telegram/webhook/"))
+        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+        .json(&take)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+    fake.wait_for("who has it", |f| f.posts_in(thread).iter().any(|p| p.starts_with("🙋"))).await;
     let typing = stage
         .http
         .post(stage.api(&format!("/admin/conversations/{conversation_id}/typing/")))
@@ -600,7 +613,7 @@ async fn polling_skips_no_answer(stage: &Stage) {
     );
 }
 
-/// The console lists Anna's conversation with the operator's reply, and shows the metrics.
+/// The console lists Anna's conversation with the operator's reply and who has it, and shows the metrics.
 async fn the_console_lists_the_conversation_and_shows_the_metrics(stage: &Stage) {
     let (browser, http) = (&stage.browser, &stage.http);
     let conversation_id = stage.conversation_of("anna").await["id"].as_str().unwrap().to_owned();
@@ -622,6 +635,13 @@ async fn the_console_lists_the_conversation_and_shows_the_metrics(stage: &Stage)
         )
         .await;
     browser
+        .until(
+            "the assignee in the list",
+            "const row = document.querySelector(`[data-testid=conversation-row][data-id=\"${arguments[0]}\"]`); const a = row && row.querySelector('[data-testid=assignee]'); return !!a && a.textContent.includes('Ольга Сергеевна');",
+            vec![json!(conversation_id)],
+        )
+        .await;
+    browser
         .js(
             "document.querySelector(`[data-testid=conversation-row][data-id=\"${arguments[0]}\"]`).click(); return true;",
             vec![json!(conversation_id)],
@@ -630,7 +650,7 @@ async fn the_console_lists_the_conversation_and_shows_the_metrics(stage: &Stage)
     browser
         .until(
             "the transcript in the console",
-            "const detail = document.querySelector('[data-testid=conversation-detail]'); return !!detail && detail.textContent.includes('Я Ольга, помогу');",
+            "const detail = document.querySelector('[data-testid=conversation-detail]'); const a = document.querySelector('[data-testid=info-assignee]'); return !!detail && detail.textContent.includes('Я Ольга, помогу') && !!a && a.textContent === 'Ольга Сергеевна';",
             vec![],
         )
         .await;

@@ -6,10 +6,11 @@
 //! its upgrade. Results and errors have the shapes the real Bot API gives (see
 //! `shared/telegram-samples/telegram_methods/` beside the project): the error envelope
 //! `{ok, error_code, description[, parameters]}`, createForumTopic's topic, sendMessage's
-//! message in a topic with the topic's creation as `reply_to_message`.
+//! message in a topic with the topic's creation as `reply_to_message`. It renames, closes and
+//! reopens topics, and answers a change that changes nothing with TOPIC_NOT_MODIFIED.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
@@ -42,6 +43,8 @@ const KNOWN: &[&str] = &[
     "sendChatAction",
     "createForumTopic",
     "reopenForumTopic",
+    "closeForumTopic",
+    "editForumTopic",
     "deleteForumTopic",
     "sendMessage",
     "getChatAdministrators",
@@ -81,6 +84,8 @@ pub struct Behaviour {
     /// The group [`OLD_GROUP_ID`] was upgraded to [`CHAT_ID`]: requests to the old id get
     /// "group chat was upgraded" with `migrate_to_chat_id`.
     pub upgraded: AtomicBool,
+    /// Each topic's current name (createForumTopic, editForumTopic).
+    pub topic_names: Mutex<HashMap<i64, String>>,
 }
 
 #[derive(Clone)]
@@ -129,6 +134,16 @@ impl FakeTelegram {
             .filter(|body| body["message_thread_id"].as_i64() == Some(thread))
             .map(|body| body["text"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// A topic's name as Telegram shows it now.
+    pub fn topic_name(&self, thread: i64) -> String {
+        self.behaviour.topic_names.lock().unwrap().get(&thread).cloned().unwrap_or_default()
+    }
+
+    /// Whether a topic is closed now.
+    pub fn topic_closed(&self, thread: i64) -> bool {
+        self.behaviour.closed_threads.lock().unwrap().contains(&thread)
     }
 
     /// Wait until `check` holds for the calls so far.
@@ -227,6 +242,18 @@ async fn handle(
         {
             Some("message_thread_not_found")
         }
+        "editForumTopic" | "closeForumTopic" | "reopenForumTopic" if in_set(&fake.behaviour.deleted_threads) => {
+            Some("message_thread_not_found")
+        }
+        "editForumTopic"
+            if thread.is_some_and(|thread| {
+                fake.behaviour.topic_names.lock().unwrap().get(&thread).map(String::as_str) == body["name"].as_str()
+            }) =>
+        {
+            Some("topic_not_modified")
+        }
+        "closeForumTopic" if in_set(&fake.behaviour.closed_threads) => Some("topic_not_modified"),
+        "reopenForumTopic" if !in_set(&fake.behaviour.closed_threads) => Some("topic_not_modified"),
         _ => None,
     };
     if let Some(refusal) = refusal {
@@ -241,6 +268,7 @@ async fn handle(
             let thread = fake.next_id.fetch_add(1, Ordering::SeqCst);
             let name = body["name"].as_str().unwrap_or_default().to_owned();
             fake.topics.lock().unwrap().insert(thread, name.clone());
+            fake.behaviour.topic_names.lock().unwrap().insert(thread, name.clone());
             // As in telegram_methods/openintegrations_createForumTopic_result.json (no custom
             // emoji was asked for, so none is named).
             json!({ "message_thread_id": thread, "name": name, "icon_color": 7322096 })
@@ -294,6 +322,15 @@ async fn handle(
                 .lock()
                 .unwrap()
                 .remove(&body["message_thread_id"].as_i64().unwrap_or_default());
+            json!(true)
+        }
+        "editForumTopic" => {
+            let name = body["name"].as_str().unwrap_or_default().to_owned();
+            fake.behaviour.topic_names.lock().unwrap().insert(thread.unwrap_or_default(), name);
+            json!(true)
+        }
+        "closeForumTopic" => {
+            fake.behaviour.closed_threads.lock().unwrap().insert(thread.unwrap_or_default());
             json!(true)
         }
         "deleteForumTopic" => {

@@ -26,4 +26,5 @@ mod streams;
 mod telegram;
 mod telegram_payloads;
 mod tokens;
+mod topics;
 mod web_unit;

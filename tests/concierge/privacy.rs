@@ -87,6 +87,9 @@ async fn erasure_removes_every_row_about_a_person_and_deletes_their_topic_throug
         topics_per_window: 0,
         topics_window: Duration::from_secs(3600),
         timeout: Duration::from_secs(10),
+        sla: None,
+        sla_hours: concierge_shared::config::SlaHours::Duty,
+        on_duty: Vec::new(),
     };
     let mut app = TestApp::spawn_with(|config| {
         config.telegram = Some(settings);

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use concierge_shared::config::{TelegramConfig, TelegramMode};
+use concierge_shared::config::{SlaHours, TelegramConfig, TelegramMode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -29,6 +29,9 @@ pub fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfi
         topics_per_window: 0,
         topics_window: Duration::from_secs(3600),
         timeout: Duration::from_secs(10),
+        sla: None,
+        sla_hours: SlaHours::Duty,
+        on_duty: Vec::new(),
     }
 }
 
@@ -96,7 +99,7 @@ async fn the_whole_human_loop_runs_through_a_telegram_topic() {
     fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
     let topics = fake.accepted("createForumTopic");
     assert_eq!(topics.len(), 1);
-    assert_eq!(topics[0]["name"], "Анна · Позовите оператора, пожалуйста");
+    assert_eq!(topics[0]["name"], "🔴 Анна · Позовите оператора, пожалуйста", "a new topic waits for an operator");
     let card = fake.accepted("sendMessage").into_iter().find(|m| m["message_thread_id"] == thread).unwrap();
     let text = card["text"].as_str().unwrap();
     for expected in

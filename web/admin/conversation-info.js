@@ -3,7 +3,7 @@
 
 import { ownerLine, ownerTitle, pageLink, ratingEl } from './conversations.js';
 import { badge, externalLink, h } from './dom.js';
-import { fmtMs, fmtNumber, timeEl } from './format.js';
+import { fmtMs, fmtNumber, fmtWaited, timeEl } from './format.js';
 import { label, t } from './i18n.js';
 import { state } from './state.js';
 
@@ -44,6 +44,10 @@ export function renderInfo(data) {
   if (data.escalated_at) {
     rows.push(infoRow(t('infoEscalated'), timeEl(data.escalated_at, true), h('div', { class: 'muted small' }, label('reasons', data.escalation_reason))));
   }
+  if (data.waiting_since) {
+    rows.push(infoRow(t('infoWaiting'), h('span', { class: 'waiting', 'data-testid': 'info-waiting' }, fmtWaited(data.waiting_since)), h('div', { class: 'muted small' }, timeEl(data.waiting_since, true))));
+  }
+  if (data.assignee) rows.push(infoRow(t('infoAssignee'), h('span', { 'data-testid': 'info-assignee' }, data.assignee)));
   if (data.rating !== null && data.rating !== undefined) {
     rows.push(infoRow(t('infoRating'), ratingEl(data.rating, data.rating_comment), data.rating_comment ? h('div', { class: 'pre-wrap' }, data.rating_comment) : null));
   }

@@ -5,7 +5,7 @@
 import { api, report } from './api.js';
 import { MAX_PAGE_SIZE, PAGE_SIZE } from './config.js';
 import { badge, clamp, emptyRow, externalLink, h, setBusy, webHref } from './dom.js';
-import { fmtDateTime, fmtNumber, timeEl } from './format.js';
+import { fmtDateTime, fmtNumber, fmtWaited, timeEl } from './format.js';
 import { label, t } from './i18n.js';
 import { conversationHash, navigate } from './nav.js';
 import { els, state } from './state.js';
@@ -154,7 +154,9 @@ function renderList(highlight) {
     h('td', { class: 'who' }, h('strong', null, ownerTitle(c)), h('span', { class: 'muted small' }, ownerLine(c))),
     h('td', null,
       h('div', { class: 'badges' }, modeBadge(c.mode), statusBadge(c.status)),
-      c.escalated_at ? h('div', { class: 'muted small', title: fmtDateTime(c.escalated_at) }, t('escalatedBecause', { reason: label('reasons', c.escalation_reason) })) : null),
+      c.escalated_at ? h('div', { class: 'muted small', title: fmtDateTime(c.escalated_at) }, t('escalatedBecause', { reason: label('reasons', c.escalation_reason) })) : null,
+      c.waiting_since ? h('div', { class: 'small waiting', 'data-testid': 'waiting', title: fmtDateTime(c.waiting_since) }, t('waitingFor', { wait: fmtWaited(c.waiting_since) })) : null,
+      c.assignee ? h('div', { class: 'muted small', 'data-testid': 'assignee' }, t('assignedTo', { name: c.assignee })) : null),
     h('td', null, ratingEl(c.rating, c.rating_comment), c.rating_comment ? h('span', { class: 'comment', title: c.rating_comment }, c.rating_comment) : null),
     h('td', { class: 'num col-messages' }, fmtNumber(c.last_seq)),
     h('td', null, timeEl(c.updated_at)),

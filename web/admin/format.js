@@ -31,6 +31,16 @@ export function fmtMs(ms) {
   return `${fmtNumber(value / 3600000, 1)} ${t('unitH')}`;
 }
 
+/** How long ago `value` was, for a wait: "45 с", "12 мин", "1,5 ч". */
+export function fmtWaited(value) {
+  const date = parseDate(value);
+  if (!date) return t('dash');
+  const ms = Math.max(0, Date.now() - date.getTime());
+  if (ms < 60000) return `${fmtNumber(Math.floor(ms / 1000), 0)} ${t('unitS')}`;
+  if (ms < 3600000) return `${fmtNumber(Math.floor(ms / 60000), 0)} ${t('unitMin')}`;
+  return fmtMs(ms);
+}
+
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'short' });
 const fullDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });

@@ -96,6 +96,7 @@ function renderMetrics(data) {
     metricCard(t('cardRating'), totals.avg_rating === null || totals.avg_rating === undefined ? t('dash') : fmtNumber(totals.avg_rating, 2), t('cardRatingSub', { n: fmtNumber(totals.rated) })),
     metricCard(t('cardFirstReply'), fmtMs(totals.first_reply_p50_ms), t('cardP90', { value: fmtMs(totals.first_reply_p90_ms) })),
     metricCard(t('cardFirstHumanReply'), fmtMs(totals.first_human_reply_p50_ms), t('cardP90', { value: fmtMs(totals.first_human_reply_p90_ms) })),
+    metricCard(t('cardSlaBreaches'), fmtNumber(totals.sla_breaches), t('cardSlaBreachesSub')),
     metricCard(t('cardTokens'), fmtNumber(totals.llm_tokens), t('cardTokensSub', { n: fmtNumber(totals.llm_calls) })),
     metricCard(t('cardFallbacks'), fmtNumber(totals.llm_fallbacks), t('cardFallbacksSub')));
 

@@ -27,7 +27,7 @@ use concierge_shared::{
     embeddings::Embedder,
     jobs::{
         ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend,
-        TelegramUpdate,
+        TelegramUpdate, WatchSla,
     },
     knowledge::KnowledgeBase,
 };
@@ -77,7 +77,7 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
-    /// telegram-send, telegram-update, metrics, retention); default all.
+    /// telegram-send, telegram-update, metrics, retention, sla); default all.
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs of each queue run at once.
@@ -239,6 +239,7 @@ pub async fn run(
             Queue::Retention => {
                 register!(monitor, ApplyRetention, ctx, inserts, config, name, 1, retention::handle)
             }
+            Queue::Sla => register!(monitor, WatchSla, ctx, inserts, config, name, 1, telegram::sla::handle),
         };
     }
     if let Some(bind) = config.metrics_bind {
@@ -258,6 +259,11 @@ pub async fn run(
     if let Some(telegram) = ctx.telegram.clone() {
         if options.queues.contains(&Queue::TelegramSend) {
             tokio::spawn(sweep_outbox(ctx.clone(), shutdown.clone()));
+        }
+        if let Some(sla) = telegram.sla
+            && options.queues.contains(&Queue::Sla)
+        {
+            tokio::spawn(telegram::sla::schedule(ctx.clone(), sla, shutdown.clone()));
         }
         if telegram.mode == TelegramMode::Polling && options.queues.contains(&Queue::TelegramUpdate) {
             tokio::spawn(telegram::poller::run(ctx.clone(), telegram, shutdown.clone()));

@@ -334,6 +334,7 @@ async fn apply(
         }
         Decision::Escalate { reason, text, summary } => {
             conversations::set_human_mode(&mut *tx, conversation.id, reason.as_str()).await?;
+            concierge_shared::db::waits::start(&mut *tx, conversation.id).await?;
             NewMessage::system(text).with_metadata(MessageMeta::handover(reason, summary, info))
         }
         Decision::Action { .. } => unreachable!("handled above"),

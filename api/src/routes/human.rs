@@ -12,6 +12,7 @@ use concierge_shared::{
         escalations, llm_calls,
         messages::{self, NewMessage},
         telegram::{self, Note},
+        waits,
     },
     events::Event,
     human::{self, HumanError, Operator},
@@ -75,6 +76,7 @@ pub async fn escalate_conversation(
             ));
         }
         conversations::set_human_mode(&mut tx, id, EscalationReason::UserRequest.as_str()).await?;
+        waits::start(&mut *tx, id).await?;
         let texts = Locale::from_code(&current.locale).texts();
         let text = texts.handover(texts.escalated_to_human, chrono::Utc::now());
         let notice = NewMessage::system(text).with_metadata(MessageMeta::handover(
@@ -102,11 +104,40 @@ pub struct AdminConversationOut {
     pub owner_role: String,
     pub escalated_at: Option<DateTime<Utc>>,
     pub escalation_reason: Option<String>,
+    /// Since when the user has waited for a first human reply after the latest hand-over;
+    /// `null` when nobody waits (answered, back with the bot, closed, never handed over).
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// The operator who took the conversation in Telegram (`/take`), as the topic names them.
+    pub assignee: Option<String>,
+}
+
+impl AdminConversationOut {
+    /// The conversations with who waits since when and who has them, in two queries.
+    pub async fn load(pool: &sqlx::PgPool, list: Vec<Conversation>) -> Result<Vec<Self>, ApiError> {
+        let ids: Vec<ConversationId> = list.iter().map(|c| c.id).collect();
+        let waiting: std::collections::HashMap<_, _> = waits::open_since(pool, &ids).await?.into_iter().collect();
+        let mut assignees: std::collections::HashMap<_, _> =
+            telegram::assignees(pool, &ids).await?.into_iter().collect();
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let (waiting_since, assignee) = (waiting.get(&c.id).copied(), assignees.remove(&c.id));
+                Self { waiting_since, assignee, ..Self::from(c) }
+            })
+            .collect())
+    }
+
+    pub async fn load_one(pool: &sqlx::PgPool, id: ConversationId) -> Result<Self, ApiError> {
+        let conversation = conversations::get(pool, id).await?.ok_or(ApiError::NotFound)?;
+        Ok(Self::load(pool, vec![conversation]).await?.pop().expect("one conversation in, one out"))
+    }
 }
 
 impl From<Conversation> for AdminConversationOut {
     fn from(c: Conversation) -> Self {
         Self {
+            waiting_since: None,
+            assignee: None,
             owner_kind: c.owner_kind.to_string(),
             owner_name: c.owner_name.clone(),
             owner_email: c.owner_email.clone(),
@@ -208,7 +239,7 @@ pub async fn admin_list_conversations(
     page.truncate(limit as usize);
     let next_cursor =
         has_more.then(|| page.last().map(|c| format!("{}_{}", c.updated_at.timestamp_micros(), c.id))).flatten();
-    Ok(JsonOut(AdminPageOut { items: page.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(JsonOut(AdminPageOut { items: AdminConversationOut::load(&state.pool, page).await?, next_cursor }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -231,10 +262,10 @@ pub async fn admin_get_conversation(
     _admin: Admin,
     Path(id): Path<ConversationId>,
 ) -> Result<JsonOut<AdminDetailOut>, ApiError> {
-    let conversation = conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    let conversation = AdminConversationOut::load_one(&state.pool, id).await?;
     let messages = messages::latest(&state.pool, id, 1000).await?;
     Ok(JsonOut(AdminDetailOut {
-        conversation: conversation.into(),
+        conversation,
         messages: messages.into_iter().map(MessageOut::for_operators).collect(),
         notes: telegram::notes(&state.pool, id).await?,
         telegram_topic: telegram::topic(&state.pool, id).await?,
@@ -331,7 +362,7 @@ pub async fn admin_hand_back(
         telegram::notify_topic(&mut tx, id, key, text, state.config.job_max_attempts).await?;
     }
     tx.commit().await?;
-    Ok(JsonOut(conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?.into()))
+    Ok(JsonOut(AdminConversationOut::load_one(&state.pool, id).await?))
 }
 
 /// Close the conversation; the closing notice asks the user to rate.
@@ -348,7 +379,7 @@ pub async fn admin_close(
         telegram::notify_topic(&mut tx, id, format!("closed:{id}"), text, state.config.job_max_attempts).await?;
     }
     tx.commit().await?;
-    Ok(JsonOut(conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?.into()))
+    Ok(JsonOut(AdminConversationOut::load_one(&state.pool, id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -22,7 +22,7 @@ pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 pub use limits::{LimitsConfig, LimitsSettings, TrustedProxies};
 use telegram::valid_webhook_secret;
-pub use telegram::{TelegramConfig, TelegramMode, TelegramSettings};
+pub use telegram::{SlaHours, TelegramConfig, TelegramMode, TelegramSettings};
 
 /// The settings as given (environment or command line), before they are checked and combined.
 #[derive(Debug, Clone, Args)]
@@ -362,6 +362,25 @@ mod tests {
         let telegram = config.telegram.unwrap();
         assert_eq!((telegram.chat_id, telegram.mode), (-1_001_234, TelegramMode::Webhook));
         assert_eq!(telegram.operators, vec![1, 2]);
+        assert_eq!(telegram.sla, Some(std::time::Duration::from_secs(600)), "ten minutes by default");
+        assert_eq!(telegram.sla_hours, SlaHours::Duty);
+        assert!(telegram.on_duty.is_empty());
+    }
+
+    #[test]
+    fn the_sla_names_who_is_on_duty() {
+        let telegram = |extra: &[&str]| {
+            let mut args = vec!["--support-bot-token", "123:abc", "--support-notifications-chat-id", "-1001234"];
+            args.extend_from_slice(extra);
+            settings(&args).resolve().map(|config| config.telegram.unwrap())
+        };
+        let config = telegram(&["--telegram-on-duty", "@olga_support, ivan_petrov", "--sla-minutes", "5"]).unwrap();
+        assert_eq!(config.on_duty, vec!["olga_support", "ivan_petrov"]);
+        assert_eq!(config.sla, Some(std::time::Duration::from_secs(300)));
+        let config = telegram(&["--sla-minutes", "0", "--sla-hours", "always"]).unwrap();
+        assert_eq!((config.sla, config.sla_hours), (None, SlaHours::Always));
+        let error = telegram(&["--telegram-on-duty", "olga support"]).unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_TELEGRAM_ON_DUTY"), "{error}");
     }
 
     #[test]

@@ -45,6 +45,18 @@ pub struct TelegramSettings {
     /// One Bot API request, in seconds.
     #[arg(long, env = "CONCIERGE_TELEGRAM_TIMEOUT_SECS", default_value_t = 30)]
     pub telegram_timeout_secs: u64,
+    /// Minutes a user may wait for a first human reply before the topic is reminded (once,
+    /// then once more after as long again). 0: no reminders.
+    #[arg(long, env = "CONCIERGE_SLA_MINUTES", default_value_t = 10)]
+    pub sla_minutes: u32,
+    /// When the SLA is watched: `duty` (operators' hours, 9:00 to 21:00 Moscow time) or
+    /// `always`.
+    #[arg(long, env = "CONCIERGE_SLA_HOURS", value_enum, default_value_t = SlaHours::Duty)]
+    pub sla_hours: SlaHours,
+    /// Telegram usernames of the operators on duty, comma-separated (with or without @); SLA
+    /// reminders mention them. Unset: reminders are addressed to all operators.
+    #[arg(long, env = "CONCIERGE_TELEGRAM_ON_DUTY")]
+    pub telegram_on_duty: Option<String>,
 }
 
 /// The support bot and its group. Escalated conversations get a forum topic in the group.
@@ -66,6 +78,21 @@ pub struct TelegramConfig {
     pub topics_window: Duration,
     /// One Bot API request.
     pub timeout: Duration,
+    /// How long a user may wait for a first human reply before the topic is reminded;
+    /// `None`: never reminded.
+    pub sla: Option<Duration>,
+    pub sla_hours: SlaHours,
+    /// Usernames (without @) the SLA reminders mention; empty: all operators.
+    pub on_duty: Vec<String>,
+}
+
+/// When the SLA is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlaHours {
+    /// During operators' hours only (`concierge_shared::duty::on_duty`).
+    Duty,
+    /// Around the clock.
+    Always,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,6 +127,23 @@ impl TelegramSettings {
             .filter(|id| !id.is_empty())
             .map(|id| id.parse().with_context(|| format!("CONCIERGE_TELEGRAM_OPERATORS: {id:?} is not a user id")))
             .collect::<anyhow::Result<_>>()?;
+        let on_duty = self
+            .telegram_on_duty
+            .unwrap_or_default()
+            .split(',')
+            .map(|name| name.trim().trim_start_matches('@'))
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                // Telegram usernames: 5 to 32 of a-z, 0-9 and _.
+                let valid =
+                    (5..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if valid {
+                    Ok(name.to_owned())
+                } else {
+                    bail!("CONCIERGE_TELEGRAM_ON_DUTY: {name:?} is not a username")
+                }
+            })
+            .collect::<anyhow::Result<_>>()?;
         if self.telegram_messages_per_minute == 0 {
             bail!("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE must be at least 1");
         }
@@ -113,6 +157,9 @@ impl TelegramSettings {
             topics_per_window: self.telegram_topics_per_hour,
             topics_window: Duration::from_secs(3600),
             timeout: Duration::from_secs(self.telegram_timeout_secs),
+            sla: (self.sla_minutes > 0).then(|| Duration::from_secs(u64::from(self.sla_minutes) * 60)),
+            sla_hours: self.sla_hours,
+            on_duty,
         }))
     }
 }

@@ -195,6 +195,7 @@ pub async fn close(conn: &mut PgConnection, conversation: &Conversation, text: &
     if closed == 0 {
         return Ok(CloseOutcome::AlreadyClosed);
     }
+    crate::db::waits::end(&mut *conn, conversation.id).await?;
     let notice = NewMessage::system(text)
         .with_metadata(crate::message_meta::MessageMeta::status(ConversationStatus::Closed, conversation.mode));
     let message = messages::append(conn, conversation.id, notice)
@@ -278,12 +279,13 @@ pub async fn list_all(
     .await
 }
 
-/// Hand a conversation back to the AI.
+/// Hand a conversation back to the AI; a user still waiting for a person waits no more.
 pub async fn set_ai_mode(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<()> {
     sqlx::query("UPDATE conversations SET mode = 'ai', clarify_count = 0, updated_at = now() WHERE id = $1")
         .bind(id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    crate::db::waits::end(conn, id).await?;
     Ok(())
 }
 

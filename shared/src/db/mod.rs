@@ -9,6 +9,7 @@ pub mod messages;
 pub mod privacy;
 pub mod reindex_runs;
 pub mod telegram;
+pub mod waits;
 pub mod worker_instances;
 
 use std::time::Duration;

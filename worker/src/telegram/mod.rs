@@ -2,16 +2,19 @@
 //!
 //! Jobs: [`escalate`] opens a conversation's topic and queues its card (both done by
 //! [`topic`], which the outbox also uses to replace a deleted topic), [`outbox`] sends a
-//! topic's posts in order, [`updates`] handles what operators do in the group, and [`poller`]
-//! fetches updates with getUpdates where no webhook can reach the API.
+//! topic's posts and status changes in order, [`updates`] handles what operators do in the
+//! group, [`sla`] reminds topics of users waiting too long, and [`poller`] fetches updates
+//! with getUpdates where no webhook can reach the API.
 //!
 //! Invariant: nothing is sent to a chat the bot was kicked from; a group upgraded to a
 //! supergroup is followed to its new id (kept in `telegram_chat_stops`), and every send after
 //! that goes there.
 
+pub mod assign;
 pub mod escalate;
 pub mod outbox;
 pub mod poller;
+pub mod sla;
 pub mod topic;
 pub mod updates;
 
@@ -26,7 +29,7 @@ use std::{
 
 use concierge_shared::{
     TelegramChatId, TelegramMessageId, TelegramThreadId,
-    config::{TelegramConfig, TelegramMode},
+    config::{SlaHours, TelegramConfig, TelegramMode},
     db::telegram as store,
     jobs::TelegramSend,
 };
@@ -95,6 +98,11 @@ pub struct Telegram {
     pub topics_window: Duration,
     operators: HashSet<u64>,
     admins: Mutex<Option<(Instant, HashSet<u64>)>>,
+    /// How long a user may wait for a first human reply before the topic is reminded.
+    pub sla: Option<Duration>,
+    pub sla_hours: SlaHours,
+    /// Usernames the SLA reminders mention; empty: all operators.
+    pub on_duty: Vec<String>,
 }
 
 impl Telegram {
@@ -122,6 +130,9 @@ impl Telegram {
             topics_window: config.topics_window,
             operators: config.operators.iter().copied().collect(),
             admins: Mutex::new(None),
+            sla: config.sla,
+            sla_hours: config.sla_hours,
+            on_duty: config.on_duty.clone(),
         })
     }
 

@@ -14,10 +14,14 @@ use std::time::Duration;
 use apalis::prelude::{BoxDynError, Data};
 use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, TelegramChatId, TelegramThreadId,
-    db::{conversations, messages, telegram as store},
+    db::{
+        conversations, messages,
+        telegram::{self as store, TopicStatus},
+    },
     jobs::{Escalate, TelegramSend},
 };
 use teloxide::{
+    payloads::EditForumTopicSetters,
     prelude::Requester,
     types::{ChatId, InlineKeyboardMarkup, MessageId, ThreadId},
 };
@@ -127,6 +131,25 @@ async fn send_pending(
         if store::claim_sender(&ctx.pool, conversation_id, sender, LEASE).await?.is_none() {
             return Ok(());
         }
+        if post.kind == "topic_status" {
+            let shown = holding_lease(ctx, conversation_id, sender, show_status(ctx, telegram, conversation_id, topic));
+            match shown.await {
+                Ok(()) => store::mark_done(&ctx.pool, post.id).await?,
+                Err(SendError::Refused(error)) => {
+                    // The topic keeps its old look until the next change; posts are unaffected.
+                    tracing::warn!(post = post.key, %error, "Telegram refused a topic status change");
+                    store::mark_attempt(&ctx.pool, post.id, &error, true).await?;
+                }
+                Err(SendError::Transient(error)) => {
+                    tracing::warn!(post = post.key, %error, "a topic status change failed; it will be retried");
+                    store::mark_attempt(&ctx.pool, post.id, &error, false).await?;
+                    return Err(SendError::Transient(error));
+                }
+                // Held, stopped, moved or gone: as for any post.
+                Err(other) => return Err(other),
+            }
+            continue;
+        }
         let markup =
             post.reply_markup.as_ref().and_then(|m| serde_json::from_value::<InlineKeyboardMarkup>(m.clone()).ok());
         let posted = holding_lease(ctx, conversation_id, sender, async {
@@ -139,7 +162,9 @@ async fn send_pending(
                             tracing::warn!(%error, "Telegram refused to reopen the topic")
                         }
                         Err(error) => return Err(error),
-                        Ok(()) => {}
+                        // A closed conversation's topic is closed again by the status row
+                        // that follows the post.
+                        Ok(()) => store::set_shown(&ctx.pool, conversation_id, topic.1, None, Some(false)).await?,
                     }
                     telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await
                 }
@@ -198,6 +223,53 @@ async fn send_pending(
         }
     }
     Ok(())
+}
+
+/// Make the topic show the conversation's status as it is now: its name (the status prefix)
+/// with editForumTopic, closed or open with closeForumTopic / reopenForumTopic. Nothing is
+/// asked when the topic shows it already.
+async fn show_status(
+    ctx: &Context,
+    telegram: &Telegram,
+    conversation_id: ConversationId,
+    (chat, thread_id): (TelegramChatId, TelegramThreadId),
+) -> Result<(), SendError> {
+    let Some(view) = store::topic_view(&ctx.pool, conversation_id).await? else { return Ok(()) };
+    let (chat_id, thread) = (ChatId(chat.0), ThreadId(MessageId(thread_id.0)));
+    let name = view.status.topic_name(&view.name);
+    if view.shown_name.as_deref() != Some(name.as_str()) {
+        let edited = telegram
+            .paced(&ctx.pool, || {
+                let request = telegram.bot.edit_forum_topic(chat_id, thread).name(name.clone());
+                async move { request.await }
+            })
+            .await;
+        unmodified_is_done(edited)?;
+        store::set_shown(&ctx.pool, conversation_id, thread_id, Some(&name), None).await?;
+        tracing::debug!(%thread_id, name, "topic renamed");
+    }
+    let closed = view.status == TopicStatus::Closed;
+    if closed != view.shown_closed {
+        let changed = if closed {
+            telegram.paced(&ctx.pool, || async move { telegram.bot.close_forum_topic(chat_id, thread).await }).await
+        } else {
+            telegram.paced(&ctx.pool, || async move { telegram.bot.reopen_forum_topic(chat_id, thread).await }).await
+        };
+        unmodified_is_done(changed)?;
+        store::set_shown(&ctx.pool, conversation_id, thread_id, None, Some(closed)).await?;
+        tracing::debug!(%thread_id, closed, "topic closed or reopened");
+    }
+    Ok(())
+}
+
+/// Telegram's answer to a change that is there already (the same name, a topic closed by
+/// hand) is a refusal, TOPIC_NOT_MODIFIED: the topic shows what was wanted.
+fn unmodified_is_done<T>(result: Result<T, SendError>) -> Result<(), SendError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(SendError::Refused(error)) if error.contains("TOPIC_NOT_MODIFIED") => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// The topic was deleted in Telegram while the conversation waits for a person: open a new

@@ -17,7 +17,7 @@ use concierge_shared::{
     db::{
         conversations::{self, Conversation},
         messages::{self, Message},
-        telegram::{self as store, TopicClaim},
+        telegram::{self as store, TopicClaim, TopicStatus},
     },
     i18n::{Locale, OperatorTexts, fill, lookup},
     jobs::Escalate,
@@ -93,7 +93,9 @@ async fn ensure_topic(
                     metrics::counter!("concierge_rate_limited_total", "limit" => "telegram_topics").increment(1);
                     return Err(SendError::Held(wait));
                 }
-                let created = super::while_renewing(telegram.create_topic(&ctx.pool, &name), CLAIM_LEASE / 3, || {
+                // A new topic is for a hand-over: it waits for an operator from the start.
+                let shown = TopicStatus::Waiting.topic_name(&name);
+                let created = super::while_renewing(telegram.create_topic(&ctx.pool, &shown), CLAIM_LEASE / 3, || {
                     store::renew_claim(&ctx.pool, conversation.id, CLAIM_LEASE)
                 })
                 .await?;
@@ -104,6 +106,8 @@ async fn ensure_topic(
                             store::set_thread(&mut conn, conversation.id, telegram.chat_id(), created).await?;
                         match recorded {
                             Some(thread_id) if thread_id == created => {
+                                store::set_shown(&mut *conn, conversation.id, thread_id, Some(&shown), Some(false))
+                                    .await?;
                                 tracing::info!(%thread_id, "Telegram topic created");
                                 Ok(thread_id)
                             }
@@ -260,6 +264,7 @@ impl Card<'_> {
         let buttons = InlineKeyboardMarkup::new([[
             InlineKeyboardButton::callback(texts.button_close, format!("close:{}", c.id)),
             InlineKeyboardButton::callback(texts.button_ai, format!("ai:{}", c.id)),
+            InlineKeyboardButton::callback(texts.button_take, format!("take:{}", c.id)),
         ]]);
         let mut parts = vec![(header, serde_json::to_value(buttons).ok())];
 

@@ -2,7 +2,8 @@
 //!
 //! In a conversation's topic, an operator's text becomes an operator message in the web chat;
 //! `/close`, `/ai` and `/note text` (or the card's buttons) close the conversation, hand it
-//! back to the bot, or store an internal note; an edited reply edits the web message; photos
+//! back to the bot, or store an internal note; `/take` (or the card's button) gives the
+//! conversation to the operator, `/release` gives it back to all; an edited reply edits the web message; photos
 //! and files are refused with a word to the operator. Messages from people who are not
 //! operators, from other chats and from unknown topics are ignored, and so are commands for
 //! another bot (`/close@OtherBot`). The group's anonymous admins are operators. An update
@@ -23,19 +24,19 @@ use concierge_shared::{
     },
     events::Event,
     human::{self, HumanError, Operator},
-    i18n::{Locale, OperatorTexts},
+    i18n::{Locale, OperatorTexts, fill},
     jobs::TelegramUpdate,
 };
 use teloxide::{
     payloads::AnswerCallbackQuerySetters,
     prelude::Requester,
-    types::{CallbackQuery, ChatMemberUpdated, Message, MessageKind, Update, UpdateKind},
+    types::{CallbackQuery, ChatMemberUpdated, Message, MessageKind, Update, UpdateKind, User},
 };
 
 use crate::{
     Context,
     retry::Backoff,
-    telegram::{SendError, Telegram},
+    telegram::{SendError, Telegram, assign},
 };
 
 /// Handle the job's update, and before it any earlier one still waiting: updates are handled
@@ -164,11 +165,31 @@ async fn on_migration(ctx: &Context, telegram: &Telegram, message: &Message) -> 
 }
 
 /// Who wrote an operator's message: a person, or one of the group's anonymous admins.
-struct Author {
+pub(super) struct Author {
+    /// The Telegram user id: GroupAnonymousBot's for every anonymous admin, whom Telegram does
+    /// not tell apart.
+    pub(super) id: i64,
     /// Shown to the user with the reply.
-    first_name: String,
+    pub(super) first_name: String,
     /// Signs internal notes.
-    full_name: String,
+    pub(super) full_name: String,
+    /// Names the operator to the other operators: the full name and the @username.
+    pub(super) label: String,
+}
+
+impl Author {
+    pub(super) fn of_user(user: &User) -> Self {
+        let label = match &user.username {
+            Some(username) => format!("{} (@{username})", user.full_name()),
+            None => user.full_name(),
+        };
+        Self {
+            id: user.id.0 as i64,
+            first_name: Operator::first_name(Some(&user.first_name)),
+            full_name: user.full_name(),
+            label,
+        }
+    }
 }
 
 /// The conversation behind a message in the support group, if it was written by an operator
@@ -204,13 +225,13 @@ async fn operator_topic(
             .filter(|s| !s.is_empty())
             .unwrap_or(texts.anonymous_admin)
             .to_owned();
-        return Ok(Ok((topic, Author { first_name: name.clone(), full_name: name })));
+        let author = Author { id: from.id.0 as i64, first_name: name.clone(), full_name: name.clone(), label: name };
+        return Ok(Ok((topic, author)));
     }
     if !telegram.is_operator(from.id.0).await? {
         return Ok(Err("ignored: not an operator".into()));
     }
-    let author = Author { first_name: Operator::first_name(Some(&from.first_name)), full_name: from.full_name() };
-    Ok(Ok((topic, author)))
+    Ok(Ok((topic, Author::of_user(&from))))
 }
 
 async fn on_message(
@@ -257,6 +278,17 @@ async fn on_message(
                 tx.rollback().await?;
                 return Ok("reply: already delivered".into());
             }
+            // Someone else has the conversation: the reply goes through, the assignee stays, and
+            // the topic is told so.
+            match store::lock_assignee(&mut tx, id).await? {
+                Some((assignee, assignee_name)) if assignee != from.id => {
+                    let text = fill(texts.reply_by_other, &[("name", &from.label), ("assignee", &assignee_name)]);
+                    post_notice(&mut tx, ctx, id, update_id, &text).await?;
+                }
+                _ => {
+                    store::refresh_topic_status(&mut tx, id, ctx.max_attempts).await?;
+                }
+            }
             store::finish_update(&mut *tx, update_id, "reply").await?;
             tx.commit().await?;
             Ok("reply".into())
@@ -283,6 +315,8 @@ async fn command_outcome(
     match command {
         "close" => close(ctx, update_id, id, texts).await,
         "ai" => hand_back(ctx, update_id, id, texts).await,
+        "take" => assign::take(ctx, update_id, id, from, texts).await,
+        "release" => assign::release(ctx, update_id, id, from, texts).await,
         "note" if argument.is_empty() => {
             notify(ctx, id, update_id, texts.note_empty).await?;
             Ok("refused: empty note".into())
@@ -366,7 +400,7 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     Ok("edit".into())
 }
 
-/// The card's buttons: `close:<id>` and `ai:<id>`.
+/// The card's buttons: `close:<id>`, `ai:<id>` and `take:<id>`.
 async fn on_button(
     ctx: &Context,
     telegram: &Telegram,
@@ -407,6 +441,7 @@ async fn on_button(
         Ok(true) => match action {
             "close" => close(ctx, update_id, id, texts).await,
             "ai" => hand_back(ctx, update_id, id, texts).await,
+            "take" => assign::take(ctx, update_id, id, &Author::of_user(&query.from), texts).await,
             _ => Ok("ignored: unknown button".into()),
         },
         Err(error) => Err(error),
@@ -429,7 +464,7 @@ async fn notify(ctx: &Context, id: ConversationId, update_id: TelegramUpdateId, 
     Ok(())
 }
 
-async fn post_notice(
+pub(super) async fn post_notice(
     tx: &mut sqlx::PgConnection,
     ctx: &Context,
     id: ConversationId,

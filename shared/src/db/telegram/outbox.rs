@@ -2,7 +2,9 @@
 //!
 //! Invariant: a post is a row before it is a request, so it is never lost; a key is queued at
 //! most once; posts of a topic are sent by one sender at a time, card parts first, then oldest
-//! first.
+//! first. Each post is followed by a status row (`topic_status`), which makes the topic's name
+//! and open/closed state show the conversation's status when it is sent; a newer status row
+//! replaces older pending ones, so a burst of posts costs at most one topic edit.
 
 use std::time::Duration;
 
@@ -69,9 +71,62 @@ pub async fn queue_post(
         inserted |= added && index == 0;
     }
     if inserted {
+        // Whatever the post says, the conversation may stand elsewhere now: the topic's name
+        // follows, after the post.
+        queue_status(conn, conversation_id).await?;
         jobs::enqueue(conn, &TelegramSend { conversation_id, cause: post.key }, max_attempts).await?;
     }
     Ok(inserted)
+}
+
+/// Queue a status row after everything queued so far, dropping older status rows still
+/// pending: the row shows the status of when it is sent, so only the latest one matters.
+async fn queue_status(conn: &mut PgConnection, conversation_id: ConversationId) -> sqlx::Result<String> {
+    sqlx::query(
+        "DELETE FROM telegram_outbox WHERE conversation_id = $1 AND kind = 'topic_status' AND state = 'pending'",
+    )
+    .bind(conversation_id)
+    .execute(&mut *conn)
+    .await?;
+    let key = format!("topic-status:{conversation_id}:{}", uuid::Uuid::now_v7());
+    sqlx::query("INSERT INTO telegram_outbox (conversation_id, key, kind, text) VALUES ($1, $2, 'topic_status', '')")
+        .bind(conversation_id)
+        .bind(&key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(key)
+}
+
+/// Have the conversation's topic show where it stands (its name, closed or open) after what
+/// is queued for it so far, in the caller's transaction: for a change that posts nothing to
+/// the topic (an operator's reply written there). Returns whether the conversation has a topic.
+pub async fn refresh_topic_status(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    max_attempts: u32,
+) -> sqlx::Result<bool> {
+    let has_topic: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_topics WHERE conversation_id = $1)")
+            .bind(conversation_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if has_topic {
+        let key = queue_status(conn, conversation_id).await?;
+        jobs::enqueue(conn, &TelegramSend { conversation_id, cause: key }, max_attempts).await?;
+    }
+    Ok(has_topic)
+}
+
+/// A status row is done: the topic shows the status (or needed no change).
+pub async fn mark_done(db: impl PgExecutor<'_>, post_id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE telegram_outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL
+         WHERE id = $1",
+    )
+    .bind(post_id)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// The longest message Telegram takes, in UTF-16 code units (how it counts).
@@ -313,12 +368,13 @@ pub async fn stranded(db: impl PgExecutor<'_>, age: Duration) -> sqlx::Result<Ve
     .await
 }
 
-/// Posts that are late: pending for more than five minutes, or failed within the last hour.
+/// Posts that are late: pending for more than five minutes, or failed within the last hour (a
+/// refused status change is no lost post: the topic only keeps its old name).
 pub async fn delayed_posts(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM telegram_outbox
          WHERE (state = 'pending' AND created_at < now() - interval '5 minutes')
-            OR (state = 'failed' AND created_at > now() - interval '1 hour')",
+            OR (state = 'failed' AND kind <> 'topic_status' AND created_at > now() - interval '1 hour')",
     )
     .fetch_one(db)
     .await
