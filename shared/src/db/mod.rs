@@ -3,6 +3,7 @@
 
 pub mod conversations;
 pub mod escalations;
+pub mod knowledge_drafts;
 pub mod eval_runs;
 pub mod llm_calls;
 pub mod messages;

@@ -18,6 +18,7 @@ mod grounding;
 mod guard;
 mod parse;
 mod prompt;
+pub mod draft;
 mod record;
 mod stream_text;
 mod words;

@@ -2,10 +2,12 @@
 //!
 //! Jobs: [`escalate`] opens a conversation's topic and queues its card (both done by
 //! [`topic`], which the outbox also uses to replace a deleted topic), [`outbox`] sends a
-//! topic's posts in order, [`updates`] handles what operators do in the group, and [`poller`]
-//! fetches updates with getUpdates where no webhook can reach the API.
+//! topic's posts in order, [`updates`] handles what operators do in the group (`knowledge`: `/kb`
+//! and its button), and [`poller`] fetches updates with getUpdates where no webhook can reach
+//! the API.
 
 pub mod escalate;
+mod knowledge;
 pub mod outbox;
 pub mod poller;
 pub mod topic;

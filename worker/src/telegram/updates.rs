@@ -2,7 +2,8 @@
 //!
 //! In a conversation's topic, an operator's text becomes an operator message in the web chat;
 //! `/close`, `/ai` and `/note text` (or the card's buttons) close the conversation, hand it
-//! back to the bot, or store an internal note; an edited reply edits the web message; photos
+//! back to the bot, or store an internal note; `/kb` makes a knowledge draft of an answer or
+//! searches the knowledge base (see `knowledge`); an edited reply edits the web message; photos
 //! and files are refused with a word to the operator. Messages from people who are not
 //! operators, from other chats and from unknown topics are ignored. Each update is handled
 //! once: it is marked processed in the transaction that applies it.
@@ -150,6 +151,9 @@ async fn on_message(
         let (name, rest) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
         // `/close@LectioSupportBot` in groups with several bots.
         let name = name.split('@').next().unwrap_or(name);
+        if name == "kb" {
+            return super::knowledge::command(ctx, telegram, update_id, &topic, &from, message, rest.trim()).await;
+        }
         return command_outcome(ctx, update_id, id, &from, name, rest.trim(), texts).await;
     }
     let name = Operator::first_name(Some(&from.first_name));
@@ -270,7 +274,7 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     Ok("edit".into())
 }
 
-/// The card's buttons: `close:<id>` and `ai:<id>`.
+/// The card's buttons: `close:<id>` and `ai:<id>`; `kb:<message id>` under a console reply.
 async fn on_button(
     ctx: &Context,
     telegram: &Telegram,
@@ -290,6 +294,9 @@ async fn on_button(
             }
         }
     };
+    if let Some(answer_id) = query.data.as_deref().and_then(|data| data.strip_prefix("kb:")) {
+        return super::knowledge::button(ctx, telegram, update_id, query, answer_id).await;
+    }
     let Some((action, id)) = query.data.as_deref().and_then(|data| data.split_once(':')) else {
         answer(None).await;
         return Ok("ignored: unknown button".into());
