@@ -122,14 +122,22 @@ async fn draft_in(app: &TestApp, id: &str, status: &str) -> Value {
     .await
 }
 
-/// Wait for the reindex run to succeed.
+/// Wait for the reindex run to succeed and the worker to answer from its version.
 async fn reindexed(app: &TestApp, run_id: &str) -> Value {
     let admin = admin();
-    wait_until("the reindex", WAIT, async || {
+    let run = wait_until("the reindex", WAIT, async || {
         let (_, run) = app.get(Some(&admin), &format!("/knowledge/reindex/{run_id}/")).await;
         if run["status"] == "succeeded" { Ok(run) } else { Err(run.to_string()) }
     })
-    .await
+    .await;
+    let version = run["report"]["version"].as_i64().unwrap();
+    wait_until("the worker on the new knowledge version", WAIT, async || {
+        let answering: Option<i64> =
+            sqlx::query_scalar("SELECT min(kb_version) FROM worker_instances").fetch_one(&app.pool).await.unwrap();
+        answering.is_some_and(|answering| answering >= version)
+    })
+    .await;
+    run
 }
 
 /// A new user asks the question; the offline engine's answer and what it cites.

@@ -269,8 +269,8 @@ pub async fn stored_path_of(db: impl PgExecutor<'_>, draft_id: KnowledgeDraftId)
 }
 
 /// The user's question an operator's answer (at `answer_seq`) replied to: the user's messages
-/// since the operator's previous message (the last three), oldest first; else the user's last
-/// message before the answer. Empty when the user wrote nothing before it.
+/// just before it, since anyone else last wrote (the last three), oldest first; else the user's
+/// last message before the answer. Empty when the user wrote nothing before it.
 pub async fn question_before(
     pool: &sqlx::PgPool,
     conversation_id: ConversationId,
@@ -280,7 +280,7 @@ pub async fn question_before(
         "SELECT content FROM messages
          WHERE conversation_id = $1 AND role = 'user' AND seq < $2
            AND seq > (SELECT COALESCE(max(seq), 0) FROM messages
-                      WHERE conversation_id = $1 AND role = 'operator' AND seq < $2)
+                      WHERE conversation_id = $1 AND role <> 'user' AND seq < $2)
          ORDER BY seq DESC LIMIT 3",
     )
     .bind(conversation_id)
