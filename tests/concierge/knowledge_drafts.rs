@@ -178,8 +178,10 @@ async fn an_operators_answer_becomes_a_document_the_next_question_is_answered_fr
     // In reply to her own answer: a draft, and a word in the topic once it is written.
     webhook(&app, &kb_reply(4, 5004, thread, 5001, operator_user())).await;
     assert_eq!(outcome_of(&app, 4).await, "kb: draft requested");
-    fake.wait_for("the draft's confirmation", |f| f.posts_in(thread).iter().any(|p| p.starts_with("📚 Черновик статьи")))
-        .await;
+    fake.wait_for("the draft's confirmation", |f| {
+        f.posts_in(thread).iter().any(|p| p.starts_with("📚 Черновик статьи"))
+    })
+    .await;
     let (status, drafts) = app.get(Some(&admin), "/knowledge/drafts/?status=ready").await;
     assert_eq!(status, StatusCode::OK, "{drafts}");
     let drafts = drafts.as_array().unwrap().clone();
@@ -252,11 +254,13 @@ async fn an_operators_answer_becomes_a_document_the_next_question_is_answered_fr
         concierge_shared::db::knowledge_drafts::NewDraft {
             conversation_id: conversation.id.parse().unwrap(),
             answer_id: concierge_shared::MessageId(
-                sqlx::query_scalar("SELECT id FROM messages WHERE conversation_id = $1::uuid AND role = 'user' LIMIT 1")
-                    .bind(&conversation.id)
-                    .fetch_one(&app.pool)
-                    .await
-                    .unwrap(),
+                sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE conversation_id = $1::uuid AND role = 'user' LIMIT 1",
+                )
+                .bind(&conversation.id)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap(),
             ),
             question: QUESTION,
             answer: "Другой ответ.",
@@ -281,8 +285,11 @@ async fn an_operators_answer_becomes_a_document_the_next_question_is_answered_fr
 }
 
 async fn patch_title(app: &TestApp, id: &str, title: &str) -> (StatusCode, Value) {
-    let request =
-        app.client.patch(app.url(&format!("/knowledge/drafts/{id}/"))).bearer_auth(admin()).json(&json!({ "title": title }));
+    let request = app
+        .client
+        .patch(app.url(&format!("/knowledge/drafts/{id}/")))
+        .bearer_auth(admin())
+        .json(&json!({ "title": title }));
     crate::helpers::response(request.send().await.unwrap()).await
 }
 
@@ -366,7 +373,8 @@ async fn kb_with_a_query_answers_in_the_topic_with_the_top_passages() {
     webhook(&app, &text_update(41, 6002, thread, operator_user(), "/kb@lectio_support_bot щщщзззххх")).await;
     fake.wait_for("both answers", |f| f.posts_in(thread).iter().filter(|p| p.starts_with("📚")).count() == 2).await;
     let posts = fake.posts_in(thread);
-    let found = posts.iter().find(|p| p.starts_with("📚 База знаний по запросу «как оплатить подписку картой»")).unwrap();
+    let found =
+        posts.iter().find(|p| p.starts_with("📚 База знаний по запросу «как оплатить подписку картой»")).unwrap();
     let numbered = found.lines().filter(|line| ["1. ", "2. ", "3. "].iter().any(|n| line.starts_with(n))).count();
     assert_eq!(numbered, 3, "{found}");
     assert!(found.contains("faq/payment-methods.md") || found.contains("guides/pay-subscription.md"), "{found}");
@@ -404,7 +412,8 @@ async fn draft_routes_refuse_what_they_cannot_do() {
     app.say(&conversation, QUESTION).await;
     let mut tx = app.pool.begin().await.unwrap();
     let id: concierge_shared::ConversationId = conversation.id.parse().unwrap();
-    let operator = concierge_shared::human::Operator { name: "Ольга", via: concierge_shared::OperatorChannel::Console };
+    let operator =
+        concierge_shared::human::Operator { name: "Ольга", via: concierge_shared::OperatorChannel::Console };
     let answer = concierge_shared::human::reply(&mut tx, id, &operator, ANSWER).await.unwrap();
     let new = concierge_shared::db::knowledge_drafts::NewDraft {
         conversation_id: id,
@@ -423,7 +432,8 @@ async fn draft_routes_refuse_what_they_cannot_do() {
     tx.commit().await.unwrap();
     let (status, refused) = patch_title(&app, &draft.id.to_string(), &"я".repeat(201)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
-    let (status, discarded) = app.post(Some(&admin), &format!("/knowledge/drafts/{}/discard/", draft.id), json!({})).await;
+    let (status, discarded) =
+        app.post(Some(&admin), &format!("/knowledge/drafts/{}/discard/", draft.id), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{discarded}");
     assert_eq!(discarded["status"], "discarded");
     assert_eq!(discarded["decided_by"], "user:olga");

@@ -66,8 +66,14 @@ async fn write(ctx: &Context, draft: &Draft) -> anyhow::Result<()> {
     let mut tx = ctx.pool.begin().await?;
     if drafts::store_written(&mut tx, draft.id, &title, &body, written_by, fallback).await? {
         let text = fill(texts.draft_ready, &[("title", &title)]);
-        telegram::notify_topic(&mut tx, draft.conversation_id, format!("kb-draft:{}", draft.id), text, ctx.max_attempts)
-            .await?;
+        telegram::notify_topic(
+            &mut tx,
+            draft.conversation_id,
+            format!("kb-draft:{}", draft.id),
+            text,
+            ctx.max_attempts,
+        )
+        .await?;
     }
     tx.commit().await?;
     tracing::info!(written_by, fallback, "knowledge draft ready for review");
@@ -90,11 +96,8 @@ async fn publish(ctx: &Context, draft: &Draft) -> anyhow::Result<()> {
     if locked.status != "publishing" {
         return Ok(());
     }
-    let written = if ctx.knowledge_read_only {
-        None
-    } else {
-        write_file(ctx, &ctx.knowledge_dir, &slug, &source).await?
-    };
+    let written =
+        if ctx.knowledge_read_only { None } else { write_file(ctx, &ctx.knowledge_dir, &slug, &source).await? };
     let (path, stored_in) = match written {
         Some(path) => (path, "file"),
         None => (store_in_database(ctx, &mut tx, draft, &slug, &source).await?, "database"),

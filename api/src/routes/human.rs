@@ -295,7 +295,10 @@ pub async fn admin_reply(
     let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
     let text = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", content)]);
     // The button under it makes a knowledge draft of the reply.
-    let button = knowledge_drafts::draft_button(message.id, Locale::from_code(&conversation.locale).knowledge_texts().button_draft);
+    let button = knowledge_drafts::draft_button(
+        message.id,
+        Locale::from_code(&conversation.locale).knowledge_texts().button_draft,
+    );
     let key = format!("console:{}", message.id);
     telegram::notify_topic_with(&mut tx, id, key, text, Some(button), state.config.job_max_attempts).await?;
     tx.commit().await?;

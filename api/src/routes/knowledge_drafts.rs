@@ -162,7 +162,9 @@ fn checked_body(body: &str) -> Result<&str, ApiError> {
     draft::checked_body(body).map_err(|error| invalid("body", &error))
 }
 
+// The OpenAPI document states these limits.
+const _: () = assert!(TITLE_MAX == 200 && BODY_MAX == 20_000);
+
 fn invalid(field: &'static str, error: &DraftError) -> ApiError {
-    debug_assert!(TITLE_MAX == 200 && BODY_MAX == 20_000, "the OpenAPI document states these limits");
     ApiError::validation("invalid_draft", field, error.to_string())
 }

@@ -198,12 +198,7 @@ pub async fn discard(conn: &mut PgConnection, id: KnowledgeDraftId, decided_by: 
 }
 
 /// The document is written: the draft is approved, at `path`, in a `file` or the `database`.
-pub async fn published(
-    conn: &mut PgConnection,
-    id: KnowledgeDraftId,
-    path: &str,
-    stored_in: &str,
-) -> sqlx::Result<()> {
+pub async fn published(conn: &mut PgConnection, id: KnowledgeDraftId, path: &str, stored_in: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE knowledge_drafts SET status = 'approved', path = $2, stored_in = $3, updated_at = now()
          WHERE id = $1 AND status = 'publishing'",
@@ -218,11 +213,7 @@ pub async fn published(
 
 /// Remember the reindex that makes the published document searchable.
 pub async fn set_reindex_run(db: impl PgExecutor<'_>, id: KnowledgeDraftId, run: ReindexRunId) -> sqlx::Result<()> {
-    sqlx::query("UPDATE knowledge_drafts SET reindex_run_id = $2 WHERE id = $1")
-        .bind(id)
-        .bind(run)
-        .execute(db)
-        .await?;
+    sqlx::query("UPDATE knowledge_drafts SET reindex_run_id = $2 WHERE id = $1").bind(id).bind(run).execute(db).await?;
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 
 pub mod conversations;
 pub mod escalations;
-pub mod knowledge_drafts;
 pub mod eval_runs;
+pub mod knowledge_drafts;
 pub mod llm_calls;
 pub mod messages;
 pub mod privacy;

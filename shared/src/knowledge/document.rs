@@ -54,7 +54,9 @@ pub enum DocumentError {
     BadFrontMatter { path: String, message: String },
     #[error("{path}: the document has no text")]
     Empty { path: String },
-    #[error("{path}: kept in the database, but a file of the knowledge directory has the same path and is used instead")]
+    #[error(
+        "{path}: kept in the database, but a file of the knowledge directory has the same path and is used instead"
+    )]
     Shadowed { path: String },
 }
 

@@ -14,11 +14,11 @@
 //! instead and the message metadata says why. Every call is recorded in `llm_calls`.
 
 pub mod client;
+pub mod draft;
 mod grounding;
 mod guard;
 mod parse;
 mod prompt;
-pub mod draft;
 mod record;
 mod stream_text;
 mod words;

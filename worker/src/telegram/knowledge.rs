@@ -231,7 +231,8 @@ async fn post(
     update_id: TelegramUpdateId,
     text: String,
 ) -> Result<(), SendError> {
-    let post = NewPost { key: format!("update:{update_id}"), kind: "notice", message_id: None, text, reply_markup: None };
+    let post =
+        NewPost { key: format!("update:{update_id}"), kind: "notice", message_id: None, text, reply_markup: None };
     store::queue_post(tx, id, post, ctx.max_attempts).await?;
     Ok(())
 }
