@@ -62,6 +62,11 @@ uuid_id!(
     ReindexRunId
 );
 uuid_id!(
+    /// Identifies one draft knowledge document made from an operator's answer
+    /// (`knowledge_drafts.id`).
+    KnowledgeDraftId
+);
+uuid_id!(
     /// Identifies one recorded decision evaluation (`eval_runs.id`).
     EvalRunId
 );

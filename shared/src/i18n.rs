@@ -223,7 +223,7 @@ static RU: Texts = Texts {
         action_line: "• {name} — {status}: {result}",
         actions_none: "Проверки не запускались.",
         conversation_line: "Разговор: {id}",
-        commands_hint: "Ответьте в этой теме — ответ увидит пользователь. Команды: /take — взять разговор себе, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка для своих.",
+        commands_hint: "Ответьте в этой теме — ответ увидит пользователь. Команды: /take — взять разговор себе, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка для своих, /kb в ответ на свой ответ — черновик статьи, /kb запрос — поиск по базе знаний.",
         transcript_heading: "Переписка ({part}/{total}):",
         transcript_empty: "Переписка пуста.",
         roles: [("user", "Пользователь"), ("assistant", "Бот"), ("operator", "Оператор"), ("system", "Система")],
@@ -241,7 +241,7 @@ static RU: Texts = Texts {
         note_empty: "Напишите текст заметки после команды: /note текст.",
         console_reply: "💬 {name} ответил(а) из консоли: {text}",
         attachment_refused: "Фото и файлы не передаются в чат пользователя. Опишите текстом или пришлите ссылку на файл.",
-        unknown_command: "Неизвестная команда. Доступно: /take — взять, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка.",
+        unknown_command: "Неизвестная команда. Доступно: /take — взять, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка, /kb — черновик статьи или поиск по базе знаний.",
         not_an_operator: "Эта кнопка только для операторов поддержки.",
         topic_name_visitor: "Гость",
         anonymous_admin: "Администратор",
@@ -330,3 +330,53 @@ static RU: Texts = Texts {
     conversation_closed: "Разговор закрыт. Спасибо, что обратились в поддержку Lectio! Оцените, пожалуйста, помощь от 1 до 5.",
     back_to_ai: "Оператор передал разговор обратно помощнику Lectio. Задайте вопрос — я отвечу.",
 };
+
+/// What operators read in Telegram about the knowledge base: drafts made from their answers
+/// (`/kb` in reply to one, or the button under a console reply) and `/kb query` searches.
+pub struct KnowledgeTexts {
+    /// The button under a reply written in the console.
+    pub button_draft: &'static str,
+    /// The toast a press of that button shows.
+    pub draft_pressed: &'static str,
+    pub draft_ready: &'static str,
+    pub draft_exists: &'static str,
+    /// Draft statuses by their stored code.
+    pub draft_statuses: [(&'static str, &'static str); 5],
+    pub draft_published: &'static str,
+    /// `/kb` with no query, not in reply to an answer.
+    pub draft_usage: &'static str,
+    /// `/kb` in reply to somebody else's message.
+    pub draft_not_yours: &'static str,
+    pub search_heading: &'static str,
+    pub search_hit: &'static str,
+    pub search_empty: &'static str,
+}
+
+static RU_KNOWLEDGE: KnowledgeTexts = KnowledgeTexts {
+    button_draft: "📚 В базу знаний",
+    draft_pressed: "Готовлю черновик статьи из этого ответа.",
+    draft_ready: "📚 Черновик статьи «{title}» готов. Администратор проверит и опубликует его в консоли: База знаний → Черновики.",
+    draft_exists: "📚 Черновик по этому ответу уже есть: «{title}» — {status}.",
+    draft_statuses: [
+        ("writing", "пишется"),
+        ("ready", "ждёт проверки"),
+        ("publishing", "публикуется"),
+        ("approved", "опубликован"),
+        ("discarded", "отклонён"),
+    ],
+    draft_published: "📚 Статья «{title}» опубликована в базе знаний ({path}): бот теперь отвечает по ней.",
+    draft_usage: "Ответьте командой /kb на свой ответ пользователю — из вопроса и ответа получится черновик статьи для базы знаний. Чтобы найти ответ в базе, напишите /kb и запрос.",
+    draft_not_yours: "Черновик делается из вашего собственного ответа: ответьте командой /kb на своё сообщение.",
+    search_heading: "📚 База знаний по запросу «{query}»:",
+    search_hit: "{n}. {title} — {heading}\n{excerpt}\n{path}",
+    search_empty: "📚 В базе знаний ничего не нашлось по запросу «{query}».",
+};
+
+impl Locale {
+    /// What operators read about the knowledge base in this locale.
+    pub fn knowledge_texts(self) -> &'static KnowledgeTexts {
+        match self {
+            Locale::Ru => &RU_KNOWLEDGE,
+        }
+    }
+}

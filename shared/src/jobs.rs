@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::PgConnection;
 
-use crate::{ActionRunId, ConversationId, MessageId, ReindexRunId, TelegramUpdateId, queue_schema};
+use crate::{ActionRunId, ConversationId, KnowledgeDraftId, MessageId, ReindexRunId, TelegramUpdateId, queue_schema};
 
 /// A kind of job, with the queue it runs on.
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
@@ -32,6 +32,7 @@ pub enum Queue {
     Metrics,
     Retention,
     Sla,
+    KnowledgeDraft,
 }
 
 impl Queue {
@@ -45,6 +46,7 @@ impl Queue {
         Queue::Metrics,
         Queue::Retention,
         Queue::Sla,
+        Queue::KnowledgeDraft,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -59,6 +61,7 @@ impl Queue {
             Queue::Metrics => "concierge::metrics",
             Queue::Retention => "concierge::retention",
             Queue::Sla => "concierge::sla",
+            Queue::KnowledgeDraft => "concierge::knowledge-draft",
         }
     }
 
@@ -74,6 +77,7 @@ impl Queue {
             Queue::Metrics => "metrics",
             Queue::Retention => "retention",
             Queue::Sla => "sla",
+            Queue::KnowledgeDraft => "knowledge-draft",
         }
     }
 
@@ -198,6 +202,25 @@ impl Job for ApplyRetention {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.cause.clone())
+    }
+}
+
+/// Move a knowledge draft on from its current state: write a draft being asked for (the model
+/// or the template), or publish an approved one (the document, then a reindex). The key is the
+/// draft and the state it was queued for, so each step is queued once and a late run of an
+/// earlier step finds the draft moved on and does nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KnowledgeDraft {
+    pub draft_id: KnowledgeDraftId,
+    /// The draft's status when this job was queued (`writing` or `publishing`).
+    pub step: String,
+}
+
+impl Job for KnowledgeDraft {
+    const QUEUE: Queue = Queue::KnowledgeDraft;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(format!("{}:{}", self.draft_id, self.step))
     }
 }
 

@@ -40,6 +40,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/conversations/{id}/stream"),
     ("post", "/conversations/{id}/stream-token"),
     ("get", "/knowledge/documents"),
+    ("get", "/knowledge/drafts"),
+    ("get", "/knowledge/drafts/{id}"),
+    ("patch", "/knowledge/drafts/{id}"),
+    ("post", "/knowledge/drafts/{id}/approve"),
+    ("post", "/knowledge/drafts/{id}/discard"),
     ("post", "/knowledge/reindex"),
     ("get", "/knowledge/reindex/{id}"),
     ("get", "/knowledge/search"),
@@ -210,6 +215,7 @@ async fn the_openapi_document_states_auth_statuses_and_constraints() {
         "ReplyIn",
         "NoteIn",
         "RecomputeIn",
+        "DraftPatchIn",
     ] {
         assert_eq!(schemas[input]["additionalProperties"], false, "{input}: {}", schemas[input]);
     }

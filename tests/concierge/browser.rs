@@ -679,3 +679,134 @@ async fn the_console_lists_the_conversation_and_shows_the_metrics(stage: &Stage)
     assert!(prometheus.contains("concierge_http_requests_total"), "{prometheus}");
     assert!(prometheus.contains("concierge_jobs_total"), "{prometheus}");
 }
+
+/// An operator's answer made a knowledge draft with `/kb` in the topic; the administrator sees
+/// it in the console's knowledge tab, edits and approves it there; it is published into the
+/// knowledge directory (a copy, for this test) and the next question is answered from it.
+#[tokio::test]
+async fn a_knowledge_draft_is_approved_in_the_console_in_chromium() {
+    if !chromium_available() {
+        return;
+    }
+    let fake = FakeTelegram::start().await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("browser-kb-{}", uuid::Uuid::new_v4().simple()));
+    copy_dir(&knowledge_dir(), &dir);
+    let knowledge = dir.to_string_lossy().into_owned();
+    let (concierge, base) = start_concierge_with(&fake, &[("CONCIERGE_KNOWLEDGE_DIR", &knowledge)]).await;
+    let browser = Browser::start().await;
+    let stage = Stage { fake, base, http: reqwest::Client::new(), browser, _concierge: concierge };
+    stories!(&stage, an_operators_answer_is_approved_as_a_document_in_the_console);
+    stage.browser.client.close().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+async fn an_operators_answer_is_approved_as_a_document_in_the_console(stage: &Stage) {
+    const QUESTION: &str = "Можно ли переключить интерфейс Lectio на казахский язык?";
+    const ANSWER: &str = "Пока нет: интерфейс Lectio доступен на русском и английском. Язык переключается в **Настройки → Язык интерфейса**.";
+    let (browser, fake, http) = (&stage.browser, &stage.fake, &stage.http);
+    let user = user_token("anna");
+    let post = |path: String, token: String, body: Value| async move {
+        let response = http.post(stage.api(&path)).bearer_auth(token).json(&body).send().await.unwrap();
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, conversation) = post("/conversations/".into(), user.clone(), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{conversation}");
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    post(format!("/conversations/{id}/messages/"), user.clone(), json!({ "content": "Здравствуйте" })).await;
+    wait_until("the greeting answered", WAIT, async || {
+        let detail = get_json(http, stage.api(&format!("/conversations/{id}/")), &user).await;
+        detail["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["role"] == "assistant"))
+    })
+    .await;
+    let (status, body) = post(format!("/conversations/{id}/escalate/"), user.clone(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    post(format!("/conversations/{id}/messages/"), user.clone(), json!({ "content": QUESTION })).await;
+    let thread = wait_until("the question in the topic", WAIT, async || {
+        fake.accepted("sendMessage").iter().find_map(|m| {
+            m["text"].as_str().is_some_and(|t| t.contains(QUESTION)).then(|| m["message_thread_id"].as_i64()).flatten()
+        })
+    })
+    .await;
+    let webhook = |update: Value| async move {
+        let status = http
+            .post(stage.api("/telegram/webhook/"))
+            .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+            .json(&update)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+    };
+    webhook(text_update(9101, 7101, thread, operator_user(), ANSWER)).await;
+    let mut kb = text_update(9102, 7102, thread, operator_user(), "/kb");
+    kb["message"]["reply_to_message"] = text_update(0, 7101, thread, operator_user(), ANSWER)["message"].clone();
+    webhook(kb).await;
+    fake.wait_for("the draft confirmed", |f| f.posts_in(thread).iter().any(|p| p.starts_with("📚 Черновик статьи")))
+        .await;
+
+    // The console lists it on the knowledge tab; the administrator adds a line and approves.
+    browser.client.goto(&format!("{}/admin/?token={ADMIN_TOKEN}#/knowledge", stage.base)).await.unwrap();
+    browser
+        .until(
+            "the draft in the console",
+            "const d = document.querySelector('[data-testid=kb-draft][data-status=ready]'); return !!d && d.textContent.includes('Ольга');",
+            vec![],
+        )
+        .await;
+    browser
+        .js(
+            "const d = document.querySelector('[data-testid=kb-draft][data-status=ready]');
+             const body = d.querySelector('[data-testid=kb-draft-body]');
+             body.value = body.value + '\\n\\n## Какие языки есть в Lectio\\nРусский и английский.';
+             body.dispatchEvent(new Event('input', { bubbles: true }));
+             return true;",
+            vec![],
+        )
+        .await;
+    browser.screenshot("knowledge-draft.png").await;
+    browser
+        .js("document.querySelector('[data-testid=kb-draft][data-status=ready] [data-testid=kb-draft-approve]').click(); return true;", vec![])
+        .await;
+    let path = browser
+        .until(
+            "the draft published",
+            "const p = document.querySelector('[data-testid=kb-draft][data-status=approved] [data-testid=kb-draft-path]'); return p ? p.textContent : null;",
+            vec![],
+        )
+        .await;
+    let path = path.as_str().unwrap().to_owned();
+    assert!(path.starts_with("faq/") && path.ends_with(".md"), "{path}");
+    browser
+        .until(
+            "the document listed",
+            "return Array.from(document.querySelectorAll('[data-testid=kb-document]')).some((row) => row.textContent.includes(arguments[0]));",
+            vec![json!(path)],
+        )
+        .await;
+
+    // The next user's question is answered from the new document.
+    let boris = user_token("boris");
+    let (_, asked) = post("/conversations/".into(), boris.clone(), json!({})).await;
+    let asked_id = asked["id"].as_str().unwrap().to_owned();
+    post(format!("/conversations/{asked_id}/messages/"), boris.clone(), json!({ "content": QUESTION })).await;
+    let answer = wait_until("the answer", WAIT, async || {
+        let detail = get_json(http, stage.api(&format!("/conversations/{asked_id}/")), &boris).await;
+        detail["messages"].as_array().and_then(|m| m.iter().find(|m| m["role"] == "assistant").cloned())
+    })
+    .await;
+    assert_eq!(answer["metadata"]["sources"][0]["path"], path.as_str(), "{answer}");
+}

@@ -115,6 +115,7 @@ pub fn test_config(database_url: &str) -> Config {
         jwt_audience: None,
         data_dir: std::env::temp_dir(),
         knowledge_dir: knowledge_dir(),
+        knowledge_read_only: false,
         db_max_connections: 20,
         max_message_chars: 4000,
         sse_heartbeat: Duration::from_secs(15),

@@ -14,6 +14,7 @@ mod helpers;
 mod human;
 mod jobs;
 mod knowledge;
+mod knowledge_drafts;
 mod limits;
 mod llm;
 mod messaging;

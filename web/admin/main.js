@@ -6,6 +6,7 @@ import { hideError, onAuthRejected } from './api.js';
 import { METRICS_DEFAULT_DAYS, METRICS_PRESETS } from './config.js';
 import { loadList } from './conversations.js';
 import { byId, h } from './dom.js';
+import { loadDrafts } from './drafts.js';
 import { loadEvals } from './evals.js';
 import { applyStrings, LANG, t } from './i18n.js';
 import { loadDocuments, searchKnowledge, startReindex } from './knowledge.js';
@@ -63,6 +64,10 @@ function collectElements() {
     kbSearch: byId('kb-search'),
     kbQuery: byId('kb-q'),
     kbResults: byId('kb-results'),
+    draftsList: byId('drafts-list'),
+    draftsCount: byId('drafts-count'),
+    draftsFilter: byId('drafts-filter'),
+    draftsRefresh: byId('drafts-refresh'),
     metricsForm: byId('metrics-form'),
     mFrom: byId('m-from'),
     mTo: byId('m-to'),
@@ -109,6 +114,11 @@ function bindEvents() {
   els.docsRefresh.addEventListener('click', loadDocuments);
   els.reindex.addEventListener('click', startReindex);
   els.kbSearch.addEventListener('submit', searchKnowledge);
+  els.draftsRefresh.addEventListener('click', loadDrafts);
+  els.draftsFilter.addEventListener('change', () => {
+    state.knowledge.drafts = [];
+    loadDrafts();
+  });
 
   els.metricsForm.addEventListener('submit', (event) => {
     event.preventDefault();

@@ -9,6 +9,7 @@ import { loadList } from './conversations.js';
 import { byId } from './dom.js';
 import { t } from './i18n.js';
 import { loadEvals } from './evals.js';
+import { loadDrafts } from './drafts.js';
 import { loadDocuments } from './knowledge.js';
 import { loadMetrics } from './metrics.js';
 import { navigate } from './nav.js';
@@ -57,7 +58,10 @@ export function onRoute() {
       if (!state.actions.loaded) loadActions();
       break;
     case 'knowledge':
-      if (!state.knowledge.loaded) loadDocuments();
+      if (!state.knowledge.loaded) {
+        loadDocuments();
+        loadDrafts();
+      }
       break;
     case 'metrics':
       if (!state.metrics.loaded) loadMetrics();

@@ -19,7 +19,7 @@ export function resetState() {
   state.list = { items: [], next: null, gen: 0, loaded: false, error: null, seen: new Map() };
   state.detail = { id: null, data: null, gen: 0, busy: new Set(), els: null };
   state.actions = { defs: [], runs: [], loaded: false, defsGen: 0, runsGen: 0, pending: new Set() };
-  state.knowledge = { docs: [], loaded: false, gen: 0, runId: null, pollFailures: 0, searchGen: 0 };
+  state.knowledge = { docs: [], loaded: false, gen: 0, runId: null, pollFailures: 0, searchGen: 0, drafts: [], draftsGen: 0 };
   state.metrics = { data: null, loaded: false, gen: 0 };
   state.evals = { entries: [], loaded: false, gen: 0 };
 }

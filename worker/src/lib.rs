@@ -7,6 +7,7 @@ pub mod actions;
 pub mod engine;
 pub mod execute_action;
 mod job_metrics;
+pub mod knowledge_draft;
 pub mod llm;
 pub mod metrics;
 pub mod platform;
@@ -26,8 +27,8 @@ use concierge_shared::{
     db::worker_instances::{self, Instance},
     embeddings::Embedder,
     jobs::{
-        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend,
-        TelegramUpdate, WatchSla,
+        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, KnowledgeDraft, ProcessMessage, Queue, Reindex,
+        TelegramSend, TelegramUpdate, WatchSla,
     },
     knowledge::KnowledgeBase,
 };
@@ -43,6 +44,8 @@ pub struct Context {
     pub embedder: Option<Arc<Embedder>>,
     /// The Markdown directory the reindex job reads.
     pub knowledge_dir: std::path::PathBuf,
+    /// Approved knowledge drafts go to the database, never into `knowledge_dir`.
+    pub knowledge_read_only: bool,
     /// Attempts a job gets before its failure is final.
     pub max_attempts: u32,
     /// The language model, when one is configured; the offline engine otherwise.
@@ -77,7 +80,7 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
-    /// telegram-send, telegram-update, metrics, retention, sla); default all.
+    /// telegram-send, telegram-update, metrics, retention, sla, knowledge-draft); default all.
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs of each queue run at once.
@@ -147,6 +150,7 @@ impl Context {
             knowledge,
             embedder,
             knowledge_dir: config.knowledge_dir.clone(),
+            knowledge_read_only: config.knowledge_read_only,
             max_attempts: config.job_max_attempts,
             llm,
             platform: Arc::new(platform::PlatformClient::new(
@@ -240,6 +244,9 @@ pub async fn run(
                 register!(monitor, ApplyRetention, ctx, inserts, config, name, 1, retention::handle)
             }
             Queue::Sla => register!(monitor, WatchSla, ctx, inserts, config, name, 1, telegram::sla::handle),
+            Queue::KnowledgeDraft => {
+                register!(monitor, KnowledgeDraft, ctx, inserts, config, name, concurrency, knowledge_draft::handle)
+            }
         };
     }
     if let Some(bind) = config.metrics_bind {

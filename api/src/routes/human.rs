@@ -9,7 +9,7 @@ use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, EscalationReason, OperatorChannel,
     db::{
         conversations::{self, Conversation},
-        escalations, llm_calls,
+        escalations, knowledge_drafts, llm_calls,
         messages::{self, NewMessage},
         telegram::{self, Note},
         waits,
@@ -325,7 +325,13 @@ pub async fn admin_reply(
     let message = human::reply(&mut tx, id, &Operator { name: &name, via: OperatorChannel::Console }, content).await?;
     let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
     let text = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", content)]);
-    telegram::notify_topic(&mut tx, id, format!("console:{}", message.id), text, state.config.job_max_attempts).await?;
+    // The button under it makes a knowledge draft of the reply.
+    let button = knowledge_drafts::draft_button(
+        message.id,
+        Locale::from_code(&conversation.locale).knowledge_texts().button_draft,
+    );
+    let key = format!("console:{}", message.id);
+    telegram::notify_topic_with(&mut tx, id, key, text, Some(button), state.config.job_max_attempts).await?;
     tx.commit().await?;
     Ok((axum::http::StatusCode::CREATED, JsonOut(message.into())))
 }

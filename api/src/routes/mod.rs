@@ -7,6 +7,7 @@ pub mod evals;
 pub mod health;
 pub mod human;
 pub mod knowledge;
+pub mod knowledge_drafts;
 pub mod messages;
 pub mod metrics;
 pub mod pages;
@@ -56,6 +57,10 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
         .routes(routes!(knowledge::get_reindex))
         .routes(routes!(knowledge::search_knowledge))
         .routes(routes!(knowledge::list_documents))
+        .routes(routes!(knowledge_drafts::list_drafts))
+        .routes(routes!(knowledge_drafts::get_draft, knowledge_drafts::edit_draft))
+        .routes(routes!(knowledge_drafts::approve_draft))
+        .routes(routes!(knowledge_drafts::discard_draft))
         .routes(routes!(telegram::webhook))
         .routes(routes!(telegram::admin_telegram_alerts))
         .split_for_parts();

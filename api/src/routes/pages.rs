@@ -97,6 +97,7 @@ const CONSOLE_FILES: &[ConsoleFile] = console_files! {
     "admin" / "conversation.js" => JS, Caching::Console;
     "admin" / "conversations.js" => JS, Caching::Console;
     "admin" / "dom.js" => JS, Caching::Console;
+    "admin" / "drafts.js" => JS, Caching::Console;
     "admin" / "evals.js" => JS, Caching::Console;
     "admin" / "format.js" => JS, Caching::Console;
     "admin" / "i18n.js" => JS, Caching::Console;

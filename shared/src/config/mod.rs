@@ -53,6 +53,13 @@ pub struct Settings {
     /// The Markdown knowledge base.
     #[arg(long, env = "CONCIERGE_KNOWLEDGE_DIR", default_value = "knowledge")]
     pub knowledge_dir: PathBuf,
+    /// Never write into CONCIERGE_KNOWLEDGE_DIR (1 or true): approved knowledge drafts are kept
+    /// in the database instead, for a directory that is deployed read-only or that each worker
+    /// host has its own copy of. Unset: written as files, or kept in the database when the
+    /// directory refuses the write.
+    #[arg(long, env = "CONCIERGE_KNOWLEDGE_READ_ONLY", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub knowledge_read_only: bool,
     /// Pool size of one process; two of a worker's are LISTEN connections (job inserts,
     /// knowledge updates).
     #[arg(long, env = "CONCIERGE_DB_MAX_CONNECTIONS", default_value_t = 30)]
@@ -162,6 +169,8 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     pub data_dir: PathBuf,
     pub knowledge_dir: PathBuf,
+    /// Approved knowledge drafts go to the database, never into `knowledge_dir`.
+    pub knowledge_read_only: bool,
     pub db_max_connections: u32,
     pub max_message_chars: usize,
     pub sse_heartbeat: Duration,
@@ -217,6 +226,7 @@ impl Settings {
             jwt_audience: self.jwt_audience.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
             data_dir: self.data_dir,
             knowledge_dir: self.knowledge_dir,
+            knowledge_read_only: self.knowledge_read_only,
             db_max_connections: self.db_max_connections,
             max_message_chars: self.max_message_chars,
             sse_heartbeat: Duration::from_secs(self.sse_heartbeat_secs),

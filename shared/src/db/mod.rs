@@ -4,6 +4,7 @@
 pub mod conversations;
 pub mod escalations;
 pub mod eval_runs;
+pub mod knowledge_drafts;
 pub mod llm_calls;
 pub mod messages;
 pub mod privacy;

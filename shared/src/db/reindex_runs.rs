@@ -59,6 +59,38 @@ pub async fn request(pool: &PgPool, requested_by: &OwnerKey, max_attempts: u32) 
     }
 }
 
+/// [`request`] in the caller's transaction, so that the run commits with what it is for (a
+/// document written into the database is indexed by a run that cannot exist without it).
+pub async fn request_in(
+    conn: &mut sqlx::PgConnection,
+    requested_by: &OwnerKey,
+    max_attempts: u32,
+) -> sqlx::Result<(ReindexRun, bool)> {
+    loop {
+        let id = ReindexRunId::new();
+        let created: Option<ReindexRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO reindex_runs (id, status, requested_by) VALUES ($1, 'queued', $2)
+             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .bind(requested_by)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(run) = created {
+            jobs::enqueue(conn, &Reindex { run_id: id }, max_attempts).await?;
+            return Ok((run, true));
+        }
+        // Each statement sees the latest commits: the queued run, or none if it started since.
+        let queued: Option<ReindexRun> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM reindex_runs WHERE status = 'queued'")))
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(run) = queued {
+            return Ok((run, false));
+        }
+    }
+}
+
 pub async fn get(pool: &PgPool, id: ReindexRunId) -> sqlx::Result<Option<ReindexRun>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM reindex_runs WHERE id = $1")))
         .bind(id)

@@ -54,6 +54,10 @@ pub enum DocumentError {
     BadFrontMatter { path: String, message: String },
     #[error("{path}: the document has no text")]
     Empty { path: String },
+    #[error(
+        "{path}: kept in the database, but a file of the knowledge directory has the same path and is used instead"
+    )]
+    Shadowed { path: String },
 }
 
 impl DocumentError {
@@ -62,7 +66,8 @@ impl DocumentError {
             DocumentError::Read { path, .. }
             | DocumentError::NoFrontMatter { path }
             | DocumentError::BadFrontMatter { path, .. }
-            | DocumentError::Empty { path } => path,
+            | DocumentError::Empty { path }
+            | DocumentError::Shadowed { path } => path,
         }
     }
 }

@@ -6,6 +6,7 @@
 mod analyzer;
 mod base;
 mod document;
+pub mod draft;
 pub mod embed;
 mod index;
 mod query;

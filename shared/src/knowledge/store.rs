@@ -5,7 +5,8 @@
 //! (re)chunked and written, unchanged ones are left alone, documents whose file is gone are
 //! removed. A broken file is reported by name and skipped; its previous version, if any, stays.
 //! When anything changed the knowledge version goes up by one and `concierge_kb` is notified,
-//! all in one transaction, serialised by an advisory lock.
+//! all in one transaction, serialised by an advisory lock. Documents kept in the database
+//! (`knowledge_stored_documents`) are read beside the directory's files, as if they were some.
 
 use std::{collections::HashMap, path::Path, time::Instant};
 
@@ -66,6 +67,7 @@ pub async fn reindex(pool: &PgPool, dir: &Path) -> anyhow::Result<ReindexReport>
 
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REINDEX_LOCK).execute(&mut *tx).await?;
+    let (documents, errors) = with_stored_documents(&mut tx, documents, errors).await?;
     let stored: HashMap<String, String> =
         sqlx::query_as::<_, (String, String)>("SELECT path, content_hash FROM knowledge_documents")
             .fetch_all(&mut *tx)
@@ -114,6 +116,31 @@ pub async fn reindex(pool: &PgPool, dir: &Path) -> anyhow::Result<ReindexReport>
     tx.commit().await?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// The directory's documents and, beside them, those kept in the database
+/// (`knowledge_stored_documents`: approved drafts where the directory is read-only). A file
+/// takes precedence over a stored document of the same path, which is reported.
+async fn with_stored_documents(
+    conn: &mut PgConnection,
+    mut documents: Vec<Document>,
+    mut errors: Vec<DocumentError>,
+) -> sqlx::Result<(Vec<Document>, Vec<DocumentError>)> {
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT path, source FROM knowledge_stored_documents ORDER BY path").fetch_all(conn).await?;
+    let files: std::collections::HashSet<String> =
+        documents.iter().map(|d| d.path.clone()).chain(errors.iter().map(|e| e.path().to_owned())).collect();
+    for (path, source) in stored {
+        if files.contains(&path) {
+            errors.push(DocumentError::Shadowed { path });
+            continue;
+        }
+        match super::parse_document(&path, &source) {
+            Ok(document) => documents.push(document),
+            Err(error) => errors.push(error),
+        }
+    }
+    Ok((documents, errors))
 }
 
 async fn write_document(conn: &mut PgConnection, document: &Document, version: i64) -> sqlx::Result<()> {

@@ -14,6 +14,7 @@
 //! instead and the message metadata says why. Every call is recorded in `llm_calls`.
 
 pub mod client;
+pub mod draft;
 mod grounding;
 mod guard;
 mod parse;

@@ -3,7 +3,7 @@
 //! Jobs: [`escalate`] opens a conversation's topic and queues its card (both done by
 //! [`topic`], which the outbox also uses to replace a deleted topic), [`outbox`] sends a
 //! topic's posts and status changes in order, [`updates`] handles what operators do in the
-//! group, [`sla`] reminds topics of users waiting too long, and [`poller`] fetches updates
+//! group (`knowledge`: `/kb` and its button), [`sla`] reminds topics of users waiting too long, and [`poller`] fetches updates
 //! with getUpdates where no webhook can reach the API.
 //!
 //! Invariant: nothing is sent to a chat the bot was kicked from; a group upgraded to a
@@ -12,6 +12,7 @@
 
 pub mod assign;
 pub mod escalate;
+mod knowledge;
 pub mod outbox;
 pub mod poller;
 pub mod sla;

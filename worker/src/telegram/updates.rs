@@ -3,7 +3,8 @@
 //! In a conversation's topic, an operator's text becomes an operator message in the web chat;
 //! `/close`, `/ai` and `/note text` (or the card's buttons) close the conversation, hand it
 //! back to the bot, or store an internal note; `/take` (or the card's button) gives the
-//! conversation to the operator, `/release` gives it back to all; an edited reply edits the web message; photos
+//! conversation to the operator, `/release` gives it back to all; `/kb` makes a knowledge draft of an answer or
+//! searches the knowledge base (see `knowledge`); an edited reply edits the web message; photos
 //! and files are refused with a word to the operator. Messages from people who are not
 //! operators, from other chats and from unknown topics are ignored, and so are commands for
 //! another bot (`/close@OtherBot`). The group's anonymous admins are operators. An update
@@ -266,6 +267,9 @@ async fn on_message(
         if !addressee.is_empty() && !addressee.eq_ignore_ascii_case(telegram.username().await?) {
             return Ok("ignored: a command for another bot".into());
         }
+        if name == "kb" {
+            return super::knowledge::command(ctx, telegram, update_id, &topic, &from, message, rest.trim()).await;
+        }
         return command_outcome(ctx, update_id, id, &from, name, rest.trim(), texts).await;
     }
     let name = from.first_name.clone();
@@ -400,7 +404,7 @@ async fn on_edit(ctx: &Context, telegram: &Telegram, message: &Message) -> Resul
     Ok("edit".into())
 }
 
-/// The card's buttons: `close:<id>`, `ai:<id>` and `take:<id>`.
+/// The card's buttons: `close:<id>`, `ai:<id>` and `take:<id>`; `kb:<message id>` under a console reply.
 async fn on_button(
     ctx: &Context,
     telegram: &Telegram,
@@ -420,6 +424,9 @@ async fn on_button(
             }
         }
     };
+    if let Some(answer_id) = query.data.as_deref().and_then(|data| data.strip_prefix("kb:")) {
+        return super::knowledge::button(ctx, telegram, update_id, query, answer_id).await;
+    }
     let Some((action, id)) = query.data.as_deref().and_then(|data| data.split_once(':')) else {
         answer(None).await;
         return Ok("ignored: unknown button".into());

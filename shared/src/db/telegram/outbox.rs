@@ -189,13 +189,25 @@ pub async fn notify_topic(
     text: String,
     max_attempts: u32,
 ) -> sqlx::Result<bool> {
+    notify_topic_with(conn, conversation_id, key, text, None, max_attempts).await
+}
+
+/// [`notify_topic`] with an inline keyboard under the notice.
+pub async fn notify_topic_with(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    key: String,
+    text: String,
+    reply_markup: Option<serde_json::Value>,
+    max_attempts: u32,
+) -> sqlx::Result<bool> {
     let has_topic: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_topics WHERE conversation_id = $1)")
             .bind(conversation_id)
             .fetch_one(&mut *conn)
             .await?;
     if has_topic {
-        let post = NewPost { key, kind: "notice", message_id: None, text, reply_markup: None };
+        let post = NewPost { key, kind: "notice", message_id: None, text, reply_markup };
         queue_post(conn, conversation_id, post, max_attempts).await?;
     }
     Ok(has_topic)
