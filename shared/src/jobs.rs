@@ -31,6 +31,7 @@ pub enum Queue {
     TelegramUpdate,
     Metrics,
     Retention,
+    Email,
 }
 
 impl Queue {
@@ -43,6 +44,7 @@ impl Queue {
         Queue::TelegramUpdate,
         Queue::Metrics,
         Queue::Retention,
+        Queue::Email,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -56,6 +58,7 @@ impl Queue {
             Queue::TelegramUpdate => "concierge::telegram-update",
             Queue::Metrics => "concierge::metrics",
             Queue::Retention => "concierge::retention",
+            Queue::Email => "concierge::email",
         }
     }
 
@@ -70,6 +73,7 @@ impl Queue {
             Queue::TelegramUpdate => "telegram-update",
             Queue::Metrics => "metrics",
             Queue::Retention => "retention",
+            Queue::Email => "email",
         }
     }
 
@@ -194,6 +198,20 @@ impl Job for ApplyRetention {
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.cause.clone())
+    }
+}
+
+/// Send an operator's reply by email to the user who asked for replies by email.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SendReplyEmail {
+    pub message_id: MessageId,
+}
+
+impl Job for SendReplyEmail {
+    const QUEUE: Queue = Queue::Email;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.message_id.to_string())
     }
 }
 

@@ -4,6 +4,7 @@
 //! stops heartbeating are handed back to the queue and picked up by another.
 
 pub mod actions;
+pub mod email;
 pub mod engine;
 pub mod execute_action;
 mod job_metrics;
@@ -26,8 +27,8 @@ use concierge_shared::{
     db::worker_instances::{self, Instance},
     embeddings::Embedder,
     jobs::{
-        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, TelegramSend,
-        TelegramUpdate,
+        ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, ProcessMessage, Queue, Reindex, SendReplyEmail,
+        TelegramSend, TelegramUpdate,
     },
     knowledge::KnowledgeBase,
 };
@@ -58,6 +59,8 @@ pub struct Context {
     pub telegram: Option<Arc<telegram::Telegram>>,
     /// How long closed conversations are kept (`CONCIERGE_RETENTION_DAYS`); `None`: for ever.
     pub retention: Option<Duration>,
+    /// The SMTP server for replies by email, when one is configured.
+    pub mailer: Option<Arc<email::Mailer>>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -77,7 +80,7 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
-    /// telegram-send, telegram-update, metrics, retention); default all.
+    /// telegram-send, telegram-update, metrics, retention, email); default all.
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs of each queue run at once.
@@ -151,6 +154,7 @@ impl Context {
             definitions: Default::default(),
             telegram: config.telegram.as_ref().map(telegram::Telegram::new).transpose()?.map(Arc::new),
             retention: config.retention,
+            mailer: config.email.as_ref().map(email::Mailer::new).transpose()?.map(Arc::new),
         })
     }
 }
@@ -231,6 +235,7 @@ pub async fn run(
             Queue::Retention => {
                 register!(monitor, ApplyRetention, ctx, inserts, config, name, 1, retention::handle)
             }
+            Queue::Email => register!(monitor, SendReplyEmail, ctx, inserts, config, name, concurrency, email::handle),
         };
     }
     if let Some(bind) = config.metrics_bind {
