@@ -363,3 +363,51 @@ async fn the_choice_is_the_owners_and_bad_input_is_refused() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_reply_from_the_telegram_topic_is_emailed_too() {
+    use concierge_shared::config::TelegramMode;
+
+    use crate::{
+        fake_telegram::{FakeTelegram, operator_user, text_update},
+        telegram::{WEBHOOK_SECRET, telegram_config},
+    };
+
+    let (sink, fake) = (SmtpSink::start().await, FakeTelegram::start().await);
+    let (email, telegram) = (sink.config(), telegram_config(&fake, TelegramMode::Webhook));
+    let mut app = TestApp::spawn_with(move |c| {
+        c.email = Some(email);
+        c.telegram = Some(telegram);
+        c.webhook_secret = Some(WEBHOOK_SECRET.into());
+    })
+    .await;
+    app.start_worker().await;
+    let conversation = app.open(Some(&user_token("anna"))).await;
+    hand_over_at(&app, &conversation, NIGHT).await;
+    let (status, _) = choose(&app, &conversation, true).await;
+    assert_eq!(status, StatusCode::OK);
+    let thread = wait_until("a topic for the conversation", WAIT, async || {
+        sqlx::query_scalar::<_, Option<i32>>("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1::uuid")
+            .bind(&conversation.id)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap()
+            .flatten()
+    })
+    .await;
+
+    let update = text_update(1, 7001, i64::from(thread), operator_user(), "Утром вернули деньги, проверьте карту.");
+    let sent = app
+        .client
+        .post(app.url("/telegram/webhook/"))
+        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), StatusCode::OK);
+    let mail = wait_until("the Telegram reply's email", WAIT, async || sink.mails().first().cloned()).await;
+    let text = mail.text();
+    assert!(text.contains("Ольга из поддержки Lectio"), "{text}");
+    assert!(text.contains("Утром вернули деньги, проверьте карту."), "{text}");
+}
