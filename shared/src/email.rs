@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(offer(19).check(), Ok(()));
         assert_eq!(offer(10).check(), Err(Unavailable::NotWaitingOffDuty));
         assert_eq!(OfferContext { handed_over_at: None, ..offer(19) }.check(), Err(Unavailable::NotWaitingOffDuty));
-        assert_eq!(OfferContext { mode: ConversationMode::Ai, ..offer(19) }.check(), Err(Unavailable::NotWaitingOffDuty));
+        assert_eq!(
+            OfferContext { mode: ConversationMode::Ai, ..offer(19) }.check(),
+            Err(Unavailable::NotWaitingOffDuty)
+        );
     }
 
     #[test]
@@ -116,9 +119,6 @@ mod tests {
         assert_eq!(OfferContext { smtp_configured: false, ..offer(19) }.check(), Err(Unavailable::NotConfigured));
         assert_eq!(OfferContext { address: None, ..offer(19) }.check(), Err(Unavailable::NoAddress));
         assert_eq!(OfferContext { address: Some("anna"), ..offer(19) }.check(), Err(Unavailable::NoAddress));
-        assert_eq!(
-            OfferContext { status: ConversationStatus::Closed, ..offer(19) }.check(),
-            Err(Unavailable::Closed)
-        );
+        assert_eq!(OfferContext { status: ConversationStatus::Closed, ..offer(19) }.check(), Err(Unavailable::Closed));
     }
 }

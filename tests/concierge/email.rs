@@ -209,7 +209,10 @@ async fn an_operators_reply_reaches_the_mailbox_of_a_user_who_asked_off_duty() {
     let app = app_with(&sink).await;
     let conversation = app.open(Some(&user_token("anna"))).await;
     // No hand-over yet: nothing to offer.
-    assert_eq!(email_reply(&app, &conversation).await, json!({ "available": false, "enabled": false, "address": null }));
+    assert_eq!(
+        email_reply(&app, &conversation).await,
+        json!({ "available": false, "enabled": false, "address": null })
+    );
 
     hand_over_at(&app, &conversation, NIGHT).await;
     assert_eq!(
@@ -344,7 +347,8 @@ async fn the_choice_is_the_owners_and_bad_input_is_refused() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("no_email")), "{body}");
 
     // Once closed, nothing more is offered; stopping is always possible.
-    let (status, _) = app.post(Some(&conversation.bearer), &format!("/conversations/{}/close", conversation.id), json!({})).await;
+    let (status, _) =
+        app.post(Some(&conversation.bearer), &format!("/conversations/{}/close", conversation.id), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = choose(&app, &conversation, true).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conversation_closed")), "{body}");

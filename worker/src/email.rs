@@ -44,7 +44,8 @@ impl Mailer {
 
 #[tracing::instrument(skip_all, fields(message_id = %job.message_id))]
 pub async fn handle(job: SendReplyEmail, ctx: Data<Context>) -> Result<(), BoxDynError> {
-    let Some(reply) = email_replies::reply_to_send(&ctx.pool, job.message_id).await.context("loading the reply")? else {
+    let Some(reply) = email_replies::reply_to_send(&ctx.pool, job.message_id).await.context("loading the reply")?
+    else {
         // Erased with its conversation.
         return Ok(());
     };

@@ -338,9 +338,10 @@ mod tests {
 
     #[test]
     fn smtp_needs_a_url_lettre_reads_and_a_sender() {
-        let config = settings(&["--smtp-url", "smtps://user:pw@mail.example.com:465", "--smtp-from", "Lectio <help@lectio.ru>"])
-            .resolve()
-            .unwrap();
+        let config =
+            settings(&["--smtp-url", "smtps://user:pw@mail.example.com:465", "--smtp-from", "Lectio <help@lectio.ru>"])
+                .resolve()
+                .unwrap();
         let email = config.email.unwrap();
         assert_eq!(email.from.to_string(), "Lectio <help@lectio.ru>");
         let error = settings(&["--smtp-url", "smtp://mail.example.com"]).resolve().unwrap_err();
