@@ -244,6 +244,10 @@
       placeholderClosed: 'Разговор завершён',
       send: 'Отправить',
       escalate: 'Позвать оператора',
+      emailOffer: 'Операторы сейчас не на связи, ответ придёт утром. Прислать его и на почту {address}?',
+      emailOfferButton: 'Прислать на почту',
+      emailEnabled: 'Ответ оператора придёт и на почту {address}.',
+      emailCancel: 'Не присылать',
       end: 'Завершить',
       endPrompt: 'Завершить разговор?',
       endConfirm: 'Да, завершить',
@@ -267,6 +271,9 @@
         message_too_long: 'Сообщение длиннее 4000 символов.',
         already_rated: 'Разговор уже оценён.',
         nothing_to_rate: 'Оценить разговор можно, только когда в нём есть ответ.',
+        email_not_configured: 'Отправка ответов на почту сейчас недоступна.',
+        no_email: 'В вашем аккаунте нет адреса почты.',
+        not_waiting_off_duty: 'Операторы на связи — ответ придёт здесь, в чате.',
       },
     },
     en: {
@@ -300,6 +307,10 @@
       placeholderClosed: 'Conversation ended',
       send: 'Send',
       escalate: 'Call an operator',
+      emailOffer: 'Operators are away now; the answer will come in the morning. Also send it to {address}?',
+      emailOfferButton: 'Email me the answer',
+      emailEnabled: 'The operator’s answer will also be sent to {address}.',
+      emailCancel: 'Do not email',
       end: 'End chat',
       endPrompt: 'End this conversation?',
       endConfirm: 'Yes, end it',
@@ -323,6 +334,9 @@
         message_too_long: 'The message is longer than 4000 characters.',
         already_rated: 'The conversation has already been rated.',
         nothing_to_rate: 'A conversation can be rated once it has an answer.',
+        email_not_configured: 'Answers by email are not available now.',
+        no_email: 'Your account has no email address.',
+        not_waiting_off_duty: 'Operators are here: the answer will come in this chat.',
       },
     },
   };
@@ -405,6 +419,12 @@
     .button--primary:hover { background: #4338CA; }
     .button--danger { background: #DC2626; border-color: #DC2626; color: #fff; }
     .button--danger:hover { background: #B91C1C; }
+
+    .email-reply {
+      display: flex; flex-wrap: wrap; align-items: center; gap: 8px; padding: 8px 12px; font-size: 13px;
+      background: #EEF2FF; color: #3730A3; border-bottom: 1px solid #E0E7FF;
+    }
+    .email-reply__text { flex: 1 1 200px; }
 
     .status {
       display: flex; align-items: center; gap: 8px; padding: 8px 12px; font-size: 13px;
@@ -777,6 +797,10 @@
       return this.request('POST', `/conversations/${encodeURIComponent(id)}/close/`);
     }
 
+    emailReply(id, enabled) {
+      return this.request('POST', `/conversations/${encodeURIComponent(id)}/email-reply/`, { enabled });
+    }
+
     rate(id, rating, comment) {
       return this.request('POST', `/conversations/${encodeURIComponent(id)}/rate/`, { rating, comment });
     }
@@ -1114,6 +1138,8 @@
       );
 
       this.conversation = null; // { id, status, mode, rating }
+      // Replies by email while operators are away, as the server last said: { available, enabled, address }.
+      this.emailReply = null;
       this.messages = new Map(); // message id → message
       this.pending = new Map(); // client_message_id → { content, state: queued|sending|failed, error }
       this.drafts = new Map(); // reply_to → the reply written so far
@@ -1137,7 +1163,7 @@
       this.unreachable = false;
       this.problem = null; // { text, retry } shown in the status banner
       this.notice = '';
-      this.busy = new Set(); // actions waiting for the server: escalate, close, rate
+      this.busy = new Set(); // actions waiting for the server: escalate, close, rate, email
       this.confirmingEnd = false;
       this.rating = { value: 0, state: 'idle' }; // idle | done | unavailable
       this.isOpen = false;
@@ -1326,6 +1352,7 @@
         mode: conversation.mode,
         rating: conversation.rating === undefined ? null : conversation.rating,
       };
+      if (conversation.email_reply) this.emailReply = conversation.email_reply;
     }
 
     startFeed(streamToken) {
@@ -1352,6 +1379,7 @@
       this.stopFeed();
       this.forgetRecord();
       this.conversation = null;
+      this.emailReply = null;
       this.messages.clear();
       this.stopTyping();
       this.stopOperatorTyping();
@@ -1423,6 +1451,7 @@
       // would stay forever.
       if (message.role === 'operator' || (meta.kind === 'status' && meta.mode === 'human')) this.abandonReplies();
       if (meta.kind === 'status') this.applyStatus(meta);
+      if (meta.kind === 'status' && meta.mode === 'human' && meta.status === 'open') this.refreshEmailReply();
       if (message.role !== 'user' && !this.isOpen) this.unread = true;
     }
 
@@ -1629,6 +1658,30 @@
       });
     }
 
+    // A hand-over outside operators' hours may come with the offer to reply by email: only a
+    // signed-in user can have it, and the server says whether it stands.
+    async refreshEmailReply() {
+      if (!this.token || !this.conversation) return;
+      const id = this.conversation.id;
+      try {
+        const detail = await this.api.getConversation(id);
+        if (this.conversation && this.conversation.id === id && detail.email_reply) {
+          this.emailReply = detail.email_reply;
+          this.render();
+        }
+      } catch (error) {
+        // The offer is a convenience: without it the answer still comes in the chat.
+      }
+    }
+
+    setEmailReply(enabled) {
+      return this.runAction('email', async () => {
+        const id = this.conversation.id;
+        const state = await this.api.emailReply(id, enabled);
+        if (this.conversation && this.conversation.id === id) this.emailReply = state;
+      });
+    }
+
     onEndClick() {
       if (this.confirmingEnd) {
         this.endConversation();
@@ -1783,7 +1836,14 @@
           'data-testid': 'panel',
           hidden: true,
         },
-        [this.buildHeader(), this.buildToolbar(), this.buildStatus(), this.buildBody(), this.buildComposer()]
+        [
+          this.buildHeader(),
+          this.buildToolbar(),
+          this.buildEmailReply(),
+          this.buildStatus(),
+          this.buildBody(),
+          this.buildComposer(),
+        ]
       );
       return this.el.panel;
     }
@@ -1813,6 +1873,23 @@
         this.el.endCancel,
       ]);
       return this.el.toolbar;
+    }
+
+    buildEmailReply() {
+      this.el.emailReplyText = h('span', { class: 'email-reply__text' });
+      this.el.emailReplyOn = this.button(
+        this.t('emailOfferButton'),
+        'email-reply-on',
+        () => this.setEmailReply(true),
+        'button button--primary'
+      );
+      this.el.emailReplyOff = this.button(this.t('emailCancel'), 'email-reply-off', () => this.setEmailReply(false));
+      this.el.emailReply = h('div', { class: 'email-reply', 'data-testid': 'email-reply', hidden: true }, [
+        this.el.emailReplyText,
+        this.el.emailReplyOn,
+        this.el.emailReplyOff,
+      ]);
+      return this.el.emailReply;
     }
 
     buildStatus() {
@@ -1949,6 +2026,7 @@
       this.renderLauncher();
       this.renderHeader();
       this.renderToolbar();
+      this.renderEmailReply();
       this.renderStatus();
       this.renderMessages();
       this.renderTyping();
@@ -2004,6 +2082,21 @@
       this.el.endPrompt.hidden = !confirming;
       this.el.endCancel.hidden = !confirming;
       this.el.toolbar.hidden = this.el.escalate.hidden && this.el.end.hidden;
+    }
+
+    renderEmailReply() {
+      const state = this.emailReply;
+      const open = Boolean(this.conversation) && !this.isClosed();
+      const enabled = Boolean(state && state.enabled);
+      const shown = open && Boolean(state) && (enabled || state.available);
+      this.el.emailReply.hidden = !shown;
+      if (!shown) return;
+      const address = state.address || '';
+      this.el.emailReplyText.textContent = this.t(enabled ? 'emailEnabled' : 'emailOffer', { address });
+      this.el.emailReplyOn.hidden = enabled;
+      this.el.emailReplyOff.hidden = !enabled;
+      this.el.emailReplyOn.disabled = this.busy.has('email');
+      this.el.emailReplyOff.disabled = this.busy.has('email');
     }
 
     renderStatus() {

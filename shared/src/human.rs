@@ -8,6 +8,7 @@ use crate::{
     ConversationId, ConversationMode, ConversationStatus, MessageRole, OperatorChannel,
     db::{
         conversations::{self, CloseOutcome, Conversation},
+        email_replies,
         messages::{self, Message, NewMessage},
         waits,
     },
@@ -50,7 +51,8 @@ async fn lock_open(conn: &mut PgConnection, id: ConversationId) -> Result<Conver
     Ok(conversation)
 }
 
-/// Post an operator's reply; a conversation still with the AI becomes human-handled.
+/// Post an operator's reply; a conversation still with the AI becomes human-handled. When the
+/// user asked for replies by email, the reply's email is queued with it.
 pub async fn reply(
     conn: &mut PgConnection,
     id: ConversationId,
@@ -67,7 +69,10 @@ pub async fn reply(
     }
     let reply = NewMessage::new(MessageRole::Operator, content)
         .with_metadata(MessageMeta::operator(operator.name, operator.via));
-    Ok(messages::append(conn, id, reply).await?.expect("an operator reply has no reply_to, so it cannot conflict"))
+    let reply =
+        messages::append(conn, id, reply).await?.expect("an operator reply has no reply_to, so it cannot conflict");
+    email_replies::queue_for_reply(conn, id, reply.id).await?;
+    Ok(reply)
 }
 
 /// Hand the conversation back to the AI; returns whether it was with a person.

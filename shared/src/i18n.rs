@@ -59,6 +59,7 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 pub struct Texts {
     pub actions: ActionTexts,
     pub operators: OperatorTexts,
+    pub email: EmailTexts,
     /// Opens an answer built from a knowledge-base passage.
     pub answer_intro: &'static str,
     /// Heading of the list of documents an answer is based on.
@@ -154,6 +155,20 @@ pub struct OperatorTexts {
     pub wait_seconds: &'static str,
     pub wait_minutes: &'static str,
     pub wait_hours: &'static str,
+}
+
+/// The email that carries an operator's reply to a user who asked for replies by email.
+pub struct EmailTexts {
+    pub subject: &'static str,
+    pub greeting: &'static str,
+    /// Precedes the reply's text; `{name}` is the operator's first name.
+    pub intro: &'static str,
+    /// The way back to the conversation; `{url}` is the page it was opened on.
+    pub link: &'static str,
+    /// Instead of [`EmailTexts::link`] when the page is not known.
+    pub no_link: &'static str,
+    /// Why the email came, and that answering it reaches nobody.
+    pub footer: &'static str,
 }
 
 /// What actions tell the user.
@@ -260,6 +275,15 @@ static RU: Texts = Texts {
         wait_seconds: "{n} с",
         wait_minutes: "{n} мин",
         wait_hours: "{h} ч {m} мин",
+    },
+    email: EmailTexts {
+        subject: "Ответ поддержки Lectio",
+        greeting: "Здравствуйте!",
+        intro: "{name} из поддержки Lectio ответил(а) на ваше обращение:",
+        link: "Продолжить разговор: {url}",
+        no_link: "Ответ есть и в чате поддержки на сайте Lectio.",
+        footer: "Вы получили это письмо, потому что попросили присылать ответы операторов на почту. \
+Ответ на письмо до оператора не дойдёт — пишите, пожалуйста, в чате поддержки.",
     },
     actions: ActionTexts {
         zoom_ok: "Zoom подключён к Lectio, доступ действует. Лицензия: {licence}.",

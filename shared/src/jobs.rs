@@ -33,6 +33,7 @@ pub enum Queue {
     Retention,
     Sla,
     KnowledgeDraft,
+    Email,
 }
 
 impl Queue {
@@ -47,6 +48,7 @@ impl Queue {
         Queue::Retention,
         Queue::Sla,
         Queue::KnowledgeDraft,
+        Queue::Email,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -62,6 +64,7 @@ impl Queue {
             Queue::Retention => "concierge::retention",
             Queue::Sla => "concierge::sla",
             Queue::KnowledgeDraft => "concierge::knowledge-draft",
+            Queue::Email => "concierge::email",
         }
     }
 
@@ -78,6 +81,7 @@ impl Queue {
             Queue::Retention => "retention",
             Queue::Sla => "sla",
             Queue::KnowledgeDraft => "knowledge-draft",
+            Queue::Email => "email",
         }
     }
 
@@ -224,7 +228,20 @@ impl Job for KnowledgeDraft {
     }
 }
 
-/// A job ready to be written by a larger statement (see `db::messages::insert_user_message`).
+/// Send an operator's reply by email to the user who asked for replies by email.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SendReplyEmail {
+    pub message_id: MessageId,
+}
+
+impl Job for SendReplyEmail {
+    const QUEUE: Queue = Queue::Email;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.message_id.to_string())
+    }
+}
+
 /// Look for users who have waited too long for a person and remind their topics. A schedule
 /// in every worker process that runs this queue asks for it every few seconds (one request per
 /// slot counts, by its key); the rows it reminds of are claimed in SQL.
@@ -241,6 +258,7 @@ impl Job for WatchSla {
     }
 }
 
+/// A job ready to be written by a larger statement (see `db::messages::insert_user_message`).
 pub struct EncodedJob {
     pub id: String,
     pub queue: &'static str,

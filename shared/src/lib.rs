@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod duty;
+pub mod email;
 pub mod embeddings;
 pub mod events;
 pub mod human;

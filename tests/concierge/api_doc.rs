@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/conversations/{id}/actions"),
     ("post", "/conversations/{id}/actions/{name}/execute"),
     ("post", "/conversations/{id}/close"),
+    ("post", "/conversations/{id}/email-reply"),
     ("post", "/conversations/{id}/escalate"),
     ("get", "/conversations/{id}/messages"),
     ("post", "/conversations/{id}/messages"),

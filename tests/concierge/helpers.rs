@@ -141,6 +141,7 @@ pub fn test_config(database_url: &str) -> Config {
         retention: None,
         keep_page_query: false,
         limits: test_limits(),
+        email: None,
     }
 }
 

@@ -5,6 +5,7 @@ mod api_doc;
 mod bad_input;
 mod browser;
 mod conversations;
+mod email;
 mod embeddings;
 mod eval;
 mod fake_embeddings;

@@ -4,6 +4,7 @@
 //! stops heartbeating are handed back to the queue and picked up by another.
 
 pub mod actions;
+pub mod email;
 pub mod engine;
 pub mod execute_action;
 mod job_metrics;
@@ -28,7 +29,7 @@ use concierge_shared::{
     embeddings::Embedder,
     jobs::{
         ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, KnowledgeDraft, ProcessMessage, Queue, Reindex,
-        TelegramSend, TelegramUpdate, WatchSla,
+        SendReplyEmail, TelegramSend, TelegramUpdate, WatchSla,
     },
     knowledge::KnowledgeBase,
 };
@@ -61,6 +62,8 @@ pub struct Context {
     pub telegram: Option<Arc<telegram::Telegram>>,
     /// How long closed conversations are kept (`CONCIERGE_RETENTION_DAYS`); `None`: for ever.
     pub retention: Option<Duration>,
+    /// The SMTP server for replies by email, when one is configured.
+    pub mailer: Option<Arc<email::Mailer>>,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -80,7 +83,7 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
-    /// telegram-send, telegram-update, metrics, retention, sla, knowledge-draft); default all.
+    /// telegram-send, telegram-update, metrics, retention, sla, knowledge-draft, email); default all.
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs of each queue run at once.
@@ -163,6 +166,7 @@ impl Context {
             definitions: Default::default(),
             telegram,
             retention: config.retention,
+            mailer: config.email.as_ref().map(email::Mailer::new).transpose()?.map(Arc::new),
         })
     }
 }
@@ -247,6 +251,7 @@ pub async fn run(
             Queue::KnowledgeDraft => {
                 register!(monitor, KnowledgeDraft, ctx, inserts, config, name, concurrency, knowledge_draft::handle)
             }
+            Queue::Email => register!(monitor, SendReplyEmail, ctx, inserts, config, name, concurrency, email::handle),
         };
     }
     if let Some(bind) = config.metrics_bind {

@@ -24,7 +24,10 @@ use crate::{
     },
     extract::{Json, Path, Query},
     limits::ClientIp,
-    routes::messages::MessageOut,
+    routes::{
+        email_reply::{EmailReplyOut, email_reply_of},
+        messages::MessageOut,
+    },
 };
 
 /// How many messages the detail view includes.
@@ -209,6 +212,8 @@ pub struct ConversationDetailOut {
     pub messages: Vec<MessageOut>,
     /// Whether older messages exist (page them with `messages/?after=`).
     pub has_earlier: bool,
+    /// Replies by email while operators are away: whether the widget may offer them.
+    pub email_reply: EmailReplyOut,
 }
 
 #[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", summary = "A conversation with its latest messages", params(("id" = uuid::Uuid, Path, description = "The conversation")), responses((status = 200, body = ConversationDetailOut), Malformed, Unauthenticated, NoSuchConversation, TooManyRequests, Unavailable))]
@@ -220,10 +225,12 @@ pub async fn get_conversation(
     let conversation = owned(&state, id, &caller.owner).await?;
     let latest = messages::latest(&state.pool, id, DETAIL_MESSAGES).await?;
     let has_earlier = latest.first().is_some_and(|m| m.seq > 1);
+    let email_reply = email_reply_of(&state, &caller, &conversation).await?;
     Ok(JsonOut(ConversationDetailOut {
         conversation: conversation.into(),
         messages: latest.into_iter().map(Into::into).collect(),
         has_earlier,
+        email_reply,
     }))
 }
 

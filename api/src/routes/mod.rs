@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod admin_events;
 pub mod conversations;
+pub mod email_reply;
 pub mod evals;
 pub mod health;
 pub mod human;
@@ -31,6 +32,7 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
         .routes(routes!(conversations::close_conversation))
         .routes(routes!(conversations::rate_conversation))
         .routes(routes!(conversations::create_stream_token))
+        .routes(routes!(email_reply::set_email_reply))
         .routes(routes!(messages::post_message, messages::list_messages))
         .routes(routes!(stream::stream_conversation))
         .routes(routes!(actions::list_conversation_actions))

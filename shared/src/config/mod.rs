@@ -14,11 +14,13 @@ use clap::{Args, Parser};
 pub use crate::secret::Secret;
 
 mod ai;
+mod email;
 mod embeddings;
 mod limits;
 mod telegram;
 
 pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
+pub use email::{EmailConfig, EmailSettings};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 pub use limits::{LimitsConfig, LimitsSettings, TrustedProxies};
 use telegram::valid_webhook_secret;
@@ -131,6 +133,8 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     #[command(flatten)]
     pub limits: LimitsSettings,
+    #[command(flatten)]
+    pub email: EmailSettings,
 }
 
 /// Said below every binary's `--help`: what is read from the environment besides the settings.
@@ -201,6 +205,8 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Keep the query and fragment of page URLs.
     pub keep_page_query: bool,
+    /// The SMTP server for replies by email; `None`: nobody is offered one.
+    pub email: Option<EmailConfig>,
 }
 
 impl Settings {
@@ -252,6 +258,7 @@ impl Settings {
             metrics_token: long_enough("CONCIERGE_METRICS_TOKEN", self.metrics_token)?,
             retention: self.retention_days.map(|days| Duration::from_secs(86_400 * u64::from(days))),
             keep_page_query: self.keep_page_query,
+            email: self.email.resolve()?,
         })
     }
 }
@@ -336,6 +343,29 @@ mod tests {
         assert!(config.ai.stream);
         assert!(config.telegram.is_none() && config.database_url.is_none());
         assert!(config.retention.is_none() && !config.keep_page_query);
+        assert!(config.email.is_none());
+    }
+
+    #[test]
+    fn smtp_needs_a_url_lettre_reads_and_a_sender() {
+        let config =
+            settings(&["--smtp-url", "smtps://user:pw@mail.example.com:465", "--smtp-from", "Lectio <help@lectio.ru>"])
+                .resolve()
+                .unwrap();
+        let email = config.email.unwrap();
+        assert_eq!(email.from.to_string(), "Lectio <help@lectio.ru>");
+        let error = settings(&["--smtp-url", "smtp://mail.example.com"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_SMTP_FROM"), "{error}");
+        let error = settings(&["--smtp-from", "help@lectio.ru"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_SMTP_URL"), "{error}");
+        let error = settings(&["--smtp-url", "http://pw-0009@mail.example.com", "--smtp-from", "help@lectio.ru"])
+            .resolve()
+            .unwrap_err();
+        assert!(error.to_string().contains("smtp://") && !error.to_string().contains("pw-0009"), "{error}");
+        let error = settings(&["--smtp-url", "smtp://mail.example.com", "--smtp-from", "not an address"])
+            .resolve()
+            .unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_SMTP_FROM"), "{error}");
     }
 
     #[test]
@@ -431,6 +461,7 @@ mod tests {
             "webhook-secret-value-0006",
             "openai-key-value-0007",
             "bot-token-value-0008",
+            "smtp-password-0009",
         ];
         let config = settings(&[
             "--database-url",
@@ -451,6 +482,10 @@ mod tests {
             secrets[7],
             "--support-notifications-chat-id",
             "-100",
+            "--smtp-url",
+            "smtps://mailer:smtp-password-0009@mail.example.com",
+            "--smtp-from",
+            "help@lectio.ru",
         ])
         .resolve()
         .unwrap();

@@ -2,6 +2,7 @@
 //! connection, so callers own transaction boundaries.
 
 pub mod conversations;
+pub mod email_replies;
 pub mod escalations;
 pub mod eval_runs;
 pub mod knowledge_drafts;
