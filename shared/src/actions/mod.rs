@@ -210,10 +210,10 @@ pub fn validate_params(schema: &Value, params: &Value) -> Result<(), String> {
 /// the stem of a word of the text (the knowledge index's Snowball stemmers), so inflections and
 /// cut-off phrase words match ("урока" matches "уроков", "зум не подключ" matches "не
 /// подключается"), and words that merely share letters do not ("проверь" is not "провела").
-/// A stem shorter than four letters must be the whole stem ("моя" is not "можно", "не" is not
+/// A stem shorter than three letters must be the whole stem ("моя" is not "можно", "не" is not
 /// "нет").
 pub fn triggered(keywords: &[String], text: &str) -> bool {
-    const SHORT: usize = 4;
+    const SHORT: usize = 3;
     let words = crate::knowledge::stems(text);
     keywords.iter().any(|phrase| {
         let phrase_stems = crate::knowledge::stems(phrase);
