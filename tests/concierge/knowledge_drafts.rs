@@ -14,7 +14,7 @@ use crate::{
     fake_llm::{FakeLlm, Reply, content_reply},
     fake_telegram::{CHAT_ID, FakeTelegram, operator_user, stranger_user, text_update},
     helpers::{Conversation, TestApp, WAIT, knowledge_dir, platform_token, user_token, wait_until},
-    telegram::{WEBHOOK_SECRET, telegram_config},
+    telegram::{WEBHOOK_SECRET, telegram_config, thread_of},
 };
 
 /// A question nothing in the knowledge base answers, and an operator's answer to it.
@@ -78,16 +78,7 @@ async fn asked_and_escalated(app: &TestApp, user: &str) -> (Conversation, i64) {
         app.post(Some(&conversation.bearer), &format!("/conversations/{}/escalate/", conversation.id), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.say(&conversation, QUESTION).await;
-    let thread = wait_until("a topic for the conversation", WAIT, async || {
-        let thread: Option<Option<i32>> =
-            sqlx::query_scalar("SELECT thread_id FROM telegram_topics WHERE conversation_id = $1::uuid")
-                .bind(&conversation.id)
-                .fetch_optional(&app.pool)
-                .await
-                .unwrap();
-        thread.flatten().map(i64::from)
-    })
-    .await;
+    let thread = thread_of(app, &conversation).await;
     (conversation, thread)
 }
 

@@ -403,7 +403,6 @@ async fn a_real_model_decides_each_kind_end_to_end() {
         config.ai.model = model;
         config.ai.api_key = None;
         config.ai.timeout = Duration::from_secs(240);
-        config.ai.max_retries = 0;
         config.ai.decision_format = format;
     })
     .await;
@@ -411,7 +410,7 @@ async fn a_real_model_decides_each_kind_end_to_end() {
     let cases = [
         ("answer", None, "Сколько стоит тариф Профи в месяц?"),
         ("clarify", None, "У меня проблема"),
-        ("escalate", None, "С меня дважды списали деньги за подписку, верните деньги, я буду жаловаться!"),
+        ("escalate", None, "Мой аккаунт взломали: кто-то сменил пароль и почту, войти не могу"),
         (
             "run_action",
             Some(crate::helpers::user_token("anna")),
@@ -444,12 +443,12 @@ async fn a_real_model_decides_each_kind_end_to_end() {
         );
         got.push((wanted, kind, engine, sent["id"].clone()));
     }
-    let calls: Vec<(String, String, i32)> =
-        sqlx::query_as("SELECT purpose, outcome, prompt_tokens FROM llm_calls ORDER BY created_at")
+    let calls: Vec<(String, String, i32, Option<String>)> =
+        sqlx::query_as("SELECT purpose, outcome, prompt_tokens, error FROM llm_calls ORDER BY created_at")
             .fetch_all(&app.pool)
             .await
             .unwrap();
-    eprintln!("model calls (purpose, outcome, prompt tokens): {calls:?}");
+    eprintln!("model calls (purpose, outcome, prompt tokens, error): {calls:?}");
     let kinds: Vec<String> =
         got.iter().map(|(wanted, kind, engine, _)| format!("{wanted}→{kind} ({engine})")).collect();
     eprintln!("decisions: {}", kinds.join(", "));

@@ -81,6 +81,16 @@ pub(crate) async fn escalate(app: &TestApp, conversation: &Conversation) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// An escalated conversation of `user` whose topic shows its card: the usual start of a test of
+/// operators in Telegram. Returns the conversation and its topic.
+pub(crate) async fn waiting_in_topic(app: &TestApp, fake: &FakeTelegram, user: &str) -> (Conversation, i64) {
+    let conversation = app.open(Some(&user_token(user))).await;
+    escalate(app, &conversation).await;
+    let thread = thread_of(app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
+    (conversation, thread)
+}
+
 #[tokio::test]
 async fn the_whole_human_loop_runs_through_a_telegram_topic() {
     let fake = FakeTelegram::start().await;
@@ -529,10 +539,7 @@ async fn a_message_the_model_was_deciding_on_goes_to_the_operator_who_took_over_
 async fn a_topic_deleted_in_telegram_is_opened_again_with_its_card() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let conversation = app.open(Some(&user_token("anna"))).await;
-    escalate(&app, &conversation).await;
-    let first = thread_of(&app, &conversation).await;
-    fake.wait_for("the card", |f| f.posts_in(first).len() >= 2).await;
+    let (conversation, first) = waiting_in_topic(&app, &fake, "anna").await;
 
     // Someone deletes the topic; the user writes again.
     fake.behaviour.deleted_threads.lock().unwrap().insert(first);

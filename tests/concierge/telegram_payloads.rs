@@ -12,7 +12,7 @@ use serde_json::{Value, json, value::RawValue};
 use crate::{
     fake_telegram::{CHAT_ID, FakeTelegram, OLD_GROUP_ID, operator_user, text_update},
     helpers::{Conversation, TestApp, WAIT, platform_token, user_token, wait_until},
-    telegram::{WEBHOOK_SECRET, escalate, spawn, telegram_config, thread_of, webhook},
+    telegram::{WEBHOOK_SECRET, spawn, telegram_config, waiting_in_topic, webhook},
 };
 
 /// The thread id the fixtures use for "the conversation's topic".
@@ -78,15 +78,6 @@ async fn send(app: &TestApp, update: &Value) {
     assert_eq!(webhook(app, Some(WEBHOOK_SECRET), update).await, StatusCode::OK, "{update}");
 }
 
-/// A conversation waiting in its topic, the card delivered.
-async fn waiting(app: &TestApp, fake: &FakeTelegram, user: &str) -> (Conversation, i64) {
-    let conversation = app.open(Some(&user_token(user))).await;
-    escalate(app, &conversation).await;
-    let thread = thread_of(app, &conversation).await;
-    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
-    (conversation, thread)
-}
-
 fn admin() -> String {
     platform_token(json!({ "sub": "op", "name": "Ольга", "role": "admin", "exp": crate::helpers::now() + 600 }))
 }
@@ -114,7 +105,7 @@ async fn system_status(app: &TestApp, conversation: &Conversation) -> Value {
 async fn every_real_payload_through_the_webhook_gives_its_outcome() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let (conversation, thread) = waiting(&app, &fake, "anna").await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
     let mut sse = app.stream(&conversation, None).await;
     let topic = |name: &str| in_topic(fixture(name), thread, &conversation.id);
 
@@ -235,7 +226,7 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
 async fn an_anonymous_admin_edits_and_runs_commands() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let (conversation, thread) = waiting(&app, &fake, "boris").await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "boris").await;
     let mut sse = app.stream(&conversation, None).await;
     let anonymous = in_topic(fixture("update_anonymous_admin_text_in_topic.json"), thread, &conversation.id);
     send(&app, &anonymous).await;
@@ -277,7 +268,7 @@ async fn an_anonymous_admin_edits_and_runs_commands() {
 async fn polling_stores_each_update_exactly_as_telegram_sent_it() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Polling).await;
-    let (conversation, thread) = waiting(&app, &fake, "anna").await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
     let mut sse = app.stream(&conversation, None).await;
 
     // The updates of a real getUpdates answer as written (indented, non-ASCII), an operator's
@@ -327,7 +318,7 @@ async fn polling_stores_each_update_exactly_as_telegram_sent_it() {
 async fn a_topic_telegram_could_not_find_is_checked_and_posted_to_again() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let (conversation, thread) = waiting(&app, &fake, "anna").await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
 
     // Telegram answers "message thread not found" once for a topic that is there.
     fake.behaviour.lost_lookups.store(1, Ordering::SeqCst);
@@ -350,8 +341,8 @@ async fn a_topic_telegram_could_not_find_is_checked_and_posted_to_again() {
 async fn a_kicked_bot_holds_every_post_alerts_and_resumes_when_added_back() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let (conversation, thread) = waiting(&app, &fake, "anna").await;
-    let (other, other_thread) = waiting(&app, &fake, "boris").await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
+    let (other, other_thread) = waiting_in_topic(&app, &fake, "boris").await;
 
     fake.behaviour.kicked.store(true, Ordering::SeqCst);
     app.say(&conversation, "Первое, пока бота нет").await;
@@ -428,7 +419,7 @@ async fn a_group_upgraded_to_a_supergroup_is_followed_when_telegram_refuses_the_
 
     // SUPPORT_NOTIFICATIONS_CHAT_ID names the old group: the first request learns the new id,
     // and the topic and its card are made there.
-    let (conversation, thread) = waiting(&app, &fake, "anna").await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
     let refused: Vec<_> = fake.calls().into_iter().filter(|c| c.status == 400).collect();
     assert_eq!(refused.len(), 1, "{}", fake.summary());
     assert_eq!(refused[0].body["chat_id"], OLD_GROUP_ID);
@@ -462,7 +453,7 @@ async fn a_group_upgraded_to_a_supergroup_is_followed_from_its_service_message()
     assert_eq!(outcomes(&app).await[&730300001], "migrated: -4012345678 to -1001234567890");
 
     // Nothing is asked of the old id any more.
-    let (_conversation, thread) = waiting(&app, &fake, "anna").await;
+    let (_conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
     assert!(fake.calls().iter().all(|c| c.status == 200), "{}", fake.summary());
     assert!(fake.posts_in(thread).iter().any(|p| p.starts_with("🆘")));
     assert!(fake.accepted("createForumTopic").iter().all(|c| c["chat_id"] == CHAT_ID));

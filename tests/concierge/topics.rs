@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     fake_telegram::{CHAT_ID, FakeTelegram, OPERATOR_ID, operator_user, text_update},
     helpers::{Conversation, TestApp, WAIT, platform_token, user_token, wait_until},
-    telegram::{WEBHOOK_SECRET, escalate, spawn, telegram_config, thread_of, webhook},
+    telegram::{WEBHOOK_SECRET, escalate, spawn, telegram_config, thread_of, waiting_in_topic, webhook},
 };
 
 const SECOND_OPERATOR_ID: u64 = 4343;
@@ -62,10 +62,7 @@ async fn named(fake: &FakeTelegram, thread: i64, prefix: &str) {
 async fn a_topic_shows_whether_it_waits_was_answered_or_is_closed() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let conversation = app.open(Some(&user_token("anna"))).await;
-    escalate(&app, &conversation).await;
-    let thread = thread_of(&app, &conversation).await;
-    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
     assert!(fake.topic_name(thread).starts_with("🔴 Анна · "), "a new topic waits: {}", fake.topic_name(thread));
 
     // The operator answers in the topic: the user has the word.
@@ -118,10 +115,7 @@ async fn a_topic_shows_whether_it_waits_was_answered_or_is_closed() {
 async fn a_topic_follows_the_conversation_back_to_the_bot_and_to_people_again() {
     let fake = FakeTelegram::start().await;
     let app = spawn(&fake, TelegramMode::Webhook).await;
-    let conversation = app.open(Some(&user_token("anna"))).await;
-    escalate(&app, &conversation).await;
-    let thread = thread_of(&app, &conversation).await;
-    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
+    let (conversation, thread) = waiting_in_topic(&app, &fake, "anna").await;
 
     send(&app, text_update(1, 9101, thread, operator_user(), "/ai")).await;
     named(&fake, thread, "🤖 Анна · ").await;

@@ -31,32 +31,10 @@ const COLUMNS: &str = "id, status, requested_by, requested_at, started_at, finis
 
 /// The queued run, joined or newly created with its job. Returns the run and whether it is new.
 pub async fn request(pool: &PgPool, requested_by: &OwnerKey, max_attempts: u32) -> sqlx::Result<(ReindexRun, bool)> {
-    loop {
-        let mut tx = pool.begin().await?;
-        let id = ReindexRunId::new();
-        let created: Option<ReindexRun> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO reindex_runs (id, status, requested_by) VALUES ($1, 'queued', $2)
-             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
-        )))
-        .bind(id)
-        .bind(requested_by)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(run) = created {
-            jobs::enqueue(&mut tx, &Reindex { run_id: id }, max_attempts).await?;
-            tx.commit().await?;
-            return Ok((run, true));
-        }
-        tx.rollback().await?;
-        let queued: Option<ReindexRun> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM reindex_runs WHERE status = 'queued'")))
-                .fetch_optional(pool)
-                .await?;
-        // None: the queued run started in between; a new request queues a new run.
-        if let Some(run) = queued {
-            return Ok((run, false));
-        }
-    }
+    let mut tx = pool.begin().await?;
+    let requested = request_in(&mut tx, requested_by, max_attempts).await?;
+    tx.commit().await?;
+    Ok(requested)
 }
 
 /// [`request`] in the caller's transaction, so that the run commits with what it is for (a

@@ -97,6 +97,14 @@ async fn queue_status(conn: &mut PgConnection, conversation_id: ConversationId) 
     Ok(key)
 }
 
+/// Whether the conversation has a Telegram topic.
+async fn has_topic(conn: &mut PgConnection, conversation_id: ConversationId) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_topics WHERE conversation_id = $1)")
+        .bind(conversation_id)
+        .fetch_one(conn)
+        .await
+}
+
 /// Have the conversation's topic show where it stands (its name, closed or open) after what
 /// is queued for it so far, in the caller's transaction: for a change that posts nothing to
 /// the topic (an operator's reply written there). Returns whether the conversation has a topic.
@@ -105,11 +113,7 @@ pub async fn refresh_topic_status(
     conversation_id: ConversationId,
     max_attempts: u32,
 ) -> sqlx::Result<bool> {
-    let has_topic: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_topics WHERE conversation_id = $1)")
-            .bind(conversation_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let has_topic = has_topic(conn, conversation_id).await?;
     if has_topic {
         let key = queue_status(conn, conversation_id).await?;
         jobs::enqueue(conn, &TelegramSend { conversation_id, cause: key }, max_attempts).await?;
@@ -201,11 +205,7 @@ pub async fn notify_topic_with(
     reply_markup: Option<serde_json::Value>,
     max_attempts: u32,
 ) -> sqlx::Result<bool> {
-    let has_topic: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM telegram_topics WHERE conversation_id = $1)")
-            .bind(conversation_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let has_topic = has_topic(conn, conversation_id).await?;
     if has_topic {
         let post = NewPost { key, kind: "notice", message_id: None, text, reply_markup };
         queue_post(conn, conversation_id, post, max_attempts).await?;
