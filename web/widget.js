@@ -1116,6 +1116,113 @@
   // ---------------------------------------------------------------------------------------
   // The widget
 
+  // A voice message: at most two minutes, recorded with MediaRecorder.
+  const VOICE_MAX_MS = 120000;
+  const VOICE_TICK_MS = 250;
+  // What the server takes as voice, best first: OGG/Opus plays as a voice message in Telegram.
+  const VOICE_TYPES = ['audio/ogg;codecs=opus', 'audio/webm;codecs=opus', 'audio/webm', 'audio/mp4'];
+
+  function voiceSupported() {
+    return Boolean(
+      typeof window.MediaRecorder === 'function' && navigator.mediaDevices && navigator.mediaDevices.getUserMedia,
+    );
+  }
+
+  function clock(ms) {
+    const seconds = Math.floor(ms / 1000);
+    return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
+  }
+
+  // Records one voice message: start() asks for the microphone, the timer runs (and stops the
+  // recording at VOICE_MAX_MS), finish() gives the recording as a File, cancel() throws it away.
+  // onChange() is called on every change of state and tick of the timer.
+  class VoiceRecorder {
+    constructor(onChange) {
+      this.onChange = onChange;
+      this.state = 'idle'; // idle | starting | recording | stopped
+      this.elapsed = 0;
+      this.stream = null;
+      this.recorder = null;
+      this.chunks = [];
+      this.timer = null;
+      this.stopped = null;
+    }
+
+    get active() {
+      return this.state !== 'idle';
+    }
+
+    async start() {
+      if (this.active) return;
+      this.state = 'starting';
+      this.onChange();
+      try {
+        this.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        const type = VOICE_TYPES.find((t) => MediaRecorder.isTypeSupported(t));
+        this.recorder = new MediaRecorder(this.stream, type ? { mimeType: type } : undefined);
+      } catch (error) {
+        this.release();
+        throw error;
+      }
+      this.chunks = [];
+      this.recorder.addEventListener('dataavailable', (event) => {
+        if (event.data && event.data.size > 0) this.chunks.push(event.data);
+      });
+      this.stopped = new Promise((resolve) => this.recorder.addEventListener('stop', resolve, { once: true }));
+      const startedAt = Date.now();
+      this.recorder.start(VOICE_TICK_MS * 4);
+      this.state = 'recording';
+      this.elapsed = 0;
+      this.timer = setInterval(() => {
+        this.elapsed = Math.min(Date.now() - startedAt, VOICE_MAX_MS);
+        if (this.elapsed >= VOICE_MAX_MS) this.stop();
+        this.onChange();
+      }, VOICE_TICK_MS);
+      this.onChange();
+    }
+
+    stop() {
+      clearInterval(this.timer);
+      this.timer = null;
+      if (this.recorder && this.recorder.state !== 'inactive') this.recorder.stop();
+      if (this.state === 'recording') this.state = 'stopped';
+    }
+
+    // The recording as a File, or null when nothing was recorded.
+    async finish() {
+      if (!this.recorder) return null;
+      this.stop();
+      await this.stopped;
+      const type = (this.recorder.mimeType || (this.chunks[0] && this.chunks[0].type) || 'audio/webm').split(';')[0];
+      const blob = new Blob(this.chunks, { type });
+      this.release();
+      if (!blob.size) return null;
+      const extension = { 'audio/ogg': 'ogg', 'audio/webm': 'webm', 'audio/mp4': 'm4a' }[type] || 'webm';
+      return new File([blob], `voice.${extension}`, { type });
+    }
+
+    cancel() {
+      this.stop();
+      this.release();
+    }
+
+    release() {
+      clearInterval(this.timer);
+      this.timer = null;
+      if (this.stream) this.stream.getTracks().forEach((track) => track.stop());
+      this.stream = null;
+      this.recorder = null;
+      this.chunks = [];
+      this.state = 'idle';
+      this.elapsed = 0;
+      this.onChange();
+    }
+
+    timerText() {
+      return `${clock(this.elapsed)} / ${clock(VOICE_MAX_MS)}`;
+    }
+  }
+
   class Widget {
     constructor(options) {
       this.apiBase = normalizeApiBase(options.api);

@@ -32,6 +32,8 @@ pub fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfi
         sla: None,
         sla_hours: SlaHours::Duty,
         on_duty: Vec::new(),
+        public_url: None,
+        upload_limits: (concierge_shared::config::PHOTO_UPLOAD_LIMIT, concierge_shared::config::FILE_UPLOAD_LIMIT),
     }
 }
 

@@ -18,13 +18,15 @@ mod email;
 mod embeddings;
 mod limits;
 mod telegram;
+mod transcribe;
 
 pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
 pub use email::{EmailConfig, EmailSettings};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 pub use limits::{LimitsConfig, LimitsSettings, TrustedProxies};
 use telegram::valid_webhook_secret;
-pub use telegram::{SlaHours, TelegramConfig, TelegramMode, TelegramSettings};
+pub use telegram::{FILE_UPLOAD_LIMIT, PHOTO_UPLOAD_LIMIT, SlaHours, TelegramConfig, TelegramMode, TelegramSettings};
+pub use transcribe::{TranscribeConfig, TranscribeSettings};
 
 /// The settings as given (environment or command line), before they are checked and combined.
 #[derive(Debug, Clone, Args)]
@@ -135,6 +137,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     #[command(flatten)]
     pub email: EmailSettings,
+    #[command(flatten)]
+    pub transcribe: TranscribeSettings,
 }
 
 /// Said below every binary's `--help`: what is read from the environment besides the settings.
@@ -207,6 +211,8 @@ pub struct Config {
     pub keep_page_query: bool,
     /// The SMTP server for replies by email; `None`: nobody is offered one.
     pub email: Option<EmailConfig>,
+    /// The speech-to-text server for voice messages; `None`: they are not transcribed.
+    pub transcribe: Option<TranscribeConfig>,
 }
 
 impl Settings {
@@ -224,6 +230,7 @@ impl Settings {
             token => Ok(token),
         };
         let webhook_secret = self.telegram.webhook_secret.clone();
+        let transcribe = self.transcribe.resolve(self.ai.openai_api_key.as_ref())?;
         Ok(Config {
             database_url: self.database_url,
             bind: self.bind,
@@ -259,6 +266,7 @@ impl Settings {
             retention: self.retention_days.map(|days| Duration::from_secs(86_400 * u64::from(days))),
             keep_page_query: self.keep_page_query,
             email: self.email.resolve()?,
+            transcribe,
         })
     }
 }

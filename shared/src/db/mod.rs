@@ -11,6 +11,7 @@ pub mod messages;
 pub mod privacy;
 pub mod reindex_runs;
 pub mod telegram;
+pub mod transcripts;
 pub mod waits;
 pub mod worker_instances;
 

@@ -1,0 +1,91 @@
+//! How a decision reads a message's files: the offline engine and the model see words — a
+//! voice message's transcript as the user's own text, and a line saying what else was attached
+//! (a screenshot, a file by name) — and a model that reads images (`CONCIERGE_LLM_VISION`)
+//! gets the images themselves besides (see `process_message`).
+
+use concierge_shared::db::{
+    messages::Message,
+    transcripts::{self, AttachmentBrief},
+};
+
+/// Images of one message sent to a model that reads them.
+pub const MAX_IMAGES_TO_MODEL: usize = 4;
+
+/// `message` as the decision reads it: its text, then each transcript, then a line for each
+/// other file.
+pub fn with_attachments(mut message: Message, attachments: &[AttachmentBrief]) -> Message {
+    let mut parts: Vec<String> = Vec::new();
+    let text = message.content.trim();
+    if !text.is_empty() {
+        parts.push(text.to_owned());
+    }
+    for attachment in attachments.iter().filter(|a| a.message_id == Some(message.id)) {
+        parts.push(describe(attachment));
+    }
+    message.content = parts.join("\n");
+    message
+}
+
+/// What one attachment says to the decision.
+pub fn describe(attachment: &AttachmentBrief) -> String {
+    let name = attachment.file_name.replace(['[', ']', '\n', '\r'], " ");
+    match attachment.kind.as_str() {
+        "voice" => match attachment.transcript.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(transcript) => transcript.to_owned(),
+            None => "[The user sent a voice message that could not be transcribed.]".to_owned(),
+        },
+        "image" => format!("[The user attached a screenshot (an image file named \"{name}\").]"),
+        "pdf" => format!("[The user attached a PDF file named \"{name}\".]"),
+        _ => format!("[The user attached a file named \"{name}\".]"),
+    }
+}
+
+/// The history as the decision reads it: every message with its files.
+pub async fn history_with_attachments(
+    conn: &mut sqlx::PgConnection,
+    history: Vec<Message>,
+) -> sqlx::Result<Vec<Message>> {
+    let ids: Vec<_> = history.iter().map(|m| m.id).collect();
+    let attachments = transcripts::of_messages(&mut *conn, &ids).await?;
+    if attachments.is_empty() {
+        return Ok(history);
+    }
+    Ok(history
+        .into_iter()
+        .map(|message| {
+            if attachments.iter().any(|a| a.message_id == Some(message.id)) {
+                with_attachments(message, &attachments)
+            } else {
+                message
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brief(kind: &str, name: &str, transcript: Option<&str>) -> AttachmentBrief {
+        AttachmentBrief {
+            id: uuid::Uuid::new_v4(),
+            message_id: None,
+            kind: kind.into(),
+            content_type: "application/octet-stream".into(),
+            file_name: name.into(),
+            size_bytes: 1,
+            storage_key: String::new(),
+            transcript: transcript.map(Into::into),
+            transcript_failed: false,
+        }
+    }
+
+    #[test]
+    fn files_become_words_and_transcripts_the_users_text() {
+        assert_eq!(describe(&brief("voice", "a.ogg", Some(" Как оплатить? "))), "Как оплатить?");
+        assert!(describe(&brief("voice", "a.ogg", None)).contains("could not be transcribed"));
+        assert!(describe(&brief("image", "screen[1].png", None)).contains("screenshot"));
+        assert!(describe(&brief("image", "screen[1].png", None)).contains("screen 1 .png"));
+        assert!(describe(&brief("pdf", "check.pdf", None)).contains("PDF file named \"check.pdf\""));
+    }
+}
