@@ -135,6 +135,8 @@ pub struct OperatorTexts {
     pub media_kinds: [(&'static str, &'static str); 8],
     /// An operator's file over what the Bot API lets a bot download (`{limit}` MB).
     pub attachment_too_large: &'static str,
+    /// An operator's file Telegram would not hand out (getFile refused it).
+    pub attachment_unavailable: &'static str,
     /// An operator's file whose content is none of the kinds the web chat shows.
     pub attachment_unsupported: &'static str,
     /// A user's file too large for the Bot API, posted as a link under its caption: `{file}`,
@@ -286,6 +288,7 @@ static RU: Texts = Texts {
             ("other", "сообщение такого типа"),
         ],
         attachment_too_large: "Файл больше {limit} МБ — бот не может его скачать. Пришлите файл поменьше или ссылку на него.",
+        attachment_unavailable: "Не получилось скачать файл из Telegram — пользователь его не увидел. Пришлите его ещё раз.",
         attachment_unsupported: "Этот файл не передан пользователю: в чат можно отправить фото (PNG, JPEG, WebP), PDF, текстовый файл или голосовое сообщение.",
         user_file_link: "📎 {file} ({size}) — файл больше, чем принимает Telegram. Скачать (ссылка действует {days} дн.): {url}",
         user_file_in_console: "📎 {file} ({size}) — файл больше, чем принимает Telegram; откройте его в консоли, в переписке.",

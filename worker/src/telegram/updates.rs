@@ -418,9 +418,14 @@ async fn on_file(
     let bytes = match telegram.download(&file.file_id, limit).await {
         Ok(bytes) => bytes,
         // "file is too big" from getFile, or more bytes than the limit came.
-        Err(SendError::Refused(error)) => {
-            tracing::info!(%error, "an operator's file could not be downloaded");
+        Err(SendError::Refused(error)) if error.contains("too big") || error.contains("larger than") => {
+            tracing::info!(%error, "an operator's file is too large to download");
             return too_large().await;
+        }
+        Err(SendError::Refused(error)) => {
+            tracing::warn!(%error, "Telegram would not hand out an operator's file");
+            notify(ctx, id, update_id, texts.attachment_unavailable).await?;
+            return Ok("refused: file unavailable".into());
         }
         Err(error) => return Err(error),
     };
