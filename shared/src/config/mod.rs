@@ -432,6 +432,30 @@ mod tests {
     }
 
     #[test]
+    fn transcription_takes_openais_key_only_on_openai_and_vision_takes_1() {
+        let config = settings(&[]).resolve().unwrap();
+        assert!(config.transcribe.is_none() && !config.ai.vision);
+        let openai = ["--openai-api-key", "sk-openai", "--transcribe-url", "https://api.openai.com/v1/"];
+        let transcribe = settings(&openai).resolve().unwrap().transcribe.unwrap();
+        assert_eq!(transcribe.base_url, "https://api.openai.com/v1");
+        assert_eq!(transcribe.model, "whisper-1");
+        assert_eq!(transcribe.api_key.as_ref().map(Secret::expose), Some("sk-openai"));
+        let local = ["--openai-api-key", "sk-openai", "--transcribe-url", "http://127.0.0.1:9000/v1"];
+        let transcribe = settings(&local).resolve().unwrap().transcribe.unwrap();
+        assert!(transcribe.api_key.is_none(), "OpenAI's key goes to OpenAI only");
+        let keyed = ["--transcribe-url", "http://127.0.0.1:9000/v1", "--transcribe-api-key", "local-key", "--transcribe-model", "large-v3"];
+        let transcribe = settings(&keyed).resolve().unwrap().transcribe.unwrap();
+        assert_eq!((transcribe.model.as_str(), transcribe.api_key.as_ref().map(Secret::expose)), ("large-v3", Some("local-key")));
+        let error = settings(&["--transcribe-url", "ftp://example.com"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_TRANSCRIBE_URL"), "{error}");
+        assert!(settings(&["--llm-vision", "1"]).resolve().unwrap().ai.vision);
+        let error = settings(&["--support-bot-token", "1:a", "--support-notifications-chat-id", "-1", "--public-url", "x"])
+            .resolve()
+            .unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_PUBLIC_URL"), "{error}");
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_variable_named() {
         let error = settings(&["--admin-token", "short"]).resolve().unwrap_err();
         assert!(error.to_string().contains("CONCIERGE_ADMIN_TOKEN"), "{error}");

@@ -539,3 +539,19 @@ pub fn topic_closed(error: &str) -> bool {
 pub fn topic_gone(error: &str) -> bool {
     error.contains("message thread not found") || error.contains("TOPIC_DELETED")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_go_by_the_method_telegram_plays_them_with() {
+        assert_eq!(file_method("image", "image/png"), FileMethod::Photo);
+        assert_eq!(file_method("voice", "audio/ogg"), FileMethod::Voice);
+        assert_eq!(file_method("voice", "audio/mpeg"), FileMethod::Voice);
+        // Chromium records WebM: Telegram would not play it as a voice message.
+        assert_eq!(file_method("voice", "audio/webm"), FileMethod::Document);
+        assert_eq!(file_method("pdf", "application/pdf"), FileMethod::Document);
+        assert_eq!(file_method("text", "text/plain"), FileMethod::Document);
+    }
+}
