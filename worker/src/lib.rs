@@ -68,6 +68,10 @@ pub struct Context {
     pub mailer: Option<Arc<email::Mailer>>,
     /// The speech-to-text server, when one is configured: voice messages are transcribed.
     pub transcriber: Option<Arc<transcribe::Transcriber>>,
+    /// Attachment files (the data folder's `attachments/`).
+    pub storage: concierge_shared::storage::Storage,
+    /// What signed links to attachments are keyed with (the JWT secret; empty without one).
+    pub link_secret: String,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -173,6 +177,8 @@ impl Context {
             retention: config.retention,
             mailer: config.email.as_ref().map(email::Mailer::new).transpose()?.map(Arc::new),
             transcriber: config.transcribe.as_ref().map(transcribe::Transcriber::new).transpose()?.map(Arc::new),
+            storage: concierge_shared::storage::Storage::local(&config.data_dir),
+            link_secret: config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Database access. Each aggregate has a module of functions that take an executor or a
 //! connection, so callers own transaction boundaries.
 
+pub mod attachments;
 pub mod conversations;
 pub mod email_replies;
 pub mod escalations;

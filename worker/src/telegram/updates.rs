@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId, OperatorChannel, TelegramChatId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
+    ConversationId,
+    attachments::{self, NewAttachment}, OperatorChannel, TelegramChatId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
     db::{
         conversations,
         messages::{self},
