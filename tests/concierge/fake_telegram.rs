@@ -325,12 +325,20 @@ async fn handle(
         .unwrap_or_else(|| panic!("the fake Bot API does not know {method}"))
         .to_string();
     let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let (body, uploads) = if content_type.starts_with("multipart/form-data") {
+    let (mut body, mut uploads) = if content_type.starts_with("multipart/form-data") {
         parse_multipart(content_type, &body)
     } else {
         (serde_json::from_slice(&body).unwrap_or(Value::Null), Vec::new())
     };
     if let Some((_, field)) = UPLOADS.iter().find(|(name, _)| *name == method) {
+        // `attach://<name>` names the part that carries the file (as teloxide sends it).
+        if let Some(part) = body[*field].as_str().and_then(|v| v.strip_prefix("attach://")).map(str::to_owned) {
+            for upload in uploads.iter_mut().filter(|upload| upload.field == part) {
+                upload.field = (*field).to_owned();
+            }
+            let described = body.as_object_mut().unwrap().remove(&part).unwrap_or(Value::Null);
+            body[*field] = described;
+        }
         assert!(
             uploads.iter().any(|upload| upload.field == *field),
             "{method} carries its file as the multipart field {field:?}: {body}"

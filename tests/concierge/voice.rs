@@ -11,6 +11,7 @@ use concierge_shared::config::{TelegramMode, TranscribeConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+
 use crate::{
     fake_telegram::{FakeTelegram, group_message, operator_user},
     fake_transcribe::FakeTranscribe,
@@ -123,44 +124,64 @@ pub fn pdf() -> Vec<u8> {
     b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec()
 }
 
-// The API, as the widget calls it.
+// A user's message with files, written as the API writes it (the message, its files, its
+// decision job), the files stored through `shared::attachments::store`.
 
-/// Upload a file to the conversation; returns the attachment.
-pub async fn upload(app: &TestApp, conversation: &Conversation, file_name: &str, content_type: &str, bytes: Vec<u8>) -> Value {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str(content_type).unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .client
-        .post(app.url(&format!("/conversations/{}/attachments/", conversation.id)))
-        .bearer_auth(&conversation.bearer)
-        .multipart(form)
-        .send()
+/// Post a message with files; returns the message's id.
+pub async fn say_with(app: &TestApp, conversation: &Conversation, content: &str, files: &[(&str, Vec<u8>)]) -> String {
+    use concierge_shared::{
+        ConversationId, MessageRole,
+        attachments::{self, NewAttachment},
+        db::messages::{self, NewMessage},
+        jobs::{self, ProcessMessage},
+        storage::Storage,
+    };
+    let conversation_id: ConversationId = conversation.id.parse().unwrap();
+    let storage = Storage::local(&app.config.data_dir);
+    let mut tx = app.pool.begin().await.unwrap();
+    let message = messages::append(&mut tx, conversation_id, NewMessage::new(MessageRole::User, content))
         .await
+        .unwrap()
         .unwrap();
-    let (status, body) = crate::helpers::response(response).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
+    tx.commit().await.unwrap();
+    for (name, bytes) in files {
+        let new = NewAttachment {
+            conversation_id,
+            message_id: Some(message.id),
+            author: "user",
+            file_name: name,
+            declared_type: None,
+            bytes: bytes.clone().into(),
+        };
+        attachments::store(&app.pool, &storage, new).await.unwrap();
+    }
+    let mut tx = app.pool.begin().await.unwrap();
+    jobs::enqueue(&mut tx, &ProcessMessage { message_id: message.id }, 3).await.unwrap();
+    tx.commit().await.unwrap();
+    message.id.to_string()
 }
 
-/// Post a message with attachments.
-pub async fn say_with(app: &TestApp, conversation: &Conversation, content: &str, attachments: &[&Value]) -> Value {
-    let ids: Vec<&Value> = attachments.iter().map(|a| &a["id"]).collect();
-    let (status, body) = app
-        .post(
-            Some(&conversation.bearer),
-            &format!("/conversations/{}/messages/", conversation.id),
-            json!({ "content": content, "attachment_ids": ids }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body
+/// A voice message (an OGG/Opus recording, no text); returns its id.
+async fn send_voice(app: &TestApp, conversation: &Conversation) -> String {
+    say_with(app, conversation, "", &[("voice.ogg", ogg_opus())]).await
 }
 
-/// A voice message (an OGG/Opus recording, no text).
-async fn send_voice(app: &TestApp, conversation: &Conversation) -> Value {
-    let voice = upload(app, conversation, "voice.ogg", "audio/ogg", ogg_opus()).await;
-    assert_eq!(voice["kind"], "voice", "{voice}");
-    say_with(app, conversation, "", &[&voice]).await
+/// The stored attachments of the conversation: (author, kind, file name, transcript, bytes).
+async fn stored_files(app: &TestApp, conversation: &Conversation) -> Vec<(String, String, String, Option<String>, Vec<u8>)> {
+    let rows: Vec<(String, String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT author, kind, file_name, transcript, storage_key FROM attachments
+         WHERE conversation_id = $1::uuid ORDER BY created_at, id",
+    )
+    .bind(&conversation.id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let storage = concierge_shared::storage::Storage::local(&app.config.data_dir);
+    let mut files = Vec::new();
+    for (author, kind, name, transcript, key) in rows {
+        files.push((author, kind, name, transcript, storage.get(&key).await.unwrap().to_vec()));
+    }
+    files
 }
 
 /// The next event on `sse` that satisfies `check`.
@@ -188,16 +209,11 @@ async fn a_voice_message_is_transcribed_shown_under_it_and_answered() {
     let app = spawn_transcribing(&stt).await;
     let conversation = app.open(Some(&user_token("anna"))).await;
     let mut sse = app.stream(&conversation, None).await;
-    let sent = send_voice(&app, &conversation).await;
-    let id = sent["id"].as_str().unwrap().to_owned();
+    let id = send_voice(&app, &conversation).await;
 
-    // The voice message first, then the same message again with its transcript (live).
-    let edited = event_where(&mut sse, "transcript", |kind, data| {
-        kind == "edit" && data["id"] == id.as_str() && data["attachments"][0]["transcript"].is_string()
-    })
-    .await;
-    assert_eq!(edited["attachments"][0]["transcript"], "Как оплатить подписку?", "{edited}");
-    assert_eq!(edited["attachments"][0]["kind"], "voice");
+    // The voice message first, then an `edit` of it when its transcript is there (live).
+    event_where(&mut sse, "the voice message", |kind, data| kind == "message" && data["id"] == id.as_str()).await;
+    event_where(&mut sse, "the transcript's edit", |kind, data| kind == "edit" && data["id"] == id.as_str()).await;
     let answer = event_where(&mut sse, "the answer", |_, data| data["role"] == "assistant").await;
     assert_eq!(answer["reply_to"], id.as_str(), "{answer}");
     assert!(answer["content"].as_str().unwrap().to_lowercase().contains("оплат"), "answered on the transcript: {answer}");
@@ -205,14 +221,13 @@ async fn a_voice_message_is_transcribed_shown_under_it_and_answered() {
     let requests = stt.requests();
     assert_eq!(requests.len(), 1, "transcribed once");
     assert_eq!(requests[0].model, "whisper-1");
+    assert!(requests[0].authorization.is_none(), "a local server gets no key");
     assert!(requests[0].file.file_name.ends_with(".ogg"), "{:?}", requests[0].file.file_name);
     assert_eq!(requests[0].file.bytes, ogg_opus(), "the recording as uploaded");
 
-    // The transcript stays with the message: a fresh read shows it too.
-    let (status, page) = app.get(Some(&conversation.bearer), &format!("/conversations/{}/messages/", conversation.id)).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let stored = page["items"].as_array().unwrap().iter().find(|m| m["id"] == id.as_str()).cloned().unwrap();
-    assert_eq!(stored["attachments"][0]["transcript"], "Как оплатить подписку?", "{stored}");
+    // The transcript stays with the voice message.
+    let files = stored_files(&app, &conversation).await;
+    assert_eq!(files[0].3.as_deref(), Some("Как оплатить подписку?"), "{:?}", files[0].3);
     let counted = app.count("SELECT count(*) FROM messages WHERE reply_to IS NOT NULL").await;
     assert_eq!(counted, 1, "one reply");
 }
@@ -228,7 +243,7 @@ async fn a_failing_transcription_server_is_retried_and_a_later_message_waits_its
     let text = app.say(&conversation, "Спасибо!").await;
 
     let first = event_where(&mut sse, "the first answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
-    assert_eq!(first["reply_to"], voice["id"], "the voice message is answered first: {first}");
+    assert_eq!(first["reply_to"], voice.as_str(), "the voice message is answered first: {first}");
     let second = event_where(&mut sse, "the second answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
     assert_eq!(second["reply_to"], text["id"], "{second}");
     assert!(stt.requests().len() >= 3, "retried after two failures: {}", stt.requests().len());
@@ -252,7 +267,7 @@ async fn a_voice_message_nobody_can_transcribe_gets_a_polite_request_to_type() {
         let mut sse = app.stream(&conversation, None).await;
         let voice = send_voice(app, &conversation).await;
         let reply = event_where(&mut sse, "the reply", |kind, data| kind == "message" && data["role"] == "assistant").await;
-        assert_eq!(reply["reply_to"], voice["id"]);
+        assert_eq!(reply["reply_to"], voice.as_str());
         assert!(reply["content"].as_str().unwrap().contains("текстом"), "asks to type: {reply}");
     }
     assert_eq!(stt.requests().len(), 1, "a refusal is not retried");
@@ -280,9 +295,7 @@ async fn a_users_files_reach_the_topic_as_photo_document_and_voice_with_their_ca
     let conversation = app.open(Some(&user_token("anna"))).await;
     escalate(&app, &conversation).await;
     let thread = thread_of(&app, &conversation).await;
-    let screenshot = upload(&app, &conversation, "screen.png", "image/png", png(40, 30)).await;
-    let receipt = upload(&app, &conversation, "чек.pdf", "application/pdf", pdf()).await;
-    say_with(&app, &conversation, "Вот ошибка и чек", &[&screenshot, &receipt]).await;
+    say_with(&app, &conversation, "Вот ошибка и чек", &[("screen.png", png(40, 30)), ("чек.pdf", pdf())]).await;
     send_voice(&app, &conversation).await;
 
     fake.wait_for("a photo, a document and a voice message", |fake| {
@@ -302,6 +315,7 @@ async fn a_users_files_reach_the_topic_as_photo_document_and_voice_with_their_ca
     let (voice, voice_file) = fake.uploads("sendVoice").remove(0);
     assert_eq!(voice["caption"], "👤 Анна", "{voice}");
     assert_eq!(voice_file.bytes, ogg_opus());
+    assert_eq!(voice_file.content_type, None, "teloxide names no type: the file name says it");
     // The text went as the caption, not as a message of its own; nobody answered for the bot.
     assert!(!fake.posts_in(thread).iter().any(|post| post.contains("Вот ошибка и чек")));
     let bot_replies = app
@@ -324,9 +338,9 @@ async fn a_long_text_goes_before_its_files_and_a_file_too_large_for_the_bot_api_
     let conversation = app.open(Some(&user_token("anna"))).await;
     escalate(&app, &conversation).await;
     let thread = thread_of(&app, &conversation).await;
-    let receipt = upload(&app, &conversation, "чек.pdf", "application/pdf", pdf()).await;
     let long = "Очень подробно. ".repeat(80);
-    say_with(&app, &conversation, &long, &[&receipt]).await;
+    say_with(&app, &conversation, &long, &[("чек.pdf", pdf())]).await;
+    let receipt: uuid::Uuid = sqlx::query_scalar("SELECT id FROM attachments WHERE kind = 'pdf'").fetch_one(&app.pool).await.unwrap();
 
     fake.wait_for("the link", |fake| fake.posts_in(thread).iter().any(|post| post.contains("чек.pdf"))).await;
     let posts = fake.posts_in(thread);
@@ -336,12 +350,11 @@ async fn a_long_text_goes_before_its_files_and_a_file_too_large_for_the_bot_api_
     let link = &posts[link_at];
     assert!(fake.uploads("sendDocument").is_empty(), "nothing uploaded");
     let url = link.split_whitespace().find(|word| word.starts_with(public)).expect("a link").to_owned();
-    assert!(url.contains(receipt["id"].as_str().unwrap()), "{url}");
-    // The link opens the file (here, on the test's own address).
-    let local = url.replace(public, &format!("http://{}", app.addr));
-    let response = app.client.get(&local).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{local}");
-    assert_eq!(response.bytes().await.unwrap().as_ref(), pdf().as_slice());
+    let expected = format!("{public}/api/concierge/attachments/{receipt}?expires=");
+    assert!(url.starts_with(&expected) && url.contains("&sig="), "a signed link to this file: {url}");
+    let expires: i64 = url.split("expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+    let days = (expires - chrono::Utc::now().timestamp()) / 86_400;
+    assert!((6..=7).contains(&days), "valid for a week: {days} days");
 }
 
 /// An update with an operator's file in the topic: `media` is the message's photo, document or
@@ -391,28 +404,30 @@ async fn an_operators_photo_document_and_voice_appear_on_the_users_stream_with_w
     for update in &updates {
         assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), update).await, StatusCode::OK);
     }
-    let mut shown = Vec::new();
-    for expected in [("image", photo.as_slice()), ("pdf", document.as_slice()), ("voice", voice.as_slice())] {
-        let reply = event_where(&mut sse, "an operator's file", |kind, data| {
-            kind == "message" && data["role"] == "operator" && !data["attachments"].as_array().unwrap().is_empty()
-        })
-        .await;
-        let attachment = &reply["attachments"][0];
-        assert_eq!(attachment["kind"], expected.0, "{reply}");
-        let url = attachment["url"].as_str().unwrap();
-        let url = if url.starts_with("http") { url.to_owned() } else { format!("http://{}{url}", app.addr) };
-        let response = app.client.get(&url).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{url}");
-        let body = response.bytes().await.unwrap();
-        if expected.0 == "image" {
-            assert!(body.starts_with(b"\x89PNG") || body.starts_with(&[0xff, 0xd8]), "an image");
-            assert_eq!(reply["content"], "Вот так должно быть", "the caption is the text");
-        } else {
-            assert_eq!(body.as_ref(), expected.1, "{}", expected.0);
-        }
-        shown.push(reply);
+    // Three operator replies reach the user's stream, the photo's with its caption.
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        replies.push(event_where(&mut sse, "an operator's reply", |kind, data| kind == "message" && data["role"] == "operator").await);
     }
-    assert_eq!(shown[1]["attachments"][0]["file_name"], "инструкция.pdf");
+    assert_eq!(replies[0]["content"], "Вот так должно быть", "the caption is the text: {:?}", replies[0]);
+    wait_until("the files attached", WAIT, async || {
+        app.count("SELECT count(*) FROM attachments WHERE author = 'operator' AND message_id IS NOT NULL").await == 3
+    })
+    .await;
+    let files = stored_files(&app, &conversation).await;
+    let kinds: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
+    assert_eq!(kinds, ["image", "pdf", "voice"], "in order");
+    assert!(files[0].4.starts_with(b"\x89PNG"), "the photo's largest size");
+    assert_eq!(files[0].4.len(), photo.len());
+    assert_eq!((files[1].2.as_str(), &files[1].4), ("инструкция.pdf", &document));
+    assert_eq!(files[2].4, voice);
+    let linked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM attachments a JOIN messages m ON m.id = a.message_id WHERE m.role = 'operator'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(linked, 3, "each file belongs to its reply");
     let downloads: Vec<_> = fake.calls().into_iter().filter(|c| c.method == "download").map(|c| c.status).collect();
     assert_eq!(downloads.iter().filter(|s| **s == 500).count(), 1, "{downloads:?}");
     assert!(fake.accepted("getFile").iter().any(|body| body["file_id"] == "photo-large"), "the largest size");
