@@ -454,3 +454,43 @@ async fn a_sticker_from_an_operator_gets_a_clear_word_and_nothing_reaches_the_us
     })
     .await;
 }
+
+/// The last user message of a model request: its content as sent.
+fn user_content(request: &Value) -> Value {
+    request["messages"].as_array().unwrap().iter().rev().find(|m| m["role"] == "user").unwrap()["content"].clone()
+}
+
+#[tokio::test]
+async fn images_go_to_a_model_that_reads_them_and_are_named_to_one_that_does_not() {
+    use crate::fake_llm::{FakeLlm, Reply, tool_reply};
+    for vision in [true, false] {
+        let llm = FakeLlm::start().await;
+        llm.respond_with(|_| Reply::Json(tool_reply("clarify", json!({ "text": "Что именно на экране не так?" }))));
+        let url = llm.url.clone();
+        let mut app = TestApp::spawn_with(move |config| {
+            config.ai.provider = concierge_shared::config::Provider::Openai;
+            config.ai.base_url = url;
+            config.ai.model = "vision-model".into();
+            config.ai.api_key = Some("test-key".into());
+            config.ai.stream = false;
+            config.ai.vision = vision;
+        })
+        .await;
+        app.start_worker().await;
+        let conversation = app.open(Some(&user_token("anna"))).await;
+        let mut sse = app.stream(&conversation, None).await;
+        say_with(&app, &conversation, "Что это за ошибка?", &[("screen.png", png(20, 10))]).await;
+        event_where(&mut sse, "the reply", |kind, data| kind == "message" && data["role"] == "assistant").await;
+        let content = user_content(&llm.requests()[0]);
+        if vision {
+            let parts = content.as_array().expect("content parts");
+            assert_eq!(parts[0]["type"], "text");
+            assert!(parts[0]["text"].as_str().unwrap().contains("Что это за ошибка?"));
+            assert_eq!(parts[1]["type"], "image_url", "{content}");
+            assert!(parts[1]["image_url"]["url"].as_str().unwrap().starts_with("data:image/png;base64,iVBORw0KGgo"));
+        } else {
+            let text = content.as_str().expect("plain text");
+            assert!(text.contains("Что это за ошибка?") && text.contains("screenshot") && text.contains("screen.png"), "{text}");
+        }
+    }
+}
