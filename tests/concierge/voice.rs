@@ -3,14 +3,14 @@
 //! retried; a refusal or no server at all asking the user to type, or leaving the voice to the
 //! operator), a user's files in the topic (sendPhoto, sendDocument, sendVoice with captions;
 //! a file larger than the Bot API takes as a signed link), and an operator's photo, document
-//! and voice from the topic on the user's stream with a working signed URL.
+//! and voice from the topic on the user's stream, stored as the reply's files (a failed download
+//! retried). Files are written as the API writes them, through `shared::attachments::store`.
 
 use std::time::Duration;
 
 use concierge_shared::config::{TelegramMode, TranscribeConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
 
 use crate::{
     fake_telegram::{FakeTelegram, group_message, operator_user},
@@ -31,13 +31,9 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
         let crc = crc32(&out[start..]);
         out.extend(crc.to_be_bytes());
     }
-    let mut raw = Vec::new();
-    for _ in 0..height {
-        raw.push(0);
-        for _ in 0..width {
-            raw.extend([30, 120, 200]);
-        }
-    }
+    // Each row: filter type 0, then the pixels.
+    let row: Vec<u8> = std::iter::once(0).chain([30, 120, 200].repeat(width as usize)).collect();
+    let raw = row.repeat(height as usize);
     // zlib: a header, stored blocks of at most 65535 bytes, Adler-32.
     let mut zlib = vec![0x78, 0x01];
     let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
@@ -139,10 +135,8 @@ pub async fn say_with(app: &TestApp, conversation: &Conversation, content: &str,
     let conversation_id: ConversationId = conversation.id.parse().unwrap();
     let storage = Storage::local(&app.config.data_dir);
     let mut tx = app.pool.begin().await.unwrap();
-    let message = messages::append(&mut tx, conversation_id, NewMessage::new(MessageRole::User, content))
-        .await
-        .unwrap()
-        .unwrap();
+    let message =
+        messages::append(&mut tx, conversation_id, NewMessage::new(MessageRole::User, content)).await.unwrap().unwrap();
     tx.commit().await.unwrap();
     for (name, bytes) in files {
         let new = NewAttachment {
@@ -167,7 +161,10 @@ async fn send_voice(app: &TestApp, conversation: &Conversation) -> String {
 }
 
 /// The stored attachments of the conversation: (author, kind, file name, transcript, bytes).
-async fn stored_files(app: &TestApp, conversation: &Conversation) -> Vec<(String, String, String, Option<String>, Vec<u8>)> {
+async fn stored_files(
+    app: &TestApp,
+    conversation: &Conversation,
+) -> Vec<(String, String, String, Option<String>, Vec<u8>)> {
     let rows: Vec<(String, String, String, Option<String>, String)> = sqlx::query_as(
         "SELECT author, kind, file_name, transcript, storage_key FROM attachments
          WHERE conversation_id = $1::uuid ORDER BY created_at, id",
@@ -216,7 +213,10 @@ async fn a_voice_message_is_transcribed_shown_under_it_and_answered() {
     event_where(&mut sse, "the transcript's edit", |kind, data| kind == "edit" && data["id"] == id.as_str()).await;
     let answer = event_where(&mut sse, "the answer", |_, data| data["role"] == "assistant").await;
     assert_eq!(answer["reply_to"], id.as_str(), "{answer}");
-    assert!(answer["content"].as_str().unwrap().to_lowercase().contains("оплат"), "answered on the transcript: {answer}");
+    assert!(
+        answer["content"].as_str().unwrap().to_lowercase().contains("оплат"),
+        "answered on the transcript: {answer}"
+    );
 
     let requests = stt.requests();
     assert_eq!(requests.len(), 1, "transcribed once");
@@ -242,9 +242,11 @@ async fn a_failing_transcription_server_is_retried_and_a_later_message_waits_its
     let voice = send_voice(&app, &conversation).await;
     let text = app.say(&conversation, "Спасибо!").await;
 
-    let first = event_where(&mut sse, "the first answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
+    let first =
+        event_where(&mut sse, "the first answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
     assert_eq!(first["reply_to"], voice.as_str(), "the voice message is answered first: {first}");
-    let second = event_where(&mut sse, "the second answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
+    let second =
+        event_where(&mut sse, "the second answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
     assert_eq!(second["reply_to"], text["id"], "{second}");
     assert!(stt.requests().len() >= 3, "retried after two failures: {}", stt.requests().len());
     let transcript: Option<String> = sqlx::query_scalar("SELECT transcript FROM attachments WHERE kind = 'voice'")
@@ -266,7 +268,8 @@ async fn a_voice_message_nobody_can_transcribe_gets_a_polite_request_to_type() {
         let conversation = app.open(Some(&user_token("anna"))).await;
         let mut sse = app.stream(&conversation, None).await;
         let voice = send_voice(app, &conversation).await;
-        let reply = event_where(&mut sse, "the reply", |kind, data| kind == "message" && data["role"] == "assistant").await;
+        let reply =
+            event_where(&mut sse, "the reply", |kind, data| kind == "message" && data["role"] == "assistant").await;
         assert_eq!(reply["reply_to"], voice.as_str());
         assert!(reply["content"].as_str().unwrap().contains("текстом"), "asks to type: {reply}");
     }
@@ -275,7 +278,10 @@ async fn a_voice_message_nobody_can_transcribe_gets_a_polite_request_to_type() {
     assert_eq!(failed, 1, "the transcription is given up");
 }
 
-async fn spawn_with_telegram(fake: &FakeTelegram, adjust: impl FnOnce(&mut concierge_shared::config::Config)) -> TestApp {
+async fn spawn_with_telegram(
+    fake: &FakeTelegram,
+    adjust: impl FnOnce(&mut concierge_shared::config::Config),
+) -> TestApp {
     let settings = telegram_config(fake, TelegramMode::Webhook);
     let mut app = TestApp::spawn_with(|config| {
         config.telegram = Some(settings);
@@ -340,7 +346,8 @@ async fn a_long_text_goes_before_its_files_and_a_file_too_large_for_the_bot_api_
     let thread = thread_of(&app, &conversation).await;
     let long = "Очень подробно. ".repeat(80);
     say_with(&app, &conversation, &long, &[("чек.pdf", pdf())]).await;
-    let receipt: uuid::Uuid = sqlx::query_scalar("SELECT id FROM attachments WHERE kind = 'pdf'").fetch_one(&app.pool).await.unwrap();
+    let receipt: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM attachments WHERE kind = 'pdf'").fetch_one(&app.pool).await.unwrap();
 
     fake.wait_for("the link", |fake| fake.posts_in(thread).iter().any(|post| post.contains("чек.pdf"))).await;
     let posts = fake.posts_in(thread);
@@ -375,7 +382,7 @@ fn meta(file_id: &str, size: usize) -> Value {
 }
 
 #[tokio::test]
-async fn an_operators_photo_document_and_voice_appear_on_the_users_stream_with_working_urls() {
+async fn an_operators_photo_document_and_voice_reach_the_users_stream_as_the_replys_files() {
     let fake = FakeTelegram::start().await;
     let app = spawn_with_telegram(&fake, |_| {}).await;
     let conversation = app.open(Some(&user_token("anna"))).await;
@@ -398,8 +405,20 @@ async fn an_operators_photo_document_and_voice_appear_on_the_users_stream_with_w
     large["height"] = json!(48);
     let updates = [
         file_update(9001, 501, thread, json!({ "photo": [small, large] }), Some("Вот так должно быть")),
-        file_update(9002, 502, thread, json!({ "document": { "file_name": "инструкция.pdf", "mime_type": "application/pdf", "file_id": "doc-1", "file_unique_id": "u-doc-1", "file_size": document.len() } }), None),
-        file_update(9003, 503, thread, json!({ "voice": { "duration": 1, "mime_type": "audio/ogg", "file_id": "voice-1", "file_unique_id": "u-voice-1", "file_size": voice.len() } }), None),
+        file_update(
+            9002,
+            502,
+            thread,
+            json!({ "document": { "file_name": "инструкция.pdf", "mime_type": "application/pdf", "file_id": "doc-1", "file_unique_id": "u-doc-1", "file_size": document.len() } }),
+            None,
+        ),
+        file_update(
+            9003,
+            503,
+            thread,
+            json!({ "voice": { "duration": 1, "mime_type": "audio/ogg", "file_id": "voice-1", "file_unique_id": "u-voice-1", "file_size": voice.len() } }),
+            None,
+        ),
     ];
     for update in &updates {
         assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), update).await, StatusCode::OK);
@@ -407,7 +426,10 @@ async fn an_operators_photo_document_and_voice_appear_on_the_users_stream_with_w
     // Three operator replies reach the user's stream, the photo's with its caption.
     let mut replies = Vec::new();
     for _ in 0..3 {
-        replies.push(event_where(&mut sse, "an operator's reply", |kind, data| kind == "message" && data["role"] == "operator").await);
+        replies.push(
+            event_where(&mut sse, "an operator's reply", |kind, data| kind == "message" && data["role"] == "operator")
+                .await,
+        );
     }
     assert_eq!(replies[0]["content"], "Вот так должно быть", "the caption is the text: {:?}", replies[0]);
     wait_until("the files attached", WAIT, async || {
@@ -445,7 +467,10 @@ async fn a_sticker_from_an_operator_gets_a_clear_word_and_nothing_reaches_the_us
     let sticker = json!({ "sticker": {
         "file_id": "st-1", "file_unique_id": "u-st-1", "type": "regular", "width": 512, "height": 512,
         "is_animated": false, "is_video": false, "file_size": 100 } });
-    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &file_update(9101, 601, thread, sticker, None)).await, StatusCode::OK);
+    assert_eq!(
+        webhook(&app, Some(WEBHOOK_SECRET), &file_update(9101, 601, thread, sticker, None)).await,
+        StatusCode::OK
+    );
     fake.wait_for("the word", |fake| fake.posts_in(thread).iter().any(|post| post.contains("стикер"))).await;
     let operator_messages = app.count("SELECT count(*) FROM messages WHERE role = 'operator'").await;
     assert_eq!(operator_messages, 0);
@@ -490,7 +515,10 @@ async fn images_go_to_a_model_that_reads_them_and_are_named_to_one_that_does_not
             assert!(parts[1]["image_url"]["url"].as_str().unwrap().starts_with("data:image/png;base64,iVBORw0KGgo"));
         } else {
             let text = content.as_str().expect("plain text");
-            assert!(text.contains("Что это за ошибка?") && text.contains("screenshot") && text.contains("screen.png"), "{text}");
+            assert!(
+                text.contains("Что это за ошибка?") && text.contains("screenshot") && text.contains("screen.png"),
+                "{text}"
+            );
         }
     }
 }

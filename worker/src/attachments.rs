@@ -62,34 +62,6 @@ pub async fn history_with_attachments(
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn brief(kind: &str, name: &str, transcript: Option<&str>) -> AttachmentBrief {
-        AttachmentBrief {
-            id: uuid::Uuid::new_v4(),
-            message_id: None,
-            kind: kind.into(),
-            content_type: "application/octet-stream".into(),
-            file_name: name.into(),
-            size_bytes: 1,
-            storage_key: String::new(),
-            transcript: transcript.map(Into::into),
-            transcript_failed: false,
-        }
-    }
-
-    #[test]
-    fn files_become_words_and_transcripts_the_users_text() {
-        assert_eq!(describe(&brief("voice", "a.ogg", Some(" Как оплатить? "))), "Как оплатить?");
-        assert!(describe(&brief("voice", "a.ogg", None)).contains("could not be transcribed"));
-        assert!(describe(&brief("image", "screen[1].png", None)).contains("screenshot"));
-        assert!(describe(&brief("image", "screen[1].png", None)).contains("screen 1 .png"));
-        assert!(describe(&brief("pdf", "check.pdf", None)).contains("PDF file named \"check.pdf\""));
-    }
-}
-
 /// Attach an operator's stored file to their reply, in the reply's transaction.
 pub async fn attach_operator_file(
     conn: &mut sqlx::PgConnection,
@@ -131,4 +103,32 @@ pub fn signed_link(ctx: &crate::Context, base: &str, attachment: uuid::Uuid, lif
     mac.update(format!("{attachment}:{expires}").as_bytes());
     let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     format!("{base}/api/concierge/attachments/{attachment}?expires={expires}&sig={sig}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brief(kind: &str, name: &str, transcript: Option<&str>) -> AttachmentBrief {
+        AttachmentBrief {
+            id: uuid::Uuid::new_v4(),
+            message_id: None,
+            kind: kind.into(),
+            content_type: "application/octet-stream".into(),
+            file_name: name.into(),
+            size_bytes: 1,
+            storage_key: String::new(),
+            transcript: transcript.map(Into::into),
+            transcript_failed: false,
+        }
+    }
+
+    #[test]
+    fn files_become_words_and_transcripts_the_users_text() {
+        assert_eq!(describe(&brief("voice", "a.ogg", Some(" Как оплатить? "))), "Как оплатить?");
+        assert!(describe(&brief("voice", "a.ogg", None)).contains("could not be transcribed"));
+        assert!(describe(&brief("image", "screen[1].png", None)).contains("screenshot"));
+        assert!(describe(&brief("image", "screen[1].png", None)).contains("screen 1 .png"));
+        assert!(describe(&brief("pdf", "check.pdf", None)).contains("PDF file named \"check.pdf\""));
+    }
 }

@@ -284,7 +284,10 @@ async fn queue_for_operators(
     let name = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
     let text = i18n::fill(texts.user_message, &[("name", name), ("text", &message.content)]);
     let files: Vec<_> = transcripts::of_message(&mut *tx, message.id).await?.iter().map(|a| a.id).collect();
-    let signature = i18n::fill(texts.user_file_caption, &[("name", name), ("text", "")]).trim_end().trim_end_matches(':').to_owned();
+    let signature = i18n::fill(texts.user_file_caption, &[("name", name), ("text", "")])
+        .trim_end()
+        .trim_end_matches(':')
+        .to_owned();
     telegram::forward_user_files(tx, message, text, signature, &files, ctx.max_attempts).await?;
     Ok(())
 }

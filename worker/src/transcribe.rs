@@ -75,7 +75,12 @@ impl Transcriber {
         result
     }
 
-    async fn request(&self, audio: bytes::Bytes, file_name: &str, content_type: &str) -> Result<String, TranscribeError> {
+    async fn request(
+        &self,
+        audio: bytes::Bytes,
+        file_name: &str,
+        content_type: &str,
+    ) -> Result<String, TranscribeError> {
         let part = reqwest::multipart::Part::stream(reqwest::Body::from(audio))
             .file_name(upload_name(file_name, content_type))
             .mime_str(content_type)
@@ -149,7 +154,10 @@ pub async fn handle(job: Transcribe, ctx: Data<Context>, attempt: Attempt) -> Re
     match transcribed {
         Ok(()) => {}
         Err(error) if error.is::<Hopeless>() || last_attempt => {
-            tracing::error!(error = format!("{error:#}"), "transcription failed for good; the message is decided without it");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "transcription failed for good; the message is decided without it"
+            );
             for clip in transcripts::of_message(&ctx.pool, job.message_id).await? {
                 if clip.awaits_transcript() {
                     transcripts::give_up(&ctx.pool, clip.id).await?;
@@ -187,7 +195,9 @@ async fn transcribe_message(ctx: &Context, job: &Transcribe) -> anyhow::Result<(
         let mut tx = ctx.pool.begin().await?;
         if transcripts::set_transcript(&mut *tx, clip.id, &text).await? {
             // The widget and the console read the message again, with its transcript.
-            Event::Edited { conversation_id: message.conversation_id, message_id: message.id }.publish(&mut *tx).await?;
+            Event::Edited { conversation_id: message.conversation_id, message_id: message.id }
+                .publish(&mut *tx)
+                .await?;
             // Operators who have the conversation read it under the voice message in its topic.
             if let Some(conversation) = conversations::lock(&mut tx, message.conversation_id).await?
                 && conversation.mode == ConversationMode::Human
@@ -196,8 +206,14 @@ async fn transcribe_message(ctx: &Context, job: &Transcribe) -> anyhow::Result<(
             {
                 let texts = &Locale::from_code(&conversation.locale).texts().operators;
                 let notice = fill(texts.voice_transcript, &[("text", &text)]);
-                telegram::notify_topic(&mut tx, conversation.id, format!("transcript:{}", clip.id), notice, ctx.max_attempts)
-                    .await?;
+                telegram::notify_topic(
+                    &mut tx,
+                    conversation.id,
+                    format!("transcript:{}", clip.id),
+                    notice,
+                    ctx.max_attempts,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -217,8 +233,7 @@ async fn decide_again(ctx: &Context, job: &Transcribe) -> anyhow::Result<()> {
     if let Some(latest) = transcripts::latest_unanswered(&mut *tx, message.conversation_id).await?
         && latest != message.id
     {
-        jobs::enqueue_later(&mut tx, &ProcessMessage { message_id: latest }, ctx.max_attempts, Duration::ZERO)
-            .await?;
+        jobs::enqueue_later(&mut tx, &ProcessMessage { message_id: latest }, ctx.max_attempts, Duration::ZERO).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -443,15 +443,26 @@ mod tests {
         let local = ["--openai-api-key", "sk-openai", "--transcribe-url", "http://127.0.0.1:9000/v1"];
         let transcribe = settings(&local).resolve().unwrap().transcribe.unwrap();
         assert!(transcribe.api_key.is_none(), "OpenAI's key goes to OpenAI only");
-        let keyed = ["--transcribe-url", "http://127.0.0.1:9000/v1", "--transcribe-api-key", "local-key", "--transcribe-model", "large-v3"];
+        let keyed = [
+            "--transcribe-url",
+            "http://127.0.0.1:9000/v1",
+            "--transcribe-api-key",
+            "local-key",
+            "--transcribe-model",
+            "large-v3",
+        ];
         let transcribe = settings(&keyed).resolve().unwrap().transcribe.unwrap();
-        assert_eq!((transcribe.model.as_str(), transcribe.api_key.as_ref().map(Secret::expose)), ("large-v3", Some("local-key")));
+        assert_eq!(
+            (transcribe.model.as_str(), transcribe.api_key.as_ref().map(Secret::expose)),
+            ("large-v3", Some("local-key"))
+        );
         let error = settings(&["--transcribe-url", "ftp://example.com"]).resolve().unwrap_err();
         assert!(error.to_string().contains("CONCIERGE_TRANSCRIBE_URL"), "{error}");
         assert!(settings(&["--llm-vision", "1"]).resolve().unwrap().ai.vision);
-        let error = settings(&["--support-bot-token", "1:a", "--support-notifications-chat-id", "-1", "--public-url", "x"])
-            .resolve()
-            .unwrap_err();
+        let error =
+            settings(&["--support-bot-token", "1:a", "--support-notifications-chat-id", "-1", "--public-url", "x"])
+                .resolve()
+                .unwrap_err();
         assert!(error.to_string().contains("CONCIERGE_PUBLIC_URL"), "{error}");
     }
 

@@ -36,7 +36,13 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: Some(content.into()), tool_calls: None, tool_call_id: None, images: Vec::new() }
+        Self {
+            role: role.into(),
+            content: Some(content.into()),
+            tool_calls: None,
+            tool_call_id: None,
+            images: Vec::new(),
+        }
     }
 
     /// A message of text and images.

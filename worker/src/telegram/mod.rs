@@ -38,11 +38,9 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use teloxide::{
     Bot, RequestError,
-    payloads::{
-        SendChatActionSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SendVoiceSetters,
-    },
-    prelude::Requester,
     net::Download,
+    payloads::{SendChatActionSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SendVoiceSetters},
+    prelude::Requester,
     types::{ChatAction, ChatId, FileId, InlineKeyboardMarkup, InputFile, MessageId, ThreadId},
 };
 
@@ -467,7 +465,6 @@ pub fn file_method(kind: &str, content_type: &str) -> FileMethod {
         _ => FileMethod::Document,
     }
 }
-
 
 /// Queue a send job for every conversation with posts waiting (after its chat resumed or
 /// moved).

@@ -156,14 +156,16 @@ async fn send_pending(
             post.reply_markup.as_ref().and_then(|m| serde_json::from_value::<InlineKeyboardMarkup>(m.clone()).ok());
         let outgoing = match post.attachment_id {
             None => Outgoing::Text(post.text.clone()),
-            Some(attachment_id) => match outgoing_file(ctx, telegram, conversation_id, attachment_id, &post.text).await? {
-                Some(outgoing) => outgoing,
-                None => {
-                    tracing::info!(post = post.key, "the file was deleted before it was sent; the post is dropped");
-                    store::mark_attempt(&ctx.pool, post.id, "the attachment was deleted", true).await?;
-                    continue;
+            Some(attachment_id) => {
+                match outgoing_file(ctx, telegram, conversation_id, attachment_id, &post.text).await? {
+                    Some(outgoing) => outgoing,
+                    None => {
+                        tracing::info!(post = post.key, "the file was deleted before it was sent; the post is dropped");
+                        store::mark_attempt(&ctx.pool, post.id, "the attachment was deleted", true).await?;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let send = || send_post(ctx, telegram, topic, &outgoing, &post.text, markup.as_ref());
         let posted = holding_lease(ctx, conversation_id, sender, async {

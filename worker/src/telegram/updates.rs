@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
-    ConversationId,
-    attachments::{self, NewAttachment}, OperatorChannel, TelegramChatId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
+    ConversationId, OperatorChannel, TelegramChatId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
+    attachments::{self, NewAttachment},
     db::{
         conversations,
         messages::{self},

@@ -330,10 +330,16 @@ pub async fn forward_user_files(
     }
     for (index, attachment_id) in files.iter().enumerate() {
         let first = index == 0 && (fits || !has_text);
-        let key = if first { format!("message:{}", message.id) } else { format!("message:{}:file:{index}", message.id) };
+        let key =
+            if first { format!("message:{}", message.id) } else { format!("message:{}:file:{index}", message.id) };
         let caption = if first && has_text { text.clone() } else { signature.clone() };
-        let post =
-            NewPost { key: key.clone(), kind: "message", message_id: Some(message.id), text: caption, reply_markup: None };
+        let post = NewPost {
+            key: key.clone(),
+            kind: "message",
+            message_id: Some(message.id),
+            text: caption,
+            reply_markup: None,
+        };
         if queue_post(conn, message.conversation_id, post, max_attempts).await? {
             sqlx::query("UPDATE telegram_outbox SET attachment_id = $2 WHERE key = $1")
                 .bind(&key)
