@@ -84,6 +84,8 @@ pub struct Texts {
     pub thanks_reply: &'static str,
     /// Said when processing a message failed for good.
     pub processing_failed: &'static str,
+    /// Answers a voice message the bot cannot listen to (no transcription, or it failed).
+    pub voice_please_type: &'static str,
     /// Posted when the user closes the conversation.
     pub conversation_closed: &'static str,
     /// Posted when an operator hands the conversation back to the AI.
@@ -126,7 +128,26 @@ pub struct OperatorTexts {
     pub note_saved: &'static str,
     pub note_empty: &'static str,
     pub console_reply: &'static str,
+    /// What the web chat cannot show (stickers, video, locations…): `{kind}`, one of
+    /// `media_kinds`.
     pub attachment_refused: &'static str,
+    /// Names of the kinds of Telegram messages the web chat does not take.
+    pub media_kinds: [(&'static str, &'static str); 8],
+    /// An operator's file over what the Bot API lets a bot download (`{limit}` MB).
+    pub attachment_too_large: &'static str,
+    /// An operator's file Telegram would not hand out (getFile refused it).
+    pub attachment_unavailable: &'static str,
+    /// An operator's file whose content is none of the kinds the web chat shows.
+    pub attachment_unsupported: &'static str,
+    /// A user's file too large for the Bot API, posted as a link under its caption: `{file}`,
+    /// `{size}`, `{url}`, `{days}`.
+    pub user_file_link: &'static str,
+    /// The same without a public address to link to: `{file}`, `{size}`.
+    pub user_file_in_console: &'static str,
+    /// The caption of a user's file: `{name}`, `{text}` (the message's text, when it fits).
+    pub user_file_caption: &'static str,
+    /// A user's voice message's transcript, posted under it: `{text}`.
+    pub voice_transcript: &'static str,
     pub unknown_command: &'static str,
     pub not_an_operator: &'static str,
     pub topic_name_visitor: &'static str,
@@ -255,7 +276,24 @@ static RU: Texts = Texts {
         note_saved: "📝 Заметка сохранена. Пользователь её не видит.",
         note_empty: "Напишите текст заметки после команды: /note текст.",
         console_reply: "💬 {name} ответил(а) из консоли: {text}",
-        attachment_refused: "Фото и файлы не передаются в чат пользователя. Опишите текстом или пришлите ссылку на файл.",
+        attachment_refused: "Такое ({kind}) в чат пользователя не передаётся: можно отправить текст, фото, PDF, текстовый файл или голосовое сообщение.",
+        media_kinds: [
+            ("sticker", "стикер"),
+            ("video", "видео"),
+            ("video_note", "видеосообщение"),
+            ("animation", "GIF-анимация"),
+            ("location", "геопозиция"),
+            ("contact", "контакт"),
+            ("poll", "опрос"),
+            ("other", "сообщение такого типа"),
+        ],
+        attachment_too_large: "Файл больше {limit} МБ — бот не может его скачать. Пришлите файл поменьше или ссылку на него.",
+        attachment_unavailable: "Не получилось скачать файл из Telegram — пользователь его не увидел. Пришлите его ещё раз.",
+        attachment_unsupported: "Этот файл не передан пользователю: в чат можно отправить фото (PNG, JPEG, WebP), PDF, текстовый файл или голосовое сообщение.",
+        user_file_link: "📎 {file} ({size}) — файл больше, чем принимает Telegram. Скачать (ссылка действует {days} дн.): {url}",
+        user_file_in_console: "📎 {file} ({size}) — файл больше, чем принимает Telegram; откройте его в консоли, в переписке.",
+        user_file_caption: "👤 {name}: {text}",
+        voice_transcript: "🎙 Расшифровка: {text}",
         unknown_command: "Неизвестная команда. Доступно: /take — взять, /release — отпустить, /close — закрыть, /ai — вернуть боту, /note текст — заметка, /kb — черновик статьи или поиск по базе знаний.",
         not_an_operator: "Эта кнопка только для операторов поддержки.",
         topic_name_visitor: "Гость",
@@ -351,6 +389,8 @@ static RU: Texts = Texts {
     thanks_reply: "Пожалуйста! Если появятся ещё вопросы — пишите.",
     processing_failed: "Не получилось обработать сообщение из-за технической ошибки. Мы уже разбираемся. \
 Попробуйте написать ещё раз чуть позже или попросите позвать оператора.",
+    voice_please_type: "К сожалению, я пока не умею слушать голосовые сообщения. Напишите, пожалуйста, вопрос текстом — \
+или попросите позвать оператора.",
     conversation_closed: "Разговор закрыт. Спасибо, что обратились в поддержку Lectio! Оцените, пожалуйста, помощь от 1 до 5.",
     back_to_ai: "Оператор передал разговор обратно помощнику Lectio. Задайте вопрос — я отвечу.",
 };

@@ -34,6 +34,7 @@ pub enum Queue {
     Sla,
     KnowledgeDraft,
     Email,
+    Transcribe,
 }
 
 impl Queue {
@@ -49,6 +50,7 @@ impl Queue {
         Queue::Sla,
         Queue::KnowledgeDraft,
         Queue::Email,
+        Queue::Transcribe,
     ];
 
     /// The stable name stored in `apalis.jobs.job_type`.
@@ -65,6 +67,7 @@ impl Queue {
             Queue::Sla => "concierge::sla",
             Queue::KnowledgeDraft => "concierge::knowledge-draft",
             Queue::Email => "concierge::email",
+            Queue::Transcribe => "concierge::transcribe",
         }
     }
 
@@ -82,6 +85,7 @@ impl Queue {
             Queue::Sla => "sla",
             Queue::KnowledgeDraft => "knowledge-draft",
             Queue::Email => "email",
+            Queue::Transcribe => "transcribe",
         }
     }
 
@@ -236,6 +240,21 @@ pub struct SendReplyEmail {
 
 impl Job for SendReplyEmail {
     const QUEUE: Queue = Queue::Email;
+
+    fn idempotency_key(&self) -> Option<String> {
+        Some(self.message_id.to_string())
+    }
+}
+
+/// Transcribe the voice attachments of one user message, then have the message decided. Keyed
+/// by the message: its voice is transcribed once, however often the message is processed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Transcribe {
+    pub message_id: MessageId,
+}
+
+impl Job for Transcribe {
+    const QUEUE: Queue = Queue::Transcribe;
 
     fn idempotency_key(&self) -> Option<String> {
         Some(self.message_id.to_string())

@@ -5,6 +5,7 @@
 //! authorises requests, the `worker` crate runs jobs, and both call into this crate.
 
 pub mod actions;
+pub mod attachments;
 pub mod breaker;
 pub mod config;
 pub mod db;
@@ -23,6 +24,7 @@ pub mod pg;
 pub mod privacy;
 pub mod queue_schema;
 pub mod secret;
+pub mod storage;
 pub mod telemetry;
 
 pub use domain::*;

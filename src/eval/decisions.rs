@@ -283,6 +283,7 @@ pub(super) async fn decide(
                 found: &found,
                 actions: &bench.available,
                 plan: None,
+                images: &[],
             };
             let (decision, info) = concierge_worker::llm::decide(llm, pool, &turn, &mut |_| {}).await?;
             cost.fallback = info.fallback;

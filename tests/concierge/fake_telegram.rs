@@ -52,12 +52,34 @@ const KNOWN: &[&str] = &[
     "answerCallbackQuery",
     "setWebhook",
     "deleteWebhook",
+    "sendPhoto",
+    "sendDocument",
+    "sendVoice",
+    "sendAudio",
+    "getFile",
 ];
+
+/// The methods that upload a file, and the field that carries it.
+const UPLOADS: &[(&str, &str)] =
+    &[("sendPhoto", "photo"), ("sendDocument", "document"), ("sendVoice", "voice"), ("sendAudio", "audio")];
+
+/// A file uploaded with a request (multipart/form-data).
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub field: String,
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Call {
     pub method: String,
+    /// The request's fields (JSON, or the text fields of a multipart upload, each read as JSON
+    /// where it is JSON); an uploaded file's field holds `{file_name, size}`.
     pub body: Value,
+    /// Files uploaded with the request.
+    pub uploads: Vec<Upload>,
     /// The response's status.
     pub status: u16,
 }
@@ -86,6 +108,8 @@ pub struct Behaviour {
     pub upgraded: AtomicBool,
     /// Each topic's current name (createForumTopic, editForumTopic).
     pub topic_names: Mutex<HashMap<i64, String>>,
+    /// Answer the next N file downloads (`/file/bot…/…`) with 500.
+    pub fail_downloads: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -98,6 +122,8 @@ pub struct FakeTelegram {
     topics: Arc<Mutex<std::collections::HashMap<i64, String>>>,
     next_id: Arc<AtomicI64>,
     started: Instant,
+    /// Files operators "posted", by file id: getFile names them, `/file/bot…/…` serves them.
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 impl FakeTelegram {
@@ -110,10 +136,14 @@ impl FakeTelegram {
             topics: Arc::default(),
             next_id: Arc::new(AtomicI64::new(100)),
             started: Instant::now(),
+            files: Arc::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = Router::new().route("/{bot}/{method}", post(handle)).with_state(fake.clone());
+        let app = Router::new()
+            .route("/{bot}/{method}", post(handle))
+            .route("/file/{bot}/{*path}", axum::routing::get(download))
+            .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { url, ..fake }
     }
@@ -167,6 +197,21 @@ impl FakeTelegram {
         format!("counts: {counts:?}\nlast calls: {last:#?}")
     }
 
+    /// A file Telegram holds, as if an operator had posted it: getFile answers for `file_id`.
+    pub fn add_file(&self, file_id: &str, bytes: Vec<u8>) {
+        self.files.lock().unwrap().insert(file_id.to_owned(), bytes);
+    }
+
+    /// Successful uploads by `method` (sendPhoto, sendDocument, sendVoice, sendAudio) with
+    /// their fields.
+    pub fn uploads(&self, method: &str) -> Vec<(Value, Upload)> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method && c.status == 200)
+            .filter_map(|c| c.uploads.first().cloned().map(|upload| (c.body, upload)))
+            .collect()
+    }
+
     /// Queue an update for getUpdates.
     pub fn push_update(&self, update: Value) {
         self.push_raw_update(&update.to_string());
@@ -178,7 +223,11 @@ impl FakeTelegram {
     }
 
     fn record(&self, method: &str, body: Value, status: u16) {
-        self.calls.lock().unwrap().push(Call { method: method.to_owned(), body, status });
+        self.record_with(method, body, Vec::new(), status);
+    }
+
+    fn record_with(&self, method: &str, body: Value, uploads: Vec<Upload>, status: u16) {
+        self.calls.lock().unwrap().push(Call { method: method.to_owned(), body, uploads, status });
     }
 }
 
@@ -191,10 +240,84 @@ impl std::fmt::Display for Summary<'_> {
     }
 }
 
+/// A file's bytes, as Telegram serves them at `/file/bot<token>/<file_path>`.
+async fn download(State(fake): State<FakeTelegram>, Path((bot, path)): Path<(String, String)>) -> Response {
+    assert_eq!(bot, format!("bot{TOKEN}"), "file downloads carry the bot token");
+    if fake.behaviour.fail_downloads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        fake.record("download", json!({ "path": path }), 500);
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let file_id = path.strip_prefix("files/").unwrap_or(&path);
+    let Some(bytes) = fake.files.lock().unwrap().get(file_id).cloned() else {
+        fake.record("download", json!({ "path": path }), 404);
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    fake.record("download", json!({ "path": path }), 200);
+    bytes.into_response()
+}
+
+/// The fields of a multipart/form-data body: text fields read as JSON where they are JSON
+/// (teloxide sends numbers and objects so), files apart.
+pub fn parse_multipart(content_type: &str, body: &[u8]) -> (Value, Vec<Upload>) {
+    let boundary = content_type
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("boundary="))
+        .expect("a multipart body names its boundary")
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let mut fields = serde_json::Map::new();
+    let mut uploads = Vec::new();
+    let find = |haystack: &[u8], needle: &[u8], from: usize| {
+        haystack[from..].windows(needle.len()).position(|w| w == needle).map(|at| at + from)
+    };
+    let mut at = find(body, &delimiter, 0).expect("the first boundary") + delimiter.len();
+    while let Some(next) = find(body, &delimiter, at) {
+        let part = &body[at..next];
+        at = next + delimiter.len();
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        let Some(split) = find(part, b"\r\n\r\n", 0) else { continue };
+        let headers = String::from_utf8_lossy(&part[..split]).to_string();
+        let content = &part[split + 4..];
+        let disposition = headers
+            .lines()
+            .find(|line| line.to_ascii_lowercase().starts_with("content-disposition"))
+            .unwrap_or_default()
+            .to_owned();
+        let param = |name: &str| {
+            disposition
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_owned()))
+        };
+        let Some(name) = param("name") else { continue };
+        match param("filename") {
+            Some(file_name) => {
+                let content_type = headers
+                    .lines()
+                    .find(|line| line.to_ascii_lowercase().starts_with("content-type"))
+                    .and_then(|line| line.split_once(':'))
+                    .map(|(_, value)| value.trim().to_owned());
+                fields.insert(name.clone(), json!({ "file_name": file_name, "size": content.len() }));
+                uploads.push(Upload { field: name, file_name, content_type, bytes: content.to_vec() });
+            }
+            None => {
+                let text = String::from_utf8_lossy(content).to_string();
+                let value = match serde_json::from_str::<Value>(&text) {
+                    Ok(value @ (Value::Number(_) | Value::Object(_) | Value::Array(_) | Value::Bool(_))) => value,
+                    _ => Value::String(text),
+                };
+                fields.insert(name, value);
+            }
+        }
+    }
+    (Value::Object(fields), uploads)
+}
+
 async fn handle(
     State(fake): State<FakeTelegram>,
     Path((bot, method)): Path<(String, String)>,
-    body: String,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     assert_eq!(bot, format!("bot{TOKEN}"), "requests carry the bot token");
     // Bot API method names are case-insensitive; record them as Telegram documents them.
@@ -203,7 +326,26 @@ async fn handle(
         .find(|known| known.eq_ignore_ascii_case(&method))
         .unwrap_or_else(|| panic!("the fake Bot API does not know {method}"))
         .to_string();
-    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (mut body, mut uploads) = if content_type.starts_with("multipart/form-data") {
+        parse_multipart(content_type, &body)
+    } else {
+        (serde_json::from_slice(&body).unwrap_or(Value::Null), Vec::new())
+    };
+    if let Some((_, field)) = UPLOADS.iter().find(|(name, _)| *name == method) {
+        // `attach://<name>` names the part that carries the file (as teloxide sends it).
+        if let Some(part) = body[*field].as_str().and_then(|v| v.strip_prefix("attach://")).map(str::to_owned) {
+            for upload in uploads.iter_mut().filter(|upload| upload.field == part) {
+                upload.field = (*field).to_owned();
+            }
+            let described = body.as_object_mut().unwrap().remove(&part).unwrap_or(Value::Null);
+            body[*field] = described;
+        }
+        assert!(
+            uploads.iter().any(|upload| upload.field == *field),
+            "{method} carries its file as the multipart field {field:?}: {body}"
+        );
+    }
     let flooding = fake.behaviour.flood_windows.load(Ordering::SeqCst) && fake.started.elapsed().as_secs() % 2 == 1;
     if flooding && method != "getUpdates" && method != "answerCallbackQuery" {
         return fake.refuse(&method, body, error_body("too_many_requests"));
@@ -341,10 +483,47 @@ async fn handle(
                 .insert(body["message_thread_id"].as_i64().unwrap_or_default());
             json!(true)
         }
+        "sendPhoto" | "sendDocument" | "sendVoice" | "sendAudio" => {
+            let id = fake.next_id.fetch_add(1, Ordering::SeqCst);
+            let chat = body["chat_id"].as_i64().unwrap_or(CHAT_ID);
+            let mut message = message_in(chat, id, thread, bot_user());
+            let upload = &uploads[0];
+            let file = |extra: Value| {
+                let mut file = json!({
+                    "file_id": format!("sent-{id}"),
+                    "file_unique_id": format!("u-sent-{id}"),
+                    "file_size": upload.bytes.len(),
+                });
+                file.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+                file
+            };
+            match method.as_str() {
+                "sendPhoto" => message["photo"] = json!([file(json!({ "width": 90, "height": 60 }))]),
+                "sendVoice" => message["voice"] = file(json!({ "duration": 1, "mime_type": "audio/ogg" })),
+                "sendAudio" => message["audio"] = file(json!({ "duration": 1 })),
+                _ => message["document"] = file(json!({ "file_name": upload.file_name })),
+            }
+            if let Some(caption) = body["caption"].as_str() {
+                message["caption"] = json!(caption);
+            }
+            message
+        }
+        "getFile" => {
+            let file_id = body["file_id"].as_str().unwrap_or_default().to_owned();
+            let Some(size) = fake.files.lock().unwrap().get(&file_id).map(Vec::len) else {
+                return fake.refuse(&method, body, error_body("invalid_file_id"));
+            };
+            json!({
+                "file_id": file_id,
+                "file_unique_id": format!("u-{file_id}"),
+                "file_size": size,
+                "file_path": format!("files/{file_id}"),
+            })
+        }
         "answerCallbackQuery" | "setWebhook" | "deleteWebhook" | "sendChatAction" => json!(true),
         other => unreachable!("{other} is known but not answered"),
     };
-    fake.record(&method, body, 200);
+    fake.record_with(&method, body, uploads, 200);
     Json(json!({ "ok": true, "result": result })).into_response()
 }
 

@@ -142,6 +142,7 @@ pub fn test_config(database_url: &str) -> Config {
         keep_page_query: false,
         limits: test_limits(),
         email: None,
+        transcribe: None,
     }
 }
 

@@ -90,6 +90,8 @@ async fn erasure_removes_every_row_about_a_person_and_deletes_their_topic_throug
         sla: None,
         sla_hours: concierge_shared::config::SlaHours::Duty,
         on_duty: Vec::new(),
+        public_url: None,
+        upload_limits: (concierge_shared::config::PHOTO_UPLOAD_LIMIT, concierge_shared::config::FILE_UPLOAD_LIMIT),
     };
     let mut app = TestApp::spawn_with(|config| {
         config.telegram = Some(settings);

@@ -32,6 +32,8 @@ pub fn telegram_config(fake: &FakeTelegram, mode: TelegramMode) -> TelegramConfi
         sla: None,
         sla_hours: SlaHours::Duty,
         on_duty: Vec::new(),
+        public_url: None,
+        upload_limits: (concierge_shared::config::PHOTO_UPLOAD_LIMIT, concierge_shared::config::FILE_UPLOAD_LIMIT),
     }
 }
 
@@ -147,17 +149,18 @@ async fn the_whole_human_loop_runs_through_a_telegram_topic() {
     assert_eq!(edit.data["id"], seen.data["id"]);
     assert_eq!(edit.data["content"], "Вижу два списания, возврат оформлен.");
 
-    // A note stays among operators; a photo is refused politely.
+    // A note stays among operators; a sticker is refused politely.
     let note = text_update(3, 5002, thread, operator_user(), "/note клиентка из Казани, ключевой аккаунт");
     assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &note).await, StatusCode::OK);
-    let mut photo = text_update(4, 5003, thread, operator_user(), "");
-    photo["message"].as_object_mut().unwrap().remove("text");
-    photo["message"]["photo"] =
-        json!([{ "file_id": "f1", "file_unique_id": "u1", "width": 90, "height": 90, "file_size": 1000 }]);
-    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &photo).await, StatusCode::OK);
-    fake.wait_for("the note and photo answers", |f| {
+    let mut sticker = text_update(4, 5003, thread, operator_user(), "");
+    sticker["message"].as_object_mut().unwrap().remove("text");
+    sticker["message"]["sticker"] = json!({
+        "file_id": "s1", "file_unique_id": "u1", "type": "regular", "width": 512, "height": 512,
+        "is_animated": false, "is_video": false, "file_size": 1000 });
+    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &sticker).await, StatusCode::OK);
+    fake.wait_for("the note and sticker answers", |f| {
         let posts = f.posts_in(thread);
-        posts.iter().any(|p| p.starts_with("📝")) && posts.iter().any(|p| p.contains("Фото и файлы"))
+        posts.iter().any(|p| p.starts_with("📝")) && posts.iter().any(|p| p.contains("стикер"))
     })
     .await;
     let admin =
@@ -237,7 +240,10 @@ async fn operator_updates_apply_in_order_and_long_posts_reach_a_closed_topic() {
         .await
         .unwrap();
     assert_eq!(outcome.as_deref(), Some("ignored: a service message"));
-    assert!(!fake.posts_in(thread).iter().any(|p| p.contains("Фото и файлы")), "no refusal for a service message");
+    assert!(
+        !fake.posts_in(thread).iter().any(|p| p.contains("в чат пользователя не передаётся")),
+        "no refusal for a service message"
+    );
 }
 
 #[tokio::test]

@@ -145,6 +145,8 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
     // A photo, a General message, a reply thread of a group without topics, a command for
     // another bot, a button press teloxide cannot read, the two halves of a group's upgrade.
     let photo = topic("update_photo_in_topic.json");
+    // The photo's largest size, as Telegram would serve it.
+    fake.add_file("AgACAgIAAxkBAAIBZ2d1_large", crate::voice::png(80, 45));
     let general = topic("update_general_topic_message.json");
     let nonforum = topic("update_reply_thread_nonforum_command.json");
     let other_bot = topic("update_command_for_another_bot_in_topic.json");
@@ -176,7 +178,7 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
         (&anonymous, "reply"),
         (&forwarded, "reply"),
         (&video_chat, "ignored: a service message"),
-        (&photo, "refused: not text"),
+        (&photo, "reply"),
         (&general, "ignored: not in a topic"),
         (&nonforum, "ignored: not in a topic"),
         (&other_bot, "ignored: a command for another bot"),
@@ -200,7 +202,17 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
     assert!(answered.contains(&"4611686018427387906".to_owned()), "{answered:?}");
     assert!(answered.contains(&"4611686018427387905".to_owned()), "{answered:?}");
     assert_eq!(fake.accepted("getMe").len(), 1, "the bot's username is asked once");
-    fake.wait_for("the photo's refusal", |f| f.posts_in(thread).iter().any(|p| p.contains("Фото и файлы"))).await;
+    // The photo reached the user as an operator reply with its caption and the largest size.
+    let photo_reply: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages m JOIN attachments a ON a.message_id = m.id
+         WHERE m.role = 'operator' AND m.content = 'Скриншот из админки' AND a.kind = 'image'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(photo_reply, 1);
+    assert!(fake.accepted("getFile").iter().any(|body| body["file_id"] == "AgACAgIAAxkBAAIBZ2d1_large"));
+    assert!(!fake.posts_in(thread).iter().any(|p| p.contains("не передан")), "no refusal");
 
     // Stored as sent: the webhook's body is the raw JSON, byte for byte.
     let raw: String = sqlx::query_scalar("SELECT raw FROM telegram_updates WHERE update_id = $1")

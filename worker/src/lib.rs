@@ -4,6 +4,7 @@
 //! stops heartbeating are handed back to the queue and picked up by another.
 
 pub mod actions;
+pub mod attachments;
 pub mod email;
 pub mod engine;
 pub mod execute_action;
@@ -17,6 +18,7 @@ pub mod reindex;
 pub mod retention;
 mod retry;
 pub mod telegram;
+pub mod transcribe;
 mod wakeup;
 
 use std::{sync::Arc, time::Duration};
@@ -29,7 +31,7 @@ use concierge_shared::{
     embeddings::Embedder,
     jobs::{
         ApplyRetention, ComputeMetrics, Escalate, ExecuteAction, Job, KnowledgeDraft, ProcessMessage, Queue, Reindex,
-        SendReplyEmail, TelegramSend, TelegramUpdate, WatchSla,
+        SendReplyEmail, TelegramSend, TelegramUpdate, Transcribe, WatchSla,
     },
     knowledge::KnowledgeBase,
 };
@@ -64,6 +66,12 @@ pub struct Context {
     pub retention: Option<Duration>,
     /// The SMTP server for replies by email, when one is configured.
     pub mailer: Option<Arc<email::Mailer>>,
+    /// The speech-to-text server, when one is configured: voice messages are transcribed.
+    pub transcriber: Option<Arc<transcribe::Transcriber>>,
+    /// Attachment files (the data folder's `attachments/`).
+    pub storage: concierge_shared::storage::Storage,
+    /// What signed links to attachments are keyed with (the JWT secret; empty without one).
+    pub link_secret: String,
 }
 
 /// Which queues to run and how many jobs of each at once.
@@ -83,7 +91,8 @@ impl Default for WorkerOptions {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Comma-separated queues to run (process-message, execute-action, reindex, escalate,
-    /// telegram-send, telegram-update, metrics, retention, sla, knowledge-draft, email); default all.
+    /// telegram-send, telegram-update, metrics, retention, sla, knowledge-draft, email,
+    /// transcribe); default all.
     #[arg(long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs of each queue run at once.
@@ -167,6 +176,9 @@ impl Context {
             telegram,
             retention: config.retention,
             mailer: config.email.as_ref().map(email::Mailer::new).transpose()?.map(Arc::new),
+            transcriber: config.transcribe.as_ref().map(transcribe::Transcriber::new).transpose()?.map(Arc::new),
+            storage: concierge_shared::storage::Storage::local(&config.data_dir),
+            link_secret: config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default(),
         })
     }
 }
@@ -252,6 +264,9 @@ pub async fn run(
                 register!(monitor, KnowledgeDraft, ctx, inserts, config, name, concurrency, knowledge_draft::handle)
             }
             Queue::Email => register!(monitor, SendReplyEmail, ctx, inserts, config, name, concurrency, email::handle),
+            Queue::Transcribe => {
+                register!(monitor, Transcribe, ctx, inserts, config, name, concurrency, transcribe::handle)
+            }
         };
     }
     if let Some(bind) = config.metrics_bind {

@@ -22,16 +22,17 @@ use concierge_shared::{
         conversations::{self, Conversation},
         messages::{self, Message, NewMessage},
         telegram,
+        transcripts::{self, AttachmentBrief},
     },
     events::{self, Event},
     i18n::{self, Locale},
-    jobs::{self, Escalate, ProcessMessage},
+    jobs::{self, Escalate, ProcessMessage, Transcribe},
     knowledge::SearchOptions,
     message_meta::{MessageMeta, RetrievalInfo},
 };
 
 use crate::{
-    Context,
+    Context, attachments,
     engine::{self, Decision},
     llm::{self, DecisionInfo},
     retry::Backoff,
@@ -68,13 +69,19 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
         for earlier in messages::unhandled_before(&mut *lock, &message).await? {
             tracing::info!(earlier = %earlier.id, "deciding an earlier message first");
             let earlier_state = decision_state(&mut lock, &earlier).await?;
-            process_one(ctx, &mut lock, earlier, earlier_state, Commit::OnItsOwn).await?;
+            if process_one(ctx, &mut lock, earlier, earlier_state, Commit::OnItsOwn).await? == Written::Waiting {
+                // Replies keep the messages' order: this one is decided after the voice message
+                // before it, when its transcript comes (the transcribe job queues it again).
+                tracing::info!("an earlier voice message waits for its transcript; deciding later");
+                lock.rollback().await?;
+                return Ok(());
+            }
         }
         state = decision_state(&mut lock, &message).await?;
     }
     match process_one(ctx, &mut lock, message, state, Commit::WithTheLock).await? {
         Written::Yes => lock.commit().await?,
-        Written::No => lock.rollback().await?,
+        Written::No | Written::Waiting => lock.rollback().await?,
     }
     Ok(())
 }
@@ -95,6 +102,8 @@ enum Commit {
 enum Written {
     Yes,
     No,
+    /// Not decided yet: the message's voice waits for its transcript.
+    Waiting,
 }
 
 async fn decision_state(
@@ -117,25 +126,53 @@ async fn process_one(
     if state.handled || conversation.status == ConversationStatus::Closed {
         return Ok(Written::No);
     }
-    // Operators answer; those in Telegram read it in the conversation's topic. (Handed back to
-    // the AI since the conversation was read: the AI answers.)
+    let attachments = transcripts::of_message(&mut *lock, message.id).await?;
+    let awaits_transcript = ctx.transcriber.is_some() && attachments.iter().any(AttachmentBrief::awaits_transcript);
+    // Operators answer; those in Telegram read it in the conversation's topic (a voice message
+    // goes at once, its transcript follows when it comes). (Handed back to the AI since the
+    // conversation was read: the AI answers.)
     if conversation.mode == ConversationMode::Human && forward_to_operators(ctx, &message).await? {
+        if awaits_transcript {
+            queue_transcription(ctx, &message).await?;
+        }
         return Ok(Written::No);
     }
+    if awaits_transcript {
+        tracing::info!("the voice message waits for its transcript");
+        queue_transcription(ctx, &message).await?;
+        return Ok(Written::Waiting);
+    }
+    // A voice message nobody can listen to (no transcription, or it failed), with no text.
+    let unheard =
+        attachments.iter().any(|a| a.is_voice() && a.transcript.as_deref().is_none_or(|t| t.trim().is_empty()));
+    if unheard && message.content.trim().is_empty() {
+        let text = Locale::from_code(&conversation.locale).texts().voice_please_type.to_owned();
+        let decision = Decision::Answer { text, sources: Vec::new() };
+        let info = DecisionInfo::offline(Some("voice_not_transcribed".into()));
+        return write_decision(ctx, lock, commit, &conversation, &message, decision, &info).await;
+    }
+    // The model and the offline engine read the files as words: transcripts, and what was
+    // attached; with vision, the images themselves go to the model.
+    let images = match &ctx.llm {
+        Some(llm) if llm.config.vision => image_urls(ctx, &attachments).await,
+        _ => Vec::new(),
+    };
+    let heard = attachments::with_attachments(message.clone(), &attachments);
 
     // What came before the message, and the replies to earlier messages that were sent after
     // it while they were decided (replies follow the order of the questions).
     let latest = messages::latest(&mut *lock, conversation.id, HISTORY).await?;
+    let latest = attachments::history_with_attachments(&mut *lock, latest).await?;
     let earlier = |id: Option<MessageId>| latest.iter().any(|m| Some(m.id) == id && m.seq < message.seq);
     let history = latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
-    let query = engine::query_with_context(&history, &message.content);
+    let query = engine::query_with_context(&history, &heard.content);
     let retrieval = ctx.knowledge.search(&query, &SearchOptions::top(engine::SEARCHED)).await;
     let found = &retrieval.result;
     let available = ctx.definitions.available(&ctx.pool, conversation.owner_kind == OwnerKind::User).await?;
     let (decision, info) = match &ctx.llm {
         // A request for a person needs no model.
-        Some(_) if engine::asks_for_human(&engine::words(&message.content)) => {
-            (engine::decide(found, &conversation, &message, &available), DecisionInfo::offline(None))
+        Some(_) if engine::asks_for_human(&engine::words(&heard.content)) => {
+            (engine::decide(found, &conversation, &heard, &available), DecisionInfo::offline(None))
         }
         Some(llm) => {
             Event::Typing { conversation_id: conversation.id, reply_to: message.id }.publish(&ctx.pool).await?;
@@ -144,10 +181,11 @@ async fn process_one(
             let turn = llm::Turn {
                 conversation: &conversation,
                 history: &history,
-                message: &message,
+                message: &heard,
                 found,
                 actions: &available,
                 plan,
+                images: &images,
             };
             let sender = deltas.sender();
             let mut on_delta = move |text: &str| {
@@ -158,21 +196,61 @@ async fn process_one(
             deltas.finish().await;
             decided?
         }
-        None => (engine::decide(found, &conversation, &message, &available), DecisionInfo::offline(None)),
+        None => (engine::decide(found, &conversation, &heard, &available), DecisionInfo::offline(None)),
     };
     let mut info = info;
     info.retrieval = Some(RetrievalInfo::of(found, retrieval.fallback));
+    write_decision(ctx, lock, commit, &conversation, &message, decision, &info).await
+}
+
+/// Have the message's voice transcribed (once: the job is keyed by the message), in a
+/// transaction of its own, since the decision's is rolled back when nothing is decided.
+async fn queue_transcription(ctx: &Context, message: &Message) -> anyhow::Result<()> {
+    let mut tx = ctx.pool.begin().await?;
+    jobs::enqueue(&mut tx, &Transcribe { message_id: message.id }, ctx.max_attempts).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Write a decision where `commit` says.
+async fn write_decision(
+    ctx: &Context,
+    lock: &mut sqlx::PgConnection,
+    commit: Commit,
+    conversation: &Conversation,
+    message: &Message,
+    decision: Decision,
+    info: &DecisionInfo,
+) -> anyhow::Result<Written> {
     match commit {
-        Commit::WithTheLock => apply(lock, ctx, &conversation, &message, decision, &info).await,
+        Commit::WithTheLock => apply(lock, ctx, conversation, message, decision, info).await,
         Commit::OnItsOwn => {
             let mut tx = ctx.pool.begin().await?;
-            let written = apply(&mut tx, ctx, &conversation, &message, decision, &info).await?;
+            let written = apply(&mut tx, ctx, conversation, message, decision, info).await?;
             if written == Written::Yes {
                 tx.commit().await?;
             }
             Ok(written)
         }
     }
+}
+
+/// The message's images as data URLs, for a model that reads images. An image that cannot be
+/// read from storage is left out (the prompt still names it).
+async fn image_urls(ctx: &Context, attachments: &[AttachmentBrief]) -> Vec<String> {
+    use base64::Engine as _;
+    let mut urls = Vec::new();
+    for image in attachments.iter().filter(|a| a.is_image()).take(attachments::MAX_IMAGES_TO_MODEL) {
+        match ctx.storage.get(&image.storage_key).await {
+            Ok(bytes) => urls.push(format!(
+                "data:{};base64,{}",
+                image.content_type,
+                base64::engine::general_purpose::STANDARD.encode(&bytes)
+            )),
+            Err(error) => tracing::warn!(attachment_id = %image.id, %error, "an image could not be read for the model"),
+        }
+    }
+    urls
 }
 
 /// Leave the message to operators if the conversation is (still) with them; returns false
@@ -205,7 +283,12 @@ async fn queue_for_operators(
     let texts = &Locale::from_code(&conversation.locale).texts().operators;
     let name = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
     let text = i18n::fill(texts.user_message, &[("name", name), ("text", &message.content)]);
-    telegram::forward_user_message(tx, message, text, ctx.max_attempts).await?;
+    let files: Vec<_> = transcripts::of_message(&mut *tx, message.id).await?.iter().map(|a| a.id).collect();
+    let signature = i18n::fill(texts.user_file_caption, &[("name", name), ("text", "")])
+        .trim_end()
+        .trim_end_matches(':')
+        .to_owned();
+    telegram::forward_user_files(tx, message, text, signature, &files, ctx.max_attempts).await?;
     Ok(())
 }
 

@@ -60,6 +60,11 @@ pub struct AiSettings {
     /// passages, history); passages and history are cut to fit.
     #[arg(long, env = "CONCIERGE_LLM_PROMPT_TOKENS", default_value_t = 1_200)]
     pub llm_prompt_tokens: usize,
+    /// Send the user's images to the model as image parts (1 or true), for models that take
+    /// image input; otherwise the model is told that the user attached a screenshot.
+    #[arg(long, env = "CONCIERGE_LLM_VISION", default_value_t = false, action = ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub llm_vision: bool,
     /// The versioned system prompt (`system.md`).
     #[arg(long, env = "CONCIERGE_PROMPTS_DIR", default_value = "prompts")]
     pub prompts_dir: PathBuf,
@@ -95,6 +100,8 @@ pub struct AiConfig {
     pub decision_format: DecisionFormat,
     /// Estimated tokens of one decision prompt; passages and history are cut to fit.
     pub prompt_tokens: usize,
+    /// The user's images go to the model as image parts (`CONCIERGE_LLM_VISION`).
+    pub vision: bool,
 }
 
 /// How the model returns its decision.
@@ -169,6 +176,7 @@ impl AiSettings {
             breaker_cooldown: Duration::from_secs(self.llm_breaker_cooldown_secs),
             decision_format: self.llm_decision_format,
             prompt_tokens: self.llm_prompt_tokens,
+            vision: self.llm_vision,
         }
     }
 }
@@ -191,6 +199,7 @@ impl AiConfig {
             breaker_cooldown: Duration::from_secs(30),
             decision_format: DecisionFormat::Tools,
             prompt_tokens: 1_200,
+            vision: false,
         }
     }
 }

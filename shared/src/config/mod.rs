@@ -18,13 +18,15 @@ mod email;
 mod embeddings;
 mod limits;
 mod telegram;
+mod transcribe;
 
 pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
 pub use email::{EmailConfig, EmailSettings};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 pub use limits::{LimitsConfig, LimitsSettings, TrustedProxies};
 use telegram::valid_webhook_secret;
-pub use telegram::{SlaHours, TelegramConfig, TelegramMode, TelegramSettings};
+pub use telegram::{FILE_UPLOAD_LIMIT, PHOTO_UPLOAD_LIMIT, SlaHours, TelegramConfig, TelegramMode, TelegramSettings};
+pub use transcribe::{TranscribeConfig, TranscribeSettings};
 
 /// The settings as given (environment or command line), before they are checked and combined.
 #[derive(Debug, Clone, Args)]
@@ -135,6 +137,8 @@ pub struct Settings {
     pub limits: LimitsSettings,
     #[command(flatten)]
     pub email: EmailSettings,
+    #[command(flatten)]
+    pub transcribe: TranscribeSettings,
 }
 
 /// Said below every binary's `--help`: what is read from the environment besides the settings.
@@ -207,6 +211,8 @@ pub struct Config {
     pub keep_page_query: bool,
     /// The SMTP server for replies by email; `None`: nobody is offered one.
     pub email: Option<EmailConfig>,
+    /// The speech-to-text server for voice messages; `None`: they are not transcribed.
+    pub transcribe: Option<TranscribeConfig>,
 }
 
 impl Settings {
@@ -224,6 +230,7 @@ impl Settings {
             token => Ok(token),
         };
         let webhook_secret = self.telegram.webhook_secret.clone();
+        let transcribe = self.transcribe.resolve(self.ai.openai_api_key.as_ref())?;
         Ok(Config {
             database_url: self.database_url,
             bind: self.bind,
@@ -259,6 +266,7 @@ impl Settings {
             retention: self.retention_days.map(|days| Duration::from_secs(86_400 * u64::from(days))),
             keep_page_query: self.keep_page_query,
             email: self.email.resolve()?,
+            transcribe,
         })
     }
 }
@@ -421,6 +429,41 @@ mod tests {
         assert_eq!((config.sla, config.sla_hours), (None, SlaHours::Always));
         let error = telegram(&["--telegram-on-duty", "olga support"]).unwrap_err();
         assert!(error.to_string().contains("CONCIERGE_TELEGRAM_ON_DUTY"), "{error}");
+    }
+
+    #[test]
+    fn transcription_takes_openais_key_only_on_openai_and_vision_takes_1() {
+        let config = settings(&[]).resolve().unwrap();
+        assert!(config.transcribe.is_none() && !config.ai.vision);
+        let openai = ["--openai-api-key", "sk-openai", "--transcribe-url", "https://api.openai.com/v1/"];
+        let transcribe = settings(&openai).resolve().unwrap().transcribe.unwrap();
+        assert_eq!(transcribe.base_url, "https://api.openai.com/v1");
+        assert_eq!(transcribe.model, "whisper-1");
+        assert_eq!(transcribe.api_key.as_ref().map(Secret::expose), Some("sk-openai"));
+        let local = ["--openai-api-key", "sk-openai", "--transcribe-url", "http://127.0.0.1:9000/v1"];
+        let transcribe = settings(&local).resolve().unwrap().transcribe.unwrap();
+        assert!(transcribe.api_key.is_none(), "OpenAI's key goes to OpenAI only");
+        let keyed = [
+            "--transcribe-url",
+            "http://127.0.0.1:9000/v1",
+            "--transcribe-api-key",
+            "local-key",
+            "--transcribe-model",
+            "large-v3",
+        ];
+        let transcribe = settings(&keyed).resolve().unwrap().transcribe.unwrap();
+        assert_eq!(
+            (transcribe.model.as_str(), transcribe.api_key.as_ref().map(Secret::expose)),
+            ("large-v3", Some("local-key"))
+        );
+        let error = settings(&["--transcribe-url", "ftp://example.com"]).resolve().unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_TRANSCRIBE_URL"), "{error}");
+        assert!(settings(&["--llm-vision", "1"]).resolve().unwrap().ai.vision);
+        let error =
+            settings(&["--support-bot-token", "1:a", "--support-notifications-chat-id", "-1", "--public-url", "x"])
+                .resolve()
+                .unwrap_err();
+        assert!(error.to_string().contains("CONCIERGE_PUBLIC_URL"), "{error}");
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct TelegramSettings {
     /// reminders mention them. Unset: reminders are addressed to all operators.
     #[arg(long, env = "CONCIERGE_TELEGRAM_ON_DUTY")]
     pub telegram_on_duty: Option<String>,
+    /// The address people reach Concierge at (`https://support.example.com`): a user's file too
+    /// large for the Bot API is posted to the topic as a signed link there. Unset: such a file
+    /// is named in the topic and read in the console.
+    #[arg(long, env = "CONCIERGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// The support bot and its group. Escalated conversations get a forum topic in the group.
@@ -84,7 +89,17 @@ pub struct TelegramConfig {
     pub sla_hours: SlaHours,
     /// Usernames (without @) the SLA reminders mention; empty: all operators.
     pub on_duty: Vec<String>,
+    /// Where links to files point (`CONCIERGE_PUBLIC_URL`), without a trailing slash.
+    pub public_url: Option<String>,
+    /// The largest photo and the largest other file the Bot API takes from the bot
+    /// ([`PHOTO_UPLOAD_LIMIT`], [`FILE_UPLOAD_LIMIT`]); larger files go as links.
+    pub upload_limits: (u64, u64),
 }
+
+/// The largest photo the Bot API takes from a bot (sendPhoto).
+pub const PHOTO_UPLOAD_LIMIT: u64 = 10 * 1024 * 1024;
+/// The largest other file the Bot API takes from a bot (sendDocument, sendVoice).
+pub const FILE_UPLOAD_LIMIT: u64 = 50 * 1024 * 1024;
 
 /// When the SLA is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,6 +159,18 @@ impl TelegramSettings {
                 }
             })
             .collect::<anyhow::Result<_>>()?;
+        let public_url = match self.public_url.map(|url| url.trim().trim_end_matches('/').to_owned()) {
+            Some(url) if url.is_empty() => None,
+            Some(url) => {
+                let parsed =
+                    url::Url::parse(&url).with_context(|| format!("CONCIERGE_PUBLIC_URL={url:?} is not a URL"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    bail!("CONCIERGE_PUBLIC_URL={url:?} must be an http(s) URL");
+                }
+                Some(url)
+            }
+            None => None,
+        };
         if self.telegram_messages_per_minute == 0 {
             bail!("CONCIERGE_TELEGRAM_MESSAGES_PER_MINUTE must be at least 1");
         }
@@ -160,6 +187,8 @@ impl TelegramSettings {
             sla: (self.sla_minutes > 0).then(|| Duration::from_secs(u64::from(self.sla_minutes) * 60)),
             sla_hours: self.sla_hours,
             on_duty,
+            public_url,
+            upload_limits: (PHOTO_UPLOAD_LIMIT, FILE_UPLOAD_LIMIT),
         }))
     }
 }

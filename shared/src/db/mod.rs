@@ -1,6 +1,7 @@
 //! Database access. Each aggregate has a module of functions that take an executor or a
 //! connection, so callers own transaction boundaries.
 
+pub mod attachments;
 pub mod conversations;
 pub mod email_replies;
 pub mod escalations;
@@ -11,6 +12,7 @@ pub mod messages;
 pub mod privacy;
 pub mod reindex_runs;
 pub mod telegram;
+pub mod transcripts;
 pub mod waits;
 pub mod worker_instances;
 

@@ -22,20 +22,61 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
 /// More tool calls than any decision makes: a larger index in a streamed reply is malformed.
 const MAX_TOOL_CALLS: u64 = 8;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ChatMessage {
     pub role: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Images that go with `content` (data URLs), for a model that reads them: the content is
+    /// then sent as OpenAI's content parts, the text first, then an `image_url` part each.
+    #[serde(skip)]
+    pub images: Vec<String>,
 }
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: Some(content.into()), tool_calls: None, tool_call_id: None }
+        Self {
+            role: role.into(),
+            content: Some(content.into()),
+            tool_calls: None,
+            tool_call_id: None,
+            images: Vec::new(),
+        }
+    }
+
+    /// A message of text and images.
+    pub fn with_images(self, images: &[String]) -> Self {
+        Self { images: images.to_vec(), ..self }
+    }
+}
+
+impl Serialize for ChatMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("role", &self.role)?;
+        if self.images.is_empty() {
+            if let Some(content) = &self.content {
+                map.serialize_entry("content", content)?;
+            }
+        } else {
+            let mut parts = Vec::with_capacity(self.images.len() + 1);
+            if let Some(text) = self.content.as_deref().filter(|text| !text.is_empty()) {
+                parts.push(serde_json::json!({ "type": "text", "text": text }));
+            }
+            for url in &self.images {
+                parts.push(serde_json::json!({ "type": "image_url", "image_url": { "url": url } }));
+            }
+            map.serialize_entry("content", &parts)?;
+        }
+        if let Some(calls) = &self.tool_calls {
+            map.serialize_entry("tool_calls", calls)?;
+        }
+        if let Some(id) = &self.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        map.end()
     }
 }
 
@@ -413,6 +454,7 @@ async fn read_stream(
         content: content.clone(),
         tool_calls: (!calls.is_empty()).then(|| calls.clone()),
         tool_call_id: None,
+        images: Vec::new(),
     };
     Ok(ChatResponse { content, tool_calls: calls, usage, message: Some(message) })
 }

@@ -92,6 +92,9 @@ pub struct Turn<'a> {
     pub actions: &'a [ActionDefinition],
     /// The owner's subscription plan and its status, when the platform says.
     pub plan: Option<String>,
+    /// The message's images as data URLs, for a model that reads them (`CONCIERGE_LLM_VISION`);
+    /// empty otherwise.
+    pub images: &'a [String],
 }
 
 /// Why a reply was not accepted: the word for the metadata's `fallback` and the reason the
@@ -197,6 +200,7 @@ pub async fn decide(
                             content: Some(format!("error: {problem}")),
                             tool_calls: None,
                             tool_call_id: Some(id),
+                            images: Vec::new(),
                         });
                     }
                 }

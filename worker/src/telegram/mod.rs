@@ -34,12 +34,14 @@ use concierge_shared::{
     db::telegram as store,
     jobs::TelegramSend,
 };
+use futures::StreamExt;
 use sqlx::PgPool;
 use teloxide::{
     Bot, RequestError,
-    payloads::{SendChatActionSetters, SendMessageSetters},
+    net::Download,
+    payloads::{SendChatActionSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SendVoiceSetters},
     prelude::Requester,
-    types::{ChatAction, ChatId, InlineKeyboardMarkup, MessageId, ThreadId},
+    types::{ChatAction, ChatId, FileId, InlineKeyboardMarkup, InputFile, MessageId, ThreadId},
 };
 
 /// How long a list of the group's administrators is trusted.
@@ -104,6 +106,10 @@ pub struct Telegram {
     pub sla_hours: SlaHours,
     /// Usernames the SLA reminders mention; empty: all operators.
     pub on_duty: Vec<String>,
+    /// Where links to users' files point (`CONCIERGE_PUBLIC_URL`).
+    pub public_url: Option<String>,
+    /// The largest photo and other file the Bot API takes from the bot.
+    upload_limits: (u64, u64),
 }
 
 impl Telegram {
@@ -134,6 +140,8 @@ impl Telegram {
             sla: config.sla,
             sla_hours: config.sla_hours,
             on_duty: config.on_duty.clone(),
+            public_url: config.public_url.clone(),
+            upload_limits: config.upload_limits,
         })
     }
 
@@ -317,6 +325,72 @@ impl Telegram {
         Ok(TelegramMessageId(message.id.0))
     }
 
+    /// How a file of `kind` goes to a topic: by which method, or `None` when it is larger than
+    /// the Bot API takes (it goes as a link). An image too large for a photo goes as a document.
+    pub fn upload_method(&self, kind: &str, content_type: &str, size: u64) -> Option<FileMethod> {
+        let (photo_limit, file_limit) = self.upload_limits;
+        match file_method(kind, content_type) {
+            FileMethod::Photo if size <= photo_limit => Some(FileMethod::Photo),
+            _ if size > file_limit => None,
+            FileMethod::Photo => Some(FileMethod::Document),
+            method => Some(method),
+        }
+    }
+
+    /// Send a user's file to a topic of `chat` by `method` (see [`Self::upload_method`]), with
+    /// `caption` under it. Returns the Telegram message id.
+    pub async fn post_file(
+        &self,
+        pool: &PgPool,
+        (chat, thread_id): (TelegramChatId, TelegramThreadId),
+        file: &FileToSend,
+        method: FileMethod,
+        caption: &str,
+    ) -> Result<TelegramMessageId, SendError> {
+        let thread = ThreadId(MessageId(thread_id.0));
+        let input = || InputFile::memory(file.bytes.clone()).file_name(file.file_name.clone());
+        let caption = caption.trim();
+        let message = self
+            .paced_in(pool, chat, || {
+                let chat = ChatId(chat.0);
+                let caption = caption.to_owned();
+                async move {
+                    match method {
+                        FileMethod::Photo => {
+                            let request = self.bot.send_photo(chat, input()).message_thread_id(thread);
+                            if caption.is_empty() { request.await } else { request.caption(caption).await }
+                        }
+                        FileMethod::Voice => {
+                            let request = self.bot.send_voice(chat, input()).message_thread_id(thread);
+                            if caption.is_empty() { request.await } else { request.caption(caption).await }
+                        }
+                        FileMethod::Document => {
+                            let request = self.bot.send_document(chat, input()).message_thread_id(thread);
+                            if caption.is_empty() { request.await } else { request.caption(caption).await }
+                        }
+                    }
+                }
+            })
+            .await?;
+        Ok(TelegramMessageId(message.id.0))
+    }
+
+    /// Download a file an operator posted: getFile for its path, then the file itself, at most
+    /// `limit` bytes. Network failures are transient (the update is handled again).
+    pub async fn download(&self, file_id: &FileId, limit: u64) -> Result<bytes::Bytes, SendError> {
+        let file = self.bot.get_file(file_id.clone()).await.map_err(classify)?;
+        let mut chunks = self.bot.download_file_stream(&file.path);
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| SendError::Transient(format!("downloading a file: {error}")))?;
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(SendError::Refused(format!("the file is larger than {limit} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
     /// Reopen a topic an operator closed by hand, so that posts reach it again.
     pub async fn reopen_topic(
         &self,
@@ -360,6 +434,35 @@ impl Telegram {
         let allowed = admins.contains(&user_id);
         *self.admins.lock().expect("admins lock") = Some((Instant::now(), admins));
         Ok(allowed)
+    }
+}
+
+/// A user's file on its way to a topic.
+pub struct FileToSend {
+    pub file_name: String,
+    pub bytes: bytes::Bytes,
+}
+
+/// The Bot API method a file goes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileMethod {
+    Photo,
+    Voice,
+    Document,
+}
+
+/// The largest file a bot may download with getFile.
+pub const DOWNLOAD_LIMIT: u64 = 20 * 1024 * 1024;
+
+/// sendPhoto for images, sendVoice for the formats Telegram plays as a voice message (an OGG
+/// file with Opus, MP3, M4A), sendDocument for the rest (PDF, text, WebM or WAV recordings).
+pub fn file_method(kind: &str, content_type: &str) -> FileMethod {
+    match kind {
+        "image" => FileMethod::Photo,
+        "voice" if matches!(content_type, "audio/ogg" | "audio/mpeg" | "audio/mp4" | "audio/x-m4a" | "audio/m4a") => {
+            FileMethod::Voice
+        }
+        _ => FileMethod::Document,
     }
 }
 
@@ -432,4 +535,20 @@ pub fn topic_closed(error: &str) -> bool {
 /// Whether a refusal says the topic is gone (an operator deleted it).
 pub fn topic_gone(error: &str) -> bool {
     error.contains("message thread not found") || error.contains("TOPIC_DELETED")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_go_by_the_method_telegram_plays_them_with() {
+        assert_eq!(file_method("image", "image/png"), FileMethod::Photo);
+        assert_eq!(file_method("voice", "audio/ogg"), FileMethod::Voice);
+        assert_eq!(file_method("voice", "audio/mpeg"), FileMethod::Voice);
+        // Chromium records WebM: Telegram would not play it as a voice message.
+        assert_eq!(file_method("voice", "audio/webm"), FileMethod::Document);
+        assert_eq!(file_method("pdf", "application/pdf"), FileMethod::Document);
+        assert_eq!(file_method("text", "text/plain"), FileMethod::Document);
+    }
 }

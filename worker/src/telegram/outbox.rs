@@ -17,7 +17,9 @@ use concierge_shared::{
     db::{
         conversations, messages,
         telegram::{self as store, TopicStatus},
+        transcripts,
     },
+    i18n::{Locale, fill},
     jobs::{Escalate, TelegramSend},
 };
 use teloxide::{
@@ -29,7 +31,7 @@ use teloxide::{
 use crate::{
     Context,
     retry::Backoff,
-    telegram::{SendError, Telegram},
+    telegram::{FileMethod, FileToSend, SendError, Telegram},
 };
 
 /// How long a sender holds a topic without renewing it (it renews every quarter of this).
@@ -152,8 +154,22 @@ async fn send_pending(
         }
         let markup =
             post.reply_markup.as_ref().and_then(|m| serde_json::from_value::<InlineKeyboardMarkup>(m.clone()).ok());
+        let outgoing = match post.attachment_id {
+            None => Outgoing::Text(post.text.clone()),
+            Some(attachment_id) => {
+                match outgoing_file(ctx, telegram, conversation_id, attachment_id, &post.text).await? {
+                    Some(outgoing) => outgoing,
+                    None => {
+                        tracing::info!(post = post.key, "the file was deleted before it was sent; the post is dropped");
+                        store::mark_attempt(&ctx.pool, post.id, "the attachment was deleted", true).await?;
+                        continue;
+                    }
+                }
+            }
+        };
+        let send = || send_post(ctx, telegram, topic, &outgoing, &post.text, markup.as_ref());
         let posted = holding_lease(ctx, conversation_id, sender, async {
-            let posted = telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await;
+            let posted = send().await;
             match &posted {
                 Err(SendError::Refused(error)) if super::topic_closed(error) => {
                     tracing::info!(thread_id = %topic.1, "the topic was closed in Telegram; reopening it");
@@ -166,7 +182,7 @@ async fn send_pending(
                         // that follows the post.
                         Ok(()) => store::set_shown(&ctx.pool, conversation_id, topic.1, None, Some(false)).await?,
                     }
-                    telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await
+                    send().await
                 }
                 // The Bot API server says "thread not found" for any failed look-up of a topic:
                 // only a confirmed deletion counts, and a topic that is there gets the post again.
@@ -175,7 +191,7 @@ async fn send_pending(
                         return Err(SendError::TopicGone(error.clone()));
                     }
                     tracing::warn!(thread_id = %topic.1, %error, "Telegram did not find a topic that is there; posting again");
-                    match telegram.post(&ctx.pool, topic, &post.text, markup.as_ref()).await {
+                    match send().await {
                         Err(SendError::Refused(error)) if super::topic_gone(&error) => Err(SendError::Transient(error)),
                         other => other,
                     }
@@ -223,6 +239,71 @@ async fn send_pending(
         }
     }
     Ok(())
+}
+
+/// What a post sends: text, or a user's file.
+enum Outgoing {
+    Text(String),
+    File(FileToSend, FileMethod),
+}
+
+/// Send one post: its text (sendMessage), or its file with the post's text as caption.
+async fn send_post(
+    ctx: &Context,
+    telegram: &Telegram,
+    topic: (TelegramChatId, TelegramThreadId),
+    outgoing: &Outgoing,
+    caption: &str,
+    markup: Option<&InlineKeyboardMarkup>,
+) -> Result<concierge_shared::TelegramMessageId, SendError> {
+    match outgoing {
+        Outgoing::Text(text) => telegram.post(&ctx.pool, topic, text, markup).await,
+        Outgoing::File(file, method) => telegram.post_file(&ctx.pool, topic, file, *method, caption).await,
+    }
+}
+
+/// How a user's file goes to the topic: the file itself, or — larger than the Bot API takes —
+/// its caption with a signed link to it (or, with no public address, a word that it is in the
+/// console). `None`: the attachment is gone (its conversation was erased meanwhile).
+async fn outgoing_file(
+    ctx: &Context,
+    telegram: &Telegram,
+    conversation_id: ConversationId,
+    attachment_id: uuid::Uuid,
+    caption: &str,
+) -> Result<Option<Outgoing>, SendError> {
+    let Some(file) = transcripts::get(&ctx.pool, attachment_id).await? else { return Ok(None) };
+    let size = u64::try_from(file.size_bytes).unwrap_or_default();
+    if let Some(method) = telegram.upload_method(&file.kind, &file.content_type, size) {
+        let bytes = ctx
+            .storage
+            .get(&file.storage_key)
+            .await
+            .map_err(|error| SendError::Transient(format!("reading the file from storage: {error}")))?;
+        return Ok(Some(Outgoing::File(FileToSend { file_name: file.file_name.clone(), bytes }, method)));
+    }
+    let locale = conversations::get(&ctx.pool, conversation_id).await?.map(|c| c.locale).unwrap_or_default();
+    let texts = &Locale::from_code(&locale).texts().operators;
+    let size = human_size(size);
+    let line = match &telegram.public_url {
+        Some(base) => {
+            let url = crate::attachments::signed_link(ctx, base, attachment_id, LINK_LIFETIME);
+            let days = (LINK_LIFETIME.as_secs() / 86_400).to_string();
+            fill(texts.user_file_link, &[("file", &file.file_name), ("size", &size), ("url", &url), ("days", &days)])
+        }
+        None => fill(texts.user_file_in_console, &[("file", &file.file_name), ("size", &size)]),
+    };
+    Ok(Some(Outgoing::Text(format!("{}\n{line}", caption.trim()))))
+}
+
+/// How long a link to a file posted in a topic opens it: operators read topics for days, and
+/// the link opens this one file only (retention and erasure delete it sooner, if due).
+pub const LINK_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// A size as people read it: `12.3 MB`.
+fn human_size(bytes: u64) -> String {
+    const MB: f64 = 1024.0 * 1024.0;
+    if bytes >= 1024 * 1024 { format!("{:.1} MB", bytes as f64 / MB) } else { format!("{} KB", bytes.div_ceil(1024)) }
 }
 
 /// Make the topic show the conversation's status as it is now: its name (the status prefix)

@@ -18,6 +18,7 @@ use std::time::Duration;
 use apalis::prelude::{Attempt, BoxDynError, Data};
 use concierge_shared::{
     ConversationId, OperatorChannel, TelegramChatId, TelegramMessageId, TelegramThreadId, TelegramUpdateId,
+    attachments::{self, NewAttachment},
     db::{
         conversations,
         messages::{self},
@@ -25,7 +26,7 @@ use concierge_shared::{
     },
     events::Event,
     human::{self, HumanError, Operator},
-    i18n::{Locale, OperatorTexts, fill},
+    i18n::{self, Locale, OperatorTexts, fill},
     jobs::TelegramUpdate,
 };
 use teloxide::{
@@ -254,9 +255,13 @@ async fn on_message(
     };
     let id = topic.conversation_id;
     let texts = texts_of(ctx, id).await?;
+    if let Some(file) = OperatorFile::of(message) {
+        return on_file(ctx, telegram, update_id, message, id, &from, file, texts).await;
+    }
     let Some(text) = message.text().map(str::trim).filter(|t| !t.is_empty()) else {
-        // Photos, files, stickers, voice: the web chat takes text only.
-        notify(ctx, id, update_id, texts.attachment_refused).await?;
+        // Stickers, video, locations…: the web chat shows text, images, documents and voice.
+        let kind = i18n::lookup(&texts.media_kinds, media_kind(message));
+        notify(ctx, id, update_id, &fill(texts.attachment_refused, &[("kind", kind)])).await?;
         return Ok("refused: not text".into());
     };
     if let Some(command) = text.strip_prefix('/') {
@@ -272,11 +277,30 @@ async fn on_message(
         }
         return command_outcome(ctx, update_id, id, &from, name, rest.trim(), texts).await;
     }
+    deliver_reply(ctx, telegram, update_id, message, id, &from, text, None, texts).await
+}
+
+/// Mirror an operator's message in the web chat: its text, and the file stored for it.
+#[allow(clippy::too_many_arguments)]
+async fn deliver_reply(
+    ctx: &Context,
+    telegram: &Telegram,
+    update_id: TelegramUpdateId,
+    message: &Message,
+    id: ConversationId,
+    from: &Author,
+    text: &str,
+    attachment: Option<uuid::Uuid>,
+    texts: &'static OperatorTexts,
+) -> Result<String, SendError> {
     let name = from.first_name.clone();
     let mut tx = ctx.pool.begin().await?;
     let operator = Operator { name: &name, via: OperatorChannel::Telegram };
     match human::reply(&mut tx, id, &operator, text).await {
         Ok(reply) => {
+            if let Some(attachment) = attachment {
+                crate::attachments::attach_operator_file(&mut tx, id, reply.id, attachment).await?;
+            }
             if !store::link_message(&mut tx, telegram.chat_id(), TelegramMessageId(message.id.0), reply.id).await? {
                 // Already mirrored by an earlier run.
                 tx.rollback().await?;
@@ -305,6 +329,131 @@ async fn on_message(
         Err(HumanError::NotFound) => Ok("ignored: conversation deleted".into()),
         Err(HumanError::Database(error)) => Err(error.into()),
     }
+}
+
+/// A file an operator posted: the largest size of a photo, a document, a voice message or
+/// an audio file.
+struct OperatorFile {
+    file_id: teloxide::types::FileId,
+    size: u64,
+    file_name: String,
+    declared_type: Option<String>,
+}
+
+impl OperatorFile {
+    fn of(message: &Message) -> Option<Self> {
+        let named = |meta: &teloxide::types::FileMeta, name: Option<&str>, mime: Option<String>, fallback: &str| Self {
+            file_id: meta.id.clone(),
+            size: u64::from(meta.size),
+            file_name: name.map(str::to_owned).filter(|n| !n.trim().is_empty()).unwrap_or_else(|| fallback.to_owned()),
+            declared_type: mime,
+        };
+        if let Some(photo) = message.photo().and_then(|sizes| sizes.iter().max_by_key(|p| p.width * p.height)) {
+            return Some(named(&photo.file, None, Some("image/jpeg".into()), "photo.jpg"));
+        }
+        if let Some(document) = message.document() {
+            let mime = document.mime_type.as_ref().map(ToString::to_string);
+            return Some(named(&document.file, document.file_name.as_deref(), mime, "file"));
+        }
+        if let Some(voice) = message.voice() {
+            let mime = voice.mime_type.as_ref().map(ToString::to_string);
+            return Some(named(&voice.file, None, mime, "voice.ogg"));
+        }
+        if let Some(audio) = message.audio() {
+            let mime = audio.mime_type.as_ref().map(ToString::to_string);
+            return Some(named(&audio.file, audio.file_name.as_deref(), mime, "audio"));
+        }
+        None
+    }
+}
+
+/// What kind of message the web chat cannot show, for the word to the operator.
+fn media_kind(message: &Message) -> &'static str {
+    if message.sticker().is_some() {
+        "sticker"
+    } else if message.video().is_some() {
+        "video"
+    } else if message.video_note().is_some() {
+        "video_note"
+    } else if message.animation().is_some() {
+        "animation"
+    } else if message.location().is_some() || message.venue().is_some() {
+        "location"
+    } else if message.contact().is_some() {
+        "contact"
+    } else if message.poll().is_some() {
+        "poll"
+    } else {
+        "other"
+    }
+}
+
+/// An operator's file in the topic: downloaded from Telegram (getFile, then the file's URL),
+/// stored as an attachment of the operator's reply (its caption the reply's text), and shown
+/// in the web chat like any reply. A failed download fails the update, which is retried; a
+/// file too large for the Bot API to hand out, or of a kind the web chat does not take, gets
+/// a word to the operator.
+#[allow(clippy::too_many_arguments)]
+async fn on_file(
+    ctx: &Context,
+    telegram: &Telegram,
+    update_id: TelegramUpdateId,
+    message: &Message,
+    id: ConversationId,
+    from: &Author,
+    file: OperatorFile,
+    texts: &'static OperatorTexts,
+) -> Result<String, SendError> {
+    let limit = super::DOWNLOAD_LIMIT;
+    let too_large = || async {
+        let megabytes = (limit / (1024 * 1024)).to_string();
+        notify(ctx, id, update_id, &fill(texts.attachment_too_large, &[("limit", &megabytes)])).await?;
+        Ok::<_, SendError>("refused: file too large to download".to_owned())
+    };
+    if file.size > limit {
+        return too_large().await;
+    }
+    if store::linked_message(&ctx.pool, telegram.chat_id(), TelegramMessageId(message.id.0)).await?.is_some() {
+        return Ok("reply: already delivered".into());
+    }
+    let bytes = match telegram.download(&file.file_id, limit).await {
+        Ok(bytes) => bytes,
+        // "file is too big" from getFile, or more bytes than the limit came.
+        Err(SendError::Refused(error)) if error.contains("too big") || error.contains("larger than") => {
+            tracing::info!(%error, "an operator's file is too large to download");
+            return too_large().await;
+        }
+        Err(SendError::Refused(error)) => {
+            tracing::warn!(%error, "Telegram would not hand out an operator's file");
+            notify(ctx, id, update_id, texts.attachment_unavailable).await?;
+            return Ok("refused: file unavailable".into());
+        }
+        Err(error) => return Err(error),
+    };
+    let caption = message.caption().map(str::trim).unwrap_or_default();
+    let new = NewAttachment {
+        conversation_id: id,
+        message_id: None,
+        author: "operator",
+        file_name: &file.file_name,
+        declared_type: file.declared_type.as_deref(),
+        bytes,
+    };
+    let stored = match attachments::store(&ctx.pool, &ctx.storage, new).await {
+        Ok(stored) => stored,
+        Err(error) if error.is_client_error() => {
+            tracing::info!(%error, "an operator's file was not taken");
+            notify(ctx, id, update_id, texts.attachment_unsupported).await?;
+            return Ok("refused: file not taken".into());
+        }
+        Err(error) => return Err(SendError::Transient(format!("storing an operator's file: {error}"))),
+    };
+    let outcome = deliver_reply(ctx, telegram, update_id, message, id, from, caption, Some(stored.id), texts).await;
+    if !matches!(outcome.as_deref(), Ok("reply")) {
+        // Not delivered (closed, deleted, or mirrored already): the stored file is not kept.
+        crate::attachments::forget_unsent(ctx, stored.id).await;
+    }
+    outcome
 }
 
 async fn command_outcome(

@@ -25,6 +25,8 @@ pub struct Post {
     pub text: String,
     pub reply_markup: Option<serde_json::Value>,
     pub attempts: i32,
+    /// A user's file to send (sendPhoto, sendDocument, sendVoice), `text` its caption.
+    pub attachment_id: Option<uuid::Uuid>,
 }
 
 /// A post to write: what caused it (its unique key), what it says.
@@ -287,6 +289,69 @@ pub async fn forward_user_message(
     queue_post(conn, message.conversation_id, post, max_attempts).await
 }
 
+/// The longest caption Telegram takes under a file, in UTF-16 code units.
+pub const CAPTION_LIMIT: usize = 1024;
+
+/// Queue a user message that has files for the conversation's topic: each file is its own post
+/// (sendPhoto, sendDocument or sendVoice), the message's text the first one's caption when it
+/// fits, else a post of its own before them; the later files are captioned with `signature`
+/// (who sent them). Skipped when a card's transcript showed the message already, like
+/// [`forward_user_message`]. Call under the conversation's lock.
+pub async fn forward_user_files(
+    conn: &mut PgConnection,
+    message: &crate::db::messages::Message,
+    text: String,
+    signature: String,
+    files: &[uuid::Uuid],
+    max_attempts: u32,
+) -> sqlx::Result<bool> {
+    if files.is_empty() {
+        return forward_user_message(conn, message, text, max_attempts).await;
+    }
+    let covered: Option<i64> = sqlx::query_scalar("SELECT covered_seq FROM telegram_topics WHERE conversation_id = $1")
+        .bind(message.conversation_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if covered.is_some_and(|covered| message.seq <= covered) {
+        return Ok(false);
+    }
+    let has_text = !message.content.trim().is_empty();
+    let fits = text.encode_utf16().count() <= CAPTION_LIMIT;
+    let mut queued = false;
+    if has_text && !fits {
+        let post = NewPost {
+            key: format!("message:{}", message.id),
+            kind: "message",
+            message_id: Some(message.id),
+            text: text.clone(),
+            reply_markup: None,
+        };
+        queued |= queue_post(conn, message.conversation_id, post, max_attempts).await?;
+    }
+    for (index, attachment_id) in files.iter().enumerate() {
+        let first = index == 0 && (fits || !has_text);
+        let key =
+            if first { format!("message:{}", message.id) } else { format!("message:{}:file:{index}", message.id) };
+        let caption = if first && has_text { text.clone() } else { signature.clone() };
+        let post = NewPost {
+            key: key.clone(),
+            kind: "message",
+            message_id: Some(message.id),
+            text: caption,
+            reply_markup: None,
+        };
+        if queue_post(conn, message.conversation_id, post, max_attempts).await? {
+            sqlx::query("UPDATE telegram_outbox SET attachment_id = $2 WHERE key = $1")
+                .bind(&key)
+                .bind(attachment_id)
+                .execute(&mut *conn)
+                .await?;
+            queued = true;
+        }
+    }
+    Ok(queued)
+}
+
 /// Become the one sender of the conversation's topic for `lease` (renewed per post). `None`
 /// when the topic cannot take posts yet or another job is sending.
 pub async fn claim_sender(
@@ -327,7 +392,7 @@ pub async fn release_sender(
 /// topic was being created waits for the card), then the oldest.
 pub async fn next_post(db: impl PgExecutor<'_>, conversation_id: ConversationId) -> sqlx::Result<Option<Post>> {
     sqlx::query_as(
-        "SELECT id, conversation_id, key, kind, text, reply_markup, attempts FROM telegram_outbox
+        "SELECT id, conversation_id, key, kind, text, reply_markup, attempts, attachment_id FROM telegram_outbox
          WHERE conversation_id = $1 AND state = 'pending' ORDER BY kind = 'card' DESC, id LIMIT 1",
     )
     .bind(conversation_id)
