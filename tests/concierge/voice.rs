@@ -301,6 +301,7 @@ async fn a_users_files_reach_the_topic_as_photo_document_and_voice_with_their_ca
     let conversation = app.open(Some(&user_token("anna"))).await;
     escalate(&app, &conversation).await;
     let thread = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
     say_with(&app, &conversation, "Вот ошибка и чек", &[("screen.png", png(40, 30)), ("чек.pdf", pdf())]).await;
     send_voice(&app, &conversation).await;
 
@@ -344,6 +345,7 @@ async fn a_long_text_goes_before_its_files_and_a_file_too_large_for_the_bot_api_
     let conversation = app.open(Some(&user_token("anna"))).await;
     escalate(&app, &conversation).await;
     let thread = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
     let long = "Очень подробно. ".repeat(80);
     say_with(&app, &conversation, &long, &[("чек.pdf", pdf())]).await;
     let receipt: uuid::Uuid =
@@ -388,6 +390,7 @@ async fn an_operators_photo_document_and_voice_reach_the_users_stream_as_the_rep
     let conversation = app.open(Some(&user_token("anna"))).await;
     escalate(&app, &conversation).await;
     let thread = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
     let mut sse = app.stream(&conversation, None).await;
 
     let (photo, document, voice) = (png(64, 48), pdf(), ogg_opus());
@@ -464,6 +467,7 @@ async fn a_sticker_from_an_operator_gets_a_clear_word_and_nothing_reaches_the_us
     let conversation = app.open(Some(&user_token("anna"))).await;
     escalate(&app, &conversation).await;
     let thread = thread_of(&app, &conversation).await;
+    fake.wait_for("the card", |f| f.posts_in(thread).len() >= 2).await;
     let sticker = json!({ "sticker": {
         "file_id": "st-1", "file_unique_id": "u-st-1", "type": "regular", "width": 512, "height": 512,
         "is_animated": false, "is_video": false, "file_size": 100 } });

@@ -312,10 +312,9 @@ pub async fn forward_user_files(
         .bind(message.conversation_id)
         .fetch_optional(&mut *conn)
         .await?;
-    if covered.is_some_and(|covered| message.seq <= covered) {
-        return Ok(false);
-    }
-    let has_text = !message.content.trim().is_empty();
+    // A card's transcript shows the message's text, not its files: those still go.
+    let shown = covered.is_some_and(|covered| message.seq <= covered);
+    let has_text = !shown && !message.content.trim().is_empty();
     let fits = text.encode_utf16().count() <= CAPTION_LIMIT;
     let mut queued = false;
     if has_text && !fits {
