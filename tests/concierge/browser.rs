@@ -961,7 +961,9 @@ async fn a_pasted_screenshot_and_a_pdf_reach_the_widget_and_the_topic(stage: &St
         .await;
     stage
         .fake
-        .wait_for("a photo and a document", |f| !f.uploads("sendPhoto").is_empty() && !f.uploads("sendDocument").is_empty())
+        .wait_for("a photo and a document", |f| {
+            !f.uploads("sendPhoto").is_empty() && !f.uploads("sendDocument").is_empty()
+        })
         .await;
     let (photo, image) = stage.fake.uploads("sendPhoto").remove(0);
     assert!(photo["caption"].as_str().unwrap_or_default().contains("Вот ошибка и чек"), "{photo}");
@@ -1003,7 +1005,11 @@ async fn a_recorded_voice_message_is_transcribed_and_answered(stage: &Stage) {
     post_update(stage, &text_update(9102, 7102, thread, operator_user(), "/ai")).await;
     let browser = &stage.browser;
     browser
-        .until("back with the assistant", "return messages().some((m) => m.role === 'system' && m.text.includes('помощнику'));", vec![])
+        .until(
+            "back with the assistant",
+            "return messages().some((m) => m.role === 'system' && m.text.includes('помощнику'));",
+            vec![],
+        )
         .await;
     let answers = browser.messages().await.iter().filter(|m| m["role"] == "assistant").count();
     browser.js("q('[data-testid=voice]').click(); return true;", vec![]).await;

@@ -285,7 +285,9 @@ pub fn parse_multipart(content_type: &str, body: &[u8]) -> (Value, Vec<Upload>) 
             .unwrap_or_default()
             .to_owned();
         let param = |name: &str| {
-            disposition.split(';').find_map(|p| p.trim().strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_owned()))
+            disposition
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_owned()))
         };
         let Some(name) = param("name") else { continue };
         match param("filename") {

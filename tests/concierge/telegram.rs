@@ -230,7 +230,10 @@ async fn operator_updates_apply_in_order_and_long_posts_reach_a_closed_topic() {
         .await
         .unwrap();
     assert_eq!(outcome.as_deref(), Some("ignored: a service message"));
-    assert!(!fake.posts_in(thread).iter().any(|p| p.contains("в чат пользователя не передаётся")), "no refusal for a service message");
+    assert!(
+        !fake.posts_in(thread).iter().any(|p| p.contains("в чат пользователя не передаётся")),
+        "no refusal for a service message"
+    );
 }
 
 #[tokio::test]

@@ -126,7 +126,13 @@ pub fn pdf() -> Vec<u8> {
 // The API, as the widget calls it.
 
 /// Upload a file to the conversation; returns the attachment.
-pub async fn upload(app: &TestApp, conversation: &Conversation, file_name: &str, content_type: &str, bytes: Vec<u8>) -> Value {
+pub async fn upload(
+    app: &TestApp,
+    conversation: &Conversation,
+    file_name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Value {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str(content_type).unwrap();
     let form = reqwest::multipart::Form::new().part("file", part);
     let response = app
@@ -200,7 +206,10 @@ async fn a_voice_message_is_transcribed_shown_under_it_and_answered() {
     assert_eq!(edited["attachments"][0]["kind"], "voice");
     let answer = event_where(&mut sse, "the answer", |_, data| data["role"] == "assistant").await;
     assert_eq!(answer["reply_to"], id.as_str(), "{answer}");
-    assert!(answer["content"].as_str().unwrap().to_lowercase().contains("оплат"), "answered on the transcript: {answer}");
+    assert!(
+        answer["content"].as_str().unwrap().to_lowercase().contains("оплат"),
+        "answered on the transcript: {answer}"
+    );
 
     let requests = stt.requests();
     assert_eq!(requests.len(), 1, "transcribed once");
@@ -209,7 +218,8 @@ async fn a_voice_message_is_transcribed_shown_under_it_and_answered() {
     assert_eq!(requests[0].file.bytes, ogg_opus(), "the recording as uploaded");
 
     // The transcript stays with the message: a fresh read shows it too.
-    let (status, page) = app.get(Some(&conversation.bearer), &format!("/conversations/{}/messages/", conversation.id)).await;
+    let (status, page) =
+        app.get(Some(&conversation.bearer), &format!("/conversations/{}/messages/", conversation.id)).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let stored = page["items"].as_array().unwrap().iter().find(|m| m["id"] == id.as_str()).cloned().unwrap();
     assert_eq!(stored["attachments"][0]["transcript"], "Как оплатить подписку?", "{stored}");
@@ -227,9 +237,11 @@ async fn a_failing_transcription_server_is_retried_and_a_later_message_waits_its
     let voice = send_voice(&app, &conversation).await;
     let text = app.say(&conversation, "Спасибо!").await;
 
-    let first = event_where(&mut sse, "the first answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
+    let first =
+        event_where(&mut sse, "the first answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
     assert_eq!(first["reply_to"], voice["id"], "the voice message is answered first: {first}");
-    let second = event_where(&mut sse, "the second answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
+    let second =
+        event_where(&mut sse, "the second answer", |kind, data| kind == "message" && data["role"] == "assistant").await;
     assert_eq!(second["reply_to"], text["id"], "{second}");
     assert!(stt.requests().len() >= 3, "retried after two failures: {}", stt.requests().len());
     let transcript: Option<String> = sqlx::query_scalar("SELECT transcript FROM attachments WHERE kind = 'voice'")
@@ -251,7 +263,8 @@ async fn a_voice_message_nobody_can_transcribe_gets_a_polite_request_to_type() {
         let conversation = app.open(Some(&user_token("anna"))).await;
         let mut sse = app.stream(&conversation, None).await;
         let voice = send_voice(app, &conversation).await;
-        let reply = event_where(&mut sse, "the reply", |kind, data| kind == "message" && data["role"] == "assistant").await;
+        let reply =
+            event_where(&mut sse, "the reply", |kind, data| kind == "message" && data["role"] == "assistant").await;
         assert_eq!(reply["reply_to"], voice["id"]);
         assert!(reply["content"].as_str().unwrap().contains("текстом"), "asks to type: {reply}");
     }
@@ -260,7 +273,10 @@ async fn a_voice_message_nobody_can_transcribe_gets_a_polite_request_to_type() {
     assert_eq!(failed, 1, "the transcription is given up");
 }
 
-async fn spawn_with_telegram(fake: &FakeTelegram, adjust: impl FnOnce(&mut concierge_shared::config::Config)) -> TestApp {
+async fn spawn_with_telegram(
+    fake: &FakeTelegram,
+    adjust: impl FnOnce(&mut concierge_shared::config::Config),
+) -> TestApp {
     let settings = telegram_config(fake, TelegramMode::Webhook);
     let mut app = TestApp::spawn_with(|config| {
         config.telegram = Some(settings);
@@ -385,8 +401,20 @@ async fn an_operators_photo_document_and_voice_appear_on_the_users_stream_with_w
     large["height"] = json!(48);
     let updates = [
         file_update(9001, 501, thread, json!({ "photo": [small, large] }), Some("Вот так должно быть")),
-        file_update(9002, 502, thread, json!({ "document": { "file_name": "инструкция.pdf", "mime_type": "application/pdf", "file_id": "doc-1", "file_unique_id": "u-doc-1", "file_size": document.len() } }), None),
-        file_update(9003, 503, thread, json!({ "voice": { "duration": 1, "mime_type": "audio/ogg", "file_id": "voice-1", "file_unique_id": "u-voice-1", "file_size": voice.len() } }), None),
+        file_update(
+            9002,
+            502,
+            thread,
+            json!({ "document": { "file_name": "инструкция.pdf", "mime_type": "application/pdf", "file_id": "doc-1", "file_unique_id": "u-doc-1", "file_size": document.len() } }),
+            None,
+        ),
+        file_update(
+            9003,
+            503,
+            thread,
+            json!({ "voice": { "duration": 1, "mime_type": "audio/ogg", "file_id": "voice-1", "file_unique_id": "u-voice-1", "file_size": voice.len() } }),
+            None,
+        ),
     ];
     for update in &updates {
         assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), update).await, StatusCode::OK);
@@ -430,7 +458,10 @@ async fn a_sticker_from_an_operator_gets_a_clear_word_and_nothing_reaches_the_us
     let sticker = json!({ "sticker": {
         "file_id": "st-1", "file_unique_id": "u-st-1", "type": "regular", "width": 512, "height": 512,
         "is_animated": false, "is_video": false, "file_size": 100 } });
-    assert_eq!(webhook(&app, Some(WEBHOOK_SECRET), &file_update(9101, 601, thread, sticker, None)).await, StatusCode::OK);
+    assert_eq!(
+        webhook(&app, Some(WEBHOOK_SECRET), &file_update(9101, 601, thread, sticker, None)).await,
+        StatusCode::OK
+    );
     fake.wait_for("the word", |fake| fake.posts_in(thread).iter().any(|post| post.contains("стикер"))).await;
     let operator_messages = app.count("SELECT count(*) FROM messages WHERE role = 'operator'").await;
     assert_eq!(operator_messages, 0);
