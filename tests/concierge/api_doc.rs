@@ -27,6 +27,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/telegram/alerts"),
     ("delete", "/admin/users/{sub}"),
     ("get", "/admin/users/{sub}/export"),
+    ("get", "/attachments/{id}"),
     ("get", "/conversations"),
     ("post", "/conversations"),
     ("get", "/conversations/{id}"),
@@ -169,7 +170,9 @@ async fn the_openapi_document_states_auth_statuses_and_constraints() {
             ("post", "/conversations") | ("get", "/conversations/{id}/stream") | ("get", "/admin/events") => {
                 assert_eq!(auth, optional, "{route}")
             }
-            ("get", "/openapi.json") | ("post", "/telegram/webhook") => assert_eq!(auth, anonymous, "{route}"),
+            ("get", "/openapi.json") | ("post", "/telegram/webhook") | ("get", "/attachments/{id}") => {
+                assert_eq!(auth, anonymous, "{route}")
+            }
             _ => assert_eq!(auth, serde_json::json!([{ "bearer": [] }]), "{route}"),
         }
         if auth != anonymous {

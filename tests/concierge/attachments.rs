@@ -174,3 +174,46 @@ async fn gps_metadata_is_gone_from_an_uploaded_jpeg() {
     assert!(!stored.windows(11).any(|w| w == b"GPSLatitude"));
     assert!(stored.starts_with(&[0xff, 0xd8]));
 }
+
+/// A link as the server signs it.
+fn signed(app: &TestApp, id: &str, expires: i64, key_secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut key = Hmac::<sha2::Sha256>::new_from_slice(key_secret.as_bytes()).unwrap();
+    key.update(b"concierge attachment links");
+    let key = key.finalize().into_bytes();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}:{expires}").as_bytes());
+    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    app.url(&format!("/attachments/{id}?expires={expires}&sig={sig}"))
+}
+
+#[tokio::test]
+async fn a_signed_link_serves_its_one_file_until_it_expires() {
+    let app = TestApp::spawn().await;
+    let conversation = app.open(None).await;
+    let document = upload(&app, &conversation, "счёт.pdf", "application/pdf", pdf()).await;
+    let other = upload(&app, &app.open(None).await, "screen.png", "image/png", png(2, 2)).await;
+    let id = document["id"].as_str().unwrap();
+    let later = chrono::Utc::now().timestamp() + 300;
+    let served = app.client.get(signed(&app, id, later, crate::helpers::SECRET)).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let headers = served.headers().clone();
+    assert_eq!(headers["content-type"], "application/pdf");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+    assert!(headers["content-disposition"].to_str().unwrap().contains("filename*=UTF-8''%D1%81"));
+    assert!(headers["cache-control"].to_str().unwrap().starts_with("private"));
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert_eq!(served.bytes().await.unwrap().as_ref(), pdf().as_slice());
+    // Another id under this signature, a wrong secret, an expired link.
+    let moved = signed(&app, id, later, crate::helpers::SECRET).replace(id, other["id"].as_str().unwrap());
+    let (status, body) = response(app.client.get(moved).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = response(app.client.get(signed(&app, id, later, "wrong")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let past = chrono::Utc::now().timestamp() - 1;
+    let (status, body) =
+        response(app.client.get(signed(&app, id, past, crate::helpers::SECRET)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["error"]["code"], "link_expired");
+}

@@ -202,3 +202,68 @@ pub async fn upload_attachment(
         }
     }
 }
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SignedQuery {
+    /// When the link stops working (Unix seconds).
+    pub expires: i64,
+    /// The link's signature (hex HMAC-SHA256 of the id and the expiry).
+    pub sig: String,
+}
+
+/// Whether `sig` signs `id` until `expires`, as the worker's `signed_link` makes it.
+fn signature_holds(secret: &str, id: uuid::Uuid, expires: i64, sig: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let mut key = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    key.update(b"concierge attachment links");
+    let key = key.finalize().into_bytes();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key");
+    mac.update(format!("{id}:{expires}").as_bytes());
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), sig.as_bytes()).into()
+}
+
+#[utoipa::path(get, path = "/attachments/{id}", tag = "messages", summary = "A file, by its signed link", security(()), params(("id" = uuid::Uuid, Path, description = "The attachment"), SignedQuery), responses((status = 200, description = "The file, with its content type"), Malformed, (status = 403, description = "The signature does not hold for this file", body = crate::error::ErrorBody), (status = 404, description = "No such file", body = crate::error::ErrorBody), (status = 410, description = "The link has expired", body = crate::error::ErrorBody), Unavailable))]
+pub async fn get_attachment(
+    State(state): State<AppState>,
+    Path(id): Path<uuid::Uuid>,
+    crate::extract::Query(query): crate::extract::Query<SignedQuery>,
+) -> Result<Response, ApiError> {
+    let secret = state.config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
+    if !signature_holds(&secret, id, query.expires, &query.sig) {
+        return Err(ApiError::Forbidden("the link's signature does not hold for this file".into()));
+    }
+    if query.expires < chrono::Utc::now().timestamp() {
+        return Err(ApiError::Gone("the link has expired; reload the conversation for a fresh one".into()));
+    }
+    let attachment = concierge_shared::db::attachments::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    let bytes = state.storage.get(&attachment.storage_key).await.map_err(|error| match error {
+        concierge_shared::storage::StorageError::NotFound(_) => ApiError::NotFound,
+        other => ApiError::Internal(other.into()),
+    })?;
+    let inline = matches!(attachment.kind.as_str(), "image" | "voice");
+    let ascii: String = attachment
+        .file_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || ".-_".contains(c) { c } else { '_' })
+        .collect();
+    let encoded: String = attachment
+        .file_name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect();
+    let disposition =
+        format!("{}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}", if inline { "inline" } else { "attachment" });
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, attachment.content_type),
+        (axum::http::header::CONTENT_DISPOSITION, disposition),
+        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (axum::http::header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".to_owned()),
+        (axum::http::header::CACHE_CONTROL, "private, max-age=300".to_owned()),
+    ];
+    Ok((headers, bytes).into_response())
+}

@@ -40,6 +40,7 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
             let (schemas, paths, route) = routes!(attachments::upload_attachment);
             (schemas, paths, route.layer(axum::extract::DefaultBodyLimit::max(attachments::REQUEST_CAP)))
         })
+        .routes(routes!(attachments::get_attachment))
         .routes(routes!(stream::stream_conversation))
         .routes(routes!(actions::list_conversation_actions))
         .routes(routes!(actions::execute_action))
