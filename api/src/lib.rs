@@ -37,6 +37,8 @@ pub struct AppState {
     pub knowledge: Arc<tokio::sync::OnceCell<Arc<concierge_shared::knowledge::KnowledgeBase>>>,
     /// This process's rate limiters and open-stream counts.
     pub limits: Arc<Limits>,
+    /// Where attachment files live (the same store the worker reads).
+    pub storage: concierge_shared::storage::Storage,
 }
 
 impl AppState {
@@ -51,7 +53,9 @@ impl AppState {
         hub.start(pool.clone(), shutdown.clone()).await.context("cannot LISTEN for events")?;
         let limits = Arc::new(Limits::new(&config.limits));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
+        let storage = concierge_shared::storage::Storage::local(&config.data_dir);
         Ok(Self {
+            storage,
             pool,
             config: Arc::new(config),
             keys: Arc::new(keys),

@@ -2,6 +2,7 @@
 
 mod actions;
 mod api_doc;
+mod attachments;
 mod bad_input;
 mod browser;
 mod conversations;

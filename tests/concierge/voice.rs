@@ -155,6 +155,31 @@ pub async fn say_with(app: &TestApp, conversation: &Conversation, content: &str,
     message.id.to_string()
 }
 
+// The API, as the widget calls it.
+
+/// Upload a file to the conversation; returns the attachment.
+pub async fn upload(
+    app: &TestApp,
+    conversation: &Conversation,
+    file_name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Value {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str(content_type).unwrap();
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = app
+        .client
+        .post(app.url(&format!("/conversations/{}/attachments/", conversation.id)))
+        .bearer_auth(&conversation.bearer)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::helpers::response(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
 /// A voice message (an OGG/Opus recording, no text); returns its id.
 async fn send_voice(app: &TestApp, conversation: &Conversation) -> String {
     say_with(app, conversation, "", &[("voice.ogg", ogg_opus())]).await

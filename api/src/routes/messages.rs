@@ -10,7 +10,10 @@ use axum::{
 use chrono::{DateTime, Utc};
 use concierge_shared::{
     ConversationId, MessageId, MessageRole,
-    db::messages::{self, Message, PostOutcome},
+    db::{
+        attachments,
+        messages::{self, Message, PostOutcome},
+    },
     message_meta::MessageMeta,
 };
 use serde::{Deserialize, Serialize};
@@ -78,13 +81,21 @@ impl MessageOut {
 pub struct PostMessageIn {
     /// The text, not blank, at most `CONCIERGE_MAX_MESSAGE_CHARS` characters (the document
     /// states the configured limit).
-    #[schema(min_length = 1)]
+    /// May be empty when `attachment_ids` is not.
     pub content: String,
     /// Chosen by the client, 1 to 100 characters, not blank; resending the same one returns the
     /// first message.
     #[schema(min_length = 1, max_length = 100)]
     pub client_message_id: Option<String>,
+    /// Files uploaded to this conversation and not sent yet, at most
+    /// `MAX_ATTACHMENTS_PER_MESSAGE` (5); with them the text may be empty.
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    pub attachment_ids: Vec<uuid::Uuid>,
 }
+
+/// How many files one message may carry.
+pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 5;
 
 const CLIENT_MESSAGE_ID_MAX: usize = 100;
 
@@ -109,8 +120,18 @@ pub async fn post_message(
             format!("the message is longer than {max} characters"),
         ));
     }
+    let mut attachment_ids = input.attachment_ids.clone();
+    attachment_ids.sort();
+    attachment_ids.dedup();
+    if attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(ApiError::validation(
+            "too_many_attachments",
+            "attachment_ids",
+            format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
+        ));
+    }
     let content = input.content.trim();
-    if content.is_empty() {
+    if content.is_empty() && attachment_ids.is_empty() {
         return Err(ApiError::validation("empty_message", "content", "the message is empty"));
     }
     let client_message_id = match input.client_message_id.as_deref() {
@@ -128,9 +149,10 @@ pub async fn post_message(
         other => other.map(str::trim),
     };
 
-    let mut conn = state.pool.acquire().await?;
+    // The message and its files commit together, or neither does.
+    let mut tx = state.pool.begin().await?;
     let outcome = messages::post_user_message(
-        &mut conn,
+        &mut tx,
         id,
         &caller.owner,
         content,
@@ -138,6 +160,18 @@ pub async fn post_message(
         state.config.job_max_attempts,
     )
     .await?;
+    if let PostOutcome::Created(message) = &outcome
+        && !attachment_ids.is_empty()
+        && !attachments::attach_to_message(&mut tx, id, message.id, &attachment_ids).await?
+    {
+        tx.rollback().await?;
+        return Err(ApiError::validation(
+            "invalid_attachment",
+            "attachment_ids",
+            "an attachment is not one uploaded to this conversation and not sent yet",
+        ));
+    }
+    tx.commit().await?;
     match outcome {
         PostOutcome::Created(message) => Ok((StatusCode::ACCEPTED, JsonOut(MessageOut::from(message))).into_response()),
         PostOutcome::Duplicate(message) => {

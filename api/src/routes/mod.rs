@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod admin_events;
+pub mod attachments;
 pub mod conversations;
 pub mod email_reply;
 pub mod evals;
@@ -34,6 +35,12 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
         .routes(routes!(conversations::create_stream_token))
         .routes(routes!(email_reply::set_email_reply))
         .routes(routes!(messages::post_message, messages::list_messages))
+        .routes({
+            // A file is larger than the JSON bodies' limit; the handler enforces its own cap.
+            let (schemas, paths, route) = routes!(attachments::upload_attachment);
+            (schemas, paths, route.layer(axum::extract::DefaultBodyLimit::max(attachments::REQUEST_CAP)))
+        })
+        .routes(routes!(attachments::get_attachment))
         .routes(routes!(stream::stream_conversation))
         .routes(routes!(actions::list_conversation_actions))
         .routes(routes!(actions::execute_action))
