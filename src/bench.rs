@@ -468,7 +468,12 @@ async fn pgbench(cluster: &Cluster, clients: usize, seconds: u64) -> anyhow::Res
 }
 
 /// pgbench running `script` (prepared) from `clients` clients for `seconds`; its rate.
-pub(crate) async fn pgbench_script(cluster: &Cluster, script: &str, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+pub(crate) async fn pgbench_script(
+    cluster: &Cluster,
+    script: &str,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<f64> {
     let text = script;
     let script = std::env::temp_dir().join(format!("concierge-bench-{}.sql", std::process::id()));
     std::fs::write(&script, text)?;
@@ -596,9 +601,7 @@ pub(crate) async fn latency_paced(
                 .error_for_status()?;
             let mut events = SseReader::new(response);
             let mut next = match pace {
-                Pace::Every(period) => {
-                    tokio::time::Instant::now() + period.mul_f64(rand::random_range(0.0..1.0))
-                }
+                Pace::Every(period) => tokio::time::Instant::now() + period.mul_f64(rand::random_range(0.0..1.0)),
                 Pace::Think(_) => tokio::time::Instant::now(),
             };
             for i in 0..messages {

@@ -53,6 +53,17 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
         sqlx::query("INSERT INTO bench_clients VALUES ($1, $2::uuid)").bind(n as i32).bind(&id).execute(&pool).await?;
     }
 
+    // pgbench's clients claim jobs under worker names of their own, which apalis-postgres
+    // requires registered (the row its `register.sql` writes).
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+         SELECT 'pgbench-' || n, $1, 'PostgresStorage', '', now() FROM generate_series(0, $2 - 1) AS n",
+    )
+    .bind(PROCESS_MESSAGE)
+    .bind(most as i32)
+    .execute(&pool)
+    .await?;
+
     // (a) The database's ceiling for the whole pipeline.
     println!("\n[a] pgbench, the statements of one message end to end, {} s per client count", args.seconds);
     let mut best = (0, 0.0);
@@ -116,7 +127,11 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     let conversations = CONVERSATIONS[0];
     // Half the rate over the same conversations: each sends once per `period`.
     let period = Duration::from_secs_f64(conversations as f64 / (c / 2.0));
-    println!("\n[c] paced: {conversations} conversations, one message each every {} ms (≈ {:.0} msg/s)", period.as_millis(), c / 2.0);
+    println!(
+        "\n[c] paced: {conversations} conversations, one message each every {} ms (≈ {:.0} msg/s)",
+        period.as_millis(),
+        c / 2.0
+    );
     let clients = vec![client(&user); conversations];
     let started = Instant::now();
     let paced = bench::latency_paced(&http, &api, &clients, args.messages, Pace::Every(period)).await?;
@@ -128,7 +143,9 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!("\n=== Concierge saturation ({} cores) ===", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("(a) database, pgbench of one message's statements   {a:>7.0} msg/s   ({a_clients} clients)");
-    println!("(b) queue, no-op handler                             {b:>7.0} jobs/s  (fed at {inserted:.0}/s, {backlog} left waiting)");
+    println!(
+        "(b) queue, no-op handler                             {b:>7.0} jobs/s  (fed at {inserted:.0}/s, {backlog} left waiting)"
+    );
     for (conversations, rate, histogram) in &runs {
         println!(
             "(c) full pipeline, {conversations:>3} conversations            {rate:>7.0} msg/s   (c)/(a) {:.2}   (c)/(b) {:.2}   p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms over {} messages",
@@ -187,7 +204,8 @@ fn pipeline_script() -> String {
         "5",
         "msg.id::text"
     );
-    let message = "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at";
+    let message =
+        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at";
     let conversation = "id, owner, owner_kind, owner_name, owner_email, owner_role, status, mode, page_url, page_title, \
                         locale, clarify_count, rating, rating_comment, rated_at, escalated_at, escalation_reason, \
                         closed_at, last_seq, created_at, updated_at";
