@@ -85,12 +85,14 @@ async fn run_on(config: &Config, cluster: &Cluster, args: &BenchArgs) -> anyhow:
     )?
     .spawn()
     .context("cannot start the no-op worker")?;
+    // The intake statement, with job ids the worker decodes (ULIDs, as the API writes them).
+    let feed = bench::PGBENCH_SCRIPT.replace("gen_random_uuid()::text", "apalis.generate_ulid()::text");
     // Warm-up: the worker registers and drains its first jobs.
-    bench::pgbench_script(cluster, bench::PGBENCH_SCRIPT, a_clients, 2).await?;
+    bench::pgbench_script(cluster, &feed, a_clients, 2).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let done_before = jobs(&pool, JobStatus::Done).await?;
     let started = Instant::now();
-    let inserted = bench::pgbench_script(cluster, bench::PGBENCH_SCRIPT, a_clients, args.seconds).await?;
+    let inserted = bench::pgbench_script(cluster, &feed, a_clients, args.seconds).await?;
     let b = (jobs(&pool, JobStatus::Done).await? - done_before) as f64 / started.elapsed().as_secs_f64();
     let backlog = jobs(&pool, JobStatus::Pending).await? + jobs(&pool, JobStatus::Queued).await?;
     println!("    {inserted:.0} jobs/s inserted, {b:.0} jobs/s completed, {backlog} waiting at the end");
@@ -198,7 +200,7 @@ async fn stop(child: &mut Child) {
 /// (`chr(58)` is a colon, which pgbench would read as a variable.)
 fn pipeline_script() -> String {
     let job = concierge_shared::insert_apalis_job!(
-        "gen_random_uuid()::text",
+        "apalis.generate_ulid()::text",
         "'concierge::process-message'",
         "convert_to(json_build_object('message_id', msg.id)::text, 'UTF8')",
         "5",
