@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// most frequent ones, per answered message.
     #[arg(long)]
     pub statements: bool,
+    /// With `bench saturate`: record the API and the worker with `perf record -g` during the
+    /// full pipeline's run at 50 conversations, and draw their flame graphs.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 const SECRET: &str = "bench-secret-0123456789-abcdefghij";
@@ -278,7 +282,7 @@ async fn measure_latency(
     Ok(Latency { histogram: histogram?, rate, statements })
 }
 
-fn user_token() -> String {
+pub(crate) fn user_token() -> String {
     platform_token("bench-user")
 }
 
@@ -295,7 +299,7 @@ pub(crate) struct ApiProcess {
 }
 
 impl ApiProcess {
-    async fn spawn(url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn spawn(url: &str) -> anyhow::Result<Self> {
         Self::spawn_with(url, &[], false).await
     }
 
@@ -319,7 +323,7 @@ impl ApiProcess {
         Ok(Self { child, base: format!("{base}/api/concierge") })
     }
 
-    async fn open(&self, http: &reqwest::Client, bearer: &str) -> anyhow::Result<String> {
+    pub(crate) async fn open(&self, http: &reqwest::Client, bearer: &str) -> anyhow::Result<String> {
         self.open_as(http, &Client { bearer: bearer.to_owned(), forwarded_for: None }).await
     }
 
@@ -351,6 +355,10 @@ impl ApiProcess {
             .error_for_status()?
             .json()
             .await?)
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub(crate) fn rss(&self) -> u64 {
@@ -456,8 +464,19 @@ async fn intake(
 
 /// pgbench with one client per conversation, each running the API's own write statement.
 async fn pgbench(cluster: &Cluster, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+    pgbench_script(cluster, PGBENCH_SCRIPT, clients, seconds).await
+}
+
+/// pgbench running `script` (prepared) from `clients` clients for `seconds`; its rate.
+pub(crate) async fn pgbench_script(
+    cluster: &Cluster,
+    script: &str,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let text = script;
     let script = std::env::temp_dir().join(format!("concierge-bench-{}.sql", std::process::id()));
-    std::fs::write(&script, PGBENCH_SCRIPT)?;
+    std::fs::write(&script, text)?;
     let pgbench: PathBuf = pg::find_tool("pgbench")?;
     let output = Command::new(pgbench)
         .args(["-n", "-M", "prepared", "-f"])
@@ -483,7 +502,7 @@ async fn pgbench(cluster: &Cluster, clients: usize, seconds: u64) -> anyhow::Res
 
 /// The statement `db::messages::post_user_message` runs, with pgbench's client id choosing
 /// the conversation. (`chr(58)` is a colon, which pgbench would read as a variable.)
-const PGBENCH_SCRIPT: &str = concat!(
+pub(crate) const PGBENCH_SCRIPT: &str = concat!(
     r#"WITH conv AS (
     UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
     WHERE id = (SELECT conversation_id FROM bench_clients WHERE n = :client_id)
@@ -548,6 +567,27 @@ pub(crate) async fn latency_of(
     messages: usize,
     think_ms: u64,
 ) -> anyhow::Result<Histogram<u64>> {
+    latency_paced(http, api, clients, messages, Pace::Think(think_ms)).await
+}
+
+/// When a conversation sends its next message.
+#[derive(Clone, Copy)]
+pub(crate) enum Pace {
+    /// `think_ms` (±50%) after the previous reply; 0: at once.
+    Think(u64),
+    /// On a fixed schedule, one message per period from a random start within the first one
+    /// (or at once after the previous reply, when that came later than the next slot).
+    Every(Duration),
+}
+
+/// [`latency_of`], with the conversations paced by `pace`.
+pub(crate) async fn latency_paced(
+    http: &reqwest::Client,
+    api: &ApiProcess,
+    clients: &[Client],
+    messages: usize,
+    pace: Pace,
+) -> anyhow::Result<Histogram<u64>> {
     let mut tasks = Vec::new();
     for (n, client) in clients.iter().enumerate() {
         let id = api.open_as(http, client).await?;
@@ -560,10 +600,21 @@ pub(crate) async fn latency_of(
                 .await?
                 .error_for_status()?;
             let mut events = SseReader::new(response);
+            let mut next = match pace {
+                Pace::Every(period) => tokio::time::Instant::now() + period.mul_f64(rand::random_range(0.0..1.0)),
+                Pace::Think(_) => tokio::time::Instant::now(),
+            };
             for i in 0..messages {
-                if think_ms > 0 {
-                    let pause = rand::random_range(think_ms / 2..=think_ms + think_ms / 2);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                match pace {
+                    Pace::Think(think_ms) if think_ms > 0 => {
+                        let pause = rand::random_range(think_ms / 2..=think_ms + think_ms / 2);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    Pace::Think(_) => {}
+                    Pace::Every(period) => {
+                        tokio::time::sleep_until(next).await;
+                        next += period;
+                    }
                 }
                 let question = QUESTIONS[(n + i) % QUESTIONS.len()];
                 let started = Instant::now();

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_abuse;
 mod bench_embeddings;
 pub mod bench_knowledge;
+pub mod bench_saturate;
 mod bench_telegram;
 pub mod demo_platform;
 pub mod demo_site;

@@ -61,6 +61,7 @@ enum BenchTarget {
     System,
     Abuse,
     Knowledge,
+    Saturate,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
             let options = args.options()?;
             let pool = concierge_shared::db::connect(config.require_database_url()?, config.db_max_connections).await?;
             let ctx = concierge_worker::Context::build(&config, pool).await?;
+            if args.noop_handler {
+                return concierge_worker::run_noop(&config, ctx, options.concurrency, shutdown).await;
+            }
             concierge_worker::run(&config, ctx, options, shutdown).await
         }
         Command::Migrate => {
@@ -150,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what, system, knowledge } => match what {
             BenchTarget::System => bench::run(config, system).await,
             BenchTarget::Abuse => concierge::bench_abuse::run(config, system).await,
+            BenchTarget::Saturate => concierge::bench_saturate::run(config, system).await,
             BenchTarget::Knowledge => concierge::bench_knowledge::run(&config.knowledge_dir, &knowledge),
         },
     }

@@ -98,6 +98,10 @@ pub struct WorkerArgs {
     /// Jobs of each queue run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Run only the process-message queue, with a handler that does nothing (the queue's own
+    /// ceiling in `concierge bench saturate`).
+    #[arg(long, hide = true)]
+    pub noop_handler: bool,
 }
 
 impl WorkerArgs {
@@ -310,6 +314,32 @@ pub async fn run(
     heartbeat.abort();
     let _ = worker_instances::remove(&ctx.pool, &instance).await;
     tracing::info!("workers stopped");
+    Ok(())
+}
+
+/// The process-message queue's worker, set up as [`run`] sets it up (storage settings, insert
+/// notifications, concurrency), with a handler that completes every job at once: what the
+/// queue alone costs per message. For `concierge bench saturate`; runs until `shutdown`.
+pub async fn run_noop(
+    config: &Config,
+    ctx: Context,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let inserts = wakeup::Inserts::start(&ctx.pool, &[Queue::ProcessMessage.name()], shutdown.clone()).await?;
+    let name = format!("noop@{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    let monitor = register!(monitor, ProcessMessage, ctx, inserts, config, name, concurrency, noop);
+    monitor
+        .run_with_signal(async move {
+            shutdown.cancelled().await;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+async fn noop(_: ProcessMessage, _: Data<Context>) -> Result<(), BoxDynError> {
     Ok(())
 }
 
