@@ -297,7 +297,9 @@ impl Profile {
             unsafe { libc::kill(pid as i32, libc::SIGINT) };
         }
         let status = self.perf.wait().await?;
-        if !status.success() && status.code() != Some(130) {
+        // perf writes its data, then ends itself with the signal it was sent.
+        let interrupted = std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGINT);
+        if !status.success() && status.code() != Some(130) && !interrupted {
             bail!("perf record failed ({status}); is perf_event_paranoid too high?");
         }
         let script = Command::new("perf")
