@@ -11,8 +11,12 @@ pub const MAX_SUBJECT_CHARS: usize = 300;
 /// `visitor:<uuid>`, as the console shows it. `None` for an empty or over-long subject, and
 /// for `visitor:` followed by anything but a UUID.
 pub fn subject_owner(subject: &str) -> Option<OwnerKey> {
+    // The length is the one the path names, before the whitespace around it goes.
+    if subject.chars().count() > MAX_SUBJECT_CHARS {
+        return None;
+    }
     let subject = subject.trim();
-    if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS {
+    if subject.is_empty() {
         return None;
     }
     if let Some(id) = subject.strip_prefix("visitor:") {
@@ -48,6 +52,7 @@ mod tests {
         assert!(subject_owner(" ").is_none());
         assert!(subject_owner("user:").is_none());
         assert!(subject_owner(&"x".repeat(MAX_SUBJECT_CHARS + 1)).is_none());
+        assert!(subject_owner(&format!("anna{}", "\r".repeat(MAX_SUBJECT_CHARS))).is_none());
     }
 
     #[test]

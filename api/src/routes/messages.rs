@@ -120,16 +120,16 @@ pub async fn post_message(
             format!("the message is longer than {max} characters"),
         ));
     }
-    let mut attachment_ids = input.attachment_ids.clone();
-    attachment_ids.sort();
-    attachment_ids.dedup();
-    if attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+    if input.attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
         return Err(ApiError::validation(
             "too_many_attachments",
             "attachment_ids",
             format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
         ));
     }
+    let mut attachment_ids = input.attachment_ids.clone();
+    attachment_ids.sort();
+    attachment_ids.dedup();
     let content = input.content.trim();
     if content.is_empty() && attachment_ids.is_empty() {
         return Err(ApiError::validation("empty_message", "content", "the message is empty"));
