@@ -126,7 +126,8 @@ async fn process_one(
     if state.handled || conversation.status == ConversationStatus::Closed {
         return Ok(Written::No);
     }
-    let attachments = transcripts::of_message(&mut *lock, message.id).await?;
+    let attachments =
+        if state.message_has_files { transcripts::of_message(&mut *lock, message.id).await? } else { Vec::new() };
     let awaits_transcript = ctx.transcriber.is_some() && attachments.iter().any(AttachmentBrief::awaits_transcript);
     // Operators answer; those in Telegram read it in the conversation's topic (a voice message
     // goes at once, its transcript follows when it comes). (Handed back to the AI since the
@@ -162,7 +163,11 @@ async fn process_one(
     // What came before the message, and the replies to earlier messages that were sent after
     // it while they were decided (replies follow the order of the questions).
     let latest = messages::latest(&mut *lock, conversation.id, HISTORY).await?;
-    let latest = attachments::history_with_attachments(&mut *lock, latest).await?;
+    let latest = if state.conversation_has_files {
+        attachments::history_with_attachments(&mut *lock, latest).await?
+    } else {
+        latest
+    };
     let earlier = |id: Option<MessageId>| latest.iter().any(|m| Some(m.id) == id && m.seq < message.seq);
     let history = latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
     let query = engine::query_with_context(&history, &heard.content);

@@ -135,13 +135,21 @@ pub struct DecisionState {
     /// Earlier user messages of the conversation wait for theirs (see
     /// [`messages::unhandled_before`]).
     pub earlier_waiting: bool,
+    /// The message carries files.
+    pub message_has_files: bool,
+    /// Some message of the conversation carries files (else its history has none to read).
+    pub conversation_has_files: bool,
 }
 
-/// The conversation of `message` and whether it, or messages before it, are answered: one round
-/// trip.
+/// The conversation of `message`, whether it, or messages before it, are answered, and whether
+/// there are files to read: one round trip.
 pub async fn decision_state(db: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<Option<DecisionState>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {}, {} AS handled, EXISTS ({}) AS earlier_waiting FROM conversations WHERE id = $1",
+        "SELECT {}, {} AS handled, EXISTS ({}) AS earlier_waiting,
+                EXISTS (SELECT 1 FROM attachments WHERE message_id = $3) AS message_has_files,
+                EXISTS (SELECT 1 FROM attachments WHERE conversation_id = $1 AND message_id IS NOT NULL)
+                  AS conversation_has_files
+         FROM conversations WHERE id = $1",
         columns!(),
         messages::HANDLED,
         messages::UNHANDLED_BEFORE,
