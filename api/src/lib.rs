@@ -53,7 +53,8 @@ impl AppState {
         hub.start(pool.clone(), shutdown.clone()).await.context("cannot LISTEN for events")?;
         let limits = Arc::new(Limits::new(&config.limits));
         tokio::spawn(forget_idle_limits(limits.clone(), shutdown.clone()));
-        let storage = concierge_shared::storage::Storage::local(&config.data_dir);
+        let storage = concierge_shared::storage::Storage::from_config(&config)?;
+        storage.check().await?;
         Ok(Self {
             storage,
             pool,
@@ -80,7 +81,7 @@ async fn forget_idle_limits(limits: Arc<Limits>, shutdown: CancellationToken) {
 
 /// The API's routes. Paths are declared without a trailing slash; `serve` strips one.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = routes::router(state.config.max_message_chars);
+    let (api, openapi) = routes::router(state.config.max_message_chars, state.config.max_attachment_bytes);
     Router::new()
         .nest("/api/concierge", api.layer(cors()))
         .merge(routes::pages(openapi))
@@ -145,7 +146,7 @@ async fn record_request(request: axum::extract::Request, next: axum::middleware:
 
 /// The OpenAPI description of `/api/concierge`, with the limits of `config`.
 pub fn openapi(config: &Config) -> utoipa::openapi::OpenApi {
-    routes::router(config.max_message_chars).1
+    routes::router(config.max_message_chars, config.max_attachment_bytes).1
 }
 
 /// The widget runs on the host platform's pages, another origin. Credentials are bearer

@@ -2,7 +2,10 @@
 //! type it claims), images without their metadata, and storing a file as an attachment.
 //!
 //! Invariant: nothing is half-stored — a file is put to storage before its row is inserted,
-//! and a failed insert deletes the file again.
+//! and a failed insert deletes the file again. Nothing is left behind either: a deleted row
+//! leaves its key in `storage_deletions` in the same transaction (a trigger does it, whatever
+//! deleted the row), and [`delete_queued_files`] deletes the files after the commit, retrying a
+//! failed delete later.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -12,9 +15,6 @@ use crate::{
     db::attachments::{self as store, Attachment},
     storage::{Storage, StorageError},
 };
-
-/// The largest file stored (the widget's limit is the API's).
-pub const MAX_BYTES: usize = 20 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachmentKind {
@@ -162,17 +162,19 @@ impl AttachmentError {
     }
 }
 
-/// Check, strip and store a file, and insert its row.
+/// Check, strip and store a file of at most `max_bytes` (`CONCIERGE_MAX_ATTACHMENT_MB`), and
+/// insert its row.
 pub async fn store(
     db: &sqlx::PgPool,
     storage: &Storage,
     new: NewAttachment<'_>,
+    max_bytes: usize,
 ) -> Result<Attachment, AttachmentError> {
     if new.bytes.is_empty() {
         return Err(AttachmentError::Empty);
     }
-    if new.bytes.len() > MAX_BYTES {
-        return Err(AttachmentError::TooLarge(MAX_BYTES));
+    if new.bytes.len() > max_bytes {
+        return Err(AttachmentError::TooLarge(max_bytes));
     }
     let (kind, content_type) = sniff(&new.bytes).ok_or(AttachmentError::Unsupported)?;
     let bytes = strip_metadata(content_type, new.bytes);
@@ -204,6 +206,40 @@ pub async fn store(
             Err(error.into())
         }
     }
+}
+
+/// What one pass over the queued file deletions did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileDeletions {
+    /// Files deleted (or found gone already).
+    pub deleted: u64,
+    /// Deletes that failed; they are tried again later.
+    pub failed: u64,
+}
+
+/// Delete up to `limit` files whose rows are gone (queued in `storage_deletions`), each
+/// claimed for a while so that two processes never delete the same one at once. A failed
+/// delete is logged and stays queued, tried again later (backing off to once an hour), never
+/// given up: no file outlives its row for good.
+pub async fn delete_queued_files(db: &sqlx::PgPool, storage: &Storage, limit: i64) -> sqlx::Result<FileDeletions> {
+    let keys = crate::db::storage_deletions::claim(db, limit).await?;
+    let mut done = FileDeletions::default();
+    for key in keys {
+        match storage.delete(&key).await {
+            Ok(()) => {
+                crate::db::storage_deletions::done(db, &key).await?;
+                done.deleted += 1;
+            }
+            Err(error) => {
+                tracing::warn!(%error, key, "a deleted attachment's file could not be deleted; it is tried again later");
+                crate::db::storage_deletions::failed(db, &key, &error.to_string()).await?;
+                done.failed += 1;
+            }
+        }
+    }
+    metrics::counter!("concierge_attachment_file_deletions_total", "outcome" => "deleted").increment(done.deleted);
+    metrics::counter!("concierge_attachment_file_deletions_total", "outcome" => "failed").increment(done.failed);
+    Ok(done)
 }
 
 #[cfg(test)]

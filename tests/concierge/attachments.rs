@@ -83,7 +83,7 @@ async fn bad_uploads_are_refused_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
     let conversation = app.open(None).await;
     // Larger than the cap.
-    let big = vec![b'a'; concierge_shared::attachments::MAX_BYTES + 1];
+    let big = vec![b'a'; app.config.max_attachment_bytes + 1];
     let (status, body) = try_upload(&app, &conversation, "big.txt", "text/plain", big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body["error"]["code"].is_string(), "{body}");
@@ -176,7 +176,7 @@ async fn gps_metadata_is_gone_from_an_uploaded_jpeg() {
 }
 
 /// A link as the server signs it.
-fn signed(app: &TestApp, id: &str, expires: i64, key_secret: &str) -> String {
+pub fn signed(app: &TestApp, id: &str, expires: i64, key_secret: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut key = Hmac::<sha2::Sha256>::new_from_slice(key_secret.as_bytes()).unwrap();
     key.update(b"concierge attachment links");

@@ -143,6 +143,8 @@ pub fn test_config(database_url: &str) -> Config {
         limits: test_limits(),
         email: None,
         transcribe: None,
+        storage: concierge_shared::config::StorageConfig::Local,
+        max_attachment_bytes: 10 * 1024 * 1024,
     }
 }
 

@@ -26,6 +26,7 @@ mod ownership;
 mod pages;
 mod privacy;
 mod processes;
+mod storage;
 mod streams;
 mod telegram;
 mod telegram_payloads;

@@ -63,3 +63,28 @@ async fn the_metrics_job_counts_what_the_ai_solved_and_what_went_to_people() {
     let (status, _) = app.get(Some(&user_token("anna")), "/admin/metrics").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// The value of the Prometheus series `name` whose labels include `label`, 0 when absent.
+fn series(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{') && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn prometheus_counts_uploaded_files_and_their_bytes_by_kind() {
+    let app = TestApp::spawn().await;
+    let conversation = app.open(None).await;
+    let scrape =
+        async || app.client.get(format!("http://{}/metrics", app.addr)).send().await.unwrap().text().await.unwrap();
+    let before = scrape().await;
+    let pdf = crate::voice::pdf();
+    let stored = crate::voice::upload(&app, &conversation, "check.pdf", "application/pdf", pdf.clone()).await;
+    assert_eq!(stored["size_bytes"], pdf.len());
+    let after = scrape().await;
+    // Other tests in this process upload too: the counters grow by at least this file.
+    let grown = |name: &str, label: &str| series(&after, name, label) - series(&before, name, label);
+    assert!(grown("concierge_attachment_uploads_total", "outcome=\"stored\"") >= 1.0, "{after}");
+    assert!(grown("concierge_attachment_bytes_total", "kind=\"pdf\"") >= pdf.len() as f64, "{after}");
+}

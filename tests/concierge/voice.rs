@@ -147,7 +147,7 @@ pub async fn say_with(app: &TestApp, conversation: &Conversation, content: &str,
             declared_type: None,
             bytes: bytes.clone().into(),
         };
-        attachments::store(&app.pool, &storage, new).await.unwrap();
+        attachments::store(&app.pool, &storage, new, app.config.max_attachment_bytes).await.unwrap();
     }
     let mut tx = app.pool.begin().await.unwrap();
     jobs::enqueue(&mut tx, &ProcessMessage { message_id: message.id }, 3).await.unwrap();

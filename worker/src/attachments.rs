@@ -79,11 +79,15 @@ pub async fn attach_operator_file(
 /// file; best effort, logged.
 pub async fn forget_unsent(ctx: &crate::Context, attachment: uuid::Uuid) {
     match concierge_shared::db::attachments::delete_unsent(&ctx.pool, attachment).await {
-        Ok(Some(key)) => {
-            if let Err(error) = ctx.storage.delete(&key).await {
-                tracing::warn!(%error, %attachment, "an undelivered file could not be deleted");
+        // The row's deletion queued the file; delete it now, or the file sweep will.
+        Ok(Some(key)) => match ctx.storage.delete(&key).await {
+            Ok(()) => {
+                if let Err(error) = concierge_shared::db::storage_deletions::done(&ctx.pool, &key).await {
+                    tracing::warn!(%error, %attachment, "an undelivered file's queued deletion was not cleared");
+                }
             }
-        }
+            Err(error) => tracing::warn!(%error, %attachment, "an undelivered file could not be deleted yet"),
+        },
         Ok(None) => {}
         Err(error) => tracing::warn!(%error, %attachment, "an undelivered file's row could not be deleted"),
     }

@@ -68,8 +68,10 @@ pub struct Context {
     pub mailer: Option<Arc<email::Mailer>>,
     /// The speech-to-text server, when one is configured: voice messages are transcribed.
     pub transcriber: Option<Arc<transcribe::Transcriber>>,
-    /// Attachment files (the data folder's `attachments/`).
+    /// Attachment files (the data folder's `attachments/`, or the S3 bucket), the API's store.
     pub storage: concierge_shared::storage::Storage,
+    /// The largest attachment file stored (`CONCIERGE_MAX_ATTACHMENT_MB`), in bytes.
+    pub max_attachment_bytes: usize,
     /// What signed links to attachments are keyed with (the JWT secret; empty without one).
     pub link_secret: String,
 }
@@ -153,6 +155,8 @@ impl Context {
             ),
             None => tracing::info!("decisions by the offline engine"),
         }
+        let storage = concierge_shared::storage::Storage::from_config(config)?;
+        storage.check().await?;
         let telegram = match &config.telegram {
             Some(settings) => {
                 let telegram = telegram::Telegram::new(settings)?.with_max_attempts(config.job_max_attempts);
@@ -181,7 +185,8 @@ impl Context {
             retention: config.retention,
             mailer: config.email.as_ref().map(email::Mailer::new).transpose()?.map(Arc::new),
             transcriber: config.transcribe.as_ref().map(transcribe::Transcriber::new).transpose()?.map(Arc::new),
-            storage: concierge_shared::storage::Storage::local(&config.data_dir),
+            storage,
+            max_attachment_bytes: config.max_attachment_bytes,
             link_secret: config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default(),
         })
     }
@@ -284,8 +289,11 @@ pub async fn run(
     if options.queues.contains(&Queue::Metrics) {
         tokio::spawn(metrics::schedule(ctx.clone(), shutdown.clone()));
     }
-    if options.queues.contains(&Queue::Retention) && ctx.retention.is_some() {
-        tokio::spawn(retention::schedule(ctx.clone(), shutdown.clone()));
+    if options.queues.contains(&Queue::Retention) {
+        if ctx.retention.is_some() {
+            tokio::spawn(retention::schedule(ctx.clone(), shutdown.clone()));
+        }
+        tokio::spawn(retention::sweep_files_regularly(ctx.clone(), shutdown.clone()));
     }
     if let Some(telegram) = ctx.telegram.clone() {
         if options.queues.contains(&Queue::TelegramSend) {

@@ -15,7 +15,7 @@ use axum::{
 };
 use concierge_shared::{
     ConversationId,
-    attachments::{self, AttachmentError, AttachmentKind, MAX_BYTES, NewAttachment},
+    attachments::{self, AttachmentError, AttachmentKind, NewAttachment},
     db::attachments::Attachment,
 };
 use serde::Serialize;
@@ -68,8 +68,28 @@ pub struct UploadForm {
     pub file: Vec<u8>,
 }
 
-/// The hard cap of the upload request: the file cap and room for the form's headers.
-pub const REQUEST_CAP: usize = MAX_BYTES + 64 * 1024;
+/// The hard cap of the upload request: the file cap (`CONCIERGE_MAX_ATTACHMENT_MB`) and room
+/// for the form's headers.
+pub fn request_cap(max_attachment_bytes: usize) -> usize {
+    max_attachment_bytes + 64 * 1024
+}
+
+/// The configured file cap, said in the upload's description and its 413 answer.
+pub fn document_limit(openapi: &mut utoipa::openapi::OpenApi, max_attachment_bytes: usize) {
+    let limit = format!(
+        "The file is at most {} MB ({max_attachment_bytes} bytes, CONCIERGE_MAX_ATTACHMENT_MB).",
+        max_attachment_bytes / (1024 * 1024)
+    );
+    let Some(item) = openapi.paths.paths.get_mut("/conversations/{id}/attachments") else { return };
+    let Some(upload) = item.post.as_mut() else { return };
+    upload.description = Some(match upload.description.take() {
+        Some(description) => format!("{description}\n\n{limit}"),
+        None => limit.clone(),
+    });
+    if let Some(utoipa::openapi::RefOr::T(response)) = upload.responses.responses.get_mut("413") {
+        response.description = format!("The file is larger than the cap. {limit}");
+    }
+}
 
 fn multipart_error(error: MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -137,7 +157,7 @@ pub async fn upload_attachment(
     state.limits.messages.check(&caller.owner)?;
     owned(&state, id, &caller.owner).await?;
     let form = form.map_err(|_| ApiError::UnsupportedMediaType("the body is not `multipart/form-data`".into()))?;
-    let (file_name, declared, bytes) = match read_file_part(form, MAX_BYTES).await {
+    let (file_name, declared, bytes) = match read_file_part(form, state.config.max_attachment_bytes).await {
         Ok(file) => file,
         Err(error) => {
             count("unknown", "too_large", 0);
@@ -169,6 +189,7 @@ pub async fn upload_attachment(
             declared_type: declared.as_deref(),
             bytes,
         },
+        state.config.max_attachment_bytes,
     )
     .await;
     match stored {

@@ -25,8 +25,9 @@ use crate::{AppState, error::ApiError};
 
 /// The JSON API and its OpenAPI description, built from the same declarations: each handler's
 /// `#[utoipa::path]` gives both its route and its documentation, so the two cannot drift. The
-/// limits that are settings (`max_message_chars`) are written into the document as configured.
-pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// limits that are settings (`max_message_chars`, `max_attachment_bytes`) are written into the
+/// document as configured.
+pub fn router(max_message_chars: usize, max_attachment_bytes: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(conversations::create_conversation, conversations::list_conversations))
         .routes(routes!(conversations::get_conversation))
@@ -38,7 +39,8 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
         .routes({
             // A file is larger than the JSON bodies' limit; the handler enforces its own cap.
             let (schemas, paths, route) = routes!(attachments::upload_attachment);
-            (schemas, paths, route.layer(axum::extract::DefaultBodyLimit::max(attachments::REQUEST_CAP)))
+            let cap = attachments::request_cap(max_attachment_bytes);
+            (schemas, paths, route.layer(axum::extract::DefaultBodyLimit::max(cap)))
         })
         .routes(routes!(attachments::get_attachment))
         .routes(routes!(stream::stream_conversation))
@@ -91,6 +93,7 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
             ),
     );
     limit_texts(&mut openapi, max_message_chars);
+    attachments::document_limit(&mut openapi, max_attachment_bytes);
     document_empty_metadata(&mut openapi);
     let document = openapi.clone();
     let router = router.route("/openapi.json", get(move || async move { axum::Json(document) }));

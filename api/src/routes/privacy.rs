@@ -13,7 +13,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use concierge_shared::{
-    OwnerKey, OwnerKind,
+    OwnerKey, OwnerKind, attachments,
     db::privacy::{self, AuditEntry, Erased, Held},
     privacy::{MAX_SUBJECT_CHARS, subject_owner},
 };
@@ -29,6 +29,10 @@ use crate::{
     },
     extract::Path,
 };
+
+/// Queued file deletions an erasure takes down right after its commit; the workers' file sweep
+/// takes the rest.
+const ERASED_FILES_AT_ONCE: i64 = 1_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -58,9 +62,10 @@ pub struct ExportOut {
     pub exported_at: DateTime<Utc>,
     /// How much the export holds.
     pub counts: Held,
-    /// Oldest first: `conversation` (every stored field), `messages`, `action_runs`,
-    /// `llm_calls`, `operator_notes` and `telegram_topic` (or null), each row with all its
-    /// columns.
+    /// Oldest first: `conversation` (every stored field), `messages` (each with its
+    /// `attachments`: file name, kind, content type, size, SHA-256, storage key, transcript),
+    /// `unsent_attachments` (uploaded, never sent), `action_runs`, `llm_calls`,
+    /// `operator_notes` and `telegram_topic` (or null), each row with all its columns.
     #[schema(value_type = Vec<Object>)]
     pub conversations: Vec<serde_json::Value>,
 }
@@ -88,9 +93,11 @@ async fn audit(
     Ok(())
 }
 
-/// `DELETE /admin/users/{sub}`: erase the person's conversations with their messages, action
-/// runs, model calls, notes, Telegram updates and outbox rows, queue the deletion of their
-/// forum topics, and revoke a visitor's tokens; one transaction.
+/// `DELETE /admin/users/{sub}`: erase the person's conversations with their messages,
+/// attachments, action runs, model calls, notes, Telegram updates and outbox rows, queue the
+/// deletion of their forum topics and stored files, and revoke a visitor's tokens; one
+/// transaction. The files are deleted after the commit, without holding up the answer; a
+/// failed delete is retried by the workers' file sweep.
 #[tracing::instrument(skip_all, err(level = "debug"))]
 #[utoipa::path(delete, path = "/admin/users/{sub}", tag = "privacy", summary = "Admin: erase everything held about one person", params(SubjectPath), responses((status = 200, description = "Erased (the Telegram topics follow through the outbox)", body = ErasureOut), Malformed, Unauthenticated, NotAdmin, (status = 422, description = "The subject is not a sub or visitor:<uuid>", body = crate::error::ErrorBody)))]
 pub async fn erase_user(
@@ -113,12 +120,21 @@ pub async fn erase_user(
     let counts = json!({ "erased": erased, "tokens_revoked": visitor.is_some() });
     audit(&mut *tx, &admin, "erase", &subject_hash, counts).await?;
     tx.commit().await?;
+    if erased.attachments > 0 {
+        let (pool, storage) = (state.pool.clone(), state.storage.clone());
+        tokio::spawn(async move {
+            if let Err(error) = attachments::delete_queued_files(&pool, &storage, ERASED_FILES_AT_ONCE).await {
+                tracing::warn!(%error, "deleting erased files failed; the file sweep retries");
+            }
+        });
+    }
     tracing::info!(
         admin = %admin.owner,
         subject = subject_hash,
         conversations = erased.conversations,
         messages = erased.messages,
         topics = erased.topics_queued_for_deletion,
+        attachments = erased.attachments,
         "personal data erased"
     );
     Ok(JsonOut(ErasureOut {

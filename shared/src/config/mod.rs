@@ -17,6 +17,7 @@ mod ai;
 mod email;
 mod embeddings;
 mod limits;
+mod storage;
 mod telegram;
 mod transcribe;
 
@@ -24,6 +25,7 @@ pub use ai::{AiConfig, AiSettings, DecisionFormat, Provider};
 pub use email::{EmailConfig, EmailSettings};
 pub use embeddings::{EmbeddingsConfig, EmbeddingsSettings};
 pub use limits::{LimitsConfig, LimitsSettings, TrustedProxies};
+pub use storage::{MAX_ATTACHMENT_MB, S3Config, StorageConfig, StorageSettings};
 use telegram::valid_webhook_secret;
 pub use telegram::{FILE_UPLOAD_LIMIT, PHOTO_UPLOAD_LIMIT, SlaHours, TelegramConfig, TelegramMode, TelegramSettings};
 pub use transcribe::{TranscribeConfig, TranscribeSettings};
@@ -139,6 +141,8 @@ pub struct Settings {
     pub email: EmailSettings,
     #[command(flatten)]
     pub transcribe: TranscribeSettings,
+    #[command(flatten)]
+    pub storage: StorageSettings,
 }
 
 /// Said below every binary's `--help`: what is read from the environment besides the settings.
@@ -213,6 +217,10 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     /// The speech-to-text server for voice messages; `None`: they are not transcribed.
     pub transcribe: Option<TranscribeConfig>,
+    /// Where attachment files are kept.
+    pub storage: StorageConfig,
+    /// The largest attachment file accepted (`CONCIERGE_MAX_ATTACHMENT_MB`), in bytes.
+    pub max_attachment_bytes: usize,
 }
 
 impl Settings {
@@ -231,6 +239,7 @@ impl Settings {
         };
         let webhook_secret = self.telegram.webhook_secret.clone();
         let transcribe = self.transcribe.resolve(self.ai.openai_api_key.as_ref())?;
+        let (storage, max_attachment_bytes) = self.storage.resolve()?;
         Ok(Config {
             database_url: self.database_url,
             bind: self.bind,
@@ -267,6 +276,8 @@ impl Settings {
             keep_page_query: self.keep_page_query,
             email: self.email.resolve()?,
             transcribe,
+            storage,
+            max_attachment_bytes,
         })
     }
 }
@@ -352,6 +363,48 @@ mod tests {
         assert!(config.telegram.is_none() && config.database_url.is_none());
         assert!(config.retention.is_none() && !config.keep_page_query);
         assert!(config.email.is_none());
+        assert_eq!((config.storage, config.max_attachment_bytes), (StorageConfig::Local, 10 * 1024 * 1024));
+    }
+
+    #[test]
+    fn storage_settings_are_checked_at_start_up() {
+        let s3 = [
+            "--storage",
+            "s3",
+            "--s3-bucket",
+            "files",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000/",
+            "--s3-allow-http",
+            "1",
+            "--s3-path-style",
+            "true",
+            "--s3-access-key-id",
+            "key-id",
+            "--s3-secret-access-key",
+            "key-secret",
+            "--max-attachment-mb",
+            "50",
+        ];
+        let config = settings(&s3).resolve().unwrap();
+        let StorageConfig::S3(bucket) = config.storage else { panic!("S3 storage expected") };
+        assert_eq!(bucket.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(bucket.path_style && bucket.allow_http && bucket.credentials.is_some());
+        assert_eq!((bucket.bucket.as_str(), bucket.region.as_str()), ("files", "us-east-1"));
+        assert_eq!(config.max_attachment_bytes, 50 * 1024 * 1024);
+        let refused = |args: &[&str], variable: &str| {
+            let error = settings(args).resolve().unwrap_err().to_string();
+            assert!(error.contains(variable), "{args:?}: {error}");
+        };
+        refused(&["--storage", "s3"], "CONCIERGE_S3_BUCKET");
+        refused(&["--storage", "gcs"], "CONCIERGE_STORAGE");
+        refused(
+            &["--storage", "s3", "--s3-bucket", "b", "--s3-endpoint", "http://minio:9000"],
+            "CONCIERGE_S3_ALLOW_HTTP",
+        );
+        refused(&["--storage", "s3", "--s3-bucket", "b", "--s3-access-key-id", "id"], "CONCIERGE_S3_SECRET_ACCESS_KEY");
+        refused(&["--max-attachment-mb", "0"], "CONCIERGE_MAX_ATTACHMENT_MB");
+        refused(&["--max-attachment-mb", "51"], "CONCIERGE_MAX_ATTACHMENT_MB");
     }
 
     #[test]

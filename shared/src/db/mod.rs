@@ -11,6 +11,7 @@ pub mod llm_calls;
 pub mod messages;
 pub mod privacy;
 pub mod reindex_runs;
+pub mod storage_deletions;
 pub mod telegram;
 pub mod transcripts;
 pub mod waits;

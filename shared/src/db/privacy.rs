@@ -5,7 +5,8 @@
 //!
 //! Invariant: everything about a conversation goes in one transaction (the caller's), and
 //! its Telegram topic is queued for deletion in the same transaction, so an erasure is never
-//! half done and a topic is never forgotten.
+//! half done and a topic is never forgotten. Its attachments' files are queued for deletion
+//! the same way (`storage_deletions`, by a trigger on the rows) and deleted after the commit.
 
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct Erased {
     pub action_runs: i64,
     pub llm_calls: i64,
     pub operator_notes: i64,
+    /// Files of messages (and uploads not sent yet), their stored files queued for deletion.
+    pub attachments: i64,
     pub telegram_updates: i64,
     pub telegram_outbox: i64,
     pub telegram_messages: i64,
@@ -38,6 +41,7 @@ impl Erased {
         self.action_runs += other.action_runs;
         self.llm_calls += other.llm_calls;
         self.operator_notes += other.operator_notes;
+        self.attachments += other.attachments;
         self.telegram_updates += other.telegram_updates;
         self.telegram_outbox += other.telegram_outbox;
         self.telegram_messages += other.telegram_messages;
@@ -100,6 +104,8 @@ pub async fn delete_conversations(
         .await?,
         telegram_outbox: count(&mut *conn, "DELETE FROM telegram_outbox WHERE conversation_id = ANY($1)").await?,
         operator_notes: count(&mut *conn, "DELETE FROM operator_notes WHERE conversation_id = ANY($1)").await?,
+        // Before the messages they belong to; the trigger queues their files.
+        attachments: count(&mut *conn, "DELETE FROM attachments WHERE conversation_id = ANY($1)").await?,
         action_runs: count(&mut *conn, "DELETE FROM action_runs WHERE conversation_id = ANY($1)").await?,
         messages: count(&mut *conn, "DELETE FROM messages WHERE conversation_id = ANY($1)").await?,
         telegram_topics: count(&mut *conn, "DELETE FROM telegram_topics WHERE conversation_id = ANY($1)").await?,
@@ -115,7 +121,9 @@ pub async fn delete_conversations(
 }
 
 /// Everything held about one conversation, as one JSON document: the conversation, its
-/// messages, action runs, model calls, internal notes and Telegram topic.
+/// messages (each with its `attachments`: name, kind, type, size, SHA-256 and storage key),
+/// the uploads not sent yet (`unsent_attachments`), action runs, model calls, internal notes
+/// and Telegram topic.
 pub async fn export_conversation(
     db: impl PgExecutor<'_>,
     id: ConversationId,
@@ -123,8 +131,12 @@ pub async fn export_conversation(
     sqlx::query_scalar(
         "SELECT jsonb_build_object(
              'conversation', to_jsonb(c),
-             'messages', (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.seq), '[]') FROM messages m
-                          WHERE m.conversation_id = c.id),
+             'messages', (SELECT coalesce(jsonb_agg(to_jsonb(m) || jsonb_build_object('attachments',
+                                 (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.created_at, a.id), '[]')
+                                  FROM attachments a WHERE a.message_id = m.id)) ORDER BY m.seq), '[]')
+                          FROM messages m WHERE m.conversation_id = c.id),
+             'unsent_attachments', (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.created_at, a.id), '[]')
+                                    FROM attachments a WHERE a.conversation_id = c.id AND a.message_id IS NULL),
              'action_runs', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.id), '[]')
                              FROM action_runs r WHERE r.conversation_id = c.id),
              'llm_calls', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.created_at, l.id), '[]')
@@ -149,6 +161,7 @@ pub struct Held {
     pub action_runs: i64,
     pub llm_calls: i64,
     pub operator_notes: i64,
+    pub attachments: i64,
     pub telegram_topics: i64,
 }
 
@@ -162,6 +175,7 @@ pub async fn held(db: impl PgExecutor<'_>, owner: &OwnerKey) -> sqlx::Result<Hel
                     OR message_id IN (SELECT id FROM messages WHERE conversation_id IN (SELECT id FROM c)))
                     AS llm_calls,
                 (SELECT count(*) FROM operator_notes WHERE conversation_id IN (SELECT id FROM c)) AS operator_notes,
+                (SELECT count(*) FROM attachments WHERE conversation_id IN (SELECT id FROM c)) AS attachments,
                 (SELECT count(*) FROM telegram_topics WHERE conversation_id IN (SELECT id FROM c)) AS telegram_topics",
     )
     .bind(owner)

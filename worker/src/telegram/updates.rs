@@ -404,7 +404,7 @@ async fn on_file(
     file: OperatorFile,
     texts: &'static OperatorTexts,
 ) -> Result<String, SendError> {
-    let limit = super::DOWNLOAD_LIMIT;
+    let limit = super::DOWNLOAD_LIMIT.min(ctx.max_attachment_bytes as u64);
     let too_large = || async {
         let megabytes = (limit / (1024 * 1024)).to_string();
         notify(ctx, id, update_id, &fill(texts.attachment_too_large, &[("limit", &megabytes)])).await?;
@@ -439,7 +439,7 @@ async fn on_file(
         declared_type: file.declared_type.as_deref(),
         bytes,
     };
-    let stored = match attachments::store(&ctx.pool, &ctx.storage, new).await {
+    let stored = match attachments::store(&ctx.pool, &ctx.storage, new, ctx.max_attachment_bytes).await {
         Ok(stored) => stored,
         Err(error) if error.is_client_error() => {
             tracing::info!(%error, "an operator's file was not taken");
