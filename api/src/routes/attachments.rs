@@ -136,6 +136,18 @@ pub async fn upload_attachment(
     state.limits.ip_messages.check(&ip)?;
     state.limits.messages.check(&caller.owner)?;
     owned(&state, id, &caller.owner).await?;
+    store_upload(&state, id, "user", form).await
+}
+
+/// Read, check and store the uploaded file of `author` (`user` or `operator`) for conversation
+/// `id`, whose access the caller has checked: the same cap, content sniffing and counting for
+/// every route that takes files.
+pub async fn store_upload(
+    state: &AppState,
+    id: ConversationId,
+    author: &str,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
     let form = form.map_err(|_| ApiError::UnsupportedMediaType("the body is not `multipart/form-data`".into()))?;
     let (file_name, declared, bytes) = match read_file_part(form, MAX_BYTES).await {
         Ok(file) => file,
@@ -164,7 +176,7 @@ pub async fn upload_attachment(
         NewAttachment {
             conversation_id: id,
             message_id: None,
-            author: "user",
+            author,
             file_name: &file_name,
             declared_type: declared.as_deref(),
             bytes,
@@ -213,16 +225,9 @@ pub struct SignedQuery {
     pub sig: String,
 }
 
-/// Whether `sig` signs `id` until `expires`, as the worker's `signed_link` makes it.
-fn signature_holds(secret: &str, id: uuid::Uuid, expires: i64, sig: &str) -> bool {
-    use hmac::{Hmac, Mac};
-    let mut key = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    key.update(b"concierge attachment links");
-    let key = key.finalize().into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key");
-    mac.update(format!("{id}:{expires}").as_bytes());
-    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), sig.as_bytes()).into()
+/// The secret links to files are signed with (see `concierge_shared::links`).
+pub fn link_secret(state: &AppState) -> String {
+    state.config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default()
 }
 
 #[utoipa::path(get, path = "/attachments/{id}", tag = "messages", summary = "A file, by its signed link", security(()), params(("id" = uuid::Uuid, Path, description = "The attachment"), SignedQuery), responses((status = 200, description = "The file, with its content type"), Malformed, (status = 403, description = "The signature does not hold for this file", body = crate::error::ErrorBody), (status = 404, description = "No such file", body = crate::error::ErrorBody), (status = 410, description = "The link has expired", body = crate::error::ErrorBody), Unavailable))]
@@ -231,8 +236,8 @@ pub async fn get_attachment(
     Path(id): Path<uuid::Uuid>,
     crate::extract::Query(query): crate::extract::Query<SignedQuery>,
 ) -> Result<Response, ApiError> {
-    let secret = state.config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
-    if !signature_holds(&secret, id, query.expires, &query.sig) {
+    let secret = link_secret(&state);
+    if !concierge_shared::links::signature_holds(&secret, id, query.expires, &query.sig) {
         return Err(ApiError::Forbidden("the link's signature does not hold for this file".into()));
     }
     if query.expires < chrono::Utc::now().timestamp() {
