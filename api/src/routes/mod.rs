@@ -48,6 +48,10 @@ pub fn router(max_message_chars: usize) -> (Router<AppState>, utoipa::openapi::O
         .routes(routes!(human::admin_list_conversations))
         .routes(routes!(human::admin_get_conversation))
         .routes(routes!(human::admin_reply))
+        .routes({
+            let (schemas, paths, route) = routes!(human::admin_upload_attachment);
+            (schemas, paths, route.layer(axum::extract::DefaultBodyLimit::max(attachments::REQUEST_CAP)))
+        })
         .routes(routes!(human::admin_typing))
         .routes(routes!(human::admin_hand_back))
         .routes(routes!(human::admin_close))
