@@ -875,13 +875,16 @@ async fn files_and_voice_work_in_chromium() {
     stage.browser.client.close().await.unwrap();
 }
 
-/// The topic's thread id, once the card is posted.
+/// The topic's thread id, once the card is posted (its transcript covers what was written
+/// before it, so later messages come as posts of their own).
 async fn topic_thread(fake: &FakeTelegram) -> i64 {
     fake.wait_for("the topic", |f| !f.accepted("createForumTopic").is_empty()).await;
-    wait_until("the card posted", WAIT, async || {
+    let thread = wait_until("the card posted", WAIT, async || {
         fake.accepted("sendMessage").iter().find_map(|m| m["message_thread_id"].as_i64())
     })
-    .await
+    .await;
+    fake.wait_for("the whole card", |f| f.posts_in(thread).len() >= 2).await;
+    thread
 }
 
 async fn post_update(stage: &Stage, update: &Value) {
