@@ -938,6 +938,14 @@ async fn a_pasted_screenshot_and_a_pdf_reach_the_widget_and_the_topic(stage: &St
             vec![],
         )
         .await;
+    // Uploaded in turn: the first file carries the message's text as its caption in the topic.
+    browser
+        .until(
+            "the screenshot uploaded",
+            "const chips = qa('[data-testid=file-chip]'); return chips.length === 1 && chips[0].dataset.state === 'done';",
+            vec![],
+        )
+        .await;
     browser
         .js(
             "const pdf = '%PDF-1.4\\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\\ntrailer << /Root 1 0 R >>\\n%%EOF\\n';
