@@ -963,6 +963,35 @@ async fn a_pasted_screenshot_and_a_pdf_reach_the_widget_and_the_topic(stage: &St
             vec![],
         )
         .await;
+    // Dropped on the panel: a program is refused before any upload, a text file is attached,
+    // and removed again with its ×.
+    browser
+        .js(
+            "const drop = (file) => {
+               const data = new DataTransfer(); data.items.add(file);
+               const panel = q('[data-testid=panel]');
+               panel.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+               panel.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+             };
+             drop(new File(['заметка'], 'notes.txt', { type: 'text/plain' }));
+             drop(new File(['MZ'], 'setup.exe', { type: 'application/x-msdownload' }));
+             return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the program refused and the text attached",
+            "const notice = q('[data-testid=file-notice]'); const chips = qa('[data-testid=file-chip]');
+             return chips.length === 3 && chips[2].textContent.includes('notes.txt') && chips[2].dataset.state === 'done'
+               && !notice.hidden && notice.textContent.includes('setup.exe');",
+            vec![],
+        )
+        .await;
+    browser
+        .js("qa('[data-testid=file-chip]')[2].querySelector('[data-testid=file-remove]').click(); return true;", vec![])
+        .await;
+    browser.until("the text file removed", "return qa('[data-testid=file-chip]').length === 2;", vec![]).await;
     browser.say("Вот ошибка и чек").await;
     browser
         .until(
