@@ -1338,7 +1338,13 @@
       this.state = 'starting';
       this.onChange();
       try {
-        this.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        // Cancelled while the browser asked for the microphone.
+        if (this.state !== 'starting') {
+          stream.getTracks().forEach((track) => track.stop());
+          return;
+        }
+        this.stream = stream;
         const type = VOICE_TYPES.find((t) => MediaRecorder.isTypeSupported(t));
         this.recorder = new MediaRecorder(this.stream, type ? { mimeType: type } : undefined);
       } catch (error) {

@@ -1053,6 +1053,17 @@ async fn a_recorded_voice_message_is_transcribed_and_answered(stage: &Stage) {
         )
         .await;
     let answers = browser.messages().await.iter().filter(|m| m["role"] == "assistant").count();
+    // A recording cancelled leaves nothing behind.
+    browser.js("q('[data-testid=record]').click(); return true;", vec![]).await;
+    browser.until("the recorder", "return !q('[data-testid=recorder]').hidden;", vec![]).await;
+    browser.js("q('[data-testid=record-cancel]').click(); return true;", vec![]).await;
+    browser
+        .until(
+            "the recording cancelled",
+            "return q('[data-testid=recorder]').hidden && !q('[data-testid=input]').hidden && qa('[data-testid=file-chip]').length === 0;",
+            vec![],
+        )
+        .await;
     browser.js("q('[data-testid=record]').click(); return true;", vec![]).await;
     browser
         .until(
