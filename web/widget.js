@@ -208,6 +208,15 @@
   const NEAR_BOTTOM_PX = 80;
   const INPUT_MAX_HEIGHT_PX = 132;
 
+  // Files a user may attach. The server decides by the content and stays the authority; these
+  // checks only spare an upload it would refuse. The size is CONCIERGE_MAX_ATTACHMENT_MB's default.
+  const MAX_FILE_MB = 10;
+  const MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024;
+  const MAX_FILES = 5;
+  const FILE_TYPES = ['image/png', 'image/jpeg', 'image/webp', 'application/pdf'];
+  const FILE_EXTENSIONS = /\.(png|jpe?g|webp|pdf|txt|log|md|csv)$/i;
+  const FILE_ACCEPT = 'image/png,image/jpeg,image/webp,application/pdf,text/plain,.txt,.log,.md,.csv';
+
   const ROLES = ['user', 'assistant', 'operator', 'system'];
   const STREAM_EVENTS = ['message', 'status', 'typing', 'delta', 'edit'];
 
@@ -261,6 +270,25 @@
       rateUnavailable: 'Оценить разговор можно, только когда в нём есть ответ.',
       offline: 'Нет соединения — сообщения отправятся, когда связь вернётся',
       retry: 'Повторить',
+      attach: 'Прикрепить файл',
+      removeFile: 'Убрать {name}',
+      dropHere: 'Отпустите, чтобы прикрепить',
+      uploading: 'Загружается…',
+      uploadFailed: 'Не загружено: {reason}',
+      fileTooBig: 'Файл «{name}» больше {limit} МБ.',
+      fileWrongType: 'Файл «{name}» не подходит: можно картинки (PNG, JPEG, WebP), PDF и текст.',
+      tooManyFiles: 'В одном сообщении — не больше {n} файлов.',
+      filesPending: 'Прикреплённые файлы',
+      record: 'Записать голосовое сообщение',
+      recording: 'Запись',
+      recordCancel: 'Отменить запись',
+      recordSend: 'Отправить запись',
+      micDenied: 'Нет доступа к микрофону.',
+      voiceMessage: 'Голосовое сообщение',
+      transcript: 'Расшифровка',
+      openImage: 'Открыть {name}',
+      kb: '{n} КБ',
+      mb: '{n} МБ',
       errors: {
         network: 'Нет связи с сервером.',
         server: 'Сервер временно недоступен.',
@@ -274,6 +302,12 @@
         email_not_configured: 'Отправка ответов на почту сейчас недоступна.',
         no_email: 'В вашем аккаунте нет адреса почты.',
         not_waiting_off_duty: 'Операторы на связи — ответ придёт здесь, в чате.',
+        payload_too_large: 'Файл слишком большой.',
+        unsupported_file: 'Такой файл не принимается: можно картинки (PNG, JPEG, WebP), PDF, текст и голосовые.',
+        type_mismatch: 'Содержимое файла не совпадает с его типом.',
+        empty_file: 'Файл пустой.',
+        invalid_attachment: 'Файл уже отправлен или не найден.',
+        too_many_attachments: 'В одном сообщении — не больше 5 файлов.',
       },
     },
     en: {
@@ -324,6 +358,25 @@
       rateUnavailable: 'A conversation can be rated once it has an answer.',
       offline: 'No connection — messages will be sent when it is back',
       retry: 'Retry',
+      attach: 'Attach a file',
+      removeFile: 'Remove {name}',
+      dropHere: 'Drop to attach',
+      uploading: 'Uploading…',
+      uploadFailed: 'Not uploaded: {reason}',
+      fileTooBig: 'The file “{name}” is larger than {limit} MB.',
+      fileWrongType: 'The file “{name}” cannot be sent: images (PNG, JPEG, WebP), PDF and text only.',
+      tooManyFiles: 'At most {n} files in one message.',
+      filesPending: 'Attached files',
+      record: 'Record a voice message',
+      recording: 'Recording',
+      recordCancel: 'Cancel recording',
+      recordSend: 'Send recording',
+      micDenied: 'The microphone is not available.',
+      voiceMessage: 'Voice message',
+      transcript: 'Transcript',
+      openImage: 'Open {name}',
+      kb: '{n} KB',
+      mb: '{n} MB',
       errors: {
         network: 'Cannot reach the server.',
         server: 'The server is temporarily unavailable.',
@@ -337,6 +390,12 @@
         email_not_configured: 'Answers by email are not available now.',
         no_email: 'Your account has no email address.',
         not_waiting_off_duty: 'Operators are here: the answer will come in this chat.',
+        payload_too_large: 'The file is too large.',
+        unsupported_file: 'This kind of file is not taken: images (PNG, JPEG, WebP), PDF, text and voice only.',
+        type_mismatch: 'The file’s content does not match its type.',
+        empty_file: 'The file is empty.',
+        invalid_attachment: 'A file was sent already or is not found.',
+        too_many_attachments: 'At most 5 files in one message.',
       },
     },
   };
@@ -549,6 +608,63 @@
     .send:hover { background: #4338CA; }
     .send:disabled { background: #C7D2FE; }
 
+    .files { display: flex; flex-direction: column; align-items: inherit; gap: 6px; margin-top: 4px; max-width: 100%; }
+    .file--image { display: block; line-height: 0; border-radius: 12px; overflow: hidden; border: 1px solid #E5E7EB; }
+    .file__thumb { display: block; max-width: 220px; max-height: 180px; object-fit: cover; background: #F3F4F6; }
+    .file--doc {
+      display: inline-flex; align-items: baseline; gap: 8px; max-width: 100%; padding: 8px 12px;
+      border: 1px solid #E5E7EB; border-radius: 12px; background: #fff; color: #4338CA; font-size: 14px;
+    }
+    .file--doc { text-decoration: none; }
+    .file__name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; text-decoration: underline; }
+    .file__size { flex: none; color: #6B7280; font-size: 12px; }
+    .file--voice { display: flex; flex-direction: column; gap: 4px; max-width: 100%; }
+    .file--voice audio { width: 240px; max-width: 100%; height: 40px; }
+    .file__transcript { margin: 0; padding: 6px 10px; border-radius: 10px; background: #F9FAFB; color: #374151; font-size: 13px; }
+    .pending-files { margin: 3px 4px 0; font-size: 12px; color: #6B7280; }
+
+    .composer__files { display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 6px; }
+    .composer__files:empty { display: none; }
+    .file-chip {
+      position: relative; display: inline-flex; align-items: center; gap: 6px; max-width: 100%;
+      padding: 4px 4px 6px 10px; border: 1px solid #D1D5DB; border-radius: 10px; background: #F9FAFB;
+      font-size: 12px; overflow: hidden;
+    }
+    .file-chip--failed { border-color: #FECACA; background: #FEF2F2; color: #991B1B; }
+    .file-chip__name { max-width: 140px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+    .file-chip__size { color: #6B7280; }
+    .file-chip__error { flex-basis: 100%; }
+    .file-chip__remove {
+      width: 22px; height: 22px; padding: 0; border: 0; border-radius: 6px; background: transparent;
+      font-size: 15px; line-height: 1;
+    }
+    .file-chip__remove:hover { background: #E5E7EB; }
+    .file-chip__progress {
+      position: absolute; left: 0; bottom: 0; height: 3px; width: 100%; border: 0; appearance: none;
+      background: transparent;
+    }
+    .file-chip__progress::-webkit-progress-bar { background: transparent; }
+    .file-chip__progress::-webkit-progress-value { background: #4F46E5; }
+    .file-chip__progress::-moz-progress-bar { background: #4F46E5; }
+    .composer__notice { margin-bottom: 4px; font-size: 12px; color: #B91C1C; }
+    .tool {
+      flex: none; width: 42px; height: 42px; padding: 0; border: 0; border-radius: 50%;
+      display: grid; place-items: center; background: transparent; color: #4B5563;
+    }
+    .tool:hover { background: #F3F4F6; }
+    .tool:disabled { color: #D1D5DB; background: transparent; }
+    .recorder {
+      display: flex; align-items: center; gap: 8px; min-height: 42px; padding: 4px 6px 4px 12px;
+      border: 1px solid #FECACA; border-radius: 12px; background: #FEF2F2; color: #991B1B; font-size: 14px;
+    }
+    .recorder__dot { width: 10px; height: 10px; border-radius: 50%; background: #DC2626; animation: lc-blink 1s steps(2) infinite; }
+    .recorder__timer { flex: 1; font-variant-numeric: tabular-nums; }
+    .panel--dragging::after {
+      content: attr(data-drop-label); position: absolute; inset: 8px; display: grid; place-items: center;
+      border: 2px dashed #4F46E5; border-radius: 12px; background: rgba(238, 242, 255, .92);
+      color: #3730A3; font-size: 15px; font-weight: 600; pointer-events: none;
+    }
+
     @media (max-width: 480px) {
       .panel {
         inset: 0; width: auto; height: auto; max-width: none; max-height: none;
@@ -571,6 +687,11 @@
       stroke: false,
       d: 'M3.4 20.4l17.4-7.5a1 1 0 0 0 0-1.8L3.4 3.6a.7.7 0 0 0-1 .8L4.6 11 13 12l-8.4 1-2.2 6.6a.7.7 0 0 0 1 .8z',
     },
+    clip: {
+      stroke: true,
+      d: 'M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9',
+    },
+    mic: { stroke: true, d: 'M12 3a3 3 0 0 1 3 3v6a3 3 0 0 1-6 0V6a3 3 0 0 1 3-3zM5 11a7 7 0 0 0 14 0M12 18v3' },
     star: { stroke: false, d: 'M12 2.8l2.8 5.8 6.3.9-4.6 4.4 1.1 6.3L12 17.2l-5.6 3 1.1-6.3-4.6-4.4 6.3-.9z' },
   };
 
@@ -704,8 +825,22 @@
     return Boolean(value) && typeof value.id === 'string' && Number.isFinite(value.seq);
   }
 
+  // Links to files are signed afresh each time a message is read: a new link is not a change.
   function sameMessage(a, b) {
-    return JSON.stringify(a) === JSON.stringify(b);
+    const withoutLinks = (key, value) => (key === 'url' ? undefined : value);
+    return JSON.stringify(a, withoutLinks) === JSON.stringify(b, withoutLinks);
+  }
+
+  function fileAccepted(file) {
+    const type = String(file.type || '').toLowerCase().split(';')[0];
+    if (type) return FILE_TYPES.includes(type) || type.startsWith('text/') || type.startsWith('audio/');
+    return FILE_EXTENSIONS.test(file.name || '');
+  }
+
+  function attachmentsOf(message) {
+    return Array.isArray(message.attachments)
+      ? message.attachments.filter((a) => a && typeof a.id === 'string' && typeof a.url === 'string')
+      : [];
   }
 
   function scriptApiBase(script) {
@@ -760,6 +895,7 @@
       this.authToken = authToken;
       this.onReachable = onReachable;
       this.inflight = new Set();
+      this.uploads = new Set();
       this.closed = false;
     }
 
@@ -771,11 +907,54 @@
       return this.request('GET', `/conversations/${encodeURIComponent(id)}/`);
     }
 
-    postMessage(id, content, clientMessageId) {
-      return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages/`, {
-        content,
-        client_message_id: clientMessageId,
+    postMessage(id, content, clientMessageId, attachmentIds) {
+      const body = { content, client_message_id: clientMessageId };
+      if (attachmentIds && attachmentIds.length) body.attachment_ids = attachmentIds;
+      return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages/`, body);
+    }
+
+    // One file, as the form's `file` part, with XMLHttpRequest for its upload progress
+    // (onProgress gets 0..1). Returns { promise, abort }; the promise gives the stored file.
+    upload(id, file, onProgress) {
+      if (this.closed) return { promise: never(), abort() {} };
+      const xhr = new XMLHttpRequest();
+      const promise = new Promise((resolve, reject) => {
+        xhr.open('POST', `${this.base}/conversations/${encodeURIComponent(id)}/attachments/`);
+        xhr.setRequestHeader('Accept', 'application/json');
+        const token = this.authToken();
+        if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+        xhr.upload.addEventListener('progress', (event) => {
+          if (event.lengthComputable && event.total) onProgress(event.loaded / event.total);
+        });
+        xhr.addEventListener('load', () => {
+          const data = parseJson(xhr.responseText);
+          if (xhr.status >= 200 && xhr.status < 300 && data && typeof data.id === 'string') {
+            resolve(data);
+            return;
+          }
+          const error = data && data.error ? data.error : {};
+          reject(new RequestError(xhr.status, error.code ? String(error.code) : `http_${xhr.status}`, error.message));
+        });
+        xhr.addEventListener('error', () => reject(new RequestError(0, 'network')));
+        xhr.addEventListener('abort', () => reject(new RequestError(0, 'aborted')));
+        const form = new FormData();
+        form.append('file', file, file.name);
+        xhr.send(form);
       });
+      this.uploads.add(xhr);
+      const settle = () => this.uploads.delete(xhr);
+      promise.then(settle, settle);
+      return {
+        promise: promise.then(
+          (data) => (this.closed ? never() : data),
+          (error) => {
+            if (this.closed) return never();
+            this.onReachable(!error.network);
+            throw error;
+          }
+        ),
+        abort: () => xhr.abort(),
+      };
     }
 
     listMessages(id, after) {
@@ -813,6 +992,8 @@
       this.closed = true;
       this.inflight.forEach((controller) => controller.abort());
       this.inflight.clear();
+      this.uploads.forEach((xhr) => xhr.abort());
+      this.uploads.clear();
     }
 
     request(method, path, body) {
@@ -1116,6 +1297,119 @@
   // ---------------------------------------------------------------------------------------
   // The widget
 
+  // A voice message: at most two minutes, recorded with MediaRecorder.
+  const VOICE_MAX_MS = 120000;
+  const VOICE_TICK_MS = 250;
+  // What the server takes as voice, best first: OGG/Opus plays as a voice message in Telegram.
+  const VOICE_TYPES = ['audio/ogg;codecs=opus', 'audio/webm;codecs=opus', 'audio/webm', 'audio/mp4'];
+
+  function voiceSupported() {
+    return Boolean(
+      typeof window.MediaRecorder === 'function' && navigator.mediaDevices && navigator.mediaDevices.getUserMedia
+    );
+  }
+
+  function clock(ms) {
+    const seconds = Math.floor(ms / 1000);
+    return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
+  }
+
+  // Records one voice message: start() asks for the microphone, the timer runs (and stops the
+  // recording at VOICE_MAX_MS), finish() gives the recording as a File, cancel() throws it away.
+  // onChange() is called on every change of state and tick of the timer.
+  class VoiceRecorder {
+    constructor(onChange) {
+      this.onChange = onChange;
+      this.state = 'idle'; // idle | starting | recording | stopped
+      this.elapsed = 0;
+      this.stream = null;
+      this.recorder = null;
+      this.chunks = [];
+      this.timer = null;
+      this.stopped = null;
+    }
+
+    get active() {
+      return this.state !== 'idle';
+    }
+
+    async start() {
+      if (this.active) return;
+      this.state = 'starting';
+      this.onChange();
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        // Cancelled while the browser asked for the microphone.
+        if (this.state !== 'starting') {
+          stream.getTracks().forEach((track) => track.stop());
+          return;
+        }
+        this.stream = stream;
+        const type = VOICE_TYPES.find((t) => MediaRecorder.isTypeSupported(t));
+        this.recorder = new MediaRecorder(this.stream, type ? { mimeType: type } : undefined);
+      } catch (error) {
+        this.release();
+        throw error;
+      }
+      this.chunks = [];
+      this.recorder.addEventListener('dataavailable', (event) => {
+        if (event.data && event.data.size > 0) this.chunks.push(event.data);
+      });
+      this.stopped = new Promise((resolve) => this.recorder.addEventListener('stop', resolve, { once: true }));
+      const startedAt = Date.now();
+      this.recorder.start(VOICE_TICK_MS * 4);
+      this.state = 'recording';
+      this.elapsed = 0;
+      this.timer = setInterval(() => {
+        this.elapsed = Math.min(Date.now() - startedAt, VOICE_MAX_MS);
+        if (this.elapsed >= VOICE_MAX_MS) this.stop();
+        this.onChange();
+      }, VOICE_TICK_MS);
+      this.onChange();
+    }
+
+    stop() {
+      clearInterval(this.timer);
+      this.timer = null;
+      if (this.recorder && this.recorder.state !== 'inactive') this.recorder.stop();
+      if (this.state === 'recording') this.state = 'stopped';
+    }
+
+    // The recording as a File, or null when nothing was recorded.
+    async finish() {
+      if (!this.recorder) return null;
+      this.stop();
+      await this.stopped;
+      const type = (this.recorder.mimeType || (this.chunks[0] && this.chunks[0].type) || 'audio/webm').split(';')[0];
+      const blob = new Blob(this.chunks, { type });
+      this.release();
+      if (!blob.size) return null;
+      const extension = { 'audio/ogg': 'ogg', 'audio/webm': 'webm', 'audio/mp4': 'm4a' }[type] || 'webm';
+      return new File([blob], `voice.${extension}`, { type });
+    }
+
+    cancel() {
+      this.stop();
+      this.release();
+    }
+
+    release() {
+      clearInterval(this.timer);
+      this.timer = null;
+      if (this.stream) this.stream.getTracks().forEach((track) => track.stop());
+      this.stream = null;
+      this.recorder = null;
+      this.chunks = [];
+      this.state = 'idle';
+      this.elapsed = 0;
+      this.onChange();
+    }
+
+    timerText() {
+      return `${clock(this.elapsed)} / ${clock(VOICE_MAX_MS)}`;
+    }
+  }
+
   class Widget {
     constructor(options) {
       this.apiBase = normalizeApiBase(options.api);
@@ -1170,11 +1464,22 @@
       this.unread = false;
       this.forceScroll = false;
       this.nodes = new Map(); // render key → { node, data }
+      // Files chosen for the next message: { key, file, name, size, state: uploading|done|failed,
+      // progress 0..1, error, attachment (the server's), abort, then (run once uploaded) }.
+      this.files = [];
+      this.fileNotice = ''; // why a chosen file was refused before its upload
+      this.dragging = false;
+      this.recorder = new VoiceRecorder(() => this.renderRecorder());
 
       this.mount();
       this.listen();
       this.outbox.items.forEach((item) => {
-        this.pending.set(item.client_message_id, { content: item.content, state: 'queued', error: '' });
+        this.pending.set(item.client_message_id, {
+          content: item.content,
+          files: Array.isArray(item.files) ? item.files : [],
+          state: 'queued',
+          error: '',
+        });
       });
       if (record) this.restoreInBackground();
       this.flushOutbox();
@@ -1212,6 +1517,7 @@
       clearTimeout(this.typingTimer);
       clearTimeout(this.operatorTypingTimer);
       this.api.abortAll();
+      if (this.recorder.active) this.recorder.cancel();
       window.removeEventListener('online', this.handlers.online);
       window.removeEventListener('offline', this.handlers.offline);
       this.host.remove();
@@ -1389,6 +1695,10 @@
         if (entry.state === 'failed') this.pending.delete(clientMessageId);
       });
       this.feedSeq = 0;
+      // Files are uploaded to one conversation: those chosen for the old one cannot go.
+      this.files.forEach((entry) => entry.abort && entry.abort());
+      this.files = [];
+      this.fileNotice = '';
       this.rating = { value: 0, state: 'idle' };
       this.el.ratingComment.value = '';
       this.confirmingEnd = false;
@@ -1537,25 +1847,45 @@
       return Boolean(this.conversation) && this.conversation.status === 'closed';
     }
 
-    canSend(text) {
+    // Files uploaded and waiting to go with the next message typed.
+    readyFiles() {
+      return this.files.filter((entry) => entry.state === 'done' && !entry.then);
+    }
+
+    canSend(text, files) {
       const count = charCount(text.trim());
-      return count > 0 && count <= MAX_MESSAGE_CHARS && !this.isClosed();
+      const withFiles = Boolean(files && files.length);
+      return (count > 0 || withFiles) && count <= MAX_MESSAGE_CHARS && !this.isClosed();
+    }
+
+    // A file of the next message is still on its way to the server.
+    uploading() {
+      return this.files.some((entry) => entry.state === 'uploading' && !entry.then);
     }
 
     submitComposer() {
       const text = this.el.input.value;
-      if (!this.canSend(text)) return;
+      const files = this.readyFiles();
+      if (this.uploading() || this.recorder.active || !this.canSend(text, files)) return;
       this.el.input.value = '';
+      this.files = this.files.filter((entry) => !files.includes(entry));
+      this.fileNotice = '';
       this.autosize();
-      this.sendText(text);
+      this.sendText(text, files);
     }
 
     // The message shows at once; the outbox delivers it, in order, when it can.
-    sendText(text) {
-      if (!this.canSend(text)) return;
-      const item = { client_message_id: uuid(), content: text.trim() };
+    sendText(text, files) {
+      const sent = files || [];
+      if (!this.canSend(text, sent)) return;
+      const item = {
+        client_message_id: uuid(),
+        content: text.trim(),
+        attachment_ids: sent.map((entry) => entry.attachment.id),
+        files: sent.map((entry) => ({ name: entry.attachment.file_name, size: entry.attachment.size_bytes })),
+      };
       this.outbox.add(item);
-      this.pending.set(item.client_message_id, { content: item.content, state: 'queued', error: '' });
+      this.pending.set(item.client_message_id, { content: item.content, files: item.files, state: 'queued', error: '' });
       this.notice = '';
       this.forceScroll = true;
       this.flushOutbox();
@@ -1564,7 +1894,121 @@
 
     setPending(clientMessageId, state, error) {
       const entry = this.pending.get(clientMessageId);
-      if (entry) this.pending.set(clientMessageId, { content: entry.content, state, error: error || '' });
+      if (entry) this.pending.set(clientMessageId, Object.assign({}, entry, { state, error: error || '' }));
+    }
+
+    // --- files ----------------------------------------------------------------------------
+
+    // Chosen, dropped or pasted files: each is checked here (the server checks again, by the
+    // content) and uploaded at once, with its progress on its chip.
+    addFiles(list) {
+      if (this.isClosed()) return;
+      let refused = '';
+      Array.from(list || []).forEach((file) => {
+        const name = file.name || 'file';
+        if (this.files.length >= MAX_FILES) refused = this.t('tooManyFiles', { n: MAX_FILES });
+        else if (!fileAccepted(file)) refused = this.t('fileWrongType', { name });
+        else if (file.size > MAX_FILE_BYTES) refused = this.t('fileTooBig', { name, limit: MAX_FILE_MB });
+        else if (!file.size) refused = this.strings.errors.empty_file;
+        else this.startUpload(file);
+      });
+      this.fileNotice = refused;
+      this.render();
+    }
+
+    startUpload(file, then) {
+      const entry = {
+        key: uuid(),
+        file,
+        name: file.name || 'file',
+        size: file.size,
+        state: 'uploading',
+        progress: 0,
+        error: '',
+        attachment: null,
+        abort: null,
+        then: then || null,
+      };
+      this.files.push(entry);
+      this.uploadFile(entry);
+      return entry;
+    }
+
+    async uploadFile(entry) {
+      try {
+        const conversation = await this.ensureConversation();
+        if (!this.files.includes(entry)) return;
+        const upload = this.api.upload(conversation.id, entry.file, (progress) => {
+          entry.progress = progress;
+          this.renderFiles();
+        });
+        entry.abort = upload.abort;
+        entry.attachment = await upload.promise;
+        if (!this.files.includes(entry)) return;
+        entry.state = 'done';
+        entry.progress = 1;
+        if (entry.then) entry.then(entry);
+      } catch (error) {
+        if (!this.files.includes(entry)) return;
+        entry.state = 'failed';
+        entry.error = this.uploadErrorText(error);
+      } finally {
+        entry.abort = null;
+        this.render();
+      }
+    }
+
+    // The server's word on a refused file: ours when we have one for its code, else its own.
+    uploadErrorText(error) {
+      const errors = this.strings.errors;
+      if (error.network || error.status >= 500) return this.errorText(error);
+      if (Object.prototype.hasOwnProperty.call(errors, error.code)) return errors[error.code];
+      return error.message && error.message !== error.code ? error.message : errors.generic;
+    }
+
+    removeFile(key) {
+      const entry = this.files.find((candidate) => candidate.key === key);
+      if (!entry) return;
+      if (entry.abort) entry.abort();
+      this.files = this.files.filter((candidate) => candidate !== entry);
+      this.render();
+      this.focusComposer();
+    }
+
+    async startRecording() {
+      if (this.recorder.active || this.isClosed()) return;
+      this.fileNotice = '';
+      try {
+        await this.recorder.start();
+      } catch {
+        this.fileNotice = this.t('micDenied');
+      }
+      this.render();
+    }
+
+    cancelRecording() {
+      this.recorder.cancel();
+      this.render();
+      this.focusComposer();
+    }
+
+    // The recording goes as a message of its own as soon as it is uploaded.
+    async sendRecording() {
+      const file = await this.recorder.finish();
+      if (file) {
+        this.startUpload(file, (entry) => {
+          this.files = this.files.filter((candidate) => candidate !== entry);
+          this.sendText('', [entry]);
+        });
+      }
+      this.render();
+      this.focusComposer();
+    }
+
+    sizeText(bytes) {
+      const size = Number(bytes) || 0;
+      if (size >= 1024 * 1024) return this.t('mb', { n: (size / (1024 * 1024)).toFixed(1) });
+      return this.t('kb', { n: Math.max(1, Math.ceil(size / 1024)) });
     }
 
     async flushOutbox() {
@@ -1603,7 +2047,12 @@
       this.render();
       try {
         const conversation = await this.ensureConversation();
-        const message = await this.api.postMessage(conversation.id, item.content, clientMessageId);
+        const message = await this.api.postMessage(
+          conversation.id,
+          item.content,
+          clientMessageId,
+          item.attachment_ids
+        );
         this.backoff.reset();
         this.outbox.remove(clientMessageId);
         this.acceptMessage(message, false);
@@ -1845,6 +2294,8 @@
           this.buildComposer(),
         ]
       );
+      this.el.panel.setAttribute('data-drop-label', this.t('dropHere'));
+      this.listenForDrops();
       return this.el.panel;
     }
 
@@ -1975,9 +2426,49 @@
         { type: 'submit', class: 'send', 'data-testid': 'send', 'aria-label': this.t('send') },
         icon('send')
       );
+      this.el.fileInput = h('input', {
+        type: 'file',
+        multiple: true,
+        accept: FILE_ACCEPT,
+        hidden: true,
+        'data-testid': 'file-input',
+      });
+      this.el.fileInput.addEventListener('change', () => {
+        this.addFiles(this.el.fileInput.files);
+        this.el.fileInput.value = '';
+      });
+      this.el.attach = this.button(icon('clip'), 'attach', () => this.el.fileInput.click(), 'tool');
+      this.el.attach.setAttribute('aria-label', this.t('attach'));
+      this.el.attach.setAttribute('title', this.t('attach'));
+      this.el.record = this.button(icon('mic'), 'record', () => this.startRecording(), 'tool');
+      this.el.record.setAttribute('aria-label', this.t('record'));
+      this.el.record.setAttribute('title', this.t('record'));
+      this.el.record.hidden = !voiceSupported();
+      this.el.files = h('div', { class: 'composer__files', 'data-testid': 'files', 'aria-label': this.t('filesPending') });
+      this.el.fileNotice = h('div', { class: 'composer__notice', role: 'alert', 'data-testid': 'file-notice', hidden: true });
+      this.el.recorderTimer = h('span', { class: 'recorder__timer', 'data-testid': 'recorder-timer' });
+      const cancel = this.button('×', 'record-cancel', () => this.cancelRecording(), 'file-chip__remove');
+      cancel.setAttribute('aria-label', this.t('recordCancel'));
+      cancel.setAttribute('title', this.t('recordCancel'));
+      const sendRecording = this.button(this.t('recordSend'), 'record-send', () => this.sendRecording(), 'button button--primary');
+      this.el.recorder = h('div', { class: 'recorder', 'data-testid': 'recorder', role: 'group', 'aria-label': this.t('recording'), hidden: true }, [
+        h('span', { class: 'recorder__dot', 'aria-hidden': 'true' }),
+        this.el.recorderTimer,
+        cancel,
+        sendRecording,
+      ]);
       const form = h('form', { class: 'composer' }, [
+        this.el.fileInput,
+        this.el.attach,
         h('label', { class: 'sr-only', for: 'lc-input' }, this.t('inputLabel')),
-        h('div', { class: 'composer__field' }, [this.el.input, this.el.counter]),
+        h('div', { class: 'composer__field' }, [
+          this.el.fileNotice,
+          this.el.files,
+          this.el.recorder,
+          this.el.input,
+          this.el.counter,
+        ]),
+        this.el.record,
         this.el.send,
       ]);
       form.addEventListener('submit', (event) => {
@@ -1994,7 +2485,44 @@
         this.autosize();
         this.renderComposer();
       });
+      // A pasted screenshot (or file) is attached; pasted text is typed as usual.
+      this.el.input.addEventListener('paste', (event) => {
+        const files = event.clipboardData ? Array.from(event.clipboardData.files || []) : [];
+        if (!files.length) return;
+        event.preventDefault();
+        this.addFiles(files);
+      });
       return form;
+    }
+
+    // Files dropped anywhere on the panel are attached.
+    listenForDrops() {
+      const panel = this.el.panel;
+      const carriesFiles = (event) =>
+        Boolean(event.dataTransfer) && Array.from(event.dataTransfer.types || []).includes('Files');
+      const over = (event) => {
+        if (!carriesFiles(event) || this.isClosed()) return;
+        event.preventDefault();
+        event.dataTransfer.dropEffect = 'copy';
+        if (!this.dragging) {
+          this.dragging = true;
+          this.renderDragging();
+        }
+      };
+      panel.addEventListener('dragenter', over);
+      panel.addEventListener('dragover', over);
+      panel.addEventListener('dragleave', (event) => {
+        if (event.relatedTarget && panel.contains(event.relatedTarget)) return;
+        this.dragging = false;
+        this.renderDragging();
+      });
+      panel.addEventListener('drop', (event) => {
+        if (!carriesFiles(event)) return;
+        event.preventDefault();
+        this.dragging = false;
+        this.renderDragging();
+        this.addFiles(event.dataTransfer.files);
+      });
     }
 
     autosize() {
@@ -2128,12 +2656,71 @@
     renderComposer() {
       const closed = this.isClosed();
       const count = charCount(this.el.input.value.trim());
+      const recording = this.recorder.active;
       this.el.input.disabled = closed;
       this.el.input.placeholder = this.t(closed ? 'placeholderClosed' : 'placeholder');
-      this.el.send.disabled = closed || count === 0 || count > MAX_MESSAGE_CHARS;
-      this.el.counter.hidden = closed || count < COUNTER_FROM_CHARS;
+      this.el.input.hidden = recording;
+      this.el.send.disabled =
+        closed || recording || this.uploading() || !this.canSend(this.el.input.value, this.readyFiles());
+      this.el.counter.hidden = closed || recording || count < COUNTER_FROM_CHARS;
       this.el.counter.textContent = `${count} / ${MAX_MESSAGE_CHARS}`;
       this.el.counter.classList.toggle('counter--over', count > MAX_MESSAGE_CHARS);
+      this.el.attach.disabled = closed || this.files.length >= MAX_FILES;
+      this.el.record.disabled = closed || recording;
+      this.el.fileNotice.hidden = !this.fileNotice;
+      this.el.fileNotice.textContent = this.fileNotice;
+      this.renderFiles();
+      this.renderRecorder();
+    }
+
+    // One chip per chosen file: its name and size, a progress bar while it uploads, the
+    // server's reason when it was refused, and × to remove it.
+    renderFiles() {
+      const chips = this.files.map((entry) => {
+        const failed = entry.state === 'failed';
+        const remove = this.button('×', 'file-remove', () => this.removeFile(entry.key), 'file-chip__remove');
+        remove.setAttribute('aria-label', this.t('removeFile', { name: entry.name }));
+        remove.setAttribute('title', this.t('removeFile', { name: entry.name }));
+        const chip = h(
+          'div',
+          {
+            class: failed ? 'file-chip file-chip--failed' : 'file-chip',
+            'data-testid': 'file-chip',
+            'data-state': entry.state,
+          },
+          [
+            h('span', { class: 'file-chip__name' }, entry.name),
+            h('span', { class: 'file-chip__size' }, this.sizeText(entry.size)),
+            remove,
+            failed ? h('span', { class: 'file-chip__error' }, this.t('uploadFailed', { reason: entry.error })) : null,
+          ]
+        );
+        if (entry.state === 'uploading') {
+          const bar = h('progress', {
+            class: 'file-chip__progress',
+            max: 100,
+            value: Math.round(entry.progress * 100),
+            'aria-label': this.t('uploading'),
+            'data-testid': 'file-progress',
+          });
+          chip.append(bar);
+        }
+        return chip;
+      });
+      this.el.files.replaceChildren(...chips);
+    }
+
+    renderRecorder() {
+      const active = this.recorder.active;
+      this.el.recorder.hidden = !active;
+      this.el.recorderTimer.textContent = `${this.t('recording')} ${this.recorder.timerText()}`;
+      this.el.input.hidden = active;
+      if (this.el.record) this.el.record.disabled = this.isClosed() || active;
+      if (this.el.send) this.el.send.disabled = this.el.send.disabled || active;
+    }
+
+    renderDragging() {
+      this.el.panel.classList.toggle('panel--dragging', this.dragging);
     }
 
     hasAnswer() {
@@ -2232,7 +2819,9 @@
       const meta = message.metadata && typeof message.metadata === 'object' ? message.metadata : {};
       const node = this.messageShell(role, { 'data-seq': message.seq, 'data-id': message.id });
       if (role === 'operator') node.append(h('div', { class: 'msg__author' }, this.operatorLabel(meta)));
-      this.appendText(node, role, message.content);
+      const files = attachmentsOf(message);
+      if (message.content.trim() || !files.length) this.appendText(node, role, message.content);
+      this.appendAttachments(node, files);
       if (role === 'assistant' && Array.isArray(meta.sources)) this.appendSources(node, meta.sources);
       if (role === 'assistant' && Array.isArray(meta.suggestions)) this.appendChips(node, meta.suggestions);
       if (meta.edited_at) node.append(h('div', { class: 'msg__meta' }, this.t('edited')));
@@ -2268,7 +2857,12 @@
       const status = failed
         ? this.t('failed', { reason: entry.error })
         : this.t(entry.state === 'sending' ? 'sending' : 'queued');
-      this.appendText(node, 'user', entry.content);
+      const files = Array.isArray(entry.files) ? entry.files : [];
+      if (entry.content || !files.length) this.appendText(node, 'user', entry.content);
+      if (files.length) {
+        const names = files.map((file) => `${file.name} (${this.sizeText(file.size)})`).join(', ');
+        node.append(h('div', { class: 'pending-files', 'data-testid': 'pending-files' }, names));
+      }
       const meta = h('div', { class: failed ? 'msg__meta msg__meta--error' : 'msg__meta' }, status);
       if (failed) {
         const dismiss = this.button('×', 'dismiss', () => this.dismissFailed(clientMessageId), 'msg__dismiss');
@@ -2278,6 +2872,61 @@
       }
       node.append(meta);
       return node;
+    }
+
+    // A message's files: images as thumbnails that open the file, voice as a player with its
+    // transcript under it, other files as a link with their name and size.
+    appendAttachments(node, files) {
+      if (!files.length) return;
+      const list = h('div', { class: 'files', 'data-testid': 'attachments' });
+      files.forEach((file) => {
+        const built = this.buildAttachment(file);
+        if (built) list.append(built);
+      });
+      node.append(list);
+    }
+
+    // Links are signed paths from the site's root; only http(s) is ever put in a page.
+    fileUrl(file) {
+      try {
+        const url = new URL(file.url, `${this.siteBase}/`);
+        return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : '';
+      } catch {
+        return '';
+      }
+    }
+
+    buildAttachment(file) {
+      const url = this.fileUrl(file);
+      if (!url) return null;
+      const name = typeof file.file_name === 'string' ? file.file_name : '';
+      const link = { href: url, target: '_blank', rel: 'noopener noreferrer' };
+      if (file.kind === 'image') {
+        const thumb = h('img', { class: 'file__thumb', src: url, alt: name, 'data-testid': 'attachment-image' });
+        const label = this.t('openImage', { name });
+        return h('a', Object.assign({ class: 'file file--image', title: label, 'aria-label': label }, link), thumb);
+      }
+      if (file.kind === 'voice') {
+        const audio = h('audio', {
+          controls: true,
+          preload: 'metadata',
+          src: url,
+          'aria-label': this.t('voiceMessage'),
+          'data-testid': 'attachment-voice',
+        });
+        const said = typeof file.transcript === 'string' ? file.transcript.trim() : '';
+        const transcript = said
+          ? h('p', { class: 'file__transcript', 'data-testid': 'transcript' }, [
+              h('span', { class: 'sr-only' }, `${this.t('transcript')}: `),
+              said,
+            ])
+          : null;
+        return h('div', { class: 'file file--voice' }, [audio, transcript]);
+      }
+      return h('a', Object.assign({ class: 'file file--doc', 'data-testid': 'attachment-file' }, link), [
+        h('span', { class: 'file__name' }, name),
+        h('span', { class: 'file__size' }, this.sizeText(file.size_bytes)),
+      ]);
     }
 
     kbUrl(path) {

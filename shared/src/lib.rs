@@ -18,6 +18,7 @@ pub mod human;
 pub mod i18n;
 pub mod jobs;
 pub mod knowledge;
+pub mod links;
 pub mod message_meta;
 pub mod metrics;
 pub mod pg;

@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/conversations"),
     ("get", "/admin/conversations/{id}"),
     ("post", "/admin/conversations/{id}/ai"),
+    ("post", "/admin/conversations/{id}/attachments"),
     ("post", "/admin/conversations/{id}/close"),
     ("post", "/admin/conversations/{id}/notes"),
     ("post", "/admin/conversations/{id}/reply"),
@@ -192,8 +193,7 @@ async fn the_openapi_document_states_auth_statuses_and_constraints() {
         }
         if let Some(body) = operation.get("requestBody") {
             // A file is uploaded as a form; every other body is JSON.
-            let expected =
-                if *path == "/conversations/{id}/attachments" { "multipart/form-data" } else { "application/json" };
+            let expected = if path.ends_with("/{id}/attachments") { "multipart/form-data" } else { "application/json" };
             assert!(body["content"].get(expected).is_some(), "{route}");
             for status in ["413", "422"] {
                 assert!(has(status), "{route} answers {status}");
@@ -233,6 +233,10 @@ async fn the_openapi_document_states_auth_statuses_and_constraints() {
     assert!(property("PostMessageIn", "content").get("minLength").is_none());
     assert_eq!(property("PostMessageIn", "attachment_ids")["maxItems"], 5);
     assert_eq!(property("ReplyIn", "content")["maxLength"], 1234);
+    assert_eq!(property("ReplyIn", "attachment_ids")["maxItems"], 5);
+    // Messages list their files, each with a link.
+    assert_eq!(schemas["MessageOut"]["properties"]["attachments"]["type"], "array", "{}", schemas["MessageOut"]);
+    assert!(schemas["MessageAttachmentOut"]["required"].as_array().unwrap().contains(&"url".into()));
     assert_eq!(property("PostMessageIn", "client_message_id")["maxLength"], 100);
     assert_eq!(property("CreateConversationIn", "page_url")["maxLength"], 2048);
     assert!(property("CreateConversationIn", "page_url")["pattern"].is_string());

@@ -73,6 +73,11 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A browser with more of Chromium's switches (a fake microphone, say).
+    async fn start_with(extra: &[String]) -> Self {
         // Several TLS backends are linked in; the driver connection (plain HTTP) needs one chosen.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
@@ -83,12 +88,13 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .expect("starting chromedriver");
-        let capabilities: serde_json::Map<String, Value> = serde_json::from_value(json!({
-            "goog:chromeOptions": {
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
-            }
-        }))
-        .unwrap();
+        let mut args: Vec<String> =
+            ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+                .map(String::from)
+                .to_vec();
+        args.extend_from_slice(extra);
+        let capabilities: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({ "goog:chromeOptions": { "args": args } })).unwrap();
         let driver_url = format!("http://127.0.0.1:{port}");
         let client = wait_until("chromedriver to start", WAIT, async || {
             ClientBuilder::rustls().expect("a TLS setup").capabilities(capabilities.clone()).connect(&driver_url).await
@@ -809,4 +815,357 @@ async fn an_operators_answer_is_approved_as_a_document_in_the_console(stage: &St
     })
     .await;
     assert_eq!(answer["metadata"]["sources"][0]["path"], path.as_str(), "{answer}");
+}
+
+/// A WAV file (16-bit PCM, mono, 16 kHz) of `seconds` of a tone: what the fake microphone hears.
+fn tone_wav(seconds: u32) -> Vec<u8> {
+    let rate = 16_000u32;
+    let samples: Vec<i16> = (0..rate * seconds)
+        .map(|n| ((n as f64 * 440.0 * 2.0 * std::f64::consts::PI / f64::from(rate)).sin() * 8_000.0) as i16)
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend(b"RIFF");
+    wav.extend((36 + data_len).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(1u16.to_le_bytes());
+    wav.extend(1u16.to_le_bytes());
+    wav.extend(rate.to_le_bytes());
+    wav.extend((rate * 2).to_le_bytes());
+    wav.extend(2u16.to_le_bytes());
+    wav.extend(16u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend(data_len.to_le_bytes());
+    for sample in samples {
+        wav.extend(sample.to_le_bytes());
+    }
+    wav
+}
+
+/// Files both ways and a recorded voice message: a pasted screenshot and a PDF reach the
+/// widget and the topic (sendPhoto, sendDocument), an operator's photo reaches the widget, and
+/// a voice message recorded from Chromium's fake microphone (a generated WAV) is transcribed
+/// by a loopback speech-to-text server and answered.
+#[tokio::test]
+async fn files_and_voice_work_in_chromium() {
+    if !chromium_available() {
+        return;
+    }
+    let wav = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("voice-{}.wav", free_port()));
+    std::fs::write(&wav, tone_wav(4)).unwrap();
+    let stt = crate::fake_transcribe::FakeTranscribe::start("Как оплатить подписку?").await;
+    let fake = FakeTelegram::start().await;
+    let (concierge, base) = start_concierge_with(&fake, &[("CONCIERGE_TRANSCRIBE_URL", stt.url.as_str())]).await;
+    let browser = Browser::start_with(&[
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        format!("--use-file-for-fake-audio-capture={}", wav.display()),
+    ])
+    .await;
+    let stage = Stage { fake, base, http: reqwest::Client::new(), browser, _concierge: concierge };
+    stories!(
+        &stage,
+        a_pasted_screenshot_and_a_pdf_reach_the_widget_and_the_topic,
+        an_operators_photo_appears_in_the_widget,
+        a_recorded_voice_message_is_transcribed_and_answered,
+        the_console_shows_the_files_and_sends_one_to_the_widget,
+    );
+    assert!(!stt.requests().is_empty(), "the recording was transcribed");
+    stage.browser.client.close().await.unwrap();
+}
+
+/// The topic's thread id, once the card is posted (its transcript covers what was written
+/// before it, so later messages come as posts of their own).
+async fn topic_thread(fake: &FakeTelegram) -> i64 {
+    fake.wait_for("the topic", |f| !f.accepted("createForumTopic").is_empty()).await;
+    let thread = wait_until("the card posted", WAIT, async || {
+        fake.accepted("sendMessage").iter().find_map(|m| m["message_thread_id"].as_i64())
+    })
+    .await;
+    fake.wait_for("the whole card", |f| f.posts_in(thread).len() >= 2).await;
+    thread
+}
+
+async fn post_update(stage: &Stage, update: &Value) {
+    let status = stage
+        .http
+        .post(stage.api("/telegram/webhook/"))
+        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+        .json(update)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn a_pasted_screenshot_and_a_pdf_reach_the_widget_and_the_topic(stage: &Stage) {
+    let browser = &stage.browser;
+    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
+    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
+    browser
+        .js(
+            "const select = document.getElementById('login-as'); select.value = 'anna';
+             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![],
+        )
+        .await;
+    browser.open_widget().await;
+    // With a person: the files go to the topic.
+    browser.say("Позовите оператора").await;
+    browser
+        .until(
+            "the hand-over notice",
+            "return messages().some((m) => m.role === 'system' && m.text.includes('оператор'));",
+            vec![],
+        )
+        .await;
+    topic_thread(&stage.fake).await;
+
+    // A screenshot pasted into the message box, a PDF chosen with the file input.
+    browser
+        .js(
+            "const canvas = document.createElement('canvas'); canvas.width = 120; canvas.height = 80;
+             const g = canvas.getContext('2d'); g.fillStyle = '#c0392b'; g.fillRect(0, 0, 120, 80);
+             g.fillStyle = '#fff'; g.fillText('Ошибка 500', 10, 40);
+             return new Promise((resolve) => canvas.toBlob((blob) => {
+               const data = new DataTransfer();
+               data.items.add(new File([blob], 'screenshot.png', { type: 'image/png' }));
+               q('[data-testid=input]').dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+               resolve(true);
+             }, 'image/png'));",
+            vec![],
+        )
+        .await;
+    // Uploaded in turn: the first file carries the message's text as its caption in the topic.
+    browser
+        .until(
+            "the screenshot uploaded",
+            "const chips = qa('[data-testid=file-chip]'); return chips.length === 1 && chips[0].dataset.state === 'done';",
+            vec![],
+        )
+        .await;
+    browser
+        .js(
+            "const pdf = '%PDF-1.4\\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\\ntrailer << /Root 1 0 R >>\\n%%EOF\\n';
+             const data = new DataTransfer();
+             data.items.add(new File([pdf], 'receipt.pdf', { type: 'application/pdf' }));
+             const input = q('[data-testid=file-input]'); input.files = data.files;
+             input.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "both files uploaded",
+            "const chips = qa('[data-testid=file-chip]'); return chips.length === 2 && chips.every((c) => c.dataset.state === 'done');",
+            vec![],
+        )
+        .await;
+    // Dropped on the panel: a program is refused before any upload, a text file is attached,
+    // and removed again with its ×.
+    browser
+        .js(
+            "const drop = (file) => {
+               const data = new DataTransfer(); data.items.add(file);
+               const panel = q('[data-testid=panel]');
+               panel.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+               panel.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+             };
+             drop(new File(['заметка'], 'notes.txt', { type: 'text/plain' }));
+             drop(new File(['MZ'], 'setup.exe', { type: 'application/x-msdownload' }));
+             return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the program refused and the text attached",
+            "const notice = q('[data-testid=file-notice]'); const chips = qa('[data-testid=file-chip]');
+             return chips.length === 3 && chips[2].textContent.includes('notes.txt') && chips[2].dataset.state === 'done'
+               && !notice.hidden && notice.textContent.includes('setup.exe');",
+            vec![],
+        )
+        .await;
+    browser
+        .js("qa('[data-testid=file-chip]')[2].querySelector('[data-testid=file-remove]').click(); return true;", vec![])
+        .await;
+    browser.until("the text file removed", "return qa('[data-testid=file-chip]').length === 2;", vec![]).await;
+    browser.say("Вот ошибка и чек").await;
+    browser
+        .until(
+            "the message with its files",
+            "return messages().some((m) => m.role === 'user' && m.text.includes('Вот ошибка и чек') && m.images > 0 && m.links.some((href) => href && href.includes('/attachments/')));",
+            vec![],
+        )
+        .await;
+    stage
+        .fake
+        .wait_for("a photo and a document", |f| {
+            !f.uploads("sendPhoto").is_empty() && !f.uploads("sendDocument").is_empty()
+        })
+        .await;
+    let (photo, image) = stage.fake.uploads("sendPhoto").remove(0);
+    assert!(photo["caption"].as_str().unwrap_or_default().contains("Вот ошибка и чек"), "{photo}");
+    assert!(image.bytes.starts_with(b"\x89PNG") || image.bytes.starts_with(&[0xff, 0xd8]), "an image");
+    let (_, document) = stage.fake.uploads("sendDocument").remove(0);
+    assert_eq!(document.file_name, "receipt.pdf");
+    stage.browser.screenshot("widget-files.png").await;
+}
+
+async fn an_operators_photo_appears_in_the_widget(stage: &Stage) {
+    let thread = topic_thread(&stage.fake).await;
+    stage.fake.add_file("operator-photo", crate::voice::png(90, 60));
+    let mut message = crate::fake_telegram::group_message(7101, Some(thread), operator_user());
+    message["photo"] = json!([{ "file_id": "operator-photo", "file_unique_id": "u-operator-photo", "width": 90, "height": 60, "file_size": 2000 }]);
+    message["caption"] = json!("Нажмите сюда");
+    post_update(stage, &json!({ "update_id": 9101, "message": message })).await;
+    stage
+        .browser
+        .until(
+            "the operator's photo",
+            "return messages().some((m) => m.role === 'operator' && m.images > 0 && m.text.includes('Нажмите сюда'));",
+            vec![],
+        )
+        .await;
+    let loaded = stage
+        .browser
+        .until(
+            "the photo loaded through its signed URL",
+            "const shown = qa('[data-testid=message][data-role=operator] img'); return shown.some((img) => img.complete && img.naturalWidth === 90);",
+            vec![],
+        )
+        .await;
+    assert_eq!(loaded, json!(true));
+}
+
+async fn a_recorded_voice_message_is_transcribed_and_answered(stage: &Stage) {
+    let thread = topic_thread(&stage.fake).await;
+    // Back to the bot, which answers the voice message.
+    post_update(stage, &text_update(9102, 7102, thread, operator_user(), "/ai")).await;
+    let browser = &stage.browser;
+    browser
+        .until(
+            "back with the assistant",
+            "return messages().some((m) => m.role === 'system' && m.text.includes('помощнику'));",
+            vec![],
+        )
+        .await;
+    let answers = browser.messages().await.iter().filter(|m| m["role"] == "assistant").count();
+    // A recording cancelled leaves nothing behind.
+    browser.js("q('[data-testid=record]').click(); return true;", vec![]).await;
+    browser.until("the recorder", "return !q('[data-testid=recorder]').hidden;", vec![]).await;
+    browser.js("q('[data-testid=record-cancel]').click(); return true;", vec![]).await;
+    browser
+        .until(
+            "the recording cancelled",
+            "return q('[data-testid=recorder]').hidden && !q('[data-testid=input]').hidden && qa('[data-testid=file-chip]').length === 0;",
+            vec![],
+        )
+        .await;
+    browser.js("q('[data-testid=record]').click(); return true;", vec![]).await;
+    browser
+        .until(
+            "the recording with its timer",
+            "const bar = q('[data-testid=recorder]'); const t = q('[data-testid=recorder-timer]');
+             return !!bar && !bar.hidden && /0:0[1-9] \\/ 2:00/.test(t.textContent);",
+            vec![],
+        )
+        .await;
+    browser.js("q('[data-testid=record-send]').click(); return true;", vec![]).await;
+    browser
+        .until(
+            "the voice message with its transcript",
+            "const node = qa('[data-testid=message][data-role=user]').find((m) => m.querySelector('audio'));
+             return !!node && node.textContent.includes('Как оплатить подписку?');",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the answer to the voice message",
+            "return messages().filter((m) => m.role === 'assistant' && m.id).length > arguments[0] && messages().some((m) => m.role === 'assistant' && m.links.some((href) => href.includes('/kb/')));",
+            vec![json!(answers)],
+        )
+        .await;
+    browser.screenshot("widget-voice.png").await;
+}
+
+/// The console shows the conversation's files (the screenshot, the PDF, the operator's photo,
+/// the voice message with its transcript); an operator attaches an image to a reply there, and
+/// it reaches the topic (sendPhoto) and the user's widget.
+async fn the_console_shows_the_files_and_sends_one_to_the_widget(stage: &Stage) {
+    let browser = &stage.browser;
+    let conversation = stage.conversation_of("anna").await;
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let photos = stage.fake.uploads("sendPhoto").len();
+    browser.client.goto(&format!("{}/admin/?token={ADMIN_TOKEN}#/conversations/{id}", stage.base)).await.unwrap();
+    browser
+        .until(
+            "the files in the console's transcript",
+            "const box = document.querySelector('.transcript'); if (!box) return false;
+             const voice = box.querySelector('[data-testid=voice-transcript]');
+             return box.querySelectorAll('[data-testid=attachment-image]').length >= 2
+               && !!box.querySelector('[data-testid=attachment-file]') && !!box.querySelector('[data-testid=attachment-voice]')
+               && !!voice && voice.textContent.includes('Как оплатить подписку?');",
+            vec![],
+        )
+        .await;
+    browser
+        .js(
+            "const canvas = document.createElement('canvas'); canvas.width = 64; canvas.height = 48;
+             const g = canvas.getContext('2d'); g.fillStyle = '#2563eb'; g.fillRect(0, 0, 64, 48);
+             return new Promise((resolve) => canvas.toBlob((blob) => {
+               const data = new DataTransfer();
+               data.items.add(new File([blob], 'where-to-click.png', { type: 'image/png' }));
+               const input = document.querySelector('[data-testid=reply-file-input]'); input.files = data.files;
+               input.dispatchEvent(new Event('change', { bubbles: true })); resolve(true);
+             }, 'image/png'));",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the file uploaded from the console",
+            "const files = Array.from(document.querySelectorAll('[data-testid=reply-file]'));
+             return files.length === 1 && files[0].dataset.state === 'done' && !document.querySelector('[data-testid=reply-send]').disabled;",
+            vec![],
+        )
+        .await;
+    browser
+        .js(
+            "const input = document.querySelector('[data-testid=reply-input]'); input.value = 'Нажмите синюю кнопку';
+             document.querySelector('[data-testid=reply-send]').click(); return true;",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the reply with its file in the console",
+            "return Array.from(document.querySelectorAll('.transcript [data-testid=message][data-role=operator]'))
+               .some((m) => m.textContent.includes('Нажмите синюю кнопку') && m.querySelector('[data-testid=attachment-image]'));",
+            vec![],
+        )
+        .await;
+    browser.screenshot("console-files.png").await;
+    stage.fake.wait_for("the console's photo in the topic", |f| f.uploads("sendPhoto").len() > photos).await;
+
+    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
+    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
+    browser
+        .js(
+            "const select = document.getElementById('login-as'); select.value = 'anna';
+             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![],
+        )
+        .await;
+    browser.open_widget().await;
+    browser
+        .until(
+            "the operator's file in the widget",
+            "return messages().some((m) => m.role === 'operator' && m.images > 0 && m.text.includes('Нажмите синюю кнопку'));",
+            vec![],
+        )
+        .await;
 }

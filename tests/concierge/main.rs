@@ -20,6 +20,7 @@ mod knowledge;
 mod knowledge_drafts;
 mod limits;
 mod llm;
+mod message_files;
 mod messaging;
 mod metrics;
 mod ownership;

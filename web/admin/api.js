@@ -80,6 +80,33 @@ export async function api(method, path, options) {
   return data;
 }
 
+/** Upload one file as a form's `file` part; resolves with the stored file, rejects with an ApiError. */
+export async function upload(path, file) {
+  const token = state.token;
+  const form = new FormData();
+  form.append('file', file, file.name);
+  let response;
+  let data = null;
+  try {
+    response = await fetch(API + path, {
+      method: 'POST',
+      headers: { Accept: 'application/json', Authorization: `Bearer ${token}` },
+      body: form,
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+    data = await response.json().catch(() => null);
+  } catch (error) {
+    throw new ApiError(0, 'network', t('errNetwork'));
+  }
+  if (!response.ok) {
+    const detail = data && data.error && typeof data.error === 'object' ? data.error : {};
+    const message = typeof detail.message === 'string' && detail.message ? detail.message : t('errHttp', { status: response.status });
+    throw new ApiError(response.status, detail.code || `http_${response.status}`, message, detail.field);
+  }
+  return data;
+}
+
 /** Show a failed call in the banner; authentication failures have the sign-in box instead. */
 export function report(error) {
   if (!error || error.auth) return;

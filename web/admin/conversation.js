@@ -2,7 +2,7 @@
 // when opened and reloaded on activity; and what an operator does there (reply, hand back to
 // the assistant, close, add a note, "typing…").
 
-import { api, report } from './api.js';
+import { api, report, upload } from './api.js';
 import { LIST_DEBOUNCE_MS, TYPING_EVERY_MS } from './config.js';
 import { renderInfo, renderLlmCalls, renderNotes } from './conversation-info.js';
 import {
@@ -18,7 +18,7 @@ import { t } from './i18n.js';
 import { navigate } from './nav.js';
 import { renderRunsTable } from './runs.js';
 import { cancel, els, later, state } from './state.js';
-import { renderTranscript } from './transcript.js';
+import { fileSize, renderTranscript } from './transcript.js';
 
 export function openDetail(id) {
   const detail = state.detail;
@@ -71,10 +71,20 @@ function buildDetail() {
   d.replyText.addEventListener('input', () => announceTyping(d));
   d.replySend = h('button', { type: 'submit', class: 'btn primary', 'data-testid': 'reply-send', disabled: true }, t('send'));
   d.replyHint = h('span', { class: 'hint' });
+  // Files for the reply, uploaded as soon as they are chosen: { key, name, size, state, id, error }.
+  d.files = [];
+  d.fileInput = h('input', { type: 'file', multiple: true, hidden: true, 'data-testid': 'reply-file-input', accept: 'image/png,image/jpeg,image/webp,application/pdf,text/plain,audio/*' });
+  d.fileInput.addEventListener('change', () => {
+    addReplyFiles(d, Array.from(d.fileInput.files || []));
+    d.fileInput.value = '';
+  });
+  d.attach = h('button', { type: 'button', class: 'btn ghost', 'data-testid': 'reply-attach', title: t('attachHint'), disabled: true, onclick: () => d.fileInput.click() }, t('attachFiles'));
+  d.fileList = h('div', { class: 'reply-files', 'data-testid': 'reply-files' });
   d.replyForm = h('form', { class: 'composer', onsubmit: sendReply },
     h('label', { for: 'reply-text', class: 'sr-only' }, t('replyLabel')),
     d.replyText,
-    h('div', { class: 'composer-bar' }, d.replyHint, d.replySend));
+    d.fileList,
+    h('div', { class: 'composer-bar' }, d.fileInput, d.attach, d.replyHint, d.replySend));
   d.runs = h('div');
   d.llm = h('div');
   const main = h('div', { class: 'detail-main' },
@@ -137,7 +147,9 @@ function updateDetailControls() {
   const data = detail.data;
   const closed = !data || data.status === 'closed';
   d.replyText.disabled = closed;
-  d.replySend.disabled = closed || detail.busy.has('reply');
+  const uploading = d.files.some((file) => file.state === 'uploading');
+  d.replySend.disabled = closed || uploading || detail.busy.has('reply');
+  d.attach.disabled = closed || d.files.length >= MAX_REPLY_FILES;
   d.handBack.disabled = closed || data.mode === 'ai' || detail.busy.has('ai');
   d.close.disabled = closed || detail.busy.has('close');
   d.noteSend.disabled = !data || detail.busy.has('note');
@@ -181,17 +193,60 @@ function announceTyping(d) {
   api('POST', `/admin/conversations/${encodeURIComponent(id)}/typing/`).catch(() => {});
 }
 
+// How many files one reply carries (as the API takes them).
+const MAX_REPLY_FILES = 5;
+
+function addReplyFiles(d, chosen) {
+  const id = state.detail.id;
+  if (!id) return;
+  for (const file of chosen) {
+    if (d.files.length >= MAX_REPLY_FILES) break;
+    const entry = { key: `${Date.now()}-${Math.random()}`, name: file.name || 'file', size: file.size, state: 'uploading', id: null, error: '' };
+    d.files.push(entry);
+    upload(`/admin/conversations/${encodeURIComponent(id)}/attachments/`, file).then(
+      (stored) => {
+        entry.state = 'done';
+        entry.id = stored.id;
+      },
+      (error) => {
+        entry.state = 'failed';
+        entry.error = error.message || String(error);
+      },
+    ).finally(() => {
+      if (state.detail.els === d) renderReplyFiles(d);
+    });
+  }
+  renderReplyFiles(d);
+}
+
+function renderReplyFiles(d) {
+  d.fileList.replaceChildren(...d.files.map((entry) => {
+    const status = entry.state === 'uploading' ? t('uploadingFile') : entry.state === 'failed' ? t('uploadFailedFile', { reason: entry.error }) : fileSize(entry.size);
+    const remove = h('button', { type: 'button', 'aria-label': t('removeFile', { name: entry.name }), title: t('removeFile', { name: entry.name }), onclick: () => {
+      d.files = d.files.filter((other) => other !== entry);
+      renderReplyFiles(d);
+    } }, '×');
+    return h('span', { class: entry.state === 'failed' ? 'reply-file failed' : 'reply-file', 'data-testid': 'reply-file', 'data-state': entry.state }, entry.name, ' ', h('span', { class: 'muted' }, status), remove);
+  }));
+  updateDetailControls();
+}
+
 async function sendReply(event) {
   event.preventDefault();
   const d = state.detail.els;
   const content = d.replyText.value.trim();
-  if (!content) {
+  const files = d.files.filter((file) => file.state === 'done');
+  if (!content && !files.length) {
     d.replyText.focus();
     return;
   }
+  const body = { content };
+  if (files.length) body.attachment_ids = files.map((file) => file.id);
   const ok = await detailAction('reply', d.replySend, t('sending'), (id) =>
-    api('POST', `/admin/conversations/${encodeURIComponent(id)}/reply/`, { body: { content } }));
+    api('POST', `/admin/conversations/${encodeURIComponent(id)}/reply/`, { body }));
   if (ok && state.detail.els === d) {
+    d.files = d.files.filter((file) => !files.includes(file));
+    renderReplyFiles(d);
     // The next keystroke announces typing again (the reply ended the previous notice).
     d.typingSentAt = 0;
     // Keep what the operator typed while the reply was on its way.

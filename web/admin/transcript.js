@@ -17,9 +17,44 @@ import { fmtNumber, fmtShare, timeEl } from './format.js';
 import { label, t } from './i18n.js';
 import { state } from './state.js';
 
+function attachmentsOf(m) {
+  return Array.isArray(m.attachments) ? m.attachments.filter((a) => a && typeof a.url === 'string') : [];
+}
+
 function messageSignature(m, data) {
   const run = m.action_run_id ? (data.action_runs || []).find((r) => r.id === m.action_run_id) : null;
-  return [m.seq, m.role, m.content, jsonText(m.metadata), run ? run.status : '', m.role === 'user' ? ownerTitle(data) : ''].join('\u0000');
+  // A file's link is signed afresh on every load: only what the file is counts.
+  const files = attachmentsOf(m).map((a) => `${a.id}:${a.transcript || ''}`).join(',');
+  return [m.seq, m.role, m.content, jsonText(m.metadata), run ? run.status : '', m.role === 'user' ? ownerTitle(data) : '', files].join('\u0000');
+}
+
+/** A size as people read it. */
+export function fileSize(bytes) {
+  const size = Number(bytes) || 0;
+  if (size >= 1024 * 1024) return t('fileSizeMb', { n: (size / (1024 * 1024)).toFixed(1) });
+  return t('fileSizeKb', { n: Math.max(1, Math.ceil(size / 1024)) });
+}
+
+// A message's files: images as thumbnails opening the file, voice as a player with its
+// transcript, other files as a link with name and size. Links are signed paths of this site.
+function attachmentList(m) {
+  const files = attachmentsOf(m).filter((a) => a.url.startsWith('/'));
+  if (!files.length) return null;
+  return h('div', { class: 'msg-files', 'data-testid': 'attachments' }, files.map((file) => {
+    const name = String(file.file_name || '');
+    if (file.kind === 'image') {
+      return h('a', { class: 'msg-file image', href: file.url, target: '_blank', rel: 'noopener noreferrer', title: name },
+        h('img', { src: file.url, alt: name, 'data-testid': 'attachment-image' }));
+    }
+    if (file.kind === 'voice') {
+      const said = typeof file.transcript === 'string' ? file.transcript.trim() : '';
+      return h('div', { class: 'msg-file voice' },
+        h('audio', { controls: true, preload: 'metadata', src: file.url, 'data-testid': 'attachment-voice' }),
+        h('div', { class: 'msg-extra', 'data-testid': 'voice-transcript' }, said ? t('voiceTranscript', { text: said }) : t('voiceNoTranscript')));
+    }
+    return h('a', { class: 'msg-file doc', href: file.url, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'attachment-file' },
+      name, ' ', h('span', { class: 'muted' }, fileSize(file.size_bytes)));
+  }));
 }
 
 export function renderTranscript(data, initial) {
@@ -112,7 +147,8 @@ function renderMessage(m, data, seqById, runsById) {
     'data-seq': m.seq,
   },
   head,
-  h('div', { class: 'msg-body' }, m.content || ''),
+  m.content || !attachmentsOf(m).length ? h('div', { class: 'msg-body' }, m.content || '') : null,
+  attachmentList(m),
   chips.length ? h('div', { class: 'msg-meta' }, chips) : null,
   extras);
 }

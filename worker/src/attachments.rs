@@ -69,7 +69,9 @@ pub async fn attach_operator_file(
     reply: concierge_shared::MessageId,
     attachment: uuid::Uuid,
 ) -> sqlx::Result<()> {
-    if !concierge_shared::db::attachments::attach_to_message(conn, conversation_id, reply, &[attachment]).await? {
+    if !concierge_shared::db::attachments::attach_to_message(conn, conversation_id, reply, "operator", &[attachment])
+        .await?
+    {
         tracing::warn!(%attachment, "an operator's stored file could not be attached to the reply");
     }
     Ok(())
@@ -94,19 +96,9 @@ pub async fn forget_unsent(ctx: &crate::Context, attachment: uuid::Uuid) {
 }
 
 /// A signed link to one attachment under `base` (`CONCIERGE_PUBLIC_URL`), valid for
-/// `lifetime`: `/api/concierge/attachments/{id}?expires=…&sig=…`, the signature an HMAC-SHA256
-/// of the id and the expiry under a key derived from the JWT secret, so the link opens this one
-/// file only, until it expires.
+/// `lifetime` (see `concierge_shared::links`).
 pub fn signed_link(ctx: &crate::Context, base: &str, attachment: uuid::Uuid, lifetime: std::time::Duration) -> String {
-    use hmac::{Hmac, Mac};
-    let expires = chrono::Utc::now().timestamp() + lifetime.as_secs() as i64;
-    let mut key = Hmac::<sha2::Sha256>::new_from_slice(ctx.link_secret.as_bytes()).expect("HMAC takes any key");
-    key.update(b"concierge attachment links");
-    let key = key.finalize().into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key");
-    mac.update(format!("{attachment}:{expires}").as_bytes());
-    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{base}/api/concierge/attachments/{attachment}?expires={expires}&sig={sig}")
+    format!("{base}{}", concierge_shared::links::signed_path(&ctx.link_secret, attachment, lifetime))
 }
 
 #[cfg(test)]

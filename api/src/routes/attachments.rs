@@ -80,14 +80,15 @@ pub fn document_limit(openapi: &mut utoipa::openapi::OpenApi, max_attachment_byt
         "The file is at most {} MB ({max_attachment_bytes} bytes, CONCIERGE_MAX_ATTACHMENT_MB).",
         max_attachment_bytes / (1024 * 1024)
     );
-    let Some(item) = openapi.paths.paths.get_mut("/conversations/{id}/attachments") else { return };
-    let Some(upload) = item.post.as_mut() else { return };
-    upload.description = Some(match upload.description.take() {
-        Some(description) => format!("{description}\n\n{limit}"),
-        None => limit.clone(),
-    });
-    if let Some(utoipa::openapi::RefOr::T(response)) = upload.responses.responses.get_mut("413") {
-        response.description = format!("The file is larger than the cap. {limit}");
+    for path in ["/conversations/{id}/attachments", "/admin/conversations/{id}/attachments"] {
+        let Some(upload) = openapi.paths.paths.get_mut(path).and_then(|item| item.post.as_mut()) else { continue };
+        upload.description = Some(match upload.description.take() {
+            Some(description) => format!("{description}\n\n{limit}"),
+            None => limit.clone(),
+        });
+        if let Some(utoipa::openapi::RefOr::T(response)) = upload.responses.responses.get_mut("413") {
+            response.description = format!("The file is larger than the cap. {limit}");
+        }
     }
 }
 
@@ -156,6 +157,18 @@ pub async fn upload_attachment(
     state.limits.ip_messages.check(&ip)?;
     state.limits.messages.check(&caller.owner)?;
     owned(&state, id, &caller.owner).await?;
+    store_upload(&state, id, "user", form).await
+}
+
+/// Read, check and store the uploaded file of `author` (`user` or `operator`) for conversation
+/// `id`, whose access the caller has checked: the same cap, content sniffing and counting for
+/// every route that takes files.
+pub async fn store_upload(
+    state: &AppState,
+    id: ConversationId,
+    author: &str,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
     let form = form.map_err(|_| ApiError::UnsupportedMediaType("the body is not `multipart/form-data`".into()))?;
     let (file_name, declared, bytes) = match read_file_part(form, state.config.max_attachment_bytes).await {
         Ok(file) => file,
@@ -184,7 +197,7 @@ pub async fn upload_attachment(
         NewAttachment {
             conversation_id: id,
             message_id: None,
-            author: "user",
+            author,
             file_name: &file_name,
             declared_type: declared.as_deref(),
             bytes,
@@ -234,16 +247,9 @@ pub struct SignedQuery {
     pub sig: String,
 }
 
-/// Whether `sig` signs `id` until `expires`, as the worker's `signed_link` makes it.
-fn signature_holds(secret: &str, id: uuid::Uuid, expires: i64, sig: &str) -> bool {
-    use hmac::{Hmac, Mac};
-    let mut key = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    key.update(b"concierge attachment links");
-    let key = key.finalize().into_bytes();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key");
-    mac.update(format!("{id}:{expires}").as_bytes());
-    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), sig.as_bytes()).into()
+/// The secret links to files are signed with (see `concierge_shared::links`).
+pub fn link_secret(state: &AppState) -> String {
+    state.config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default()
 }
 
 #[utoipa::path(get, path = "/attachments/{id}", tag = "messages", summary = "A file, by its signed link", security(()), params(("id" = uuid::Uuid, Path, description = "The attachment"), SignedQuery), responses((status = 200, description = "The file, with its content type"), Malformed, (status = 403, description = "The signature does not hold for this file", body = crate::error::ErrorBody), (status = 404, description = "No such file", body = crate::error::ErrorBody), (status = 410, description = "The link has expired", body = crate::error::ErrorBody), Unavailable))]
@@ -252,8 +258,8 @@ pub async fn get_attachment(
     Path(id): Path<uuid::Uuid>,
     crate::extract::Query(query): crate::extract::Query<SignedQuery>,
 ) -> Result<Response, ApiError> {
-    let secret = state.config.jwt_secret.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default();
-    if !signature_holds(&secret, id, query.expires, &query.sig) {
+    let secret = link_secret(&state);
+    if !concierge_shared::links::signature_holds(&secret, id, query.expires, &query.sig) {
         return Err(ApiError::Forbidden("the link's signature does not hold for this file".into()));
     }
     if query.expires < chrono::Utc::now().timestamp() {

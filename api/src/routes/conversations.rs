@@ -26,7 +26,7 @@ use crate::{
     limits::ClientIp,
     routes::{
         email_reply::{EmailReplyOut, email_reply_of},
-        messages::MessageOut,
+        messages::{Audience, MessageOut},
     },
 };
 
@@ -228,7 +228,7 @@ pub async fn get_conversation(
     let email_reply = email_reply_of(&state, &caller, &conversation).await?;
     Ok(JsonOut(ConversationDetailOut {
         conversation: conversation.into(),
-        messages: latest.into_iter().map(Into::into).collect(),
+        messages: MessageOut::load(&state, latest, Audience::Owner).await?,
         has_earlier,
         email_reply,
     }))

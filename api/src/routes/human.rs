@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, EscalationReason, OperatorChannel,
     db::{
+        attachments,
         conversations::{self, Conversation},
         escalations, knowledge_drafts, llm_calls,
         messages::{self, NewMessage},
         telegram::{self, Note},
-        waits,
+        transcripts, waits,
     },
     events::Event,
     human::{self, HumanError, Operator},
@@ -34,7 +35,10 @@ use crate::{
         },
     },
     extract::{Json, Path, Query},
-    routes::{conversations::ConversationOut, messages::MessageOut},
+    routes::{
+        conversations::ConversationOut,
+        messages::{Audience, MAX_ATTACHMENTS_PER_MESSAGE, MessageOut},
+    },
 };
 
 /// `POST /conversations/{id}/escalate`: the user asks for a person. Only once they have said
@@ -266,7 +270,7 @@ pub async fn admin_get_conversation(
     let messages = messages::latest(&state.pool, id, 1000).await?;
     Ok(JsonOut(AdminDetailOut {
         conversation,
-        messages: messages.into_iter().map(MessageOut::for_operators).collect(),
+        messages: MessageOut::load(&state, messages, Audience::Operators).await?,
         notes: telegram::notes(&state.pool, id).await?,
         telegram_topic: telegram::topic(&state.pool, id).await?,
         action_runs: concierge_shared::actions::conversation_runs(&state.pool, id).await?,
@@ -277,9 +281,14 @@ pub async fn admin_get_conversation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyIn {
-    /// The text, not blank, at most `CONCIERGE_MAX_MESSAGE_CHARS` characters.
-    #[schema(min_length = 1)]
+    /// The text, not blank, at most `CONCIERGE_MAX_MESSAGE_CHARS` characters; may be empty when
+    /// `attachment_ids` is not.
     pub content: String,
+    /// Files uploaded by operators to this conversation (`POST .../attachments`) and not sent
+    /// yet, at most 5.
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    pub attachment_ids: Vec<uuid::Uuid>,
 }
 
 impl From<HumanError> for ApiError {
@@ -319,21 +328,70 @@ pub async fn admin_reply(
     Path(id): Path<ConversationId>,
     Json(input): Json<ReplyIn>,
 ) -> Result<(axum::http::StatusCode, JsonOut<MessageOut>), ApiError> {
-    let content = checked_content(&state, &input.content)?;
+    // Counted as sent, as the document states the limit.
+    if input.attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(ApiError::validation(
+            "too_many_attachments",
+            "attachment_ids",
+            format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
+        ));
+    }
+    let mut files = input.attachment_ids.clone();
+    files.sort();
+    files.dedup();
+    let too_long = input.content.chars().count() > state.config.max_message_chars;
+    let content =
+        if files.is_empty() || too_long { checked_content(&state, &input.content)? } else { input.content.trim() };
     let name = Operator::first_name(admin.name.as_deref());
     let mut tx = state.pool.begin().await?;
     let message = human::reply(&mut tx, id, &Operator { name: &name, via: OperatorChannel::Console }, content).await?;
+    if !files.is_empty() && !attachments::attach_to_message(&mut tx, id, message.id, "operator", &files).await? {
+        tx.rollback().await?;
+        return Err(ApiError::validation(
+            "invalid_attachment",
+            "attachment_ids",
+            "an attachment is not one operators uploaded to this conversation and not sent yet",
+        ));
+    }
     let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
-    let text = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", content)]);
-    // The button under it makes a knowledge draft of the reply.
-    let button = knowledge_drafts::draft_button(
-        message.id,
-        Locale::from_code(&conversation.locale).knowledge_texts().button_draft,
-    );
+    let max_attempts = state.config.job_max_attempts;
     let key = format!("console:{}", message.id);
-    telegram::notify_topic_with(&mut tx, id, key, text, Some(button), state.config.job_max_attempts).await?;
+    if !content.is_empty() {
+        let text = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", content)]);
+        // The button under it makes a knowledge draft of the reply.
+        let button = knowledge_drafts::draft_button(
+            message.id,
+            Locale::from_code(&conversation.locale).knowledge_texts().button_draft,
+        );
+        telegram::notify_topic_with(&mut tx, id, key.clone(), text, Some(button), max_attempts).await?;
+    }
+    // Each file is a post of its own (sendPhoto, sendDocument or sendVoice), in upload order,
+    // captioned like a text reply with the file's name.
+    let sent = if files.is_empty() { Vec::new() } else { transcripts::of_message(&mut *tx, message.id).await? };
+    for (index, file) in sent.iter().enumerate() {
+        let caption = fill(operator_texts(&conversation).console_reply, &[("name", &name), ("text", &file.file_name)]);
+        telegram::notify_topic_file(&mut tx, id, format!("{key}:file:{index}"), caption, file.id, max_attempts).await?;
+    }
     tx.commit().await?;
-    Ok((axum::http::StatusCode::CREATED, JsonOut(message.into())))
+    let message = MessageOut::load_one(&state, message, Audience::Operators).await?;
+    Ok((axum::http::StatusCode::CREATED, JsonOut(message)))
+}
+
+/// Upload a file for an operator's reply from the console, to send with `attachment_ids` on
+/// `POST .../reply`: the same form, cap and checks as the user's upload.
+#[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
+#[utoipa::path(post, path = "/admin/conversations/{id}/attachments", tag = "operators", summary = "Admin: upload a file (a multipart form with one `file` part) for a reply", params(("id" = uuid::Uuid, Path, description = "The conversation")), request_body(content = crate::routes::attachments::UploadForm, content_type = "multipart/form-data"), responses((status = 201, body = crate::routes::attachments::AttachmentOut), Malformed, Unauthenticated, NotAdmin, NoSuchConversation, ConversationClosed, (status = 413, description = "The file is larger than the attachment cap", body = ErrorBody), (status = 415, description = "The body is not `multipart/form-data`", body = ErrorBody), InvalidInput, Unavailable))]
+pub async fn admin_upload_attachment(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<ConversationId>,
+    form: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let conversation = conversations::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?;
+    if conversation.status == ConversationStatus::Closed {
+        return Err(HumanError::Closed.into());
+    }
+    crate::routes::attachments::store_upload(&state, id, "operator", form).await
 }
 
 /// The operator is writing: the user's widget shows "{name} is typing" for a few seconds. The

@@ -13,7 +13,9 @@ use concierge_shared::{
     db::{
         attachments,
         messages::{self, Message, PostOutcome},
+        transcripts,
     },
+    links,
     message_meta::MessageMeta,
 };
 use serde::{Deserialize, Serialize};
@@ -48,31 +50,84 @@ pub struct MessageOut {
     /// The action run this message reports.
     pub action_run_id: Option<concierge_shared::ActionRunId>,
     pub created_at: DateTime<Utc>,
+    /// The files sent with the message, in the order they were uploaded.
+    pub attachments: Vec<MessageAttachmentOut>,
 }
 
-impl From<Message> for MessageOut {
-    /// The message as the conversation's owner sees it: without what is meant for operators.
-    fn from(mut m: Message) -> Self {
-        m.metadata = m.metadata.user_view();
-        Self::for_operators(m)
-    }
+/// A file of a message, with a link to it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MessageAttachmentOut {
+    pub id: uuid::Uuid,
+    /// `image`, `pdf`, `text` or `voice`.
+    pub kind: String,
+    /// The type found in the content.
+    pub content_type: String,
+    pub file_name: String,
+    pub size_bytes: i64,
+    /// A signed link to the file, from the site's root (`/api/concierge/attachments/…`),
+    /// valid for an hour; the messages read again carry fresh ones.
+    pub url: String,
+    /// What a voice message says, once it has been transcribed.
+    pub transcript: Option<String>,
+}
+
+/// Who the messages are shown to: their owner sees no operator-only metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Owner,
+    Operators,
 }
 
 impl MessageOut {
-    /// The message whole, for the admin routes.
-    pub fn for_operators(m: Message) -> Self {
-        Self {
-            id: m.id,
-            conversation_id: m.conversation_id,
-            seq: m.seq,
-            role: m.role,
-            content: m.content,
-            metadata: m.metadata,
-            client_message_id: m.client_message_id,
-            reply_to: m.reply_to,
-            action_run_id: m.action_run_id,
-            created_at: m.created_at,
-        }
+    /// Messages with their files, loaded with one query for all of them.
+    pub async fn load(state: &AppState, messages: Vec<Message>, audience: Audience) -> Result<Vec<Self>, sqlx::Error> {
+        // Only people send files: the assistant's answers and status notices carry none.
+        let ids: Vec<MessageId> = messages
+            .iter()
+            .filter(|m| matches!(m.role, MessageRole::User | MessageRole::Operator))
+            .map(|m| m.id)
+            .collect();
+        let files = if ids.is_empty() { Vec::new() } else { transcripts::of_messages(&state.pool, &ids).await? };
+        let secret = crate::routes::attachments::link_secret(state);
+        Ok(messages
+            .into_iter()
+            .map(|mut m| {
+                let attachments = files
+                    .iter()
+                    .filter(|f| f.message_id == Some(m.id))
+                    .map(|f| MessageAttachmentOut {
+                        id: f.id,
+                        kind: f.kind.clone(),
+                        content_type: f.content_type.clone(),
+                        file_name: f.file_name.clone(),
+                        size_bytes: f.size_bytes,
+                        url: links::signed_path(&secret, f.id, links::MESSAGE_LINK_LIFETIME),
+                        transcript: f.transcript.clone(),
+                    })
+                    .collect();
+                if audience == Audience::Owner {
+                    m.metadata = m.metadata.user_view();
+                }
+                Self {
+                    id: m.id,
+                    conversation_id: m.conversation_id,
+                    seq: m.seq,
+                    role: m.role,
+                    content: m.content,
+                    metadata: m.metadata,
+                    client_message_id: m.client_message_id,
+                    reply_to: m.reply_to,
+                    action_run_id: m.action_run_id,
+                    created_at: m.created_at,
+                    attachments,
+                }
+            })
+            .collect())
+    }
+
+    /// One message with its files.
+    pub async fn load_one(state: &AppState, message: Message, audience: Audience) -> Result<Self, sqlx::Error> {
+        Ok(Self::load(state, vec![message], audience).await?.pop().expect("one message in, one out"))
     }
 }
 
@@ -120,6 +175,7 @@ pub async fn post_message(
             format!("the message is longer than {max} characters"),
         ));
     }
+    // Counted as sent, as the document states the limit.
     if input.attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
         return Err(ApiError::validation(
             "too_many_attachments",
@@ -162,7 +218,7 @@ pub async fn post_message(
     .await?;
     if let PostOutcome::Created(message) = &outcome
         && !attachment_ids.is_empty()
-        && !attachments::attach_to_message(&mut tx, id, message.id, &attachment_ids).await?
+        && !attachments::attach_to_message(&mut tx, id, message.id, "user", &attachment_ids).await?
     {
         tx.rollback().await?;
         return Err(ApiError::validation(
@@ -173,10 +229,14 @@ pub async fn post_message(
     }
     tx.commit().await?;
     match outcome {
-        PostOutcome::Created(message) => Ok((StatusCode::ACCEPTED, JsonOut(MessageOut::from(message))).into_response()),
+        PostOutcome::Created(message) => {
+            let message = MessageOut::load_one(&state, message, Audience::Owner).await?;
+            Ok((StatusCode::ACCEPTED, JsonOut(message)).into_response())
+        }
         PostOutcome::Duplicate(message) => {
             let replayed = (HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
-            Ok((StatusCode::ACCEPTED, [replayed], JsonOut(MessageOut::from(message))).into_response())
+            let message = MessageOut::load_one(&state, message, Audience::Owner).await?;
+            Ok((StatusCode::ACCEPTED, [replayed], JsonOut(message)).into_response())
         }
         PostOutcome::NotFound => Err(ApiError::NotFound),
         PostOutcome::Closed => {
@@ -225,5 +285,6 @@ pub async fn list_messages(
     let has_more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let last_seq = items.last().map_or(after, |m| m.seq);
-    Ok(JsonOut(MessagePageOut { items: items.into_iter().map(Into::into).collect(), last_seq, has_more }))
+    let items = MessageOut::load(&state, items, Audience::Owner).await?;
+    Ok(JsonOut(MessagePageOut { items, last_seq, has_more }))
 }

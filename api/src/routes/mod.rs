@@ -50,6 +50,11 @@ pub fn router(max_message_chars: usize, max_attachment_bytes: usize) -> (Router<
         .routes(routes!(human::admin_list_conversations))
         .routes(routes!(human::admin_get_conversation))
         .routes(routes!(human::admin_reply))
+        .routes({
+            let (schemas, paths, route) = routes!(human::admin_upload_attachment);
+            let cap = attachments::request_cap(max_attachment_bytes);
+            (schemas, paths, route.layer(axum::extract::DefaultBodyLimit::max(cap)))
+        })
         .routes(routes!(human::admin_typing))
         .routes(routes!(human::admin_hand_back))
         .routes(routes!(human::admin_close))

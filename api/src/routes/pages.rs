@@ -30,7 +30,7 @@ const API_REFERENCE_HTML: &str = include_str!("../../../web/admin/api.html");
 /// The console and its API reference tab: own scripts, styles and API only; the reference may
 /// be framed by the console alone, the console by nobody.
 pub const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     font-src 'self'; connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'self'; \
+     media-src 'self'; font-src 'self'; connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
 /// The API reference (Scalar): its own script only, but it styles its components inline.

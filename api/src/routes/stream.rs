@@ -44,7 +44,7 @@ use crate::{
     extract::{Path, Query},
     hub::{Live, Signal, Subscription},
     limits::StreamGuard,
-    routes::messages::MessageOut,
+    routes::messages::{Audience, MessageOut},
 };
 
 /// Rows read per database round trip while catching up.
@@ -248,21 +248,20 @@ async fn edit_event(s: &StreamState, live: &Live) -> Option<Event> {
     if message.conversation_id != s.conversation || message.seq > s.last_seq {
         return None;
     }
-    Event::default().event("edit").json_data(MessageOut::from(Message::clone(&message))).ok()
+    let message = MessageOut::load_one(&s.state, Message::clone(&message), Audience::Owner).await.ok()?;
+    Event::default().event("edit").json_data(message).ok()
 }
 
 /// Queue the next page of messages after `last_seq`.
 async fn catch_up(s: &mut StreamState) -> sqlx::Result<()> {
     let page = s.subscription.read_after(&s.state.pool, s.last_seq, BATCH).await?;
     s.more = page.more;
-    for message in page.messages {
+    let messages = page.messages.iter().map(|message| (**message).clone()).collect();
+    for message in MessageOut::load(&s.state, messages, Audience::Owner).await? {
         s.last_seq = message.seq;
         let kind = if message.metadata.is_status() { "status" } else { "message" };
-        let event = Event::default()
-            .id(message.seq.to_string())
-            .event(kind)
-            .json_data(MessageOut::from(Message::clone(&message)))
-            .expect("messages serialise");
+        let event =
+            Event::default().id(message.seq.to_string()).event(kind).json_data(message).expect("messages serialise");
         s.pending.push_back(event);
     }
     Ok(())

@@ -65,33 +65,26 @@ pub async fn get(db: impl PgExecutor<'_>, id: uuid::Uuid) -> sqlx::Result<Option
         .await
 }
 
-/// The attachments of these messages, in upload order.
-pub async fn for_messages(db: impl PgExecutor<'_>, ids: &[MessageId]) -> sqlx::Result<Vec<Attachment>> {
-    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM attachments WHERE message_id = ANY($1) ORDER BY created_at, id"
-    )))
-    .bind(ids)
-    .fetch_all(db)
-    .await
-}
-
 /// Attach uploaded files to a message of their conversation, in the caller's transaction.
-/// Returns false (and attaches nothing) when an id is of another conversation or attached
-/// already.
+/// Returns false (and attaches nothing, once the caller rolls back) when an id is of another
+/// conversation, attached already, or uploaded by another `author` (`user` or `operator`):
+/// neither side sends the other's files. A message's files are read with
+/// `transcripts::of_messages`.
 pub async fn attach_to_message(
     conn: &mut PgConnection,
     conversation_id: ConversationId,
     message_id: MessageId,
+    author: &str,
     ids: &[uuid::Uuid],
 ) -> sqlx::Result<bool> {
     let attached = sqlx::query(
         "UPDATE attachments SET message_id = $3
-         WHERE id = ANY($1) AND conversation_id = $2 AND message_id IS NULL",
+         WHERE id = ANY($1) AND conversation_id = $2 AND message_id IS NULL AND author = $4",
     )
     .bind(ids)
     .bind(conversation_id)
     .bind(message_id)
+    .bind(author)
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -9,7 +9,7 @@ use sqlx::PgExecutor;
 
 use crate::{ConversationId, MessageId};
 
-/// One attachment of a message, as the workers need it.
+/// One attachment of a message, as the workers and the messages the API sends need it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttachmentBrief {
     pub id: uuid::Uuid,

@@ -215,6 +215,30 @@ pub async fn notify_topic_with(
     Ok(has_topic)
 }
 
+/// Post a file to the conversation's topic if it has one (sendPhoto, sendDocument or
+/// sendVoice, `caption` under it); returns whether it does.
+pub async fn notify_topic_file(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    key: String,
+    caption: String,
+    attachment_id: uuid::Uuid,
+    max_attempts: u32,
+) -> sqlx::Result<bool> {
+    if !has_topic(conn, conversation_id).await? {
+        return Ok(false);
+    }
+    let post = NewPost { key: key.clone(), kind: "notice", message_id: None, text: caption, reply_markup: None };
+    if queue_post(conn, conversation_id, post, max_attempts).await? {
+        sqlx::query("UPDATE telegram_outbox SET attachment_id = $2 WHERE key = $1")
+            .bind(&key)
+            .bind(attachment_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(true)
+}
+
 /// The outbox key of a card's part: one card per escalation and topic (a topic made anew
 /// after the support group changed gets the card again).
 pub fn card_key(escalation_id: MessageId, thread_id: TelegramThreadId, part: usize) -> String {
