@@ -209,7 +209,8 @@
   const INPUT_MAX_HEIGHT_PX = 132;
 
   // Files a user may attach. The server decides by the content and stays the authority; these
-  // checks only spare an upload it would refuse. The size is CONCIERGE_MAX_ATTACHMENT_MB's default.
+  // checks only spare an upload it would refuse. The server writes its CONCIERGE_MAX_ATTACHMENT_MB
+  // into the next line as it serves this script.
   const MAX_FILE_MB = 10;
   const MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024;
   const MAX_FILES = 5;

@@ -129,9 +129,15 @@ fn asset(content_type: &'static str, caching: Caching, body: impl IntoResponse) 
     (headers, body).into_response()
 }
 
-/// `GET /widget.js`: the embeddable chat widget.
-pub async fn widget_js() -> Response {
-    asset("application/javascript; charset=utf-8", Caching::Vendored, WIDGET_JS)
+/// The line of the widget that holds the file cap, which is served as configured.
+const WIDGET_FILE_CAP: &str = "const MAX_FILE_MB = 10;";
+
+/// `GET /widget.js`: the embeddable chat widget, with this server's file cap
+/// (`CONCIERGE_MAX_ATTACHMENT_MB`), so that it refuses before upload what the server would.
+pub async fn widget_js(State(state): State<AppState>) -> Response {
+    let megabytes = state.config.max_attachment_bytes / (1024 * 1024);
+    let script = WIDGET_JS.replacen(WIDGET_FILE_CAP, &format!("const MAX_FILE_MB = {megabytes};"), 1);
+    asset("application/javascript; charset=utf-8", Caching::Vendored, script)
 }
 
 /// `GET /admin/`: the admin console (it signs in with an admin token itself).
@@ -230,6 +236,11 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_widget_holds_the_file_cap_line_that_is_served_as_configured() {
+        assert_eq!(super::WIDGET_JS.matches(super::WIDGET_FILE_CAP).count(), 1);
+    }
+
     use std::path::Path;
 
     use super::*;
