@@ -188,6 +188,8 @@ pub struct EmailTexts {
     pub link: &'static str,
     /// Instead of [`EmailTexts::link`] when the page is not known.
     pub no_link: &'static str,
+    /// Under the reply when it carries files; `{files}` is their names.
+    pub files: &'static str,
     /// Why the email came, and that answering it reaches nobody.
     pub footer: &'static str,
 }
@@ -320,6 +322,7 @@ static RU: Texts = Texts {
         intro: "{name} из поддержки Lectio ответил(а) на ваше обращение:",
         link: "Продолжить разговор: {url}",
         no_link: "Ответ есть и в чате поддержки на сайте Lectio.",
+        files: "К ответу приложены файлы: {files}. Открыть их можно в чате поддержки.",
         footer: "Вы получили это письмо, потому что попросили присылать ответы операторов на почту. \
 Ответ на письмо до оператора не дойдёт — пишите, пожалуйста, в чате поддержки.",
     },

@@ -103,11 +103,19 @@ fn compose(from: &Mailbox, address: &str, reply: &ReplyToSend) -> anyhow::Result
         Some(url) => fill(texts.link, &[("url", url)]),
         None => texts.no_link.to_owned(),
     };
+    // A reply of files alone says so instead of quoting nothing.
+    let mut said: Vec<String> = Vec::new();
+    if !reply.content.trim().is_empty() {
+        said.push(reply.content.clone());
+    }
+    if !reply.file_names.is_empty() {
+        said.push(fill(texts.files, &[("files", &reply.file_names.join(", "))]));
+    }
     let text = format!(
         "{}\n\n{}\n\n{}\n\n{way_back}\n\n-- \n{}\n",
         texts.greeting,
         fill(texts.intro, &[("name", &name)]),
-        reply.content,
+        said.join("\n\n"),
         texts.footer
     );
     let to: Mailbox = address.parse().context("the stored address is not one mail can reach")?;
@@ -132,6 +140,7 @@ mod tests {
         ReplyToSend {
             conversation_id: ConversationId::new(),
             content: "Деньги вернутся на карту за 3–5 дней.".into(),
+            file_names: Vec::new(),
             operator_name: Some("Ольга".into()),
             email_reply_to: Some("anna@example.com".into()),
             page_url: page_url.map(Into::into),
@@ -162,5 +171,18 @@ mod tests {
         let without_page = body_of(&compose(&from, "anna@example.com", &reply(None)).unwrap());
         assert!(without_page.contains("в чате поддержки") && !without_page.contains("http"), "{without_page}");
         assert!(compose(&from, "not an address", &reply(None)).is_err());
+    }
+
+    #[test]
+    fn a_reply_with_files_names_them_and_one_of_files_alone_quotes_no_empty_text() {
+        let from: Mailbox = "Lectio <help@lectio.ru>".parse().unwrap();
+        let mut with_files = reply(None);
+        with_files.file_names = vec!["чек.pdf".into(), "screen.png".into()];
+        let body = body_of(&compose(&from, "anna@example.com", &with_files).unwrap());
+        assert!(body.contains("Деньги вернутся") && body.contains("приложены файлы: чек.pdf, screen.png"), "{body}");
+
+        with_files.content = String::new();
+        let body = body_of(&compose(&from, "anna@example.com", &with_files).unwrap()).replace("\r\n", "\n");
+        assert!(body.contains("ответил(а) на ваше обращение:\n\nК ответу приложены файлы: чек.pdf"), "{body}");
     }
 }

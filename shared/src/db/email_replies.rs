@@ -79,6 +79,8 @@ pub async fn queue_for_reply(conn: &mut PgConnection, id: ConversationId, messag
 pub struct ReplyToSend {
     pub conversation_id: ConversationId,
     pub content: String,
+    /// The names of the files the reply carries, in the order they were uploaded.
+    pub file_names: Vec<String>,
     /// The operator's first name, as the user sees it in the chat.
     pub operator_name: Option<String>,
     /// Where to send it; `None` once the user no longer wants replies by email.
@@ -94,7 +96,8 @@ pub struct ReplyToSend {
 pub async fn reply_to_send(db: impl PgExecutor<'_>, message_id: MessageId) -> sqlx::Result<Option<ReplyToSend>> {
     sqlx::query_as(
         "SELECT m.conversation_id, m.content, m.metadata->'operator'->>'name' AS operator_name, m.emailed_at,
-                c.email_reply_to, c.page_url, c.locale
+                c.email_reply_to, c.page_url, c.locale,
+                ARRAY(SELECT file_name FROM attachments WHERE message_id = m.id ORDER BY created_at, id) AS file_names
          FROM messages m JOIN conversations c ON c.id = m.conversation_id
          WHERE m.id = $1 AND m.role = 'operator'",
     )
