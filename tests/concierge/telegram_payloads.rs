@@ -156,6 +156,9 @@ async fn every_real_payload_through_the_webhook_gives_its_outcome() {
     for update in [&photo, &general, &nonforum, &other_bot, &unreadable, &migrate_to, &migrate_from] {
         send(&app, update).await;
     }
+    // The photo reaches the user as an operator's message carrying the downloaded file.
+    let photo_reply = sse.next_from("operator").await;
+    assert_eq!(photo_reply.data["attachments"][0]["kind"], "image", "{}", photo_reply.data);
     // The card's button closes; `/close@<this bot>` then finds it closed.
     let button = topic("update_callback_query_in_topic.json");
     send(&app, &button).await;
