@@ -37,7 +37,7 @@ use crate::{
     extract::{Json, Path, Query},
     routes::{
         conversations::ConversationOut,
-        messages::{Audience, MAX_ATTACHMENTS_PER_MESSAGE, MessageOut},
+        messages::{Audience, MessageOut, checked_attachment_ids},
     },
 };
 
@@ -328,17 +328,7 @@ pub async fn admin_reply(
     Path(id): Path<ConversationId>,
     Json(input): Json<ReplyIn>,
 ) -> Result<(axum::http::StatusCode, JsonOut<MessageOut>), ApiError> {
-    // Counted as sent, as the document states the limit.
-    if input.attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
-        return Err(ApiError::validation(
-            "too_many_attachments",
-            "attachment_ids",
-            format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
-        ));
-    }
-    let mut files = input.attachment_ids.clone();
-    files.sort();
-    files.dedup();
+    let files = checked_attachment_ids(&input.attachment_ids)?;
     let too_long = input.content.chars().count() > state.config.max_message_chars;
     let content =
         if files.is_empty() || too_long { checked_content(&state, &input.content)? } else { input.content.trim() };

@@ -152,6 +152,22 @@ pub struct PostMessageIn {
 /// How many files one message may carry.
 pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 5;
 
+/// The files a message names, each once; more than [`MAX_ATTACHMENTS_PER_MESSAGE`] ids are
+/// refused as sent, repeats included, as the document states the limit.
+pub fn checked_attachment_ids(sent: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, ApiError> {
+    if sent.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(ApiError::validation(
+            "too_many_attachments",
+            "attachment_ids",
+            format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
+        ));
+    }
+    let mut ids = sent.to_vec();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 const CLIENT_MESSAGE_ID_MAX: usize = 100;
 
 #[tracing::instrument(skip_all, fields(conversation_id = %id), err(level = "debug"))]
@@ -175,17 +191,7 @@ pub async fn post_message(
             format!("the message is longer than {max} characters"),
         ));
     }
-    // Counted as sent, as the document states the limit.
-    if input.attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
-        return Err(ApiError::validation(
-            "too_many_attachments",
-            "attachment_ids",
-            format!("a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"),
-        ));
-    }
-    let mut attachment_ids = input.attachment_ids.clone();
-    attachment_ids.sort();
-    attachment_ids.dedup();
+    let attachment_ids = checked_attachment_ids(&input.attachment_ids)?;
     let content = input.content.trim();
     if content.is_empty() && attachment_ids.is_empty() {
         return Err(ApiError::validation("empty_message", "content", "the message is empty"));
