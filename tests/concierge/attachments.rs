@@ -7,28 +7,8 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{Conversation, TestApp, response},
-    voice::{pdf, png, upload},
+    voice::{pdf, png, try_upload, upload},
 };
-
-async fn try_upload(
-    app: &TestApp,
-    conversation: &Conversation,
-    file_name: &str,
-    content_type: &str,
-    bytes: Vec<u8>,
-) -> (StatusCode, Value) {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str(content_type).unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let sent = app
-        .client
-        .post(app.url(&format!("/conversations/{}/attachments/", conversation.id)))
-        .bearer_auth(&conversation.bearer)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    response(sent).await
-}
 
 async fn rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM attachments").fetch_one(&app.pool).await.unwrap()

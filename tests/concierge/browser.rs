@@ -230,6 +230,37 @@ impl Stage {
         let page = get_json(&self.http, self.api("/conversations/"), user_token(user)).await;
         page["items"][0].clone()
     }
+
+    /// Open the demo site signed in as `user`, with the widget open.
+    async fn widget_as(&self, user: &str) {
+        let browser = &self.browser;
+        browser.client.goto(&format!("{}/", self.base)).await.unwrap();
+        browser
+            .until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![])
+            .await;
+        browser
+            .js(
+                "const select = document.getElementById('login-as'); select.value = arguments[0];
+                 select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+                vec![json!(user)],
+            )
+            .await;
+        browser.open_widget().await;
+    }
+
+    /// Deliver `update` to the webhook as Telegram would.
+    async fn webhook(&self, update: &Value) {
+        let status = self
+            .http
+            .post(self.api("/telegram/webhook/"))
+            .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
+            .json(update)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK);
+    }
 }
 
 /// Play each story in turn; the first that fails ends the test, named.
@@ -294,16 +325,7 @@ async fn a_stream_past_its_token_resumes_without_a_gap_in_chromium() {
 
 async fn the_widget_resumes_a_stream_its_token_ended(stage: &Stage) {
     let browser = &stage.browser;
-    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
-    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
-    browser
-        .js(
-            "const select = document.getElementById('login-as'); select.value = 'boris';
-             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
-            vec![],
-        )
-        .await;
-    browser.open_widget().await;
+    stage.widget_as("boris").await;
     // Questions and answers before, across and after the expiry.
     for (round, question) in ["Как оплатить подписку?", "Как отменить подписку?", "Спасибо!"].into_iter().enumerate()
     {
@@ -335,16 +357,7 @@ async fn the_widget_resumes_a_stream_its_token_ended(stage: &Stage) {
 /// Signed in as Anna on the demo site, a question gets an answer that cites its document.
 async fn a_signed_in_question_gets_an_answer_citing_its_document(stage: &Stage) {
     let browser = &stage.browser;
-    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
-    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
-    browser
-        .js(
-            "const select = document.getElementById('login-as'); select.value = 'anna';
-             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
-            vec![],
-        )
-        .await;
-    browser.open_widget().await;
+    stage.widget_as("anna").await;
 
     browser.say("Как оплатить подписку?").await;
     browser
@@ -450,16 +463,7 @@ async fn calling_an_operator_opens_a_topic_and_the_reply_appears_live(stage: &St
     .await;
     // Ольга takes the conversation in its topic; the console will show her as its assignee.
     let take = text_update(9000, 7000, thread, operator_user(), "/take");
-    let status = stage
-        .http
-        .post(stage.api("/telegram/webhook/"))
-        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
-        .json(&take)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
+    stage.webhook(&take).await;
     fake.wait_for("who has it", |f| f.posts_in(thread).iter().any(|p| p.starts_with("🙋"))).await;
     let typing = stage
         .http
@@ -478,16 +482,7 @@ async fn calling_an_operator_opens_a_topic_and_the_reply_appears_live(stage: &St
         )
         .await;
     let reply = text_update(9001, 7001, thread, operator_user(), "Здравствуйте, Анна! Я Ольга, помогу.");
-    let status = stage
-        .http
-        .post(stage.api("/telegram/webhook/"))
-        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
-        .json(&reply)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
+    stage.webhook(&reply).await;
     browser
         .until(
             "the operator's reply",
@@ -746,21 +741,10 @@ async fn an_operators_answer_is_approved_as_a_document_in_the_console(stage: &St
         })
     })
     .await;
-    let webhook = |update: Value| async move {
-        let status = http
-            .post(stage.api("/telegram/webhook/"))
-            .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
-            .json(&update)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, StatusCode::OK);
-    };
-    webhook(text_update(9101, 7101, thread, operator_user(), ANSWER)).await;
+    stage.webhook(&text_update(9101, 7101, thread, operator_user(), ANSWER)).await;
     let mut kb = text_update(9102, 7102, thread, operator_user(), "/kb");
     kb["message"]["reply_to_message"] = text_update(0, 7101, thread, operator_user(), ANSWER)["message"].clone();
-    webhook(kb).await;
+    stage.webhook(&kb).await;
     fake.wait_for("the draft confirmed", |f| f.posts_in(thread).iter().any(|p| p.starts_with("📚 Черновик статьи")))
         .await;
 
@@ -887,31 +871,9 @@ async fn topic_thread(fake: &FakeTelegram) -> i64 {
     thread
 }
 
-async fn post_update(stage: &Stage, update: &Value) {
-    let status = stage
-        .http
-        .post(stage.api("/telegram/webhook/"))
-        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
-        .json(update)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
-}
-
 async fn a_pasted_screenshot_and_a_pdf_reach_the_widget_and_the_topic(stage: &Stage) {
     let browser = &stage.browser;
-    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
-    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
-    browser
-        .js(
-            "const select = document.getElementById('login-as'); select.value = 'anna';
-             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
-            vec![],
-        )
-        .await;
-    browser.open_widget().await;
+    stage.widget_as("anna").await;
     // With a person: the files go to the topic.
     browser.say("Позовите оператора").await;
     browser
@@ -1020,7 +982,7 @@ async fn an_operators_photo_appears_in_the_widget(stage: &Stage) {
     let mut message = crate::fake_telegram::group_message(7101, Some(thread), operator_user());
     message["photo"] = json!([{ "file_id": "operator-photo", "file_unique_id": "u-operator-photo", "width": 90, "height": 60, "file_size": 2000 }]);
     message["caption"] = json!("Нажмите сюда");
-    post_update(stage, &json!({ "update_id": 9101, "message": message })).await;
+    stage.webhook(&json!({ "update_id": 9101, "message": message })).await;
     stage
         .browser
         .until(
@@ -1043,7 +1005,7 @@ async fn an_operators_photo_appears_in_the_widget(stage: &Stage) {
 async fn a_recorded_voice_message_is_transcribed_and_answered(stage: &Stage) {
     let thread = topic_thread(&stage.fake).await;
     // Back to the bot, which answers the voice message.
-    post_update(stage, &text_update(9102, 7102, thread, operator_user(), "/ai")).await;
+    stage.webhook(&text_update(9102, 7102, thread, operator_user(), "/ai")).await;
     let browser = &stage.browser;
     browser
         .until(
@@ -1151,16 +1113,7 @@ async fn the_console_shows_the_files_and_sends_one_to_the_widget(stage: &Stage) 
     browser.screenshot("console-files.png").await;
     stage.fake.wait_for("the console's photo in the topic", |f| f.uploads("sendPhoto").len() > photos).await;
 
-    browser.client.goto(&format!("{}/", stage.base)).await.unwrap();
-    browser.until("the demo users", "return document.querySelectorAll('#login-as option').length > 1;", vec![]).await;
-    browser
-        .js(
-            "const select = document.getElementById('login-as'); select.value = 'anna';
-             select.dispatchEvent(new Event('change', { bubbles: true })); return true;",
-            vec![],
-        )
-        .await;
-    browser.open_widget().await;
+    stage.widget_as("anna").await;
     browser
         .until(
             "the operator's file in the widget",

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::{
     attachments::signed,
     helpers::{Conversation, TestApp, WAIT, platform_token, response, user_token, wait_until},
-    voice::{pdf, png, upload},
+    voice::{pdf, png, try_upload, upload},
 };
 
 fn admin() -> String {
@@ -190,17 +190,7 @@ async fn old_unsent_uploads_are_swept_and_a_failed_delete_is_retried() {
 async fn the_size_limit_is_the_setting_and_an_oversized_file_is_refused_whole() {
     let app = TestApp::spawn_with(|config| config.max_attachment_bytes = 1024 * 1024).await;
     let conversation = app.open(None).await;
-    let part = reqwest::multipart::Part::bytes(vec![b'a'; 1024 * 1024 + 1]).file_name("big.txt").mime_str("text/plain");
-    let form = reqwest::multipart::Form::new().part("file", part.unwrap());
-    let sent = app
-        .client
-        .post(app.url(&format!("/conversations/{}/attachments/", conversation.id)))
-        .bearer_auth(&conversation.bearer)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = response(sent).await;
+    let (status, body) = try_upload(&app, &conversation, "big.txt", "text/plain", vec![b'a'; 1024 * 1024 + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM attachments").fetch_one(&app.pool).await.unwrap();

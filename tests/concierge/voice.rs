@@ -157,14 +157,14 @@ pub async fn say_with(app: &TestApp, conversation: &Conversation, content: &str,
 
 // The API, as the widget calls it.
 
-/// Upload a file to the conversation; returns the attachment.
-pub async fn upload(
+/// Send a file to the conversation's upload route as its owner; returns the answer.
+pub async fn try_upload(
     app: &TestApp,
     conversation: &Conversation,
     file_name: &str,
     content_type: &str,
     bytes: Vec<u8>,
-) -> Value {
+) -> (StatusCode, Value) {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str(content_type).unwrap();
     let form = reqwest::multipart::Form::new().part("file", part);
     let response = app
@@ -175,7 +175,18 @@ pub async fn upload(
         .send()
         .await
         .unwrap();
-    let (status, body) = crate::helpers::response(response).await;
+    crate::helpers::response(response).await
+}
+
+/// Upload a file to the conversation; returns the attachment.
+pub async fn upload(
+    app: &TestApp,
+    conversation: &Conversation,
+    file_name: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Value {
+    let (status, body) = try_upload(app, conversation, file_name, content_type, bytes).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
 }
