@@ -14,8 +14,8 @@ use apalis::prelude::{BoxDynError, Data};
 use concierge_shared::{
     attachments::{self, FileDeletions},
     db::{
+        self,
         privacy::{self, RetentionReport},
-        storage_deletions,
     },
     jobs::{self, ApplyRetention},
 };
@@ -110,7 +110,7 @@ pub struct FileSweep {
 /// queue holds nothing due (a failed delete waits for a later sweep).
 pub async fn sweep_files(ctx: &Context) -> anyhow::Result<FileSweep> {
     use anyhow::Context as _;
-    let unsent_removed = storage_deletions::delete_unsent_older_than(&ctx.pool, UNSENT_KEPT)
+    let unsent_removed = db::attachments::delete_unsent_older_than(&ctx.pool, UNSENT_KEPT)
         .await
         .context("removing stale unsent uploads")?;
     let mut files = FileDeletions::default();

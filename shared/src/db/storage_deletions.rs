@@ -43,15 +43,3 @@ pub async fn failed(db: impl PgExecutor<'_>, key: &str, error: &str) -> sqlx::Re
     .await?;
     Ok(())
 }
-
-/// Remove the uploads never sent with a message that are older than `age`; their files are
-/// queued for deletion with them. Returns how many went.
-pub async fn delete_unsent_older_than(db: impl PgExecutor<'_>, age: std::time::Duration) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "DELETE FROM attachments WHERE message_id IS NULL AND created_at < now() - $1 * interval '1 millisecond'",
-    )
-    .bind(age.as_millis() as i64)
-    .execute(db)
-    .await?
-    .rows_affected())
-}
