@@ -14,7 +14,7 @@ use crate::{
     fake_llm::{FakeLlm, Reply, content_reply},
     fake_telegram::{CHAT_ID, FakeTelegram, operator_user, stranger_user, text_update},
     helpers::{Conversation, TestApp, WAIT, knowledge_dir, platform_token, user_token, wait_until},
-    telegram::{WEBHOOK_SECRET, telegram_config, thread_of},
+    telegram::{self, WEBHOOK_SECRET, telegram_config, thread_of},
 };
 
 /// A question nothing in the knowledge base answers, and an operator's answer to it.
@@ -58,16 +58,7 @@ async fn spawn(fake: &FakeTelegram, adjust: impl FnOnce(&mut concierge_shared::c
 }
 
 async fn webhook(app: &TestApp, update: &Value) {
-    let status = app
-        .client
-        .post(app.url("/telegram/webhook/"))
-        .header("X-Telegram-Bot-Api-Secret-Token", WEBHOOK_SECRET)
-        .json(update)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(telegram::webhook(app, Some(WEBHOOK_SECRET), update).await, StatusCode::OK);
 }
 
 /// A user asks [`QUESTION`] and is handed to a person; returns the conversation and its topic.
