@@ -45,7 +45,10 @@ pub async fn history_with_attachments(
     conn: &mut sqlx::PgConnection,
     history: Vec<Message>,
 ) -> sqlx::Result<Vec<Message>> {
-    let ids: Vec<_> = history.iter().map(|m| m.id).collect();
+    let ids: Vec<_> = history.iter().filter(|m| m.has_files()).map(|m| m.id).collect();
+    if ids.is_empty() {
+        return Ok(history);
+    }
     let attachments = transcripts::of_messages(&mut *conn, &ids).await?;
     if attachments.is_empty() {
         return Ok(history);

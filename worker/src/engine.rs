@@ -912,6 +912,7 @@ mod tests {
             reply_to: None,
             action_run_id: None,
             created_at: chrono::Utc::now(),
+            files: 0,
         }
     }
 

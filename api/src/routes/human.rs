@@ -334,7 +334,8 @@ pub async fn admin_reply(
         if files.is_empty() || too_long { checked_content(&state, &input.content)? } else { input.content.trim() };
     let name = Operator::first_name(admin.name.as_deref());
     let mut tx = state.pool.begin().await?;
-    let message = human::reply(&mut tx, id, &Operator { name: &name, via: OperatorChannel::Console }, content).await?;
+    let mut message =
+        human::reply(&mut tx, id, &Operator { name: &name, via: OperatorChannel::Console }, content).await?;
     if !files.is_empty() && !attachments::attach_to_message(&mut tx, id, message.id, "operator", &files).await? {
         tx.rollback().await?;
         return Err(ApiError::validation(
@@ -343,6 +344,8 @@ pub async fn admin_reply(
             "an attachment is not one operators uploaded to this conversation and not sent yet",
         ));
     }
+    // As the database now counts them.
+    message.files = files.len() as i16;
     let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
     let max_attempts = state.config.job_max_attempts;
     let key = format!("console:{}", message.id);

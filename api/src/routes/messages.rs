@@ -81,12 +81,8 @@ pub enum Audience {
 impl MessageOut {
     /// Messages with their files, loaded with one query for all of them.
     pub async fn load(state: &AppState, messages: Vec<Message>, audience: Audience) -> Result<Vec<Self>, sqlx::Error> {
-        // Only people send files: the assistant's answers and status notices carry none.
-        let ids: Vec<MessageId> = messages
-            .iter()
-            .filter(|m| matches!(m.role, MessageRole::User | MessageRole::Operator))
-            .map(|m| m.id)
-            .collect();
+        // Most messages carry none: the query runs only for a page with files.
+        let ids: Vec<MessageId> = messages.iter().filter(|m| m.has_files()).map(|m| m.id).collect();
         let files = if ids.is_empty() { Vec::new() } else { transcripts::of_messages(&state.pool, &ids).await? };
         let secret = crate::routes::attachments::link_secret(state);
         Ok(messages
@@ -211,29 +207,38 @@ pub async fn post_message(
         other => other.map(str::trim),
     };
 
-    // The message and its files commit together, or neither does.
-    let mut tx = state.pool.begin().await?;
-    let outcome = messages::post_user_message(
-        &mut tx,
-        id,
-        &caller.owner,
-        content,
-        client_message_id,
-        state.config.job_max_attempts,
-    )
-    .await?;
-    if let PostOutcome::Created(message) = &outcome
-        && !attachment_ids.is_empty()
-        && !attachments::attach_to_message(&mut tx, id, message.id, "user", &attachment_ids).await?
-    {
-        tx.rollback().await?;
-        return Err(ApiError::validation(
-            "invalid_attachment",
-            "attachment_ids",
-            "an attachment is not one uploaded to this conversation and not sent yet",
-        ));
-    }
-    tx.commit().await?;
+    let max_attempts = state.config.job_max_attempts;
+    let outcome = if attachment_ids.is_empty() {
+        // One statement, atomic on its own: no transaction around it.
+        messages::post_user_message(
+            &mut *state.pool.acquire().await?,
+            id,
+            &caller.owner,
+            content,
+            client_message_id,
+            max_attempts,
+        )
+        .await?
+    } else {
+        // The message and its files commit together, or neither does.
+        let mut tx = state.pool.begin().await?;
+        let mut outcome =
+            messages::post_user_message(&mut tx, id, &caller.owner, content, client_message_id, max_attempts).await?;
+        if let PostOutcome::Created(message) = &mut outcome {
+            if !attachments::attach_to_message(&mut tx, id, message.id, "user", &attachment_ids).await? {
+                tx.rollback().await?;
+                return Err(ApiError::validation(
+                    "invalid_attachment",
+                    "attachment_ids",
+                    "an attachment is not one uploaded to this conversation and not sent yet",
+                ));
+            }
+            // As the database now counts them.
+            message.files = attachment_ids.len() as i16;
+        }
+        tx.commit().await?;
+        outcome
+    };
     match outcome {
         PostOutcome::Created(message) => {
             let message = MessageOut::load_one(&state, message, Audience::Owner).await?;

@@ -26,11 +26,21 @@ pub struct Message {
     /// The action run this message reports, if any.
     pub action_run_id: Option<crate::ActionRunId>,
     pub created_at: DateTime<Utc>,
+    /// How many files the message carries (kept by the database; read them with
+    /// `transcripts::of_messages` only when there are some).
+    #[serde(default)]
+    pub files: i16,
+}
+
+impl Message {
+    pub fn has_files(&self) -> bool {
+        self.files > 0
+    }
 }
 
 macro_rules! columns {
     () => {
-        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at"
+        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at, files"
     };
 }
 
@@ -71,6 +81,25 @@ impl NewMessage {
     }
 }
 
+/// The append statement, with a condition on the conversation's row.
+macro_rules! append_statement {
+    ($condition:literal) => {
+        concat!(
+            "WITH conv AS (
+                 UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
+                 WHERE id = $1",
+            $condition,
+            " RETURNING last_seq
+             )
+             INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to, action_run_id)
+             SELECT $2, $1, conv.last_seq, $3, $4, $5, $6, $7 FROM conv
+             ON CONFLICT DO NOTHING
+             RETURNING ",
+            columns!()
+        )
+    };
+}
+
 /// Append a message in the caller's transaction. `None` when `reply_to` already has its reply
 /// (or `action_run_id` its report):
 /// the caller's transaction should then roll back, since the sequence number was spent.
@@ -79,27 +108,35 @@ pub async fn append(
     conversation_id: ConversationId,
     new: NewMessage,
 ) -> sqlx::Result<Option<Message>> {
-    sqlx::query_as(concat!(
-        "WITH conv AS (
-             UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
-             WHERE id = $1 RETURNING last_seq
-         )
-         INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to, action_run_id)
-         SELECT $2, $1, conv.last_seq, $3, $4, $5, $6, $7 FROM conv
-         ON CONFLICT DO NOTHING
-         RETURNING ",
-        columns!(),
-        ""
-    ))
-    .bind(conversation_id)
-    .bind(MessageId::new())
-    .bind(new.role)
-    .bind(&new.content)
-    .bind(sqlx::types::Json(&new.metadata))
-    .bind(new.reply_to)
-    .bind(new.action_run_id)
-    .fetch_optional(conn)
-    .await
+    append_where(conn, append_statement!(""), conversation_id, new).await
+}
+
+/// [`append`], only while the conversation is open and with the AI: the assistant's reply
+/// without reading the conversation first. `None` also when it is closed or with a person.
+pub async fn append_while_ai(
+    conn: &mut PgConnection,
+    conversation_id: ConversationId,
+    new: NewMessage,
+) -> sqlx::Result<Option<Message>> {
+    append_where(conn, append_statement!(" AND status = 'open' AND mode = 'ai'"), conversation_id, new).await
+}
+
+async fn append_where(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    conversation_id: ConversationId,
+    new: NewMessage,
+) -> sqlx::Result<Option<Message>> {
+    sqlx::query_as(statement)
+        .bind(conversation_id)
+        .bind(MessageId::new())
+        .bind(new.role)
+        .bind(&new.content)
+        .bind(sqlx::types::Json(&new.metadata))
+        .bind(new.reply_to)
+        .bind(new.action_run_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// What posting a user message did.
