@@ -206,8 +206,7 @@ fn pipeline_script() -> String {
         "5",
         "msg.id::text"
     );
-    let message =
-        "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at";
+    let message = "id, conversation_id, seq, role, content, metadata, client_message_id, reply_to, action_run_id, created_at, files";
     let conversation = "id, owner, owner_kind, owner_name, owner_email, owner_role, status, mode, page_url, page_title, \
                         locale, clarify_count, rating, rating_comment, rated_at, escalated_at, escalation_reason, \
                         closed_at, last_seq, created_at, updated_at";
@@ -239,10 +238,12 @@ SELECT {conversation},
        EXISTS (SELECT id FROM messages m WHERE conversation_id = :conv_id AND role = 'user' AND seq < :msg_seq
                  AND seq > COALESCE((SELECT max(seq) FROM messages WHERE conversation_id = :conv_id AND role <> 'user' AND seq < :msg_seq), 0)
                  AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id)
-                 AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)) AS earlier_waiting
+                 AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)) AS earlier_waiting,
+       (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.seq), '[]')
+        FROM (SELECT {message} FROM messages WHERE conversation_id = :conv_id ORDER BY seq DESC LIMIT 20) AS m) AS latest
 FROM conversations WHERE id = :conv_id;
-SELECT {message} FROM messages WHERE conversation_id = :conv_id ORDER BY seq DESC LIMIT 20;
-WITH conv AS (UPDATE conversations SET last_seq = last_seq + 1, updated_at = now() WHERE id = :conv_id RETURNING last_seq)
+WITH conv AS (UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
+              WHERE id = :conv_id AND status = 'open' AND mode = 'ai' RETURNING last_seq)
 INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to, action_run_id)
 SELECT gen_random_uuid(), :conv_id, conv.last_seq, 'assistant',
        'Оплатить подписку можно в личном кабинете, в разделе «Подписка»: выберите тариф и способ оплаты.',

@@ -116,7 +116,7 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_message_gets_one_reply() {
     let mut first = spawn_worker(&app.db_url);
     wait_until("the worker to reach the reply", WAIT, async || {
         app.count(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND pid <> pg_backend_pid()",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE conversations%' AND pid <> pg_backend_pid()",
         )
         .await
             > 0

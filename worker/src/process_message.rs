@@ -110,7 +110,7 @@ async fn decision_state(
     conn: &mut sqlx::PgConnection,
     message: &Message,
 ) -> anyhow::Result<conversations::DecisionState> {
-    conversations::decision_state(conn, message).await?.context("the message's conversation is missing")
+    conversations::decision_state(conn, message, HISTORY).await?.context("the message's conversation is missing")
 }
 
 /// Route one user message, under the conversation's decision lock (`lock`, which the reads go
@@ -122,12 +122,12 @@ async fn process_one(
     state: conversations::DecisionState,
     commit: Commit,
 ) -> anyhow::Result<Written> {
-    let conversation = state.conversation;
-    if state.handled || conversation.status == ConversationStatus::Closed {
+    let conversations::DecisionState { conversation, handled, latest, .. } = state;
+    if handled || conversation.status == ConversationStatus::Closed {
         return Ok(Written::No);
     }
     let attachments =
-        if state.message_has_files { transcripts::of_message(&mut *lock, message.id).await? } else { Vec::new() };
+        if message.has_files() { transcripts::of_message(&mut *lock, message.id).await? } else { Vec::new() };
     let awaits_transcript = ctx.transcriber.is_some() && attachments.iter().any(AttachmentBrief::awaits_transcript);
     // Operators answer; those in Telegram read it in the conversation's topic (a voice message
     // goes at once, its transcript follows when it comes). (Handed back to the AI since the
@@ -162,12 +162,7 @@ async fn process_one(
 
     // What came before the message, and the replies to earlier messages that were sent after
     // it while they were decided (replies follow the order of the questions).
-    let latest = messages::latest(&mut *lock, conversation.id, HISTORY).await?;
-    let latest = if state.conversation_has_files {
-        attachments::history_with_attachments(&mut *lock, latest).await?
-    } else {
-        latest
-    };
+    let latest = attachments::history_with_attachments(&mut *lock, latest.0).await?;
     let earlier = |id: Option<MessageId>| latest.iter().any(|m| Some(m.id) == id && m.seq < message.seq);
     let history = latest.iter().filter(|m| m.seq < message.seq || earlier(m.reply_to)).cloned().collect::<Vec<_>>();
     let query = engine::query_with_context(&history, &heard.content);
@@ -288,7 +283,11 @@ async fn queue_for_operators(
     let texts = &Locale::from_code(&conversation.locale).texts().operators;
     let name = conversation.owner_name.as_deref().unwrap_or(texts.topic_name_visitor);
     let text = i18n::fill(texts.user_message, &[("name", name), ("text", &message.content)]);
-    let files: Vec<_> = transcripts::of_message(&mut *tx, message.id).await?.iter().map(|a| a.id).collect();
+    let files: Vec<_> = if message.has_files() {
+        transcripts::of_message(&mut *tx, message.id).await?.iter().map(|a| a.id).collect()
+    } else {
+        Vec::new()
+    };
     let signature = i18n::fill(texts.user_file_caption, &[("name", name), ("text", "")])
         .trim_end()
         .trim_end_matches(':')
@@ -379,6 +378,59 @@ async fn apply(
     decision: Decision,
     info: &DecisionInfo,
 ) -> anyhow::Result<Written> {
+    let kind = decision.kind();
+    let info = info.clone();
+    // What the reply commits the conversation to besides.
+    let (reply, clarifies, hands_over) = match decision {
+        Decision::Action { name, params } => {
+            return queue_action(tx, ctx, conversation, message, &name, &params, &info).await;
+        }
+        Decision::Answer { text, sources } => (
+            NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::answer(info, sources)),
+            false,
+            None,
+        ),
+        Decision::Clarify { text, suggestions } => (
+            NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::clarify(info, suggestions)),
+            true,
+            None,
+        ),
+        Decision::Escalate { reason, text, summary } => {
+            let reason_text = reason.as_str();
+            (
+                NewMessage::system(text).with_metadata(MessageMeta::handover(reason, summary, info)),
+                false,
+                Some(reason_text),
+            )
+        }
+    };
+    // The reply takes the conversation's row lock, only while it is open and with the AI.
+    let Some(reply) = messages::append_while_ai(&mut *tx, conversation.id, reply.replying_to(message.id)).await? else {
+        return not_written(tx, ctx, conversation, message).await;
+    };
+    if clarifies {
+        conversations::increment_clarify(&mut *tx, conversation.id).await?;
+    }
+    if let Some(reason) = hands_over {
+        conversations::set_human_mode(&mut *tx, conversation.id, reason).await?;
+        concierge_shared::db::waits::start(&mut *tx, conversation.id).await?;
+        let job = Escalate { conversation_id: conversation.id, escalation_id: reply.id };
+        jobs::enqueue(&mut *tx, &job, ctx.max_attempts).await?;
+    }
+    tracing::info!(conversation_id = %conversation.id, decision = kind.as_str(), reply_seq = reply.seq, "replied");
+    Ok(Written::Yes)
+}
+
+/// Queue the action a decision runs; its result is the reply, posted by the execute-action job.
+async fn queue_action(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Context,
+    conversation: &Conversation,
+    message: &Message,
+    name: &str,
+    params: &serde_json::Value,
+    info: &DecisionInfo,
+) -> anyhow::Result<Written> {
     let Some(current) = conversations::lock(&mut *tx, conversation.id).await? else {
         return Ok(Written::No);
     };
@@ -386,59 +438,38 @@ async fn apply(
         return Ok(Written::No);
     }
     if current.mode != ConversationMode::Ai {
+        queue_for_operators(&mut *tx, ctx, &current, message).await?;
+        return Ok(Written::Yes);
+    }
+    let requested_by = if info.engine == Engine::Llm { ActionRequester::Llm } else { ActionRequester::Offline };
+    let queued =
+        actions::queue_run(&mut *tx, conversation.id, Some(message.id), name, params, requested_by, ctx.max_attempts)
+            .await?;
+    if queued.is_none() {
+        return Ok(Written::No);
+    }
+    tracing::info!(conversation_id = %conversation.id, action = name, "action queued");
+    Ok(Written::Yes)
+}
+
+/// Why a reply was not written: the conversation was closed or handed to a person while the
+/// decision was made (then the message is the operators'), or another run of this job replied
+/// first (then the caller rolls back the sequence number it spent).
+async fn not_written(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Context,
+    conversation: &Conversation,
+    message: &Message,
+) -> anyhow::Result<Written> {
+    let Some(current) = conversations::lock(&mut *tx, conversation.id).await? else {
+        return Ok(Written::No);
+    };
+    if current.status == ConversationStatus::Open && current.mode != ConversationMode::Ai {
         // A person took over while the decision was being made: the message is theirs now.
         queue_for_operators(&mut *tx, ctx, &current, message).await?;
         return Ok(Written::Yes);
     }
-    let kind = decision.kind();
-    let escalates = matches!(decision, Decision::Escalate { .. });
-    if let Decision::Action { name, params } = &decision {
-        // The reply is the action's result, posted by the execute-action job.
-        let requested_by = if info.engine == Engine::Llm { ActionRequester::Llm } else { ActionRequester::Offline };
-        let queued = actions::queue_run(
-            &mut *tx,
-            conversation.id,
-            Some(message.id),
-            name,
-            params,
-            requested_by,
-            ctx.max_attempts,
-        )
-        .await?;
-        if queued.is_none() {
-            return Ok(Written::No);
-        }
-        tracing::info!(conversation_id = %conversation.id, action = name, "action queued");
-        return Ok(Written::Yes);
-    }
-    let info = info.clone();
-    let reply = match decision {
-        Decision::Answer { text, sources } => {
-            NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::answer(info, sources))
-        }
-        Decision::Clarify { text, suggestions } => {
-            conversations::increment_clarify(&mut *tx, conversation.id).await?;
-            NewMessage::new(MessageRole::Assistant, text).with_metadata(MessageMeta::clarify(info, suggestions))
-        }
-        Decision::Escalate { reason, text, summary } => {
-            conversations::set_human_mode(&mut *tx, conversation.id, reason.as_str()).await?;
-            concierge_shared::db::waits::start(&mut *tx, conversation.id).await?;
-            NewMessage::system(text).with_metadata(MessageMeta::handover(reason, summary, info))
-        }
-        Decision::Action { .. } => unreachable!("handled above"),
-    };
-    match messages::append(&mut *tx, conversation.id, reply.replying_to(message.id)).await? {
-        Some(reply) => {
-            if escalates {
-                let job = Escalate { conversation_id: conversation.id, escalation_id: reply.id };
-                jobs::enqueue(&mut *tx, &job, ctx.max_attempts).await?;
-            }
-            tracing::info!(conversation_id = %conversation.id, decision = kind.as_str(), reply_seq = reply.seq, "replied");
-            Ok(Written::Yes)
-        }
-        // Another run of this job replied first.
-        None => Ok(Written::No),
-    }
+    Ok(Written::No)
 }
 
 /// Tell the user that their message could not be processed, once.

@@ -135,28 +135,31 @@ pub struct DecisionState {
     /// Earlier user messages of the conversation wait for theirs (see
     /// [`messages::unhandled_before`]).
     pub earlier_waiting: bool,
-    /// The message carries files.
-    pub message_has_files: bool,
-    /// Some message of the conversation carries files (else its history has none to read).
-    pub conversation_has_files: bool,
+    /// The conversation's latest messages, oldest first.
+    pub latest: sqlx::types::Json<Vec<Message>>,
 }
 
-/// The conversation of `message`, whether it, or messages before it, are answered, and whether
-/// there are files to read: one round trip.
-pub async fn decision_state(db: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<Option<DecisionState>> {
+/// The conversation of `message`, whether it, or messages before it, are answered, and the
+/// conversation's last `history` messages: one round trip.
+pub async fn decision_state(
+    db: impl PgExecutor<'_>,
+    message: &Message,
+    history: i64,
+) -> sqlx::Result<Option<DecisionState>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {}, {} AS handled, EXISTS ({}) AS earlier_waiting,
-                EXISTS (SELECT 1 FROM attachments WHERE message_id = $3) AS message_has_files,
-                EXISTS (SELECT 1 FROM attachments WHERE conversation_id = $1 AND message_id IS NOT NULL)
-                  AS conversation_has_files
+                (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.seq), '[]')
+                 FROM (SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $4) AS m) AS latest
          FROM conversations WHERE id = $1",
         columns!(),
         messages::HANDLED,
         messages::UNHANDLED_BEFORE,
+        messages::COLUMNS,
     )))
     .bind(message.conversation_id)
     .bind(message.seq)
     .bind(message.id)
+    .bind(history)
     .fetch_optional(db)
     .await
 }
