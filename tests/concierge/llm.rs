@@ -382,7 +382,8 @@ async fn decision_prompts_stay_within_the_budget() {
 
 /// One conversation of each decision kind through a real model server to the widget's stream.
 /// Opt in with `CONCIERGE_TEST_LLM_URL=http://127.0.0.1:8775/v1` (format json_schema unless
-/// `CONCIERGE_TEST_LLM_FORMAT` says otherwise), e.g.
+/// `CONCIERGE_TEST_LLM_FORMAT` says otherwise; `CONCIERGE_TEST_LLM_PROMPTS` names another prompts
+/// folder), e.g.
 /// `cargo test --test concierge llm::a_real_model -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "needs a running model server: set CONCIERGE_TEST_LLM_URL"]
@@ -397,7 +398,11 @@ async fn a_real_model_decides_each_kind_end_to_end() {
         _ => DecisionFormat::JsonSchema,
     };
     let model = std::env::var("CONCIERGE_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
+    let prompts = std::env::var("CONCIERGE_TEST_LLM_PROMPTS").ok();
     let mut app = TestApp::spawn_with(move |config| {
+        if let Some(prompts) = prompts {
+            config.ai.prompts_dir = prompts.into();
+        }
         config.ai.provider = concierge_shared::config::Provider::Openai;
         config.ai.base_url = url;
         config.ai.model = model;

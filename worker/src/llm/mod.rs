@@ -212,7 +212,10 @@ pub async fn decide(
                 };
                 messages.push(ChatMessage::new(
                     "user",
-                    format!("[system] Your previous reply was rejected: {problem}. {again}"),
+                    format!(
+                        "[system] Your previous reply was rejected: {problem}. {again} Write to the user in their \
+                         language, as the instructions say."
+                    ),
                 ));
                 purpose = "repair";
             }

@@ -281,14 +281,45 @@ fn decision_schema(actions: &[ActionDefinition]) -> String {
             ],
         ),
     ];
-    if !actions.is_empty() {
-        let names: Vec<&str> = actions.iter().map(|a| a.name.as_str()).collect();
+    // One alternative per action, with its own parameters where a grammar can hold them: a
+    // small model otherwise invents parameters (`check_zoom_status` with a `lesson_id`).
+    for action in actions {
+        let params =
+            if grammar_safe(&action.parameters) { action.parameters.0.clone() } else { json!({ "type": "object" }) };
         kinds.push(kind(
             "run_action",
-            &[("name", json!({ "type": "string", "enum": names })), ("params", json!({ "type": "object" }))],
+            &[("name", json!({ "type": "string", "enum": [action.name] })), ("params", params)],
         ));
     }
     ordered(&[("anyOf", format!("[{}]", kinds.join(",")))])
+}
+
+/// Whether a parameter schema keeps to the JSON Schema that local servers turn into a grammar
+/// (llama.cpp, Ollama, vLLM): objects of strings, numbers and booleans with lengths, bounds,
+/// enums and patterns. Another one is sent as any object, and checked when the reply comes.
+fn grammar_safe(schema: &Value) -> bool {
+    const KEYWORDS: [&str; 13] = [
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "description",
+        "enum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "items",
+        "title",
+    ];
+    let Some(object) = schema.as_object() else { return false };
+    object.iter().all(|(key, value)| match key.as_str() {
+        "properties" => value.as_object().is_some_and(|properties| properties.values().all(grammar_safe)),
+        "items" => grammar_safe(value),
+        "additionalProperties" => value.is_boolean(),
+        key => KEYWORDS.contains(&key),
+    })
 }
 
 /// A JSON object with these keys in this order; the values are JSON text.
@@ -367,6 +398,37 @@ mod tests {
         assert_eq!(kinds.len(), 3);
         assert_eq!(kinds[2]["required"], json!(["decision", "reason", "summary"]));
         assert!(decision_schema(&[]).starts_with(r#"{"anyOf":[{"type":"object","properties":{"decision":"#));
+    }
+
+    #[test]
+    fn each_action_is_an_alternative_with_its_own_parameters_when_a_grammar_can_hold_them() {
+        let action = |name: &str, parameters: Value| ActionDefinition {
+            name: name.into(),
+            display_name: name.into(),
+            description: String::new(),
+            parameters: sqlx::types::Json(parameters),
+            trigger_keywords: Vec::new(),
+            handler: "builtin:check_zoom_status".parse().unwrap(),
+            http: None,
+            requires_user: true,
+            read_only: true,
+            active: true,
+        };
+        let none = json!({ "type": "object", "properties": {}, "additionalProperties": false });
+        let lesson = json!({ "type": "object", "properties": { "lesson": { "type": "string", "maxLength": 64 } }, "additionalProperties": false });
+        let unusual = json!({ "type": "object", "oneOf": [{ "required": ["a"] }, { "required": ["b"] }] });
+        let actions = [
+            action("check_zoom_status", none.clone()),
+            action("check_lesson", lesson.clone()),
+            action("custom", unusual),
+        ];
+        let schema: Value = serde_json::from_str(&decision_schema(&actions)).unwrap();
+        let kinds = schema["anyOf"].as_array().unwrap();
+        assert_eq!(kinds.len(), 6);
+        assert_eq!(kinds[3]["properties"]["name"]["enum"], json!(["check_zoom_status"]));
+        assert_eq!(kinds[3]["properties"]["params"], none);
+        assert_eq!(kinds[4]["properties"]["params"], lesson);
+        assert_eq!(kinds[5]["properties"]["params"], json!({ "type": "object" }));
     }
 
     #[test]
