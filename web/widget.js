@@ -1726,12 +1726,14 @@
 
     // Every stored message goes through here, whatever brought it: restore, the POST
     // response, the stream or polling. Keyed by id, so nothing is shown twice. True when the
-    // message belongs to the conversation shown.
-    acceptMessage(message, live) {
+    // message belongs to the conversation shown. A POST response (`posted`) is the message as
+    // it was stored: the stream may have brought a later form of it already (a voice
+    // message's transcript), and that form stays.
+    acceptMessage(message, live, posted) {
       if (!isMessage(message) || !this.conversation) return false;
       if (message.conversation_id !== this.conversation.id) return false;
       const known = this.messages.get(message.id);
-      if (!known || !sameMessage(known, message)) this.messages.set(message.id, message);
+      if (!known || (!posted && !sameMessage(known, message))) this.messages.set(message.id, message);
       if (message.client_message_id) {
         this.pending.delete(message.client_message_id);
         this.outbox.remove(message.client_message_id);
@@ -2056,7 +2058,7 @@
         );
         this.backoff.reset();
         this.outbox.remove(clientMessageId);
-        this.acceptMessage(message, false);
+        this.acceptMessage(message, false, true);
         this.clearProblem();
         return true;
       } catch (error) {

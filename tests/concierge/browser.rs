@@ -1035,12 +1035,15 @@ async fn a_recorded_voice_message_is_transcribed_and_answered(stage: &Stage) {
             vec![],
         )
         .await;
+    // The POST's answer is the message as stored, before its transcript. Held back until the
+    // stream has brought the transcript, it must not take the transcript away again.
+    browser.js(HOLD_THE_VOICE_POST, vec![]).await;
     browser.js("q('[data-testid=record-send]').click(); return true;", vec![]).await;
     browser
         .until(
             "the voice message with its transcript",
             "const node = qa('[data-testid=message][data-role=user]').find((m) => m.querySelector('audio'));
-             return !!node && node.textContent.includes('Как оплатить подписку?');",
+             return window.voicePostAnswered === true && !!node && node.textContent.includes('Как оплатить подписку?');",
             vec![],
         )
         .await;
@@ -1053,6 +1056,23 @@ async fn a_recorded_voice_message_is_transcribed_and_answered(stage: &Stage) {
         .await;
     browser.screenshot("widget-voice.png").await;
 }
+
+/// Hold the answer to the next POST of a message with files until the widget shows a
+/// transcript, then set `window.voicePostAnswered` once the widget has had the answer.
+const HOLD_THE_VOICE_POST: &str = "
+const original = window.fetch;
+window.voicePostAnswered = false;
+window.fetch = async (url, init) => {
+  const response = await original(url, init);
+  if (init && init.method === 'POST' && String(url).endsWith('/messages/') && String(init.body).includes('attachment_ids')) {
+    window.fetch = original;
+    const shown = () => qa('[data-testid=message][data-role=user] [data-testid=transcript]').length > 0;
+    for (let waited = 0; !shown() && waited < 20000; waited += 50) await new Promise((done) => setTimeout(done, 50));
+    setTimeout(() => { window.voicePostAnswered = true; }, 500);
+  }
+  return response;
+};
+return true;";
 
 /// The console shows the conversation's files (the screenshot, the PDF, the operator's photo,
 /// the voice message with its transcript); an operator attaches an image to a reply there, and
