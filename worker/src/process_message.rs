@@ -431,15 +431,8 @@ async fn queue_action(
     params: &serde_json::Value,
     info: &DecisionInfo,
 ) -> anyhow::Result<Written> {
-    let Some(current) = conversations::lock(&mut *tx, conversation.id).await? else {
-        return Ok(Written::No);
-    };
-    if current.status != ConversationStatus::Open {
-        return Ok(Written::No);
-    }
-    if current.mode != ConversationMode::Ai {
-        queue_for_operators(&mut *tx, ctx, &current, message).await?;
-        return Ok(Written::Yes);
+    if let Some(written) = unless_with_the_ai(tx, ctx, conversation, message).await? {
+        return Ok(written);
     }
     let requested_by = if info.engine == Engine::Llm { ActionRequester::Llm } else { ActionRequester::Offline };
     let queued =
@@ -461,15 +454,29 @@ async fn not_written(
     conversation: &Conversation,
     message: &Message,
 ) -> anyhow::Result<Written> {
+    Ok(unless_with_the_ai(tx, ctx, conversation, message).await?.unwrap_or(Written::No))
+}
+
+/// Lock the conversation and see whether it is still open and with the AI (`None`). If it is
+/// gone or closed, nothing is written; if a person took over while the decision was being
+/// made, the message is theirs now and goes to the operators.
+async fn unless_with_the_ai(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Context,
+    conversation: &Conversation,
+    message: &Message,
+) -> anyhow::Result<Option<Written>> {
     let Some(current) = conversations::lock(&mut *tx, conversation.id).await? else {
-        return Ok(Written::No);
+        return Ok(Some(Written::No));
     };
-    if current.status == ConversationStatus::Open && current.mode != ConversationMode::Ai {
-        // A person took over while the decision was being made: the message is theirs now.
-        queue_for_operators(&mut *tx, ctx, &current, message).await?;
-        return Ok(Written::Yes);
+    match (current.status, current.mode) {
+        (ConversationStatus::Closed, _) => Ok(Some(Written::No)),
+        (ConversationStatus::Open, ConversationMode::Ai) => Ok(None),
+        (ConversationStatus::Open, _) => {
+            queue_for_operators(&mut *tx, ctx, &current, message).await?;
+            Ok(Some(Written::Yes))
+        }
     }
-    Ok(Written::No)
 }
 
 /// Tell the user that their message could not be processed, once.
