@@ -160,6 +160,30 @@ pub async fn upload_attachment(
     store_upload(&state, id, "user", form).await
 }
 
+/// Attach `files`, uploaded by `author` (`user` or `operator`) to the message's conversation and
+/// not sent yet, to `message` in the caller's transaction. Any other file refuses the request
+/// with `invalid_attachment` and `refusal` saying which files it takes; the caller's
+/// transaction, dropped by the `?`, rolls back with the message.
+pub async fn attach_or_refuse(
+    tx: &mut sqlx::PgConnection,
+    message: &mut concierge_shared::db::messages::Message,
+    author: &str,
+    files: &[uuid::Uuid],
+    refusal: &str,
+) -> Result<(), ApiError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    if !concierge_shared::db::attachments::attach_to_message(tx, message.conversation_id, message.id, author, files)
+        .await?
+    {
+        return Err(ApiError::validation("invalid_attachment", "attachment_ids", refusal));
+    }
+    // As the database now counts them.
+    message.files = files.len() as i16;
+    Ok(())
+}
+
 /// Read, check and store the uploaded file of `author` (`user` or `operator`) for conversation
 /// `id`, whose access the caller has checked: the same cap, content sniffing and counting for
 /// every route that takes files.

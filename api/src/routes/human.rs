@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use concierge_shared::{
     ConversationId, ConversationMode, ConversationStatus, EscalationReason, OperatorChannel,
     db::{
-        attachments,
         conversations::{self, Conversation},
         escalations, knowledge_drafts, llm_calls,
         messages::{self, NewMessage},
@@ -336,16 +335,8 @@ pub async fn admin_reply(
     let mut tx = state.pool.begin().await?;
     let mut message =
         human::reply(&mut tx, id, &Operator { name: &name, via: OperatorChannel::Console }, content).await?;
-    if !files.is_empty() && !attachments::attach_to_message(&mut tx, id, message.id, "operator", &files).await? {
-        tx.rollback().await?;
-        return Err(ApiError::validation(
-            "invalid_attachment",
-            "attachment_ids",
-            "an attachment is not one operators uploaded to this conversation and not sent yet",
-        ));
-    }
-    // As the database now counts them.
-    message.files = files.len() as i16;
+    let refusal = "an attachment is not one operators uploaded to this conversation and not sent yet";
+    crate::routes::attachments::attach_or_refuse(&mut tx, &mut message, "operator", &files, refusal).await?;
     let conversation = conversations::get(&mut *tx, id).await?.ok_or(ApiError::NotFound)?;
     let max_attempts = state.config.job_max_attempts;
     let key = format!("console:{}", message.id);

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use concierge_shared::{
     ConversationId, MessageId, MessageRole,
     db::{
-        attachments,
         messages::{self, Message, PostOutcome},
         transcripts,
     },
@@ -225,16 +224,8 @@ pub async fn post_message(
         let mut outcome =
             messages::post_user_message(&mut tx, id, &caller.owner, content, client_message_id, max_attempts).await?;
         if let PostOutcome::Created(message) = &mut outcome {
-            if !attachments::attach_to_message(&mut tx, id, message.id, "user", &attachment_ids).await? {
-                tx.rollback().await?;
-                return Err(ApiError::validation(
-                    "invalid_attachment",
-                    "attachment_ids",
-                    "an attachment is not one uploaded to this conversation and not sent yet",
-                ));
-            }
-            // As the database now counts them.
-            message.files = attachment_ids.len() as i16;
+            let refusal = "an attachment is not one uploaded to this conversation and not sent yet";
+            crate::routes::attachments::attach_or_refuse(&mut tx, message, "user", &attachment_ids, refusal).await?;
         }
         tx.commit().await?;
         outcome
