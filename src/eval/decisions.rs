@@ -96,10 +96,13 @@ pub(super) struct Cost {
 }
 
 /// The checks of what a reply says, by the start of the reason they give.
-const CHECKS: [(&str, &str); 3] = [
+const CHECKS: [(&str, &str); 6] = [
     ("ungrounded", "the answer states facts%"),
     ("clarify_restates", "the clarifying question only repeats%"),
     ("clarify_covered", "passage p1 covers the question%"),
+    ("clarify_again", "a clarifying question is not one of the choices%"),
+    ("skips_action", "the user asks about their own account%"),
+    ("needs_person", "this needs a person%"),
 ];
 
 /// What decided, as recorded with the run.

@@ -21,12 +21,12 @@ use crate::{
     helpers::{Conversation, Sse, TestApp, platform_token, simulate_delay, user_token},
 };
 
-const TOKEN: &str = "platform-token";
+pub(crate) const TOKEN: &str = "platform-token";
 
 /// The platform's API as Concierge expects it. Users: `anna` (all fine), `err500` (500s),
 /// `slow` (answers after 5 s), `broken` (malformed JSON), `nobody` (404).
 #[derive(Clone, Default)]
-struct Platform {
+pub(crate) struct Platform {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
@@ -78,7 +78,7 @@ async fn platform_route(State(platform): State<Platform>, headers: HeaderMap, Pa
     Json(body).into_response()
 }
 
-async fn start_platform() -> (Platform, String) {
+pub(crate) async fn start_platform() -> (Platform, String) {
     let platform = Platform::default();
     let app = Router::new().route("/v1/{*rest}", get(platform_route)).with_state(platform.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -362,4 +362,54 @@ async fn the_model_runs_an_action_and_words_the_answer_from_its_result() {
     assert!(offered);
     let follow_up = requests[2]["messages"].to_string();
     assert!(follow_up.contains("недостаточно средств"), "the result went back to the model");
+}
+
+#[tokio::test]
+async fn an_answer_that_skips_the_users_own_check_or_a_person_is_repaired() {
+    let llm = FakeLlm::start().await;
+    let general = "Zoom подключают в «Настройки → Интеграции → Zoom».";
+    llm.push(Reply::Json(tool_reply("answer", json!({ "text": general, "citations": ["p1"] }))))
+        .push(Reply::Json(tool_reply("run_action", json!({ "name": "check_zoom_status", "params": {} }))))
+        .push(Reply::Json(content_reply("Zoom подключён, но токен истёк: переподключите его в настройках.")))
+        // A disputed double charge: a clarifying question, then an answer, both refused.
+        .push(Reply::Json(tool_reply("clarify", json!({ "question": "Какой картой вы платили?" }))))
+        .push(Reply::Json(tool_reply("answer", json!({ "text": "Деньги вернутся сами.", "citations": ["p1"] }))));
+    let (app, _platform) = app_with_platform(Some(&llm)).await;
+    let conversation = app.open(Some(&user_token("anna"))).await;
+    let mut sse = app.stream(&conversation, None).await;
+    let ask = |text: &'static str| {
+        let (app, conversation) = (&app, &conversation);
+        async move { app.say(conversation, text).await }
+    };
+
+    // The user asks about their own Zoom: a general answer is refused and the repair checks it.
+    let sent = ask("подключён ли мой зум? уроки не запускаются").await;
+    let reply = loop {
+        let event = sse.next().await;
+        if event.event == "message" && event.data["reply_to"] == sent["id"] {
+            break event.data;
+        }
+    };
+    assert_eq!(reply["metadata"]["engine"], "llm", "{reply}");
+    assert!(text(&reply).contains("токен истёк"), "{reply}");
+    let repair = llm.requests()[1]["messages"].to_string();
+    assert!(repair.contains("run the offered action `check_zoom_status`"), "{repair}");
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, requested_by FROM action_runs").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(runs, [("check_zoom_status".to_owned(), "llm".to_owned())]);
+
+    // A disputed charge needs a person: neither the question nor the answer is accepted, and
+    // the offline engine hands over.
+    let sent = ask("с меня дважды списали деньги за подписку, верните").await;
+    let reply = loop {
+        let event = sse.next().await;
+        let stored = event.event == "message" || event.event == "status";
+        if stored && event.data["reply_to"] == sent["id"] {
+            break event.data;
+        }
+    };
+    assert_eq!(reply["metadata"]["decision"], "escalate", "{reply}");
+    assert_eq!(reply["metadata"]["fallback"], "needs_person", "{reply}");
+    let repair = llm.requests()[4]["messages"].to_string();
+    assert!(repair.contains("this needs a person (a disputed charge or refund)"), "{repair}");
 }

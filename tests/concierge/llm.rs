@@ -282,14 +282,49 @@ async fn clarifying_questions_that_repeat_the_message_or_skip_a_covering_passage
     assert_eq!(reply["metadata"]["engine"], "llm");
     let repair = fake.requests()[1]["messages"].as_array().unwrap().last().unwrap()["content"].to_string();
     assert!(repair.contains("only repeats the user's message"), "{repair}");
+    // The repair offers no `clarify`.
+    let tools = |n: usize| -> Vec<String> {
+        fake.requests()[n]["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].to_string()).collect()
+    };
+    assert!(tools(0).contains(&"\"clarify\"".to_owned()), "{:?}", tools(0));
+    assert!(!tools(1).contains(&"\"clarify\"".to_owned()), "{:?}", tools(1));
 
-    // A passage covers the question: asking instead of answering is refused, twice, and the
-    // offline engine answers from the passage.
+    // A passage covers the question: asking instead of answering is refused, and so is the
+    // question the repair asks anyway; the offline engine answers from the passage.
     let reply = ask(&app, &conversation, &mut sse, "Как оплатить подписку тарифа Профи?").await;
     assert_eq!(reply["metadata"]["engine"], "offline", "{reply}");
-    assert_eq!(reply["metadata"]["fallback"], "clarify_covered");
+    assert_eq!(reply["metadata"]["fallback"], "clarify_again");
+    assert!(!tools(3).contains(&"\"clarify\"".to_owned()), "{:?}", tools(3));
     assert_eq!(reply["metadata"]["decision"], "answer");
     assert_eq!(app.count("SELECT clarify_count::bigint FROM conversations").await, 0);
+}
+
+#[tokio::test]
+async fn after_a_refused_question_the_schema_leaves_clarify_out_and_the_model_decides_again() {
+    let format = DecisionFormat::JsonSchema;
+    let fake = FakeLlm::start().await;
+    let summary = "Аккаунт взломан: сменили пароль и почту, пользователь не может войти.";
+    fake.push(Reply::Json(decision_reply(format, "clarify", json!({ "question": "Ваш аккаунт взломали?" }))))
+        .push(Reply::Json(decision_reply(format, "escalate", json!({ "reason": "security", "summary": summary }))));
+    let app = app_in(&fake, format, |_| {}).await;
+    let conversation = app.open(None).await;
+    let mut sse = app.stream(&conversation, None).await;
+
+    let reply = ask(&app, &conversation, &mut sse, "Мой аккаунт взломали: сменили пароль и почту").await;
+    assert_eq!(reply["metadata"]["decision"], "escalate", "{reply}");
+    assert_eq!(reply["metadata"]["engine"], "llm", "{reply}");
+    let kinds = |n: usize| -> Vec<Value> {
+        let schema = &fake.requests()[n]["response_format"]["json_schema"]["schema"];
+        schema["anyOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|kind| kind["properties"]["decision"]["enum"][0].clone())
+            .collect()
+    };
+    let mut without = kinds(0);
+    assert_eq!(without.remove(1), "clarify");
+    assert_eq!(kinds(1), without);
 }
 
 #[tokio::test]
@@ -399,7 +434,11 @@ async fn a_real_model_decides_each_kind_end_to_end() {
     };
     let model = std::env::var("CONCIERGE_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
     let prompts = std::env::var("CONCIERGE_TEST_LLM_PROMPTS").ok();
+    // The platform on loopback, so that the checks of the user's own account are offered.
+    let (_platform, platform_url) = crate::actions::start_platform().await;
     let mut app = TestApp::spawn_with(move |config| {
+        config.platform_url = Some(platform_url);
+        config.platform_token = Some(crate::actions::TOKEN.into());
         if let Some(prompts) = prompts {
             config.ai.prompts_dir = prompts.into();
         }

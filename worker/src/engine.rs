@@ -474,6 +474,20 @@ fn counts_times(words: &[String]) -> bool {
     })
 }
 
+/// What a person is needed for in `message` when it is a case no answer settles (a disputed
+/// charge, someone else in the account, a complaint, a legal threat), in English for a repair
+/// message; `None` otherwise.
+pub fn needs_a_person(message: &Message) -> Option<&'static str> {
+    match needs_person(&words(&message.content), message.seq > 2)? {
+        PersonNeeded::Dispute => Some("a disputed charge or refund"),
+        PersonNeeded::Compromise => Some("someone else in the account, or a fraudulent payment"),
+        PersonNeeded::Complaint => Some("a complaint"),
+        PersonNeeded::LegalThreat => Some("a legal threat"),
+        // Another answer may help where the last did not: the model's call.
+        PersonNeeded::RepeatedFailure => None,
+    }
+}
+
 /// Disputes and demands that need a person's decision or access, as the policy in
 /// `prompts/system.md` lists them. `after_reply`: the assistant has already replied in this
 /// conversation, so "опять ошибка" means its reply did not help.

@@ -108,6 +108,12 @@ impl Rejection {
     fn invalid(problem: String) -> Self {
         Self { fallback: "invalid_reply", problem }
     }
+
+    /// Whether the refusal rules a clarifying question out (one was refused, or a person is
+    /// needed): the repair then offers no `clarify`.
+    fn refuses_clarify(&self) -> bool {
+        self.fallback.starts_with("clarify_") || self.fallback == "needs_person"
+    }
 }
 
 /// Decide with the model, falling back to the offline engine. `on_delta` receives streamed
@@ -139,13 +145,16 @@ pub async fn decide(
     let passages = &candidates[..built.passages];
     tracing::debug!(estimated_tokens = built.estimated_tokens, passages = passages.len(), "decision prompt");
     let mut messages = built.messages;
+    let (mut tools, mut response_format) = (built.tools, built.response_format);
+    // Whether the model may ask a clarifying question: not in a repair after a refused one.
+    let mut clarify = true;
     let mut purpose = "decide";
     let mut fallback = "invalid_reply";
     for round in 0..2 {
         let request = ChatRequest {
             messages: messages.clone(),
-            tools: built.tools.clone(),
-            response_format: built.response_format.clone(),
+            tools: tools.clone(),
+            response_format: response_format.clone(),
             max_tokens: 1_000,
             stream: llm.config.stream,
         };
@@ -171,7 +180,7 @@ pub async fn decide(
         let checked = parse_decision(&response, passages, turn)
             .and_then(|d| guard(d, &llm.prompt))
             .map_err(Rejection::invalid)
-            .and_then(|d| check(d, passages, turn));
+            .and_then(|d| check(d, passages, turn, clarify));
         match checked {
             Ok(decision) => {
                 // The whole reply passed the checks: what was held back may show.
@@ -184,6 +193,10 @@ pub async fn decide(
                 return Ok((decision, info));
             }
             Err(rejection) => {
+                if rejection.refuses_clarify() {
+                    clarify = false;
+                    (tools, response_format) = prompt::choices(format, turn.actions, false);
+                }
                 let problem = rejection.problem;
                 fallback = rejection.fallback;
                 record_invalid(pool, llm, ids, purpose, &response, &problem, elapsed).await?;
@@ -224,15 +237,47 @@ pub async fn decide(
     Ok(offline(fallback))
 }
 
-/// The checks of what a reply says, past its form: a clarifying question must ask something
-/// the passages do not answer, and an answer must be supported by what it cites.
-fn check(decision: Decision, passages: &[Hit], turn: &Turn<'_>) -> Result<Decision, Rejection> {
+/// The checks of what a reply says, past its form: a clarifying question must be among the
+/// choices (`clarify`) and ask something the passages do not answer; an answer must be
+/// supported by what it cites; neither may skip an offered check of the user's account; and a
+/// case only a person settles gets neither.
+fn check(decision: Decision, passages: &[Hit], turn: &Turn<'_>, clarify: bool) -> Result<Decision, Rejection> {
     match &decision {
-        Decision::Clarify { text, .. } => check_clarify(text, turn)?,
-        Decision::Answer { text, sources } => check_grounding(text, sources, passages, turn)?,
+        // A model without a grammar to hold it (`json_object`) may still write one.
+        Decision::Clarify { .. } if !clarify => {
+            return Err(Rejection {
+                fallback: "clarify_again",
+                problem: format!("a clarifying question is not one of the choices now; {}", instead_of_asking(turn)),
+            });
+        }
+        Decision::Answer { .. } | Decision::Clarify { .. } if engine::needs_a_person(turn.message).is_some() => {
+            let case = engine::needs_a_person(turn.message).unwrap_or_default();
+            return Err(Rejection {
+                fallback: "needs_person",
+                problem: format!("this needs a person ({case}); escalate, with a short summary for the operator"),
+            });
+        }
+        Decision::Clarify { text, .. } => {
+            check_no_action_skipped(turn)?;
+            check_clarify(text, turn)?;
+        }
+        Decision::Answer { text, sources } => {
+            check_grounding(text, sources, passages, turn)?;
+            check_no_action_skipped(turn)?;
+        }
         Decision::Escalate { .. } | Decision::Action { .. } => {}
     }
     Ok(decision)
+}
+
+/// What a repair asks for instead of a refused clarifying question: the choices left.
+fn instead_of_asking(turn: &Turn<'_>) -> &'static str {
+    if turn.actions.is_empty() {
+        "answer from the passages, or escalate when a person is needed"
+    } else {
+        "answer from the passages, run one of the offered actions when the answer depends on the user's own \
+         account, or escalate when a person is needed"
+    }
 }
 
 /// The share of a clarifying question's content words found in the user's message above which
@@ -247,9 +292,7 @@ fn check_clarify(question: &str, turn: &Turn<'_>) -> Result<(), Rejection> {
     if asked.len() >= 2 && words::shared(&asked, &said) as f64 / asked.len() as f64 >= RESTATED {
         return Err(Rejection {
             fallback: "clarify_restates",
-            problem: "the clarifying question only repeats the user's message; answer from the passages, \
-                      escalate, or ask about what is actually unclear"
-                .into(),
+            problem: format!("the clarifying question only repeats the user's message; {}", instead_of_asking(turn)),
         });
     }
     let vague = engine::is_vague(&engine::words(&turn.message.content));
@@ -287,6 +330,25 @@ fn check_grounding(text: &str, sources: &[Source], passages: &[Hit], turn: &Turn
             listed.join(", ")
         ),
     })
+}
+
+/// An answer or a clarifying question is refused when the question is one the offline engine
+/// would run an offered check for (a trigger phrase, or a question about the user's own thing
+/// in the action's domain): what the user's own account says beats a general explanation.
+fn check_no_action_skipped(turn: &Turn<'_>) -> Result<(), Rejection> {
+    if turn.actions.is_empty() {
+        return Ok(());
+    }
+    match engine::decide(turn.found, turn.conversation, turn.message, turn.actions) {
+        Decision::Action { name, .. } => Err(Rejection {
+            fallback: "skips_action",
+            problem: format!(
+                "the user asks about their own account; run the offered action `{name}` instead of explaining in \
+                 general"
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a token budget is spent: `Some(reason)` then.

@@ -65,28 +65,39 @@ pub(super) fn estimate_tokens(text: &str) -> usize {
     ascii.div_ceil(4) + other.div_ceil(2)
 }
 
+/// What a decision request lets the model reply with, for `format`: the tools, or the
+/// response format (the JSON schema as text). `clarify`: whether asking a clarifying question
+/// is among the choices; a repair after a refused question leaves it out, so that a
+/// grammar-constrained server cannot write one again.
+pub(super) fn choices(
+    format: DecisionFormat,
+    actions: &[ActionDefinition],
+    clarify: bool,
+) -> (Vec<Value>, Option<String>) {
+    match format {
+        DecisionFormat::Tools => (tools(actions, clarify), None),
+        DecisionFormat::JsonSchema => {
+            let format = ordered(&[
+                ("type", json!("json_schema").to_string()),
+                (
+                    "json_schema",
+                    ordered(&[
+                        ("name", json!("decision").to_string()),
+                        ("strict", "true".into()),
+                        ("schema", decision_schema(actions, clarify)),
+                    ]),
+                ),
+            ]);
+            (Vec::new(), Some(format))
+        }
+        DecisionFormat::JsonObject => (Vec::new(), Some(json!({ "type": "json_object" }).to_string())),
+    }
+}
+
 pub(super) fn build(llm: &Llm, turn: &Turn<'_>, passages: &[Hit]) -> Built {
     let format = llm.config.decision_format;
     let conversation = turn.conversation;
-    let tools = match format {
-        DecisionFormat::Tools => tools(turn.actions),
-        DecisionFormat::JsonSchema | DecisionFormat::JsonObject => Vec::new(),
-    };
-    let response_format = match format {
-        DecisionFormat::Tools => None,
-        DecisionFormat::JsonSchema => Some(ordered(&[
-            ("type", json!("json_schema").to_string()),
-            (
-                "json_schema",
-                ordered(&[
-                    ("name", json!("decision").to_string()),
-                    ("strict", "true".into()),
-                    ("schema", decision_schema(turn.actions)),
-                ]),
-            ),
-        ])),
-        DecisionFormat::JsonObject => Some(json!({ "type": "json_object" }).to_string()),
-    };
+    let (tools, response_format) = choices(format, turn.actions, true);
     let actions: Vec<Value> = turn
         .actions
         .iter()
@@ -249,7 +260,7 @@ fn shape_text(actions: &[ActionDefinition]) -> String {
 /// OpenAI's strict mode wants an object at the root: use `tools` there. Text, not a `Value`,
 /// because the order of the properties is the order a grammar makes the model write them
 /// (`decision` first), and `serde_json`'s maps sort their keys.
-fn decision_schema(actions: &[ActionDefinition]) -> String {
+fn decision_schema(actions: &[ActionDefinition], clarify: bool) -> String {
     let kind = |name: &str, fields: &[(&str, Value)]| {
         let mut properties = vec![("decision", json!({ "type": "string", "enum": [name] }).to_string())];
         properties.extend(fields.iter().map(|(field, schema)| (*field, schema.to_string())));
@@ -269,7 +280,6 @@ fn decision_schema(actions: &[ActionDefinition]) -> String {
                 ("citations", json!({ "type": "array", "items": { "type": "string", "pattern": "^p[0-9]+$" } })),
             ],
         ),
-        kind("clarify", &[("question", json!({ "type": "string" }))]),
         kind(
             "escalate",
             &[
@@ -281,6 +291,9 @@ fn decision_schema(actions: &[ActionDefinition]) -> String {
             ],
         ),
     ];
+    if clarify {
+        kinds.insert(1, kind("clarify", &[("question", json!({ "type": "string" }))]));
+    }
     // One alternative per action, with its own parameters where a grammar can hold them: a
     // small model otherwise invents parameters (`check_zoom_status` with a `lesson_id`).
     for action in actions {
@@ -328,7 +341,8 @@ fn ordered(fields: &[(&str, String)]) -> String {
     format!("{{{}}}", fields.join(","))
 }
 
-pub(super) fn tools(actions: &[ActionDefinition]) -> Vec<Value> {
+/// The decision's tools; `clarify`: whether `clarify` is one of them (see [`choices`]).
+pub(super) fn tools(actions: &[ActionDefinition], clarify: bool) -> Vec<Value> {
     let tool = |name: &str, description: &str, properties: Value, required: &[&str]| {
         json!({
             "type": "function",
@@ -365,6 +379,9 @@ pub(super) fn tools(actions: &[ActionDefinition]) -> Vec<Value> {
             &["reason", "summary"],
         ),
     ];
+    if !clarify {
+        tools.retain(|tool| tool["function"]["name"] != "clarify");
+    }
     if !actions.is_empty() {
         let names: Vec<&str> = actions.iter().map(|a| a.name.as_str()).collect();
         tools.push(tool(
@@ -393,11 +410,11 @@ mod tests {
 
     #[test]
     fn the_schema_is_json_with_the_decision_first_in_every_kind() {
-        let schema: Value = serde_json::from_str(&decision_schema(&[])).unwrap();
+        let schema: Value = serde_json::from_str(&decision_schema(&[], true)).unwrap();
         let kinds = schema["anyOf"].as_array().unwrap();
         assert_eq!(kinds.len(), 3);
         assert_eq!(kinds[2]["required"], json!(["decision", "reason", "summary"]));
-        assert!(decision_schema(&[]).starts_with(r#"{"anyOf":[{"type":"object","properties":{"decision":"#));
+        assert!(decision_schema(&[], true).starts_with(r#"{"anyOf":[{"type":"object","properties":{"decision":"#));
     }
 
     #[test]
@@ -422,7 +439,7 @@ mod tests {
             action("check_lesson", lesson.clone()),
             action("custom", unusual),
         ];
-        let schema: Value = serde_json::from_str(&decision_schema(&actions)).unwrap();
+        let schema: Value = serde_json::from_str(&decision_schema(&actions, true)).unwrap();
         let kinds = schema["anyOf"].as_array().unwrap();
         assert_eq!(kinds.len(), 6);
         assert_eq!(kinds[3]["properties"]["name"]["enum"], json!(["check_zoom_status"]));
