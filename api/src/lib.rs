@@ -170,14 +170,13 @@ fn cors() -> tower_http::cors::CorsLayer {
 /// 16 KiB: half the memory of an idle event stream. `TCP_NODELAY`: an event stream writes
 /// small events in quick succession (typing, then the reply), and Nagle's algorithm would hold
 /// the second until the client acknowledged the first, up to a delayed ACK's 40 ms.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(mut listener: TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
     use axum::extract::ConnectInfo;
     use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
     let http = hyper::server::conn::http1::Builder::new();
     let connections = GracefulShutdown::new();
-    let mut listener = listener;
     loop {
         // `Listener::accept` retries failed accepts itself (out of descriptors: after a pause).
         let (stream, peer) = tokio::select! {

@@ -242,6 +242,7 @@ pub async fn decide(
 /// supported by what it cites; neither may skip an offered check of the user's account; and a
 /// case only a person settles gets neither.
 fn check(decision: Decision, passages: &[Hit], turn: &Turn<'_>, clarify: bool) -> Result<Decision, Rejection> {
+    let person_needed = engine::needs_a_person(turn.message);
     match &decision {
         // A model without a grammar to hold it (`json_object`) may still write one.
         Decision::Clarify { .. } if !clarify => {
@@ -250,8 +251,7 @@ fn check(decision: Decision, passages: &[Hit], turn: &Turn<'_>, clarify: bool) -
                 problem: format!("a clarifying question is not one of the choices now; {}", instead_of_asking(turn)),
             });
         }
-        Decision::Answer { .. } | Decision::Clarify { .. } if engine::needs_a_person(turn.message).is_some() => {
-            let case = engine::needs_a_person(turn.message).unwrap_or_default();
+        Decision::Answer { .. } | Decision::Clarify { .. } if let Some(case) = person_needed => {
             return Err(Rejection {
                 fallback: "needs_person",
                 problem: format!("this needs a person ({case}); escalate, with a short summary for the operator"),
