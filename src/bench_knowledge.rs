@@ -149,7 +149,7 @@ pub fn run(knowledge_dir: &Path, args: &KnowledgeBenchArgs) -> anyhow::Result<()
         query_prefix: String::new(),
         passage_prefix: String::new(),
     };
-    let index = index.with_vectors(Vectors { space, index: vectors });
+    let index = index.with_vectors(Vectors { space, index: vectors, min_similarity: None });
     let options = SearchOptions::top(5);
     let mut lexical_latencies = Histogram::<u64>::new(3)?;
     let mut hybrid_latencies = Histogram::<u64>::new(3)?;

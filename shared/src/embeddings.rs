@@ -143,6 +143,11 @@ impl Embedder {
         format!("{} ({})", self.url, self.config.model)
     }
 
+    /// The least similarity the offline engine answers from, for the configured model.
+    pub fn min_similarity(&self) -> Option<f32> {
+        self.config.min_similarity
+    }
+
     pub fn batch_size(&self) -> usize {
         self.config.batch
     }

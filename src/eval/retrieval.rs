@@ -61,7 +61,7 @@ struct Mode {
 const MODES: [Mode; 5] = [
     Mode { name: "lexical", semantic: false, fusion: DEFAULT_FUSION },
     Mode { name: "vector", semantic: true, fusion: Fusion::Weighted { vector_weight: 1.0 } },
-    Mode { name: "rrf k=60", semantic: true, fusion: Fusion::Rrf { k: 60.0 } },
+    Mode { name: "rrf k=10", semantic: true, fusion: DEFAULT_FUSION },
     Mode { name: "weighted .5", semantic: true, fusion: Fusion::Weighted { vector_weight: 0.5 } },
     Mode { name: "weighted .7", semantic: true, fusion: Fusion::Weighted { vector_weight: 0.7 } },
 ];
@@ -146,7 +146,7 @@ pub async fn retrieval(
             let started = Instant::now();
             let embedded = concierge_shared::knowledge::embed::sync(&pool, embedder).await?;
             figures.embeddings = Some(format!(
-                "{} ({} chunks embedded in {:.1} s)",
+                "{} ({} texts embedded in {:.1} s)",
                 embedder.describe(),
                 embedded.embedded,
                 started.elapsed().as_secs_f64()
@@ -180,12 +180,14 @@ pub async fn retrieval(
                 let result = index.search_with(&query, vector, &options);
                 if let Some(dump) = dump.as_mut() {
                     let top = result.hits.first();
+                    let second =
+                        result.hits.iter().skip(1).find(|h| top.is_some_and(|t| t.chunk.doc_path != h.chunk.doc_path));
                     let line = serde_json::json!({
                         "q": case.q, "docs": case.docs, "mode": tally.mode.name,
                         "top": top.map(|h| &h.chunk.doc_path), "coverage": top.map(|h| h.coverage),
                         "lexical_rank": top.and_then(|h| h.lexical_rank), "vector_rank": top.and_then(|h| h.vector_rank),
                         "vector": top.and_then(|h| h.vector),
-                        "second_vector": result.hits.iter().skip(1).find(|h| top.is_some_and(|t| t.chunk.doc_path != h.chunk.doc_path)).and_then(|h| h.vector),
+                        "second_vector": second.and_then(|h| h.vector),
                     });
                     writeln!(dump, "{line}")?;
                 }

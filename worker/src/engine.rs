@@ -320,10 +320,10 @@ fn names_only_a_topic(words: &[String]) -> bool {
 
 /// With the vector ranking: the coverage the best hit needs when the vectors agree it is among
 /// their top three.
-pub const HYBRID_MIN_COVERAGE: f32 = 0.5;
+pub const HYBRID_MIN_COVERAGE: f32 = 0.4;
 /// With the vector ranking: how much closer to the question the best hit must be than the best
 /// hit of any other document, to answer on the vectors' word with little word overlap.
-pub const MIN_VECTOR_MARGIN: f32 = 0.01;
+pub const MIN_VECTOR_MARGIN: f32 = 0.015;
 /// ...and the least coverage it still needs then.
 pub const SEMANTIC_MIN_COVERAGE: f32 = 0.15;
 
@@ -333,11 +333,17 @@ pub const SEMANTIC_MIN_COVERAGE: f32 = 0.15;
 /// with `concierge eval retrieval --dump` on our independent set, and checked on the
 /// third-party one; see the README): it covers more of the question and the vectors place it
 /// among their top three, or the vectors place it first by a clear margin over every other
-/// document and it shares at least some words with the question.
+/// document and it shares at least some words with the question. Either way, when the model has
+/// a least similarity configured, the hit is at least that similar to the question.
 pub fn confident(result: &SearchResult) -> Option<&Hit> {
     let best = result.hits.first()?;
     if !result.semantic {
         return (best.coverage >= MIN_COVERAGE).then_some(best);
+    }
+    if let (Some(floor), Some(similarity)) = (result.min_similarity, best.vector)
+        && similarity < floor
+    {
+        return None;
     }
     let second = result.hits.iter().find(|h| h.chunk.doc_path != best.chunk.doc_path).and_then(|h| h.vector);
     let margin = match (best.vector, second) {
@@ -804,6 +810,43 @@ mod tests {
 
     fn w(text: &str) -> Vec<String> {
         words(text)
+    }
+
+    fn hit(doc: &str, coverage: f32, vector: f32, vector_rank: usize) -> Hit {
+        Hit {
+            chunk: concierge_shared::knowledge::Chunk {
+                id: format!("{doc}#top"),
+                doc_path: doc.into(),
+                doc_title: doc.into(),
+                heading: doc.into(),
+                text: String::new(),
+                tags: Vec::new(),
+                category: "faq".into(),
+            },
+            score: 1.0,
+            coverage,
+            lexical: Some(1.0),
+            vector: Some(vector),
+            lexical_rank: Some(vector_rank),
+            vector_rank: Some(vector_rank),
+        }
+    }
+
+    #[test]
+    fn a_hybrid_hit_is_answered_from_only_at_the_models_least_similarity() {
+        let mut result = SearchResult {
+            hits: vec![hit("faq/a.md", 0.8, 0.84, 1), hit("faq/b.md", 0.2, 0.80, 2)],
+            query_terms: 3,
+            semantic: true,
+            min_similarity: None,
+        };
+        assert!(confident(&result).is_some(), "covered and the vectors' first");
+        result.min_similarity = Some(0.85);
+        assert!(confident(&result).is_none(), "less similar than the model's floor");
+        result.hits[0].vector = Some(0.86);
+        assert!(confident(&result).is_some());
+        result.hits[0].coverage = 0.1;
+        assert!(confident(&result).is_none(), "too few of the question's words");
     }
 
     #[test]

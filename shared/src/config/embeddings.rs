@@ -47,6 +47,12 @@ pub struct EmbeddingsSettings {
     /// Query vectors each process keeps, by text (0: none, every message is embedded).
     #[arg(long, env = "CONCIERGE_EMBEDDINGS_QUERY_CACHE", default_value_t = 2048)]
     pub embeddings_query_cache: usize,
+    /// The least cosine similarity between a question and a passage the offline engine answers
+    /// from. Each model's similarities crowd into a range of their own, so the value belongs to
+    /// the model (multilingual-e5-small: 0.85; calibrate with `concierge eval retrieval --dump`).
+    /// Default: none.
+    #[arg(long, env = "CONCIERGE_EMBEDDINGS_MIN_SIMILARITY")]
+    pub embeddings_min_similarity: Option<f32>,
 }
 
 /// Where vectors come from, and how texts are sent.
@@ -66,6 +72,8 @@ pub struct EmbeddingsConfig {
     pub batch: usize,
     /// Query vectors kept by text; 0 turns the cache off.
     pub query_cache: usize,
+    /// The least similarity the offline engine answers from, for this model.
+    pub min_similarity: Option<f32>,
     /// Retries of a 429/5xx/transport failure while embedding passages.
     pub max_retries: u32,
     /// After 3 failed calls in a row, how long queries are answered lexically without trying.
@@ -94,6 +102,10 @@ impl EmbeddingsSettings {
             "CONCIERGE_EMBEDDINGS_BATCH must be between 1 and 2048"
         );
         anyhow::ensure!(self.embeddings_timeout_ms > 0, "CONCIERGE_EMBEDDINGS_TIMEOUT_MS must be positive");
+        anyhow::ensure!(
+            self.embeddings_min_similarity.is_none_or(|s| (-1.0..=1.0).contains(&s)),
+            "CONCIERGE_EMBEDDINGS_MIN_SIMILARITY must be a cosine similarity, between -1 and 1"
+        );
         Ok(Some(EmbeddingsConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),
             query_model: self.embeddings_query_model.unwrap_or_else(|| model.clone()),
@@ -105,6 +117,7 @@ impl EmbeddingsSettings {
             passage_timeout: Duration::from_secs(60),
             batch: self.embeddings_batch,
             query_cache: self.embeddings_query_cache,
+            min_similarity: self.embeddings_min_similarity,
             max_retries: 3,
             breaker_cooldown: Duration::from_secs(30),
         }))
@@ -125,6 +138,7 @@ impl EmbeddingsConfig {
             passage_timeout: Duration::from_secs(60),
             batch: 32,
             query_cache: 2048,
+            min_similarity: None,
             max_retries: 3,
             breaker_cooldown: Duration::from_secs(30),
         }

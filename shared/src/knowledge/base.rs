@@ -16,7 +16,7 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{KnowledgeIndex, SearchOptions, SearchResult, VectorIndex, Vectors, embed::passage_text, store};
+use super::{KnowledgeIndex, SearchOptions, SearchResult, VectorIndex, Vectors, embed::chunk_texts, store};
 use crate::{
     embeddings::{EmbedError, Embedder},
     knowledge::content_hash,
@@ -38,7 +38,7 @@ pub struct KnowledgeBase {
 impl KnowledgeBase {
     /// Build the index from the stored knowledge base.
     pub async fn load(pool: PgPool, embedder: Option<Arc<Embedder>>) -> anyhow::Result<Arc<Self>> {
-        let (version, index) = build(&pool).await?;
+        let (version, index) = build(&pool, embedder.as_deref()).await?;
         Ok(Arc::new(Self {
             pool,
             embedder,
@@ -107,7 +107,7 @@ impl KnowledgeBase {
         if store::version(&self.pool).await? == self.version() {
             return Ok(false);
         }
-        let (version, index) = build(&self.pool).await?;
+        let (version, index) = build(&self.pool, self.embedder.as_deref()).await?;
         *self.index.write().expect("knowledge lock") = Arc::new(index);
         self.version.send_replace(version);
         tracing::info!(version, "knowledge base reloaded");
@@ -170,22 +170,34 @@ pub struct Retrieval {
     pub fallback: Option<&'static str>,
 }
 
-async fn build(pool: &PgPool) -> anyhow::Result<(i64, KnowledgeIndex)> {
+/// `embedder`: the configured model, whose answering floor applies to its own vectors only (not
+/// to the previous model's, which serve while a model change is embedded).
+async fn build(pool: &PgPool, embedder: Option<&Embedder>) -> anyhow::Result<(i64, KnowledgeIndex)> {
     let (version, documents, vectors) = store::load_with_vectors(pool).await.context("reading the knowledge base")?;
+    let min_similarity = vectors.as_ref().and_then(|stored| {
+        embedder.filter(|e| e.space().model == stored.space.model).and_then(Embedder::min_similarity)
+    });
     let index = tokio::task::spawn_blocking(move || -> anyhow::Result<KnowledgeIndex> {
         let index = KnowledgeIndex::build(&documents).context("indexing the knowledge base")?;
         let Some(stored) = vectors else { return Ok(index) };
-        let by_ord: Vec<Option<Vec<f32>>> = index
+        // A chunk's texts that have no vector yet (vectors stored before labels were embedded)
+        // leave the mean to the others until the next embedding run.
+        let by_ord: Vec<Vec<Vec<f32>>> = index
             .chunks()
             .iter()
-            .map(|chunk| stored.by_hash.get(&content_hash(&passage_text(&stored.space.passage_prefix, chunk))).cloned())
+            .map(|chunk| {
+                chunk_texts(&stored.space.passage_prefix, chunk)
+                    .iter()
+                    .filter_map(|text| stored.by_hash.get(&content_hash(text)).cloned())
+                    .collect()
+            })
             .collect();
-        let missing = by_ord.iter().filter(|v| v.is_none()).count();
+        let missing = by_ord.iter().filter(|v| v.is_empty()).count();
         if missing > 0 {
             tracing::info!(missing, model = stored.space.model, "chunks without vectors yet are found lexically");
         }
-        match VectorIndex::build(stored.space.model.clone(), stored.dims, by_ord) {
-            Ok(vectors) => Ok(index.with_vectors(Vectors { space: stored.space, index: vectors })),
+        match VectorIndex::build_means(stored.space.model.clone(), stored.dims, by_ord) {
+            Ok(vectors) => Ok(index.with_vectors(Vectors { space: stored.space, index: vectors, min_similarity })),
             // Stored vectors that do not fit are a broken set, not a broken knowledge base.
             Err(error) => {
                 tracing::error!(%error, model = stored.space.model, "knowledge vectors unusable; searching lexically");

