@@ -50,7 +50,11 @@ fn embeddings(fake: &FakeEmbeddings, model: &str) -> EmbeddingsConfig {
 
 /// The API and a worker over `kb`, embedding with `model` on `fake`, its vectors in sync.
 async fn app_with_vectors(fake: &FakeEmbeddings, kb: &std::path::Path, model: &str) -> TestApp {
-    let (kb, config) = (kb.to_path_buf(), embeddings(fake, model));
+    app_with_config(kb, embeddings(fake, model)).await
+}
+
+async fn app_with_config(kb: &std::path::Path, config: EmbeddingsConfig) -> TestApp {
+    let kb = kb.to_path_buf();
     let mut app = TestApp::spawn_with(move |c| {
         c.knowledge_dir = kb;
         c.embeddings = Some(config);
@@ -207,4 +211,21 @@ async fn a_failing_hanging_or_wrong_server_leaves_the_search_lexical_and_the_rep
         assert_eq!(meta["retrieval"]["fallback"], outcome, "{meta}");
         assert_eq!(meta["sources"][0]["path"], "faq/sound.md", "still answered lexically: {meta}");
     }
+}
+
+#[tokio::test]
+async fn the_engine_answers_from_the_vectors_only_at_the_models_least_similarity() {
+    let fake = FakeEmbeddings::start().await;
+    let kb = small_kb();
+    let open = app_with_vectors(&fake, &kb, "fake-1").await;
+    let meta = reply_metadata(&open, "нет звука микрофон").await;
+    assert_eq!(meta["retrieval"]["mode"], "hybrid", "{meta}");
+    assert_eq!(meta["sources"][0]["path"], "faq/sound.md", "{meta}");
+
+    let mut config = embeddings(&fake, "fake-1");
+    config.min_similarity = Some(0.9999);
+    let strict = app_with_config(&kb, config).await;
+    let meta = reply_metadata(&strict, "нет звука микрофон").await;
+    assert_eq!(meta["retrieval"]["mode"], "hybrid", "{meta}");
+    assert!(meta["sources"].as_array().is_none_or(Vec::is_empty), "not answered from a passage: {meta}");
 }
