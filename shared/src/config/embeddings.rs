@@ -47,8 +47,8 @@ pub struct EmbeddingsSettings {
     /// Query vectors each process keeps, by text (0: none, every message is embedded).
     #[arg(long, env = "CONCIERGE_EMBEDDINGS_QUERY_CACHE", default_value_t = 2048)]
     pub embeddings_query_cache: usize,
-    /// The least cosine similarity between a question and a passage the offline engine answers
-    /// from. Each model's similarities crowd into a range of their own, so the value belongs to
+    /// The least similarity between a question and a chunk (the mean cosine of its passage and
+    /// label) the offline engine answers from. Each model's similarities crowd into a range of their own, so the value belongs to
     /// the model (multilingual-e5-small: 0.85; calibrate with `concierge eval retrieval --dump`).
     /// Default: none.
     #[arg(long, env = "CONCIERGE_EMBEDDINGS_MIN_SIMILARITY")]

@@ -101,7 +101,8 @@ pub struct Hit {
     pub coverage: f32,
     /// BM25 with field weights, when the lexical search found the chunk.
     pub lexical: Option<f32>,
-    /// Cosine similarity to the query, when the vector search found the chunk.
+    /// Similarity to the query (the mean cosine of the chunk's passage and label), when the vector
+    /// search found the chunk.
     pub vector: Option<f32>,
     /// 1-based ranks in the lexical and the vector candidate lists.
     pub lexical_rank: Option<usize>,

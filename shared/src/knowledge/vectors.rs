@@ -1,16 +1,17 @@
 //! The semantic side of knowledge search: the embedding vectors of a [`super::KnowledgeIndex`]'s
 //! chunks, held in memory, and the chunks nearest to a query vector.
 //!
-//! A chunk may be embedded as several texts (its passage and its document's title): its row is
-//! the mean of their L2-normalised vectors, so a unit query's dot product with it is the mean of
-//! the texts' cosine similarities. Rows live in one contiguous buffer, row by row. Up to [`EXACT_LIMIT`] vectors every search
-//! scans them all (exact, and fast enough at that size); above it `build` also constructs an HNSW
+//! A chunk may be embedded as several texts (its passage and its label): its row is the mean of
+//! their L2-normalised vectors, so a unit query's dot product with it is the mean of the texts'
+//! cosine similarities. Rows live in one contiguous buffer, row by row. Up to [`EXACT_LIMIT`]
+//! vectors every search scans them all (exact, and fast enough at that size); above it `build` also constructs an HNSW
 //! graph over the same buffer and searches go through it (approximate: recall@10 ≥ 0.95 against
 //! the exact scan, and a few hundred microseconds instead of a full scan).
 //!
 //! Invariant: every row of the buffer has exactly `dims` components and is the mean of unit
-//! vectors (length at most 1), and `ords[row]` is the chunk ordinal it belongs to. The graph, when present, is built with a fixed
-//! seed on one thread, so the same input always gives the same graph and the same results.
+//! vectors (length at most 1), and `ords[row]` is the chunk ordinal it belongs to. The graph,
+//! when present, is built with a fixed seed on one thread, so the same input always gives the
+//! same graph and the same results.
 
 use std::{
     cmp::{Ordering, Reverse},
@@ -150,7 +151,8 @@ impl VectorIndex {
         vectors + self.graph.as_ref().map_or(0, |_| graph_bytes(self.ords.len()))
     }
 
-    /// The `limit` chunks most similar to `query` (cosine similarity, -1..=1), best first, as
+    /// The `limit` chunks most similar to `query` (the mean cosine similarity of each chunk's
+    /// texts, -1..=1), best first, as
     /// (ord, similarity). A query of the wrong dimension is an Err (VectorError::Dimensions).
     /// Equal similarities rank the lower ordinal first.
     pub fn search(&self, query: &[f32], limit: usize) -> Result<Vec<(usize, f32)>, VectorError> {
