@@ -95,7 +95,7 @@ async fn a_reindex_embeds_only_new_and_changed_chunks() {
     let kb = small_kb();
     let app = app_with_vectors(&fake, &kb, "fake-1").await;
     let chunks: i64 = app.count("SELECT count(*) FROM knowledge_chunks").await;
-    // Each chunk's passage, and the title (with the heading) it is also embedded as.
+    // Each chunk is embedded as its passage and as its label.
     let texts: i64 = app.count("SELECT count(*) FROM knowledge_vectors").await;
     assert_eq!(texts, 2 * chunks, "{texts} vectors for {chunks} chunks");
 

@@ -48,9 +48,9 @@ pub struct EmbeddingsSettings {
     #[arg(long, env = "CONCIERGE_EMBEDDINGS_QUERY_CACHE", default_value_t = 2048)]
     pub embeddings_query_cache: usize,
     /// The least similarity between a question and a chunk (the mean cosine of its passage and
-    /// label) the offline engine answers from. Each model's similarities crowd into a range of their own, so the value belongs to
-    /// the model (multilingual-e5-small: 0.85; calibrate with `concierge eval retrieval --dump`).
-    /// Default: none.
+    /// label) the offline engine answers from. Each model's similarities crowd into a range of
+    /// their own, so the value belongs to the model (multilingual-e5-small: 0.85; calibrate with
+    /// `concierge eval retrieval --dump`). Default: none.
     #[arg(long, env = "CONCIERGE_EMBEDDINGS_MIN_SIMILARITY")]
     pub embeddings_min_similarity: Option<f32>,
 }

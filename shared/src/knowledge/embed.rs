@@ -46,14 +46,12 @@ pub struct EmbedReport {
 /// document's title, its heading when it is not the title, and its body), and its label (the
 /// title and that heading alone).
 pub fn chunk_texts(prefix: &str, chunk: &Chunk) -> [String; 2] {
-    if chunk.heading == chunk.doc_title {
-        [format!("{prefix}{}\n{}", chunk.doc_title, chunk.text), format!("{prefix}{}", chunk.doc_title)]
+    let label = if chunk.heading == chunk.doc_title {
+        format!("{prefix}{}", chunk.doc_title)
     } else {
-        [
-            format!("{prefix}{}\n{}\n{}", chunk.doc_title, chunk.heading, chunk.text),
-            format!("{prefix}{}\n{}", chunk.doc_title, chunk.heading),
-        ]
-    }
+        format!("{prefix}{}\n{}", chunk.doc_title, chunk.heading)
+    };
+    [format!("{label}\n{}", chunk.text), label]
 }
 
 /// Every text the chunks of `documents` are embedded as, by its hash.

@@ -152,9 +152,8 @@ impl VectorIndex {
     }
 
     /// The `limit` chunks most similar to `query` (the mean cosine similarity of each chunk's
-    /// texts, -1..=1), best first, as
-    /// (ord, similarity). A query of the wrong dimension is an Err (VectorError::Dimensions).
-    /// Equal similarities rank the lower ordinal first.
+    /// texts, -1..=1), best first, as (ord, similarity). A query of the wrong dimension is an Err
+    /// (VectorError::Dimensions). Equal similarities rank the lower ordinal first.
     pub fn search(&self, query: &[f32], limit: usize) -> Result<Vec<(usize, f32)>, VectorError> {
         let mut query = query.to_vec();
         normalise(&mut query, self.dims)?;
