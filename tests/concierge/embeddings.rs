@@ -53,6 +53,7 @@ async fn app_with_vectors(fake: &FakeEmbeddings, kb: &std::path::Path, model: &s
     app_with_config(kb, embeddings(fake, model)).await
 }
 
+/// [`app_with_vectors`] with the embeddings `config` as given.
 async fn app_with_config(kb: &std::path::Path, config: EmbeddingsConfig) -> TestApp {
     let kb = kb.to_path_buf();
     let mut app = TestApp::spawn_with(move |c| {
@@ -62,6 +63,13 @@ async fn app_with_config(kb: &std::path::Path, config: EmbeddingsConfig) -> Test
     .await;
     app.start_worker().await;
     reindex(&app).await;
+    // The worker reloads its index when the reindex's new version is announced, a moment after
+    // the run has finished.
+    wait_until("the worker to search with the vectors", WAIT, async || {
+        let meta = reply_metadata(&app, "какой звук").await;
+        if meta["retrieval"]["mode"] == "hybrid" { Ok(()) } else { Err(meta) }
+    })
+    .await;
     app
 }
 
