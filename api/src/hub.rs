@@ -302,6 +302,26 @@ impl Hub {
         self.activity.subscribe()
     }
 
+    /// A message this process has just committed (a user's post, an operator's reply from the
+    /// console): it joins its conversation's tail when the tail ends right before it, so that
+    /// the streams send it without reading it back when its notification comes.
+    ///
+    /// That keeps the tail gapless: sequence numbers have no gaps (each is the conversation's
+    /// `last_seq` bumped in the message's own transaction), and a message commits only after
+    /// the one before it, whose transaction held the conversation's row.
+    pub fn committed(&self, message: &Message) {
+        let tail = {
+            let map = self.conversations.lock().expect("hub lock");
+            let Some(channels) = map.get(&message.conversation_id) else { return };
+            channels.tail.clone()
+        };
+        // A stream reading the tail will see the message in the database instead.
+        let Ok(mut tail) = tail.try_lock() else { return };
+        if tail.read_at.is_some() && tail.end == message.seq - 1 {
+            tail.append(&[Arc::new(message.clone())]);
+        }
+    }
+
     fn dispatch(&self, event: events::Event) {
         if let events::Event::Message { conversation_id, seq } = event {
             let _ = self.activity.send((conversation_id, seq));
@@ -309,7 +329,18 @@ impl Hub {
         let map = self.conversations.lock().expect("hub lock");
         let Some(channels) = map.get(&event.conversation_id()) else { return };
         match event {
-            events::Event::Message { .. } => channels.wake.send_modify(|generation| *generation += 1),
+            events::Event::Message { seq, .. } => {
+                let generation = *channels.wake.borrow() + 1;
+                // A tail complete as of every earlier notification that already holds the
+                // announced message is complete as of this one too: its streams need no read.
+                if let Ok(mut tail) = channels.tail.try_lock()
+                    && tail.read_at == Some(generation - 1)
+                    && seq <= tail.end
+                {
+                    tail.read_at = Some(generation);
+                }
+                channels.wake.send_modify(|current| *current = generation);
+            }
             event => {
                 let _ = channels.live.send(Arc::new(Live { event, edited: OnceCell::new() }));
             }
@@ -336,5 +367,91 @@ impl Hub {
         })
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concierge_shared::{MessageId, MessageRole, message_meta::MessageMeta};
+
+    use super::*;
+
+    fn message(conversation_id: ConversationId, seq: i64) -> Message {
+        Message {
+            id: MessageId::new(),
+            conversation_id,
+            seq,
+            role: MessageRole::User,
+            content: format!("сообщение {seq}"),
+            metadata: MessageMeta::default(),
+            client_message_id: None,
+            reply_to: None,
+            action_run_id: None,
+            created_at: chrono::Utc::now(),
+            files: 0,
+        }
+    }
+
+    /// A tail complete up to `end` as of the current wake, as a stream's read leaves it.
+    fn complete_tail(subscription: &Subscription, end: i64) {
+        let mut tail = subscription.tail.try_lock().unwrap();
+        tail.reset(Some(subscription.generation), end);
+    }
+
+    /// Never connected: a read from it fails, so a page served here came from the tail.
+    fn no_database() -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(200))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_message_this_process_committed_reaches_the_streams_without_a_read() {
+        let hub = Hub::default();
+        let conversation = ConversationId::new();
+        let mut subscription = hub.subscribe(conversation);
+        complete_tail(&subscription, 4);
+
+        let posted = message(conversation, 5);
+        hub.committed(&posted);
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5 });
+        assert!(matches!(subscription.next().await, Signal::CatchUp));
+
+        let page = subscription.read_after(&no_database(), 4, 100).await.unwrap();
+        assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![posted.id]);
+        assert_eq!(hub.database_reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_commit_the_tail_does_not_hold_is_read() {
+        let hub = Hub::default();
+        let conversation = ConversationId::new();
+        let mut subscription = hub.subscribe(conversation);
+        complete_tail(&subscription, 4);
+
+        // Seq 5 was committed elsewhere (a worker's reply) and is not announced yet: this
+        // process's seq 6 must not join the tail across the gap.
+        hub.committed(&message(conversation, 6));
+        assert_eq!(subscription.tail.try_lock().unwrap().end, 4);
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5 });
+        assert!(matches!(subscription.next().await, Signal::CatchUp));
+        assert!(subscription.read_after(&no_database(), 4, 100).await.is_err(), "went to the database");
+        assert_eq!(hub.database_reads(), 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_gap_in_notifications_the_streams_read() {
+        let hub = Hub::default();
+        let conversation = ConversationId::new();
+        let mut subscription = hub.subscribe(conversation);
+        complete_tail(&subscription, 4);
+        hub.committed(&message(conversation, 5));
+
+        // The listener reconnected: what it missed is unknown, even for a message the tail holds.
+        hub.wake_all();
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5 });
+        assert!(matches!(subscription.next().await, Signal::CatchUp));
+        assert!(subscription.read_after(&no_database(), 4, 100).await.is_err(), "went to the database");
     }
 }

@@ -357,6 +357,7 @@ pub async fn admin_reply(
         telegram::notify_topic_file(&mut tx, id, format!("{key}:file:{index}"), caption, file.id, max_attempts).await?;
     }
     tx.commit().await?;
+    state.hub.committed(&message);
     let message = MessageOut::load_one(&state, message, Audience::Operators).await?;
     Ok((axum::http::StatusCode::CREATED, JsonOut(message)))
 }

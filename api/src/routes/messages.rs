@@ -232,6 +232,7 @@ pub async fn post_message(
     };
     match outcome {
         PostOutcome::Created(message) => {
+            state.hub.committed(&message);
             let message = MessageOut::load_one(&state, message, Audience::Owner).await?;
             Ok((StatusCode::ACCEPTED, JsonOut(message)).into_response())
         }
