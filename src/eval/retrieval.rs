@@ -38,8 +38,8 @@ pub struct RetrievalArgs {
     /// the next run, so that measuring again does not embed again.
     #[arg(long)]
     pub vectors_cache: Option<PathBuf>,
-    /// Write each question's top hit, by mode, to this file (JSON Lines): what the offline
-    /// engine's threshold is calibrated on.
+    /// Write each question's top hit and the rank of its first answering document, by mode, to
+    /// this file (JSON Lines): what the offline engine's threshold is calibrated on.
     #[arg(long)]
     pub dump: Option<PathBuf>,
 }
@@ -183,7 +183,7 @@ pub async fn retrieval(
                     let second =
                         result.hits.iter().skip(1).find(|h| top.is_some_and(|t| t.chunk.doc_path != h.chunk.doc_path));
                     let line = serde_json::json!({
-                        "q": case.q, "docs": case.docs, "mode": tally.mode.name,
+                        "q": case.q, "docs": case.docs, "mode": tally.mode.name, "rank": document_rank(case, &result),
                         "top": top.map(|h| &h.chunk.doc_path), "coverage": top.map(|h| h.coverage),
                         "lexical_rank": top.and_then(|h| h.lexical_rank), "vector_rank": top.and_then(|h| h.vector_rank),
                         "vector": top.and_then(|h| h.vector),
@@ -227,12 +227,6 @@ impl Tally {
     }
 
     fn add(&mut self, case: &Case, result: &SearchResult) {
-        let mut ranked: Vec<&str> = Vec::new();
-        for hit in &result.hits {
-            if !ranked.contains(&hit.chunk.doc_path.as_str()) {
-                ranked.push(&hit.chunk.doc_path);
-            }
-        }
         let confident = engine::confident(result);
         let top = result.hits.first().map_or(String::from("nothing"), |h| {
             format!("{} ({:.2}/{})", h.chunk.doc_path, h.coverage, h.vector.map_or("-".into(), |v| format!("{v:.2}")))
@@ -245,7 +239,7 @@ impl Tally {
             }
             return;
         }
-        let rank = ranked.iter().take(10).position(|d| case.docs.iter().any(|e| e == d)).map(|p| p + 1);
+        let rank = document_rank(case, result);
         if rank == Some(1) {
             self.hits1 += 1;
         }
@@ -283,6 +277,18 @@ impl Tally {
             misses: self.misses,
         }
     }
+}
+
+/// The 1-based rank of the first document answering `case` among the distinct documents of the
+/// first ten, if it is there.
+fn document_rank(case: &Case, result: &SearchResult) -> Option<usize> {
+    let mut ranked: Vec<&str> = Vec::new();
+    for hit in &result.hits {
+        if !ranked.contains(&hit.chunk.doc_path.as_str()) {
+            ranked.push(&hit.chunk.doc_path);
+        }
+    }
+    ranked.iter().take(10).position(|d| case.docs.iter().any(|e| e == d)).map(|p| p + 1)
 }
 
 pub fn print_retrieval(figures: &RetrievalFigures, all_misses: bool) {
