@@ -269,3 +269,128 @@ pub(super) fn analyze_distinct(analyzer: &mut TextAnalyzer, text: &str) -> Vec<S
 pub(super) fn fold(text: &str) -> String {
     text.replace('ё', "е").replace('Ё', "Е")
 }
+
+/// The English stemmer alone, for [`sound_key`].
+pub(super) fn english_stemmer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default()).filter(Stemmer::new(Language::English)).build()
+}
+
+/// A term's sound in Latin letters, so that a word written in the other alphabet is found:
+/// "андроид" and "android", "зум" and "zoom", "ютуб" and "youtube", "виндовс" and "windows",
+/// "смартфон" and "smartphone". Cyrillic letters are transliterated and the result stemmed like
+/// English; then spellings that sound alike are folded together (ph/f, w/v, oo/ou/u, ee/ea/i,
+/// y/i, doubled letters, a final e). `term` is an analysed term. `None` for a term with digits
+/// or letters of other alphabets, or a key too short to tell words apart.
+pub(super) fn sound_key(term: &str, english: &mut TextAnalyzer) -> Option<String> {
+    const MIN_KEY: usize = 3;
+    let mut latin = String::with_capacity(term.len() + 4);
+    let mut cyrillic = false;
+    for c in term.chars() {
+        match c {
+            'a'..='z' => latin.push(c),
+            'а'..='я' | 'ё' => {
+                cyrillic = true;
+                latin.push_str(transliterated(c));
+            }
+            _ => return None,
+        }
+    }
+    if cyrillic {
+        let mut stream = english.token_stream(&latin);
+        if stream.advance() {
+            let stemmed = stream.token().text.clone();
+            drop(stream);
+            latin = stemmed;
+        }
+    }
+    let mut folded = latin;
+    for (from, to) in [("ph", "f"), ("ck", "k"), ("qu", "kv"), ("x", "ks"), ("w", "v"), ("oo", "u"), ("ou", "u")] {
+        folded = folded.replace(from, to);
+    }
+    for (from, to) in [("ee", "i"), ("ea", "i"), ("y", "i")] {
+        folded = folded.replace(from, to);
+    }
+    let mut key = String::with_capacity(folded.len());
+    for c in folded.chars() {
+        if !key.ends_with(c) {
+            key.push(c);
+        }
+    }
+    if key.len() > MIN_KEY + 1 && key.ends_with('e') {
+        key.pop();
+    }
+    (key.len() >= MIN_KEY).then_some(key)
+}
+
+/// A Russian letter in Latin ones, as brand names are usually written back and forth.
+fn transliterated(c: char) -> &'static str {
+    match c {
+        'а' => "a",
+        'б' => "b",
+        'в' => "v",
+        'г' => "g",
+        'д' => "d",
+        'е' | 'ё' | 'э' => "e",
+        'ж' => "zh",
+        'з' => "z",
+        'и' => "i",
+        'й' | 'ы' => "y",
+        'к' => "k",
+        'л' => "l",
+        'м' => "m",
+        'н' => "n",
+        'о' => "o",
+        'п' => "p",
+        'р' => "r",
+        'с' => "s",
+        'т' => "t",
+        'у' => "u",
+        'ф' => "f",
+        'х' => "h",
+        'ц' => "ts",
+        'ч' => "ch",
+        'ш' => "sh",
+        'щ' => "sch",
+        'ю' => "yu",
+        'я' => "ya",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(word: &str) -> Option<String> {
+        let term = analyze_distinct(&mut analyzer(), word).pop().expect("a term");
+        sound_key(&term, &mut english_stemmer())
+    }
+
+    #[test]
+    fn a_word_sounds_the_same_in_either_alphabet() {
+        for (russian, english) in [
+            ("андроида", "Android"),
+            ("зум", "Zoom"),
+            ("ютуб", "YouTube"),
+            ("гугл", "Google"),
+            ("виндовс", "Windows"),
+            ("смартфоне", "smartphone"),
+            ("стрим", "stream"),
+            ("шортсы", "Shorts"),
+            ("телеграме", "Telegram"),
+            ("Аndroid", "Android"),
+        ] {
+            assert!(key(russian).is_some(), "{russian}");
+            assert_eq!(key(russian), key(english), "{russian} / {english}");
+        }
+    }
+
+    #[test]
+    fn words_that_only_look_alike_keep_apart() {
+        for (russian, english) in [("делать", "delay"), ("формат", "form"), ("студии", "studio")] {
+            assert_ne!(key(russian), key(english), "{russian} / {english}");
+        }
+        assert_eq!(key("mp4"), None);
+        assert_eq!(key("тв"), None);
+    }
+}
