@@ -10,6 +10,8 @@
 //! process: the first stream woken reads the new messages into the conversation's [`Tail`], a
 //! window of its latest messages, and the others take them from there. A stream further behind
 //! than the window (a reconnect with an old `Last-Event-ID`) pages through the database itself.
+//! A message this process committed itself (a user's post, an operator's console reply) joins
+//! the window without any read ([`Hub::committed`]), unless a stream has begun reading first.
 //! Edited messages are read once per edit the same way.
 //!
 //! Ephemeral events (typing, streamed answer text) are not stored: they are passed on as they
@@ -306,9 +308,10 @@ impl Hub {
     /// console): it joins its conversation's tail when the tail ends right before it, so that
     /// the streams send it without reading it back when its notification comes.
     ///
-    /// That keeps the tail gapless: sequence numbers have no gaps (each is the conversation's
-    /// `last_seq` bumped in the message's own transaction), and a message commits only after
-    /// the one before it, whose transaction held the conversation's row.
+    /// That keeps the tail whole: sequence numbers are handed out in commit order (each message
+    /// bumps the conversation's `last_seq` in its own transaction, which holds the
+    /// conversation's row until it commits), so when the tail holds the number right before
+    /// this message's, every earlier message is in it.
     pub fn committed(&self, message: &Message) {
         let tail = {
             let map = self.conversations.lock().expect("hub lock");
