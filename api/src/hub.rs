@@ -95,8 +95,10 @@ impl Live {
 }
 
 /// A window of a conversation's latest messages: every message with `start < seq <= end`.
-/// It is complete as of wake generation `read_at`: the read that filled it began after that
-/// generation's notification, and so after the commits it announced.
+/// It is complete as of wake generation `read_at`: every commit announced up to that
+/// generation's notification is in it, either because the read that filled it began after the
+/// notification, or because the announced message was already in it (one this process
+/// committed itself, see [`Hub::committed`]).
 #[derive(Default)]
 struct Tail {
     read_at: Option<u64>,
@@ -322,6 +324,12 @@ impl Hub {
         let Ok(mut tail) = tail.try_lock() else { return };
         if tail.read_at.is_some() && tail.end == message.seq - 1 {
             tail.append(&[Arc::new(message.clone())]);
+            // Streams that stopped reading must not make the window grow without bound; one
+            // left behind its start reads for itself.
+            while tail.messages.len() > TAIL_CAPACITY {
+                let dropped = tail.messages.pop_front().expect("longer than the capacity");
+                tail.start = dropped.seq;
+            }
         }
     }
 
@@ -338,6 +346,7 @@ impl Hub {
                 // announced message is complete as of this one too: its streams need no read.
                 if let Ok(mut tail) = channels.tail.try_lock()
                     && tail.read_at == Some(generation - 1)
+                    && tail.start < seq
                     && seq <= tail.end
                 {
                     tail.read_at = Some(generation);
@@ -441,6 +450,19 @@ mod tests {
         assert!(matches!(subscription.next().await, Signal::CatchUp));
         assert!(subscription.read_after(&no_database(), 4, 100).await.is_err(), "went to the database");
         assert_eq!(hub.database_reads(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_before_the_window_is_read() {
+        let hub = Hub::default();
+        let conversation = ConversationId::new();
+        let mut subscription = hub.subscribe(conversation);
+        // A stream that asked for messages after 1000 of a conversation at 5 left an empty
+        // window from 1000: seq 6 is not in it.
+        complete_tail(&subscription, 1000);
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 6 });
+        assert!(matches!(subscription.next().await, Signal::CatchUp));
+        assert!(subscription.tail.try_lock().unwrap().read_at < Some(subscription.generation), "not complete");
     }
 
     #[tokio::test]

@@ -279,8 +279,8 @@ impl Tally {
     }
 }
 
-/// The 1-based rank of the first document answering `case` among the distinct documents of the
-/// first ten, if it is there.
+/// The 1-based rank of the first document answering `case` among the first ten distinct
+/// documents of the hits, if it is there.
 fn document_rank(case: &Case, result: &SearchResult) -> Option<usize> {
     let mut ranked: Vec<&str> = Vec::new();
     for hit in &result.hits {

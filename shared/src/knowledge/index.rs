@@ -442,6 +442,11 @@ impl KnowledgeIndex {
                 push(id, 1.0, &mut alternatives);
             }
         }
+        if known.is_none() {
+            for id in self.corrections(term) {
+                push(id, FUZZY_WEIGHT, &mut alternatives);
+            }
+        }
         // The same word in the other alphabet ranks like the word itself (within one alphabet, a
         // shared key is a different word). It does not count in coverage: on the third-party FAQ,
         // counting it fully made the offline engine answer 2.1% more questions wrongly ("стрим"
@@ -456,11 +461,6 @@ impl KnowledgeIndex {
             .filter(|&id| cyrillic(&self.terms[id as usize]) != cyrillic(term))
             .filter(|&id| !alternatives.iter().any(|(known, _)| *known == id))
             .collect();
-        if known.is_none() {
-            for id in self.corrections(term) {
-                push(id, FUZZY_WEIGHT, &mut alternatives);
-            }
-        }
         let weight = match alternatives.iter().map(|(id, _)| self.idf(self.doc_freq[*id as usize])).reduce(f32::max) {
             Some(weight) => weight,
             None => self.idf(0) * UNKNOWN_WEIGHT,
@@ -590,6 +590,7 @@ mod tests {
             doc("app.md", "Мобильное приложение", "Приложение работает на Android и iOS."),
             doc("web.md", "Приложение в браузере", "Откройте приложение в браузере на компьютере."),
             doc("tg.md", "Уведомления", "Уведомления приходят в телеграм."),
+            doc("mail.md", "Уведомления на почту", "Уведомления приходят на почту."),
         ])
         .unwrap();
         let result = index.search("есть приложение для андроида?", 5);
