@@ -143,6 +143,11 @@ impl Tail {
             let dropped = self.messages.pop_front().expect("a front message");
             self.start = dropped.seq;
         }
+        self.keep_capacity();
+    }
+
+    /// Forget the oldest messages beyond the capacity.
+    fn keep_capacity(&mut self) {
         while self.messages.len() > TAIL_CAPACITY {
             let dropped = self.messages.pop_front().expect("longer than the capacity");
             self.start = dropped.seq;
@@ -326,10 +331,7 @@ impl Hub {
             tail.append(&[Arc::new(message.clone())]);
             // Streams that stopped reading must not make the window grow without bound; one
             // left behind its start reads for itself.
-            while tail.messages.len() > TAIL_CAPACITY {
-                let dropped = tail.messages.pop_front().expect("longer than the capacity");
-                tail.start = dropped.seq;
-            }
+            tail.keep_capacity();
         }
     }
 
@@ -410,6 +412,15 @@ mod tests {
         tail.reset(Some(subscription.generation), end);
     }
 
+    /// A hub with one stream of a new conversation, whose tail is complete up to `end`.
+    fn watched(end: i64) -> (Hub, ConversationId, Subscription) {
+        let hub = Hub::default();
+        let conversation = ConversationId::new();
+        let subscription = hub.subscribe(conversation);
+        complete_tail(&subscription, end);
+        (hub, conversation, subscription)
+    }
+
     /// Never connected: a read from it fails, so a page served here came from the tail.
     fn no_database() -> PgPool {
         sqlx::postgres::PgPoolOptions::new()
@@ -420,10 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_this_process_committed_reaches_the_streams_without_a_read() {
-        let hub = Hub::default();
-        let conversation = ConversationId::new();
-        let mut subscription = hub.subscribe(conversation);
-        complete_tail(&subscription, 4);
+        let (hub, conversation, mut subscription) = watched(4);
 
         let posted = message(conversation, 5);
         hub.committed(&posted);
@@ -437,10 +445,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_the_tail_does_not_hold_is_read() {
-        let hub = Hub::default();
-        let conversation = ConversationId::new();
-        let mut subscription = hub.subscribe(conversation);
-        complete_tail(&subscription, 4);
+        let (hub, conversation, mut subscription) = watched(4);
 
         // Seq 5 was committed elsewhere (a worker's reply) and is not announced yet: this
         // process's seq 6 must not join the tail across the gap.
@@ -454,12 +459,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_before_the_window_is_read() {
-        let hub = Hub::default();
-        let conversation = ConversationId::new();
-        let mut subscription = hub.subscribe(conversation);
         // A stream that asked for messages after 1000 of a conversation at 5 left an empty
         // window from 1000: seq 6 is not in it.
-        complete_tail(&subscription, 1000);
+        let (hub, conversation, mut subscription) = watched(1000);
         hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 6 });
         assert!(matches!(subscription.next().await, Signal::CatchUp));
         assert!(subscription.tail.try_lock().unwrap().read_at < Some(subscription.generation), "not complete");
@@ -467,10 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_gap_in_notifications_the_streams_read() {
-        let hub = Hub::default();
-        let conversation = ConversationId::new();
-        let mut subscription = hub.subscribe(conversation);
-        complete_tail(&subscription, 4);
+        let (hub, conversation, mut subscription) = watched(4);
         hub.committed(&message(conversation, 5));
 
         // The listener reconnected: what it missed is unknown, even for a message the tail holds.

@@ -290,7 +290,12 @@ pub(super) fn sound_key(term: &str, english: &mut TextAnalyzer) -> Option<String
             'a'..='z' => latin.push(c),
             'а'..='я' | 'ё' => {
                 cyrillic = true;
-                latin.push_str(transliterated(c));
+                // Brand names write х as h (хелп, help) and щ as sch, not kh and shch.
+                latin.push_str(match c {
+                    'х' => "h",
+                    'щ' => "sch",
+                    c => latin_letters(c).unwrap_or_default(),
+                });
             }
             _ => return None,
         }
@@ -322,9 +327,10 @@ pub(super) fn sound_key(term: &str, english: &mut TextAnalyzer) -> Option<String
     (key.len() >= MIN_KEY).then_some(key)
 }
 
-/// A Russian letter in Latin ones, as brand names are usually written back and forth.
-fn transliterated(c: char) -> &'static str {
-    match c {
+/// A Russian letter in Latin ones (`None` for anything else): how file names are made of titles,
+/// and, with х as h and щ as sch, how brand names are heard.
+pub(super) fn latin_letters(c: char) -> Option<&'static str> {
+    Some(match c {
         'а' => "a",
         'б' => "b",
         'в' => "v",
@@ -334,7 +340,7 @@ fn transliterated(c: char) -> &'static str {
         'ж' => "zh",
         'з' => "z",
         'и' => "i",
-        'й' | 'ы' => "y",
+        'й' => "y",
         'к' => "k",
         'л' => "l",
         'м' => "m",
@@ -346,15 +352,17 @@ fn transliterated(c: char) -> &'static str {
         'т' => "t",
         'у' => "u",
         'ф' => "f",
-        'х' => "h",
+        'х' => "kh",
         'ц' => "ts",
         'ч' => "ch",
         'ш' => "sh",
-        'щ' => "sch",
+        'щ' => "shch",
+        'ы' => "y",
         'ю' => "yu",
         'я' => "ya",
-        _ => "",
-    }
+        'ъ' | 'ь' => "",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Invariant: [`render`] returns only text that [`parse_document`] reads back as a document
 //! with the draft's title, so what an administrator approved is never skipped as broken.
 
-use super::{DocumentError, FrontMatter, parse_document};
+use super::{DocumentError, FrontMatter, analyzer::latin_letters, parse_document};
 
 /// The category, and folder, of documents made from answers: short question-and-answer
 /// articles.
@@ -115,40 +115,13 @@ pub fn slug(title: &str, fallback: &str) -> String {
                 out.push_str(text);
                 continue;
             }
-            'а' => "a",
-            'б' => "b",
-            'в' => "v",
-            'г' => "g",
-            'д' => "d",
-            'е' | 'ё' | 'э' => "e",
-            'ж' => "zh",
-            'з' => "z",
-            'и' => "i",
-            'й' => "y",
-            'к' => "k",
-            'л' => "l",
-            'м' => "m",
-            'н' => "n",
-            'о' => "o",
-            'п' => "p",
-            'р' => "r",
-            'с' => "s",
-            'т' => "t",
-            'у' => "u",
-            'ф' => "f",
-            'х' => "kh",
-            'ц' => "ts",
-            'ч' => "ch",
-            'ш' => "sh",
-            'щ' => "shch",
-            'ы' => "y",
-            'ю' => "yu",
-            'я' => "ya",
-            'ъ' | 'ь' => "",
-            _ => {
-                dash = true;
-                continue;
-            }
+            c => match latin_letters(c) {
+                Some(latin) => latin,
+                None => {
+                    dash = true;
+                    continue;
+                }
+            },
         };
         if latin.is_empty() {
             continue;

@@ -4,9 +4,10 @@
 //! A chunk may be embedded as several texts (its passage and its label): its row is the mean of
 //! their L2-normalised vectors, so a unit query's dot product with it is the mean of the texts'
 //! cosine similarities. Rows live in one contiguous buffer, row by row. Up to [`EXACT_LIMIT`]
-//! vectors every search scans them all (exact, and fast enough at that size); above it `build` also constructs an HNSW
-//! graph over the same buffer and searches go through it (approximate: recall@10 ≥ 0.95 against
-//! the exact scan, and a few hundred microseconds instead of a full scan).
+//! vectors every search scans them all (exact, and fast enough at that size); above it `build`
+//! also constructs an HNSW graph over the same buffer and searches go through it (approximate:
+//! recall@10 ≥ 0.95 against the exact scan, and a few hundred microseconds instead of a full
+//! scan).
 //!
 //! Invariant: every row of the buffer has exactly `dims` components and is the mean of unit
 //! vectors (length at most 1), and `ords[row]` is the chunk ordinal it belongs to. The graph,
