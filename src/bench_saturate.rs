@@ -228,20 +228,26 @@ WITH conv AS (
 SELECT id AS msg_id, conversation_id AS conv_id, seq AS msg_seq FROM msg \gset
 -- The worker's claim: apalis-postgres' fetch (`get_jobs`), one job.
 SELECT coalesce(max(id), '') AS job_id FROM apalis.get_jobs('pgbench-' || :client_id, 'concierge::process-message', 1) \gset
--- process_message: the decision lock, the conversation's state, the history, the reply.
+-- process_message: `BEGIN` with the decision lock in one round trip, the message with the
+-- conversation's state and history, the reply.
+\startpipeline
 BEGIN;
-WITH message AS (SELECT {message} FROM messages WHERE id = :msg_id),
-     locked AS (SELECT pg_advisory_xact_lock(1668247139, hashtext(conversation_id::text)) FROM message)
-SELECT message.* FROM message, locked;
-SELECT {conversation},
-       (EXISTS (SELECT 1 FROM messages WHERE reply_to = :msg_id) OR EXISTS (SELECT 1 FROM action_runs WHERE message_id = :msg_id)) AS handled,
-       EXISTS (SELECT id FROM messages m WHERE conversation_id = :conv_id AND role = 'user' AND seq < :msg_seq
-                 AND seq > COALESCE((SELECT max(seq) FROM messages WHERE conversation_id = :conv_id AND role <> 'user' AND seq < :msg_seq), 0)
+SELECT pg_advisory_xact_lock(1668247139, hashtext(conversation_id::text)) FROM messages WHERE id = :msg_id;
+\endpipeline
+WITH target AS (SELECT {message} FROM messages WHERE id = :msg_id)
+SELECT {conversation}, (SELECT to_jsonb(target) FROM target) AS message,
+       (SELECT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = target.id)
+               OR EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = target.id) FROM target) AS handled,
+       EXISTS (SELECT m.id FROM target, messages m
+               WHERE m.conversation_id = target.conversation_id AND m.role = 'user' AND m.seq < target.seq
+                 AND m.seq > COALESCE((SELECT max(o.seq) FROM messages o WHERE o.conversation_id = target.conversation_id
+                                         AND o.role <> 'user' AND o.seq < target.seq), 0)
                  AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id)
                  AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)) AS earlier_waiting,
        (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.seq), '[]')
-        FROM (SELECT {message} FROM messages WHERE conversation_id = :conv_id ORDER BY seq DESC LIMIT 20) AS m) AS latest
-FROM conversations WHERE id = :conv_id;
+        FROM (SELECT {message} FROM messages WHERE conversation_id = (SELECT conversation_id FROM target)
+              ORDER BY seq DESC LIMIT 20) AS m) AS latest
+FROM conversations WHERE id = (SELECT conversation_id FROM target);
 WITH conv AS (UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
               WHERE id = :conv_id AND status = 'open' AND mode = 'ai' RETURNING last_seq)
 INSERT INTO messages (id, conversation_id, seq, role, content, metadata, reply_to, action_run_id)

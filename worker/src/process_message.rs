@@ -54,22 +54,20 @@ pub async fn handle(job: ProcessMessage, ctx: Data<Context>, attempt: Attempt) -
 async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
     // One decision at a time per conversation: a message sent while the model thinks about the
     // previous one waits here, and earlier messages whose jobs have not started yet go first.
-    let mut lock = ctx.pool.begin().await?;
-    let Some(message) =
-        conversations::lock_decisions(&mut lock, job.message_id).await.context("loading the message")?
-    else {
+    let mut lock = conversations::begin_decisions(&ctx.pool, job.message_id).await?;
+    let Some(mut state) = decision_state(&mut lock, job.message_id).await? else {
         tracing::warn!("message no longer exists; nothing to do");
         return Ok(());
     };
-    if message.role != MessageRole::User {
+    if state.message.role != MessageRole::User {
         return Ok(());
     }
-    let mut state = decision_state(&mut lock, &message).await?;
     if state.earlier_waiting && state.conversation.mode == ConversationMode::Ai {
-        for earlier in messages::unhandled_before(&mut *lock, &message).await? {
+        for earlier in messages::unhandled_before(&mut *lock, &state.message).await? {
             tracing::info!(earlier = %earlier.id, "deciding an earlier message first");
-            let earlier_state = decision_state(&mut lock, &earlier).await?;
-            if process_one(ctx, &mut lock, earlier, earlier_state, Commit::OnItsOwn).await? == Written::Waiting {
+            let earlier_state =
+                decision_state(&mut lock, earlier.id).await?.context("the earlier message is missing")?;
+            if process_one(ctx, &mut lock, earlier_state, Commit::OnItsOwn).await? == Written::Waiting {
                 // Replies keep the messages' order: this one is decided after the voice message
                 // before it, when its transcript comes (the transcribe job queues it again).
                 tracing::info!("an earlier voice message waits for its transcript; deciding later");
@@ -77,9 +75,9 @@ async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        state = decision_state(&mut lock, &message).await?;
+        state = decision_state(&mut lock, job.message_id).await?.context("the message is missing")?;
     }
-    match process_one(ctx, &mut lock, message, state, Commit::WithTheLock).await? {
+    match process_one(ctx, &mut lock, state, Commit::WithTheLock).await? {
         Written::Yes => lock.commit().await?,
         Written::No | Written::Waiting => lock.rollback().await?,
     }
@@ -108,9 +106,9 @@ enum Written {
 
 async fn decision_state(
     conn: &mut sqlx::PgConnection,
-    message: &Message,
-) -> anyhow::Result<conversations::DecisionState> {
-    conversations::decision_state(conn, message, HISTORY).await?.context("the message's conversation is missing")
+    id: MessageId,
+) -> anyhow::Result<Option<conversations::DecisionState>> {
+    Ok(conversations::decision_state(conn, id, HISTORY).await?)
 }
 
 /// Route one user message, under the conversation's decision lock (`lock`, which the reads go
@@ -118,11 +116,10 @@ async fn decision_state(
 async fn process_one(
     ctx: &Context,
     lock: &mut sqlx::PgConnection,
-    message: Message,
     state: conversations::DecisionState,
     commit: Commit,
 ) -> anyhow::Result<Written> {
-    let conversations::DecisionState { conversation, handled, latest, .. } = state;
+    let conversations::DecisionState { conversation, message: sqlx::types::Json(message), handled, latest, .. } = state;
     if handled || conversation.status == ConversationStatus::Closed {
         return Ok(Written::No);
     }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 
 use crate::{
     ConversationId, ConversationMode, ConversationStatus, MessageId, OwnerKey, OwnerKind, Role,
@@ -107,21 +107,18 @@ pub async fn lock(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<O
 /// one-key locks the job queue takes).
 const DECISION_LOCK: i32 = 0x636f_6e63;
 
-/// Reads the user message `id` and holds its conversation's decision lock for the rest of the
-/// transaction, in one round trip: one decision at a time per conversation, in every worker
-/// process, however long the model takes. Unlike [`lock`] it leaves the row free for the API
-/// meanwhile. Read what the decision depends on after this returns: a statement sees what was
-/// committed before it began.
-pub async fn lock_decisions(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option<Message>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH message AS (SELECT {} FROM messages WHERE id = $1),
-              locked AS (SELECT pg_advisory_xact_lock($2, hashtext(conversation_id::text)) FROM message)
-         SELECT message.* FROM message, locked",
-        messages::COLUMNS
+/// Begins a transaction holding the decision lock of the conversation of message `id` until it
+/// ends: one decision at a time per conversation, in every worker process, however long the
+/// model takes. Unlike [`lock`] it leaves the row free for the API meanwhile. `BEGIN` and the
+/// lock go in one round trip (a simple query, the message's id written into it); no lock is
+/// taken when the message does not exist. Read what the decision depends on after this
+/// returns ([`decision_state`]): a statement sees what was committed before it began.
+pub async fn begin_decisions(pool: &PgPool, id: MessageId) -> sqlx::Result<Transaction<'static, Postgres>> {
+    // A UUID's text is hex digits and dashes: nothing in it can leave the quotes.
+    pool.begin_with(sqlx::AssertSqlSafe(format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({DECISION_LOCK}, hashtext(conversation_id::text)) \
+         FROM messages WHERE id = '{id}'"
     )))
-    .bind(id)
-    .bind(DECISION_LOCK)
-    .fetch_optional(conn)
     .await
 }
 
@@ -130,6 +127,8 @@ pub async fn lock_decisions(conn: &mut PgConnection, id: MessageId) -> sqlx::Res
 pub struct DecisionState {
     #[sqlx(flatten)]
     pub conversation: Conversation,
+    /// The message decided about.
+    pub message: sqlx::types::Json<Message>,
     /// The message has its reply, or an action run answering it.
     pub handled: bool,
     /// Earlier user messages of the conversation wait for theirs (see
@@ -139,26 +138,30 @@ pub struct DecisionState {
     pub latest: sqlx::types::Json<Vec<Message>>,
 }
 
-/// The conversation of `message`, whether it, or messages before it, are answered, and the
-/// conversation's last `history` messages: one round trip.
+/// The user message `id` and its conversation, whether it, or messages before it, are
+/// answered, and the conversation's last `history` messages: one round trip. `None` when the
+/// message is gone.
 pub async fn decision_state(
     db: impl PgExecutor<'_>,
-    message: &Message,
+    id: MessageId,
     history: i64,
 ) -> sqlx::Result<Option<DecisionState>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {}, {} AS handled, EXISTS ({}) AS earlier_waiting,
+        "WITH target AS (SELECT {} FROM messages WHERE id = $1)
+         SELECT {}, (SELECT to_jsonb(target) FROM target) AS message,
+                (SELECT {} FROM target) AS handled,
+                EXISTS ({}) AS earlier_waiting,
                 (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.seq), '[]')
-                 FROM (SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $4) AS m) AS latest
-         FROM conversations WHERE id = $1",
+                 FROM (SELECT {} FROM messages WHERE conversation_id = (SELECT conversation_id FROM target)
+                       ORDER BY seq DESC LIMIT $2) AS m) AS latest
+         FROM conversations WHERE id = (SELECT conversation_id FROM target)",
+        messages::COLUMNS,
         columns!(),
         messages::HANDLED,
         messages::UNHANDLED_BEFORE,
         messages::COLUMNS,
     )))
-    .bind(message.conversation_id)
-    .bind(message.seq)
-    .bind(message.id)
+    .bind(id)
     .bind(history)
     .fetch_optional(db)
     .await

@@ -232,17 +232,19 @@ pub async fn get(db: impl PgExecutor<'_>, id: MessageId) -> sqlx::Result<Option<
 /// The columns of a message, for queries written elsewhere.
 pub(crate) const COLUMNS: &str = columns!();
 
-/// Whether the user message `$3` has been dealt with: it has its reply, or an action run
-/// answering it.
-pub(crate) const HANDLED: &str = "(EXISTS (SELECT 1 FROM messages WHERE reply_to = $3)
-     OR EXISTS (SELECT 1 FROM action_runs WHERE message_id = $3))";
+/// Whether the user message `target` (a relation in scope with its `id`) has been dealt with:
+/// it has its reply, or an action run answering it.
+pub(crate) const HANDLED: &str = "(EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = target.id)
+     OR EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = target.id))";
 
-/// The user messages of conversation `$1` before seq `$2` that wait for a reply: sent since the
-/// conversation's last message of any other role, and neither answered nor running an action.
-pub(crate) const UNHANDLED_BEFORE: &str =
-    "SELECT id FROM messages m WHERE conversation_id = $1 AND role = 'user' AND seq < $2
-       AND seq > COALESCE((SELECT max(seq) FROM messages
-                           WHERE conversation_id = $1 AND role <> 'user' AND seq < $2), 0)
+/// The user messages before `target` (a relation in scope with its `conversation_id` and
+/// `seq`) that wait for a reply: sent since the conversation's last message of any other role,
+/// and neither answered nor running an action.
+pub(crate) const UNHANDLED_BEFORE: &str = "SELECT m.id FROM target, messages m
+     WHERE m.conversation_id = target.conversation_id AND m.role = 'user' AND m.seq < target.seq
+       AND m.seq > COALESCE((SELECT max(o.seq) FROM messages o
+                             WHERE o.conversation_id = target.conversation_id AND o.role <> 'user'
+                               AND o.seq < target.seq), 0)
        AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.reply_to = m.id)
        AND NOT EXISTS (SELECT 1 FROM action_runs a WHERE a.message_id = m.id)";
 
@@ -251,7 +253,8 @@ pub(crate) const UNHANDLED_BEFORE: &str =
 /// messages' order.
 pub async fn unhandled_before(db: impl PgExecutor<'_>, message: &Message) -> sqlx::Result<Vec<Message>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM messages WHERE id IN ({UNHANDLED_BEFORE}) ORDER BY seq",
+        "WITH target AS (SELECT $1::uuid AS conversation_id, $2::bigint AS seq)
+         SELECT {} FROM messages WHERE id IN ({UNHANDLED_BEFORE}) ORDER BY seq",
         columns!()
     )))
     .bind(message.conversation_id)
