@@ -3,8 +3,8 @@
 //!
 //! - (a) the database's: pgbench running, per transaction, the statements one message costs
 //!   end to end (the intake insert with its job row, the worker's job claim, the decision's
-//!   lock and reads, the reply insert, the job's completion, the stream's read after the
-//!   NOTIFY), at the client count that gives its best rate;
+//!   lock and reads, the reply insert, the job's completion; the streams take the messages
+//!   from their notifications), at the client count that gives its best rate;
 //! - (b) the queue's: the project's own worker, set up as for real (apalis-postgres, its
 //!   storage settings and insert notifications, the same concurrency), with a handler that
 //!   does nothing, fed by pgbench running the intake statement;
@@ -193,8 +193,9 @@ async fn stop(child: &mut Child) {
 
 /// One message's statements end to end, in the order the pipeline runs them, as pgbench
 /// runs them (prepared) with its client id choosing the conversation: what the API, the
-/// worker (apalis-postgres' claim and completion, `process_message`'s decision) and the
-/// stream send to the database for one answered question. They are copies of the statements
+/// worker (apalis-postgres' claim and completion, `process_message`'s decision) send to the
+/// database for one answered question (the streams read nothing: each message's notification,
+/// sent by its insert's trigger, carries it). They are copies of the statements
 /// in `db::messages`, `db::conversations`, apalis-postgres' `queries/task/*.sql` and
 /// `get_jobs`; the offline engine's knowledge search and the action definitions are in memory.
 /// (`chr(58)` is a colon, which pgbench would read as a variable.)
@@ -268,8 +269,6 @@ WITH j AS (
 )
 UPDATE apalis.jobs AS jobs SET status = j.status, attempts = j.attempt, last_result = j.result, done_at = NOW()
 FROM j INNER JOIN locked ON locked.id = j.task_id WHERE jobs.id = locked.id;
--- The API's stream, woken by the reply's NOTIFY: what came after the message.
-SELECT {message} FROM messages WHERE conversation_id = :conv_id AND seq > :msg_seq ORDER BY seq LIMIT 100;
 "#
     )
 }

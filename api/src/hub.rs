@@ -1,18 +1,21 @@
 //! Fan-out of database events to this process's SSE streams.
 //!
 //! One `LISTEN concierge_events` connection per API process, whatever the number of streams.
-//! A notification only wakes the streams of its conversation. Streams read what they have not
-//! sent from the database rather than trusting payloads, which is what makes them gapless:
-//! notifications coalesce, and when the listener's connection drops, every stream is woken on
-//! reconnect and catches up from its own position.
+//! A notification only wakes the streams of its conversation. Streams send what comes after
+//! their own position, from the conversation's [`Tail`] (a window of its latest messages,
+//! shared by its streams in the process) or from the database, which is what makes them
+//! gapless: when the listener's connection drops, every stream is woken on reconnect and
+//! catches up from its own position.
 //!
-//! One read per conversation per notification serves all of that conversation's streams in the
-//! process: the first stream woken reads the new messages into the conversation's [`Tail`], a
-//! window of its latest messages, and the others take them from there. A stream further behind
-//! than the window (a reconnect with an old `Last-Event-ID`) pages through the database itself.
-//! A message this process committed itself (a user's post, an operator's console reply) joins
-//! the window without any read ([`Hub::committed`]), unless a stream has begun reading first.
-//! Edited messages are read once per edit the same way.
+//! The tail is filled without reads where it can be: a notification carries its message (when
+//! it fits), and a message this process committed itself (a user's post, an operator's
+//! console reply) is handed over by the route ([`Hub::committed`]); either joins the tail when
+//! the tail ends right before it. Otherwise (a message too long for a notification, a gap, a
+//! stream already reading) the first stream woken reads the new messages into the tail, and
+//! the conversation's other streams take them from there: one read per conversation per
+//! notification. A stream further behind than the window (a reconnect with an old
+//! `Last-Event-ID`) pages through the database itself. Edited messages are read once per edit
+//! the same way.
 //!
 //! Ephemeral events (typing, streamed answer text) are not stored: they are passed on as they
 //! come, and a stream that misses one loses nothing, since the final message follows.
@@ -97,8 +100,8 @@ impl Live {
 /// A window of a conversation's latest messages: every message with `start < seq <= end`.
 /// It is complete as of wake generation `read_at`: every commit announced up to that
 /// generation's notification is in it, either because the read that filled it began after the
-/// notification, or because the announced message was already in it (one this process
-/// committed itself, see [`Hub::committed`]).
+/// notification, or because the announced message was already in it (carried by its
+/// notification, or committed by this process, see [`Hub::committed`]).
 #[derive(Default)]
 struct Tail {
     read_at: Option<u64>,
@@ -144,6 +147,17 @@ impl Tail {
             self.start = dropped.seq;
         }
         self.keep_capacity();
+    }
+
+    /// Add a message committed right after the tail's last one (see [`Hub::committed`]); any
+    /// other is left for a read.
+    fn extend(&mut self, message: Arc<Message>) {
+        if self.read_at.is_some() && self.end == message.seq - 1 {
+            self.append(&[message]);
+            // Streams that stopped reading must not make the window grow without bound; one
+            // left behind its start reads for itself.
+            self.keep_capacity();
+        }
     }
 
     /// Forget the oldest messages beyond the capacity.
@@ -327,31 +341,29 @@ impl Hub {
         };
         // A stream reading the tail will see the message in the database instead.
         let Ok(mut tail) = tail.try_lock() else { return };
-        if tail.read_at.is_some() && tail.end == message.seq - 1 {
-            tail.append(&[Arc::new(message.clone())]);
-            // Streams that stopped reading must not make the window grow without bound; one
-            // left behind its start reads for itself.
-            tail.keep_capacity();
-        }
+        tail.extend(Arc::new(message.clone()));
     }
 
     fn dispatch(&self, event: events::Event) {
-        if let events::Event::Message { conversation_id, seq } = event {
+        if let events::Event::Message { conversation_id, seq, .. } = event {
             let _ = self.activity.send((conversation_id, seq));
         }
         let map = self.conversations.lock().expect("hub lock");
         let Some(channels) = map.get(&event.conversation_id()) else { return };
         match event {
-            events::Event::Message { seq, .. } => {
+            events::Event::Message { seq, message, .. } => {
                 let generation = *channels.wake.borrow() + 1;
-                // A tail complete as of every earlier notification that already holds the
-                // announced message is complete as of this one too: its streams need no read.
-                if let Ok(mut tail) = channels.tail.try_lock()
-                    && tail.read_at == Some(generation - 1)
-                    && tail.start < seq
-                    && seq <= tail.end
-                {
-                    tail.read_at = Some(generation);
+                if let Ok(mut tail) = channels.tail.try_lock() {
+                    // The announced message joins a tail that ends right before it (as
+                    // `committed` explains, commit order is sequence order).
+                    if let Some(message) = message {
+                        tail.extend(Arc::from(message));
+                    }
+                    // A tail complete as of every earlier notification that holds the announced
+                    // message is complete as of this one too: its streams need no read.
+                    if tail.read_at == Some(generation - 1) && tail.start < seq && seq <= tail.end {
+                        tail.read_at = Some(generation);
+                    }
                 }
                 channels.wake.send_modify(|current| *current = generation);
             }
@@ -435,12 +447,44 @@ mod tests {
 
         let posted = message(conversation, 5);
         hub.committed(&posted);
-        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5 });
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5, message: None });
         assert!(matches!(subscription.next().await, Signal::CatchUp));
 
         let page = subscription.read_after(&no_database(), 4, 100).await.unwrap();
         assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![posted.id]);
         assert_eq!(hub.database_reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_its_notification_carries_reaches_the_streams_without_a_read() {
+        let (hub, conversation, mut subscription) = watched(4);
+
+        let committed = message(conversation, 5);
+        hub.dispatch(events::Event::Message {
+            conversation_id: conversation,
+            seq: 5,
+            message: Some(Box::new(committed.clone())),
+        });
+        assert!(matches!(subscription.next().await, Signal::CatchUp));
+
+        let page = subscription.read_after(&no_database(), 4, 100).await.unwrap();
+        assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![committed.id]);
+        assert_eq!(hub.database_reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_announced_after_a_gap_is_read() {
+        let (hub, conversation, mut subscription) = watched(4);
+
+        // Seq 5's notification has not come yet: seq 6 must not join the tail across the gap.
+        hub.dispatch(events::Event::Message {
+            conversation_id: conversation,
+            seq: 6,
+            message: Some(Box::new(message(conversation, 6))),
+        });
+        assert_eq!(subscription.tail.try_lock().unwrap().end, 4);
+        assert!(matches!(subscription.next().await, Signal::CatchUp));
+        assert!(subscription.read_after(&no_database(), 4, 100).await.is_err(), "went to the database");
     }
 
     #[tokio::test]
@@ -451,7 +495,7 @@ mod tests {
         // process's seq 6 must not join the tail across the gap.
         hub.committed(&message(conversation, 6));
         assert_eq!(subscription.tail.try_lock().unwrap().end, 4);
-        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5 });
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5, message: None });
         assert!(matches!(subscription.next().await, Signal::CatchUp));
         assert!(subscription.read_after(&no_database(), 4, 100).await.is_err(), "went to the database");
         assert_eq!(hub.database_reads(), 1);
@@ -462,7 +506,7 @@ mod tests {
         // A stream that asked for messages after 1000 of a conversation at 5 left an empty
         // window from 1000: seq 6 is not in it.
         let (hub, conversation, mut subscription) = watched(1000);
-        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 6 });
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 6, message: None });
         assert!(matches!(subscription.next().await, Signal::CatchUp));
         assert!(subscription.tail.try_lock().unwrap().read_at < Some(subscription.generation), "not complete");
     }
@@ -474,7 +518,7 @@ mod tests {
 
         // The listener reconnected: what it missed is unknown, even for a message the tail holds.
         hub.wake_all();
-        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5 });
+        hub.dispatch(events::Event::Message { conversation_id: conversation, seq: 5, message: None });
         assert!(matches!(subscription.next().await, Signal::CatchUp));
         assert!(subscription.read_after(&no_database(), 4, 100).await.is_err(), "went to the database");
     }

@@ -1,12 +1,13 @@
 //! The events the workers announce to the API processes over PostgreSQL NOTIFY.
 //!
-//! Payloads carry ids only: a listener that receives `{kind: message, conversation_id, seq}`
-//! reads the rows itself, so a payload can never exceed NOTIFY's 8 KB limit and a missed
-//! notification is repaired by reading `seq > last seen`.
+//! A committed message is announced as `{kind: message, conversation_id, seq}`, with the
+//! message itself when it fits in NOTIFY's 8 KB: a listener that holds every message up to
+//! `seq - 1` can take it from there, any other reads the rows itself (`seq > last seen`), which
+//! is also how a missed notification is repaired. The other events carry ids and short texts.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConversationId, MessageId};
+use crate::{ConversationId, MessageId, db::messages::Message};
 
 /// The channel every API process LISTENs on.
 pub const CHANNEL: &str = "concierge_events";
@@ -14,8 +15,14 @@ pub const CHANNEL: &str = "concierge_events";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// A message was committed (written by the `messages` trigger).
-    Message { conversation_id: ConversationId, seq: i64 },
+    /// A message was committed (written by the `messages` trigger, at commit): the message as
+    /// committed, unless it was too long for a notification.
+    Message {
+        conversation_id: ConversationId,
+        seq: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<Box<Message>>,
+    },
     /// A worker started writing the reply to a message (the widget shows "typing").
     Typing { conversation_id: ConversationId, reply_to: MessageId },
     /// More of a reply being written; the final message replaces it. Not stored.
@@ -65,25 +72,25 @@ mod tests {
             .map(|path| std::fs::read_to_string(path).unwrap())
             .find(|sql| sql.contains("FUNCTION concierge_notify_message"))
             .expect("a migration defines concierge_notify_message");
-        let body = &sql[sql.find("FUNCTION concierge_notify_message").unwrap()..];
-        let notify = &body[body.find("pg_notify(").unwrap()..];
-        assert!(notify.contains(&format!("'{CHANNEL}'")), "the trigger notifies another channel: {notify}");
-        let args = &notify[notify.find("json_build_object(").unwrap() + "json_build_object(".len()..];
-        let args: Vec<&str> = args[..args.find(')').unwrap()].split(',').map(str::trim).collect();
-        let sql_keys: Vec<&str> = args.iter().step_by(2).map(|key| key.trim_matches('\'')).collect();
-        assert_eq!(args[1], "'message'", "{notify}");
+        let body = &sql[sql.find("CREATE FUNCTION concierge_notify_message").unwrap()..];
+        assert!(body.contains(&format!("pg_notify('{CHANNEL}'")), "the trigger notifies another channel: {body}");
+        let object = &body[body.find("json_build_object(").unwrap() + "json_build_object(".len()..];
+        let args: Vec<&str> = object[..object.find(')').unwrap()].split(',').map(str::trim).collect();
+        let mut sql_keys: Vec<&str> = args.iter().step_by(2).map(|key| key.trim_matches('\'')).collect();
+        assert_eq!(args[1], "'message'", "{body}");
+        assert!(body.contains("jsonb_build_object('message', message)"), "{body}");
+        sql_keys.push("message");
+        // The message is read with the columns a `Message` is read with.
+        assert!(body.contains(crate::db::messages::COLUMNS), "{body}");
 
-        let event = Event::Message { conversation_id: ConversationId::new(), seq: 1 };
+        let payload = format!(r#"{{"kind": "message", "conversation_id": "{}", "seq": 7}}"#, uuid::Uuid::new_v4());
+        let event: Event = serde_json::from_str(&payload).unwrap();
         let json = serde_json::to_value(&event).unwrap();
         let mut rust_keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut sql_sorted = sql_keys.clone();
+        rust_keys.push("message");
         rust_keys.sort();
-        sql_sorted.sort();
-        assert_eq!(sql_sorted, rust_keys, "{notify}");
-        assert_eq!(json["kind"], "message");
-
-        // And what the trigger sends parses back into the event.
-        let payload = format!(r#"{{"kind" : "message", "conversation_id" : "{}", "seq" : 7}}"#, uuid::Uuid::new_v4());
-        assert!(matches!(serde_json::from_str(&payload).unwrap(), Event::Message { seq: 7, .. }));
+        sql_keys.sort();
+        assert_eq!(sql_keys, rust_keys, "{body}");
+        assert!(matches!(event, Event::Message { seq: 7, message: None, .. }));
     }
 }

@@ -24,6 +24,11 @@ async fn until_end(sse: &mut Sse, within: Duration) -> Vec<SseEvent> {
 
 /// Insert `count` user messages at once, as a long conversation would have them.
 async fn insert_messages(app: &TestApp, conversation: &Conversation, count: i64) {
+    insert_messages_of(app, conversation, count, 1).await;
+}
+
+/// `count` messages committed at once, each its number repeated `repeat` times.
+async fn insert_messages_of(app: &TestApp, conversation: &Conversation, count: i64, repeat: i32) {
     let mut tx = app.pool.begin().await.unwrap();
     let last: i64 =
         sqlx::query_scalar("UPDATE conversations SET last_seq = last_seq + $2 WHERE id = $1::uuid RETURNING last_seq")
@@ -34,12 +39,13 @@ async fn insert_messages(app: &TestApp, conversation: &Conversation, count: i64)
             .unwrap();
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, seq, role, content)
-         SELECT gen_random_uuid(), $1::uuid, seq, 'user', 'сообщение ' || seq
+         SELECT gen_random_uuid(), $1::uuid, seq, 'user', repeat('сообщение ' || seq, $4)
          FROM generate_series($2 - $3 + 1, $2) AS seq",
     )
     .bind(&conversation.id)
     .bind(last)
     .bind(count)
+    .bind(repeat)
     .execute(&mut *tx)
     .await
     .unwrap();
@@ -149,17 +155,29 @@ async fn one_read_per_notification_serves_every_stream_of_a_conversation() {
     }
 
     for round in 0..3 {
-        // Committed by another process (a worker's reply, another API's post): read once.
+        // Committed by another process (a worker's reply, another API's post): its
+        // notification carries it.
         let before = app.hub.database_reads();
         insert_messages(&app, &conversation, 1).await;
         let seq = app.stored_messages(&conversation.id).await.last().unwrap().0;
         for sse in &mut streams {
             assert_eq!(sse.next_from("user").await.id, Some(seq));
         }
+        assert_eq!(app.hub.database_reads() - before, 0, "ten streams, no read");
+
+        // Too long for a notification: read once.
+        let before = app.hub.database_reads();
+        insert_messages_of(&app, &conversation, 1, 800).await;
+        let seq = app.stored_messages(&conversation.id).await.last().unwrap().0;
+        for sse in &mut streams {
+            let event = sse.next_from("user").await;
+            assert_eq!(event.id, Some(seq));
+            assert!(event.data["content"].as_str().unwrap().len() > 8000);
+        }
         assert_eq!(app.hub.database_reads() - before, 1, "ten streams, one read");
 
-        // Posted through this process: the streams get it from the tail, unless the
-        // notification came before the post's answer and a stream read it first.
+        // Posted through this process: the streams get it from the tail (handed over by the
+        // route or carried by the notification), unless a stream was still reading.
         let before = app.hub.database_reads();
         let sent = app.say(&conversation, &format!("Ещё одно, {round}")).await;
         for sse in &mut streams {
