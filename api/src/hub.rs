@@ -386,7 +386,8 @@ impl Hub {
         db::listen(&pool, events::CHANNEL, shutdown, move |heard| match heard {
             Heard::Notification(payload) => match serde_json::from_str::<events::Event>(payload) {
                 Ok(event) => hub.dispatch(event),
-                Err(error) => tracing::warn!(%error, payload, "unreadable event"),
+                // Not the payload itself: a message's carries what the user wrote.
+                Err(error) => tracing::warn!(%error, bytes = payload.len(), "unreadable event"),
             },
             // Every stream reads what it missed.
             Heard::Gap => hub.wake_all(),
