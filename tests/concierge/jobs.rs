@@ -199,3 +199,91 @@ async fn finished_jobs_are_pruned_after_a_week_and_their_causes_stay_deduplicate
     assert_eq!(again["id"], sent["id"]);
     assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'concierge::process-message'").await, 0);
 }
+
+/// Hold the decision lock of a fresh conversation's message from a connection of its own (the
+/// lock goes with it), and start waiting for it from a task whose connection comes from `pool`.
+async fn wait_behind_a_decision(
+    app: &TestApp,
+    pool: &sqlx::PgPool,
+) -> (sqlx::PgConnection, tokio::task::JoinHandle<sqlx::Result<()>>) {
+    use concierge_shared::db::conversations::{DECISION_LOCK, DecisionConnection};
+    use sqlx::Connection as _;
+    let conversation = app.open(None).await;
+    let sent = app.say(&conversation, "Как оплатить подписку?").await;
+    let id: MessageId = sent["id"].as_str().unwrap().parse().unwrap();
+    let mut holder = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext(conversation_id::text)) FROM messages WHERE id = $2")
+        .bind(DECISION_LOCK)
+        .bind(id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut conn = DecisionConnection::acquire(&pool).await?;
+            conn.begin(id).await?.commit().await
+        }
+    });
+    wait_until("a decision waiting for the lock", WAIT, async || {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting == 1 { Ok(()) } else { Err(format!("{waiting} waiting")) }
+    })
+    .await;
+    (holder, waiter)
+}
+
+/// Whether the statements of a pool of one connection run in a transaction left open: two of
+/// them then share a transaction id.
+async fn in_transaction(pool: &sqlx::PgPool) -> bool {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id: i64 = sqlx::query_scalar("SELECT txid_current()").fetch_one(pool).await.expect("a usable connection");
+        ids.push(id);
+    }
+    ids[0] == ids[1]
+}
+
+#[tokio::test]
+async fn a_decision_lock_that_fails_while_waiting_leaves_no_broken_connection_in_the_pool() {
+    let app = TestApp::spawn().await;
+    let pool = concierge_shared::db::connect(&app.db_url, 1).await.unwrap();
+    let (_holder, waiter) = wait_behind_a_decision(&app, &pool).await;
+    sqlx::query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let error = waiter.await.unwrap().expect_err("the cancelled lock fails");
+    assert!(error.to_string().contains("cancel"), "{error}");
+    // The pool's one connection serves the next borrower outside any transaction.
+    assert!(!in_transaction(&pool).await);
+}
+
+#[tokio::test]
+async fn a_decision_dropped_while_waiting_for_its_lock_leaves_no_transaction_in_the_pool() {
+    let app = TestApp::spawn().await;
+    let pool = concierge_shared::db::connect(&app.db_url, 1).await.unwrap();
+    let (holder, waiter) = wait_behind_a_decision(&app, &pool).await;
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    // The holder's session ends, so the waiting statement would now get the lock.
+    sqlx::Connection::close(holder).await.unwrap();
+    assert!(!in_transaction(&pool).await, "the next borrower runs in the dropped decision's transaction");
+    wait_until("no advisory lock left", WAIT, async || {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+             WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if held == 0 { Ok(()) } else { Err(format!("{held} held")) }
+    })
+    .await;
+}

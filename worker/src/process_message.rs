@@ -54,7 +54,8 @@ pub async fn handle(job: ProcessMessage, ctx: Data<Context>, attempt: Attempt) -
 async fn process(ctx: &Context, job: &ProcessMessage) -> anyhow::Result<()> {
     // One decision at a time per conversation: a message sent while the model thinks about the
     // previous one waits here, and earlier messages whose jobs have not started yet go first.
-    let mut lock = conversations::begin_decisions(&ctx.pool, job.message_id).await?;
+    let mut conn = conversations::DecisionConnection::acquire(&ctx.pool).await?;
+    let mut lock = conn.begin(job.message_id).await?;
     let Some(mut state) = decision_state(&mut lock, job.message_id).await? else {
         tracing::warn!("message no longer exists; nothing to do");
         return Ok(());

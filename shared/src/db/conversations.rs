@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, PgExecutor, PgPool, Postgres, Transaction, pool::PoolConnection};
 
 use crate::{
     ConversationId, ConversationMode, ConversationStatus, MessageId, OwnerKey, OwnerKind, Role,
@@ -105,21 +105,54 @@ pub async fn lock(conn: &mut PgConnection, id: ConversationId) -> sqlx::Result<O
 
 /// The advisory-lock class of a conversation's decisions (two-key advisory locks never meet the
 /// one-key locks the job queue takes).
-const DECISION_LOCK: i32 = 0x636f_6e63;
+pub const DECISION_LOCK: i32 = 0x636f_6e63;
 
-/// Begins a transaction holding the decision lock of the conversation of message `id` until it
-/// ends: one decision at a time per conversation, in every worker process, however long the
-/// model takes. Unlike [`lock`] it leaves the row free for the API meanwhile. `BEGIN` and the
-/// lock go in one round trip (a simple query, the message's id written into it); no lock is
-/// taken when the message does not exist. Read what the decision depends on after this
-/// returns ([`decision_state`]): a statement sees what was committed before it began.
-pub async fn begin_decisions(pool: &PgPool, id: MessageId) -> sqlx::Result<Transaction<'static, Postgres>> {
-    // A UUID's text is hex digits and dashes: nothing in it can leave the quotes.
-    pool.begin_with(sqlx::AssertSqlSafe(format!(
-        "BEGIN; SELECT pg_advisory_xact_lock({DECISION_LOCK}, hashtext(conversation_id::text)) \
-         FROM messages WHERE id = '{id}'"
-    )))
-    .await
+/// A pooled connection for the transactions that hold a conversation's decision lock
+/// ([`DecisionConnection::begin`]).
+///
+/// `BEGIN` and the lock go in one round trip, as one simple query. sqlx counts a transaction only
+/// once that query has completed, and rolls back only what it counts: if the lock's statement
+/// fails (cancelled, timed out), or the future is dropped while it waits, the connection would go
+/// back to the pool inside a transaction, aborted or holding the lock, that sqlx does not know
+/// of, and every later borrower's statements would run in it. So such a connection is closed
+/// instead, and the pool opens a fresh one.
+pub struct DecisionConnection {
+    conn: PoolConnection<Postgres>,
+    /// False from the moment a `BEGIN` is sent until sqlx has counted its transaction.
+    known_state: bool,
+}
+
+impl DecisionConnection {
+    pub async fn acquire(pool: &PgPool) -> sqlx::Result<Self> {
+        Ok(Self { conn: pool.acquire().await?, known_state: true })
+    }
+
+    /// Begins a transaction holding the decision lock of the conversation of message `id` until
+    /// it ends: one decision at a time per conversation, in every worker process, however long
+    /// the model takes. Unlike [`lock`] it leaves the row free for the API meanwhile. No lock is
+    /// taken when the message does not exist. Read what the decision depends on after this
+    /// returns ([`decision_state`]): a statement sees what was committed before it began.
+    pub async fn begin(&mut self, id: MessageId) -> sqlx::Result<Transaction<'_, Postgres>> {
+        self.known_state = false;
+        // A UUID's text is hex digits and dashes: nothing in it can leave the quotes.
+        let transaction = self
+            .conn
+            .begin_with(sqlx::AssertSqlSafe(format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({DECISION_LOCK}, hashtext(conversation_id::text)) \
+                 FROM messages WHERE id = '{id}'"
+            )))
+            .await?;
+        self.known_state = true;
+        Ok(transaction)
+    }
+}
+
+impl Drop for DecisionConnection {
+    fn drop(&mut self) {
+        if !self.known_state {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// What a decision about one user message starts from, read under the decision lock.
