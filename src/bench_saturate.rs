@@ -11,11 +11,11 @@
 //! - (c) the full pipeline: API and worker processes, the offline engine, 50 and 200
 //!   conversations back to back; then 50 conversations paced at half of (c)'s rate.
 //!
-//! `--profile` records `perf record -g` of the API and the worker during (c) at 50
+//! `--profile` records `perf record --call-graph dwarf` of the API and the worker during (c) at 50
 //! conversations and draws a flame graph of each.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
@@ -273,7 +273,9 @@ FROM j INNER JOIN locked ON locked.id = j.task_id WHERE jobs.id = locked.id;
     )
 }
 
-/// `perf record -g` of one process until [`Profile::finish`], which draws its flame graph.
+/// `perf record` of one process until [`Profile::finish`], which draws its flame graph. Stacks
+/// are unwound from DWARF: the standard library and most crates are built without frame
+/// pointers, so `-g` alone stops at the first frame.
 struct Profile {
     name: &'static str,
     data: PathBuf,
@@ -285,7 +287,7 @@ impl Profile {
         let pid = pid.context("the process has exited")?;
         let data = std::env::temp_dir().join(format!("concierge-saturate-{name}-{}.perf", std::process::id()));
         let perf = Command::new("perf")
-            .args(["record", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
+            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
             .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -324,16 +326,27 @@ impl Profile {
         })
         .await??;
         println!("    {name}: flame graph in {}; most samples of their own:", svg.display());
-        for (share, function) in top {
+        for (share, function) in top.own {
+            println!("      {:>5.1}%  {function}", share * 100.0);
+        }
+        println!("    {name}: the project's functions with most samples, callees included:");
+        for (share, function) in top.ours {
             println!("      {:>5.1}%  {function}", share * 100.0);
         }
         Ok(())
     }
 }
 
-/// Collapse `perf script` output, draw it into `svg`, and return the top functions by their
-/// own samples, with their share.
-fn draw(stacks: &[u8], name: &str, svg: &Path) -> anyhow::Result<Vec<(f64, String)>> {
+/// The functions a profile spent most in, each with its share of the samples.
+struct Top {
+    /// By samples of their own (the leaf of the stack).
+    own: Vec<(f64, String)>,
+    /// The project's own functions, by samples with their callees included.
+    ours: Vec<(f64, String)>,
+}
+
+/// Collapse `perf script` output, draw it into `svg`, and return the functions with most samples.
+fn draw(stacks: &[u8], name: &str, svg: &Path) -> anyhow::Result<Top> {
     use inferno::collapse::Collapse;
     let mut collapsed = Vec::new();
     inferno::collapse::perf::Folder::from(inferno::collapse::perf::Options::default())
@@ -345,15 +358,33 @@ fn draw(stacks: &[u8], name: &str, svg: &Path) -> anyhow::Result<Vec<(f64, Strin
     let file = std::io::BufWriter::new(std::fs::File::create(svg)?);
     inferno::flamegraph::from_lines(&mut options, collapsed.lines(), file).context("drawing the flame graph")?;
     let mut own: HashMap<&str, u64> = HashMap::new();
+    let mut ours: HashMap<&str, u64> = HashMap::new();
     let mut total = 0;
     for line in collapsed.lines() {
         let Some((stack, count)) = line.rsplit_once(' ') else { continue };
         let count: u64 = count.parse().unwrap_or(0);
         let leaf = stack.rsplit(';').next().unwrap_or(stack);
         *own.entry(leaf).or_default() += count;
+        // A function counts once per stack, however deep it recurses.
+        let mut seen = HashSet::new();
+        for frame in stack.split(';').filter(|frame| is_ours(frame)) {
+            if seen.insert(frame) {
+                *ours.entry(frame).or_default() += count;
+            }
+        }
         total += count;
     }
-    let mut top: Vec<_> = own.into_iter().collect();
-    top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-    Ok(top.into_iter().take(15).map(|(f, n)| (n as f64 / total.max(1) as f64, f.to_owned())).collect())
+    let rank = |counts: HashMap<&str, u64>| {
+        let mut top: Vec<_> = counts.into_iter().collect();
+        top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        top.into_iter().take(15).map(|(f, n)| (n as f64 / total.max(1) as f64, f.to_owned())).collect()
+    };
+    Ok(Top { own: rank(own), ours: rank(ours) })
+}
+
+/// Whether a symbol is one of the workspace's own functions, rather than a dependency's.
+fn is_ours(frame: &str) -> bool {
+    const CRATES: [&str; 4] = ["concierge::", "concierge_api::", "concierge_shared::", "concierge_worker::"];
+    let path = frame.trim_start_matches('<').trim_start_matches("&mut ").trim_start_matches('&');
+    CRATES.iter().any(|krate| path.starts_with(krate))
 }
