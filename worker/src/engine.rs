@@ -18,7 +18,7 @@
 
 use concierge_shared::{
     DecisionKind, MessageRole,
-    actions::{ActionDefinition, Builtin, Handler, triggered},
+    actions::{ActionDefinition, Builtin, Handler},
     db::{conversations::Conversation, messages::Message},
     i18n::{Locale, Texts},
     knowledge::{Hit, SearchResult, is_follow_up, normalize_query},
@@ -125,7 +125,8 @@ pub fn decide(
     let no_required =
         |a: &&ActionDefinition| a.schema().get("required").and_then(|r| r.as_array()).is_none_or(|r| r.is_empty());
     let runnable: Vec<&ActionDefinition> = actions.iter().filter(no_required).collect();
-    if let Some(action) = runnable.iter().find(|a| triggered(&a.trigger_keywords, &message.content)) {
+    let stems = concierge_shared::knowledge::stems(&message.content);
+    if let Some(action) = runnable.iter().find(|a| a.triggered_by(&stems)) {
         return Decision::Action { name: action.name.clone(), params: serde_json::json!({}) };
     }
     if conversation.clarify_count == 0 && names_only_a_topic(&words) {

@@ -48,6 +48,22 @@ pub struct ActionDefinition {
     pub read_only: bool,
     #[serde(default = "yes")]
     pub active: bool,
+    /// `trigger_keywords` stemmed, computed on first use.
+    #[serde(skip)]
+    #[sqlx(skip)]
+    pub trigger_stems: TriggerStems,
+}
+
+/// The stems of an action's trigger phrases, computed once per definition read rather than for
+/// every message it is matched against.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerStems(std::sync::OnceLock<Vec<Vec<String>>>);
+
+/// Derived from the phrases, so it never makes two definitions differ.
+impl PartialEq for TriggerStems {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 fn yes() -> bool {
@@ -114,6 +130,19 @@ impl ActionDefinition {
     /// The parameters' JSON Schema.
     pub fn schema(&self) -> &Value {
         &self.parameters.0
+    }
+
+    /// Whether a text whose [`stems`](crate::knowledge::stems) are `words` matches one of the
+    /// trigger phrases (see [`triggered`]).
+    pub fn triggered_by(&self, words: &[String]) -> bool {
+        self.trigger_phrases().iter().any(|phrase| phrase_matches(phrase, words))
+    }
+
+    /// The stems of each trigger phrase, computed on the first call.
+    pub fn trigger_phrases(&self) -> &[Vec<String>] {
+        self.trigger_stems
+            .0
+            .get_or_init(|| self.trigger_keywords.iter().map(|phrase| crate::knowledge::stems(phrase)).collect())
     }
 }
 
@@ -213,16 +242,18 @@ pub fn validate_params(schema: &Value, params: &Value) -> Result<(), String> {
 /// A stem shorter than three letters must be the whole stem ("моя" is not "можно", "не" is not
 /// "нет").
 pub fn triggered(keywords: &[String], text: &str) -> bool {
-    const SHORT: usize = 3;
     let words = crate::knowledge::stems(text);
-    keywords.iter().any(|phrase| {
-        let phrase_stems = crate::knowledge::stems(phrase);
-        !phrase_stems.is_empty()
-            && phrase_stems.iter().all(|p| {
-                let short = p.chars().count() < SHORT;
-                words.iter().any(|w| if short { w == p } else { w.starts_with(p.as_str()) })
-            })
-    })
+    keywords.iter().any(|phrase| phrase_matches(&crate::knowledge::stems(phrase), &words))
+}
+
+/// Whether every stem of a phrase begins the stem of a word (see [`triggered`]).
+fn phrase_matches(phrase: &[String], words: &[String]) -> bool {
+    const SHORT: usize = 3;
+    !phrase.is_empty()
+        && phrase.iter().all(|p| {
+            let short = p.chars().count() < SHORT;
+            words.iter().any(|w| if short { w == p } else { w.starts_with(p.as_str()) })
+        })
 }
 
 /// Lowercased words with ё folded to е: how phrases are compared with what users type.
@@ -351,5 +382,31 @@ mod tests {
         let mine = vec!["моя подписка".to_owned()];
         assert!(triggered(&mine, "Что с моей подпиской?"));
         assert!(!triggered(&mine, "можно подписку через СБП оплатить?"));
+    }
+
+    #[test]
+    fn a_definition_matches_as_its_phrases_do() {
+        let definition = ActionDefinition {
+            name: "check_zoom_status".into(),
+            display_name: "Zoom".into(),
+            description: String::new(),
+            parameters: sqlx::types::Json(serde_json::json!({ "type": "object" })),
+            trigger_keywords: vec!["не работает зум".into(), "проверь зум".into()],
+            handler: "builtin:check_zoom_status".parse().unwrap(),
+            http: None,
+            requires_user: true,
+            read_only: true,
+            active: true,
+            trigger_stems: TriggerStems::default(),
+        };
+        for text in
+            ["У меня не работает зум!", "Проверьте, пожалуйста, мой зум", "Я провела урок в зуме", "как подключить зум"]
+        {
+            let words = crate::knowledge::stems(text);
+            assert_eq!(definition.triggered_by(&words), triggered(&definition.trigger_keywords, text), "{text}");
+        }
+        // The stems are computed once, and travel with a copy.
+        assert!(definition.trigger_stems.0.get().is_some());
+        assert!(definition.clone().trigger_stems.0.get().is_some());
     }
 }

@@ -10,7 +10,7 @@ mod declarative;
 mod status;
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -150,20 +150,34 @@ impl PlanCache {
 /// change only when fixtures are loaded or an admin switches one (seen here within seconds).
 #[derive(Default)]
 pub struct DefinitionCache {
-    cached: tokio::sync::Mutex<Option<(Instant, Vec<ActionDefinition>)>>,
+    cached: tokio::sync::Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    at: Instant,
+    /// The active actions a signed-in user may run, then those anyone may.
+    signed_in: Arc<[ActionDefinition]>,
+    anyone: Arc<[ActionDefinition]>,
 }
 
 const DEFINITIONS_TTL: Duration = Duration::from_secs(5);
 
 impl DefinitionCache {
-    /// Active actions a caller may run (see `actions::available`).
-    pub async fn available(&self, pool: &sqlx::PgPool, signed_in: bool) -> sqlx::Result<Vec<ActionDefinition>> {
+    /// Active actions a caller may run (see `actions::available`), shared until the next read.
+    pub async fn available(&self, pool: &sqlx::PgPool, signed_in: bool) -> sqlx::Result<Arc<[ActionDefinition]>> {
         let mut cached = self.cached.lock().await;
-        let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < DEFINITIONS_TTL);
+        let fresh = cached.as_ref().is_some_and(|c| c.at.elapsed() < DEFINITIONS_TTL);
         if !fresh {
-            *cached = Some((Instant::now(), concierge_shared::actions::list(pool).await?));
+            let all = concierge_shared::actions::list(pool).await?;
+            let active: Vec<ActionDefinition> = all.into_iter().filter(|a| a.active).collect();
+            // Stemmed here once, for every message matched against them until the next read.
+            for definition in &active {
+                definition.trigger_phrases();
+            }
+            let anyone: Arc<[ActionDefinition]> = active.iter().filter(|a| !a.requires_user).cloned().collect();
+            *cached = Some(Cached { at: Instant::now(), signed_in: active.into(), anyone });
         }
-        let all = &cached.as_ref().expect("filled above").1;
-        Ok(all.iter().filter(|a| a.active && (signed_in || !a.requires_user)).cloned().collect())
+        let cached = cached.as_ref().expect("filled above");
+        Ok(if signed_in { cached.signed_in.clone() } else { cached.anyone.clone() })
     }
 }

@@ -430,6 +430,7 @@ mod tests {
             requires_user: true,
             read_only: true,
             active: true,
+            trigger_stems: Default::default(),
         };
         let none = json!({ "type": "object", "properties": {}, "additionalProperties": false });
         let lesson = json!({ "type": "object", "properties": { "lesson": { "type": "string", "maxLength": 64 } }, "additionalProperties": false });
