@@ -20,7 +20,7 @@ pub enum Event {
     Message {
         conversation_id: ConversationId,
         seq: i64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "message_or_none")]
         message: Option<Box<Message>>,
     },
     /// A worker started writing the reply to a message (the widget shows "typing").
@@ -31,6 +31,21 @@ pub enum Event {
     Edited { conversation_id: ConversationId, message_id: MessageId },
     /// An operator is writing a reply in the console (renewed every few seconds while they type).
     OperatorTyping { conversation_id: ConversationId, name: String },
+}
+
+/// The message a notification carries, or none when this process cannot read it (a newer
+/// process's message during a rolling deploy): the listener then reads the row, as it does for a
+/// message too long to carry, rather than losing the whole notification.
+fn message_or_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Box<Message>>, D::Error> {
+    let carried = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(carried.and_then(|message| match Message::deserialize(message) {
+        Ok(message) => Some(Box::new(message)),
+        // Not the error itself: it may quote what the user wrote.
+        Err(_) => {
+            tracing::warn!("a notification's message is unreadable here; reading it from the database");
+            None
+        }
+    }))
 }
 
 impl Event {
@@ -91,6 +106,16 @@ mod tests {
         rust_keys.sort();
         sql_keys.sort();
         assert_eq!(sql_keys, rust_keys, "{body}");
+        assert!(matches!(event, Event::Message { seq: 7, message: None, .. }));
+    }
+
+    #[test]
+    fn a_carried_message_this_process_cannot_read_leaves_the_notification_readable() {
+        let conversation = uuid::Uuid::new_v4();
+        let payload = format!(
+            r#"{{"kind": "message", "conversation_id": "{conversation}", "seq": 7, "message": {{"role": "robot"}}}}"#
+        );
+        let event: Event = serde_json::from_str(&payload).unwrap();
         assert!(matches!(event, Event::Message { seq: 7, message: None, .. }));
     }
 }
