@@ -1,6 +1,7 @@
 //! Messages. Appending one takes the next sequence number of its conversation under the
 //! conversation's row lock, so within a conversation sequence order is commit order.
-//! The `messages` trigger announces every insert on the `concierge_events` channel.
+//! The `messages` trigger announces every insert on the `concierge_events` channel when its
+//! transaction commits, with the message as committed when it fits the notification.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
