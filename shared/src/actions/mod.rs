@@ -133,7 +133,11 @@ impl ActionDefinition {
     }
 
     /// Whether a text whose [`stems`](crate::knowledge::stems) are `words` matches one of the
-    /// trigger phrases (see [`triggered`]).
+    /// trigger phrases: the stem of every word of a phrase begins the stem of a word of the text
+    /// (the knowledge index's Snowball stemmers), so inflections and cut-off phrase words match
+    /// ("урока" matches "уроков", "зум не подключ" matches "не подключается"), and words that
+    /// merely share letters do not ("проверь" is not "провела"). A stem shorter than three
+    /// letters must be the whole stem ("моя" is not "можно", "не" is not "нет").
     pub fn triggered_by(&self, words: &[String]) -> bool {
         self.trigger_phrases().iter().any(|phrase| phrase_matches(phrase, words))
     }
@@ -235,18 +239,7 @@ pub fn validate_params(schema: &Value, params: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `text` matches one of the trigger phrases: the stem of every word of a phrase begins
-/// the stem of a word of the text (the knowledge index's Snowball stemmers), so inflections and
-/// cut-off phrase words match ("урока" matches "уроков", "зум не подключ" matches "не
-/// подключается"), and words that merely share letters do not ("проверь" is not "провела").
-/// A stem shorter than three letters must be the whole stem ("моя" is not "можно", "не" is not
-/// "нет").
-pub fn triggered(keywords: &[String], text: &str) -> bool {
-    let words = crate::knowledge::stems(text);
-    keywords.iter().any(|phrase| phrase_matches(&crate::knowledge::stems(phrase), &words))
-}
-
-/// Whether every stem of a phrase begins the stem of a word (see [`triggered`]).
+/// Whether every stem of a phrase begins the stem of a word (see [`ActionDefinition::triggered_by`]).
 fn phrase_matches(phrase: &[String], words: &[String]) -> bool {
     const SHORT: usize = 3;
     !phrase.is_empty()
@@ -384,21 +377,30 @@ mod tests {
         assert!(!triggered(&mine, "можно подписку через СБП оплатить?"));
     }
 
-    #[test]
-    fn a_definition_matches_as_its_phrases_do() {
-        let definition = ActionDefinition {
+    fn definition(trigger_keywords: Vec<String>) -> ActionDefinition {
+        ActionDefinition {
             name: "check_zoom_status".into(),
             display_name: "Zoom".into(),
             description: String::new(),
             parameters: sqlx::types::Json(serde_json::json!({ "type": "object" })),
-            trigger_keywords: vec!["не работает зум".into(), "проверь зум".into()],
+            trigger_keywords,
             handler: "builtin:check_zoom_status".parse().unwrap(),
             http: None,
             requires_user: true,
             read_only: true,
             active: true,
             trigger_stems: TriggerStems::default(),
-        };
+        }
+    }
+
+    /// Whether `text` triggers a fresh definition with these phrases.
+    fn triggered(keywords: &[String], text: &str) -> bool {
+        definition(keywords.to_vec()).triggered_by(&crate::knowledge::stems(text))
+    }
+
+    #[test]
+    fn a_definition_matches_as_its_phrases_do() {
+        let definition = definition(vec!["не работает зум".into(), "проверь зум".into()]);
         for text in
             ["У меня не работает зум!", "Проверьте, пожалуйста, мой зум", "Я провела урок в зуме", "как подключить зум"]
         {
